@@ -1,0 +1,7 @@
+"""User-facing errors raised by the fusion package."""
+
+
+class FusionError(Exception):
+    """A fusion step cannot go on: the one-line message says what to fix."""
+
+    exit_code = 2

@@ -1,0 +1,49 @@
+"""The ``fusebench`` command: wires one module per command; no logic lives here."""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+import typer
+from rich.console import Console
+
+from harness.cli import eval_cmd, tasks_cmd, zoo_cmd
+from harness.errors import USER_ERRORS
+
+app = typer.Typer(
+    name="fusebench",
+    help="Knowledge fusion of heterogeneous LLMs and Korean evaluation.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("eval")(eval_cmd.eval_command)
+app.command("tasks")(tasks_cmd.tasks_command)
+app.add_typer(zoo_cmd.app, name="zoo")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point (its return value is the exit code).
+
+    Usage errors are typer's (usage line, exit 2); fusebench's user errors become one red
+    line and their exit code, never a traceback. Anything else is a bug and shows one.
+    """
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    try:
+        app(args=argv)
+    except SystemExit as done:
+        return int(done.code or 0) if not isinstance(done.code, str) else 1
+    except USER_ERRORS as err:
+        Console(stderr=True).print(f"[red]error:[/] {err}", highlight=False, soft_wrap=True)
+        return getattr(err, "exit_code", 2)
+    return 0
+
+
+def _sigterm_as_interrupt(signum: int, frame: object) -> None:
+    """A scheduler's SIGTERM takes the same path as Ctrl-C: save, then stop."""
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,252 @@
+"""``fusebench eval``: lm-eval over fusebench's tasks, into a resumable run directory.
+
+Each (task, shot count) is one lm-eval evaluation whose results land atomically before the
+next starts, so an interrupted run loses at most the task it was on, and a rerun with the
+same settings picks up there. Settings that change the numbers (model weights, backend,
+dtype, limit, seeds, task versions) must match an existing run, or the rerun is refused.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from harness import __version__
+from harness.backends import BackendOptions, build_backend
+from harness.errors import HarnessError, Interrupted
+from harness.models import cache_key, resolve_model
+from reports import rundir
+from reports.rundir import BackendInfo, Completed, Manifest, TaskEntry
+from tasks import catalog
+
+DEFAULT_SEED = 1234
+# Settings that are free to change between a run and its resumption.
+_FREE_BACKEND_ARGS = {"batch_size", "device"}
+
+
+@dataclass
+class EvalSpec:
+    model: str
+    tasks: list[str]
+    output: Path
+    num_fewshot: list[int] = field(default_factory=lambda: [0])
+    backend: str = "hf"
+    options: BackendOptions = field(default_factory=BackendOptions)
+    limit: float | None = None
+    seed: int = DEFAULT_SEED
+    overwrite: bool = False
+    cache_dir: Path | None = None
+
+
+def git_commit() -> str | None:
+    """The fusebench commit, when running from a checkout (with ``-dirty`` if modified)."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return None
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "-uno"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("-dirty" if dirty else "")  # fmt: skip
+
+
+def seeds_for(seed: int) -> dict[str, int]:
+    return {"random": seed, "numpy": seed, "torch": seed, "fewshot": seed}
+
+
+def _comparable(manifest: Manifest) -> dict[str, Any]:
+    backend_args = {k: v for k, v in manifest.backend.args.items() if k not in _FREE_BACKEND_ARGS}
+    return {
+        "model": manifest.model.model_dump(),
+        "backend": manifest.backend.name,
+        "backend args": backend_args,
+        "limit": manifest.limit,
+        "seeds": manifest.seeds,
+    }
+
+
+def _check_same_settings(old: Manifest, new: Manifest, run: Path) -> None:
+    a, b = _comparable(old), _comparable(new)
+    differing = [key for key in a if a[key] != b[key]]
+    versions = {t.name: t.version for t in new.tasks}
+    differing += [
+        f"version of {t.name} ({t.version} -> {versions[t.name]})"
+        for t in old.tasks if t.name in versions and versions[t.name] != t.version
+    ]  # fmt: skip
+    if differing:
+        raise HarnessError(
+            f"{run} holds a run with different settings ({'; '.join(differing)}); "
+            "use another --output, or --overwrite to replace it"
+        )
+
+
+def _merge_manifests(old: Manifest, new: Manifest) -> Manifest:
+    """Resume: keep what was finished and the union of tasks and shots asked for."""
+    tasks = {t.name: t for t in old.tasks} | {t.name: t for t in new.tasks}
+    return new.model_copy(update={
+        "tasks": list(tasks.values()),
+        "requested_tasks": list(dict.fromkeys(old.requested_tasks + new.requested_tasks)),
+        "num_fewshot": sorted(set(old.num_fewshot) | set(new.num_fewshot)),
+        "completed": old.completed,
+        "started_at": old.started_at,
+    })  # fmt: skip
+
+
+def open_run(spec: EvalSpec, manifest: Manifest) -> Manifest:
+    """Create the run directory, or resume the one there, or refuse."""
+    run = spec.output
+    if run.exists() and not run.is_dir():
+        raise HarnessError(f"{run}: exists and is not a directory")
+    if run.is_dir() and any(run.iterdir()):
+        if not (run / rundir.MANIFEST).is_file():
+            raise HarnessError(f"{run}: not empty and not a fusebench run; choose another --output")
+        if spec.overwrite:
+            shutil.rmtree(run)
+        else:
+            try:
+                old = rundir.read_manifest(run)
+            except (ValueError, OSError) as err:
+                raise HarnessError(f"{run}/{rundir.MANIFEST}: unreadable ({err})") from None
+            _check_same_settings(old, manifest, run)
+            manifest = _merge_manifests(old, manifest)
+    run.mkdir(parents=True, exist_ok=True)
+    rundir.write_manifest(run, manifest)
+    return manifest
+
+
+def _task_entries(names: list[str]) -> list[TaskEntry]:
+    infos = catalog.all_tasks()
+    return [
+        TaskEntry(name=n, version=infos[n].version, benchmark=infos[n].benchmark,
+                  source=infos[n].source, split=infos[n].split, metric=infos[n].metric)
+        for n in names
+    ]  # fmt: skip
+
+
+def _quiet_git_hash() -> str | None:
+    """lm-eval records ``git describe`` of the current directory and lets git print
+    "fatal: not a git repository" to the terminal outside one; same value, no noise."""
+    try:
+        done = subprocess.run(["git", "describe", "--always"], capture_output=True, text=True,
+                              timeout=10)  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None
+
+
+def _evaluate_one(lm, task: str, shots: int, spec: EvalSpec, task_manager, use_cache) -> dict:
+    import lm_eval.evaluator
+    from lm_eval import simple_evaluate
+
+    lm_eval.evaluator.get_git_commit_hash = _quiet_git_hash
+
+    seeds = seeds_for(spec.seed)
+    results = simple_evaluate(
+        model=lm,
+        tasks=[task],
+        num_fewshot=shots,
+        limit=spec.limit,
+        log_samples=True,
+        task_manager=task_manager,
+        use_cache=use_cache,
+        random_seed=seeds["random"],
+        numpy_random_seed=seeds["numpy"],
+        torch_random_seed=seeds["torch"],
+        fewshot_random_seed=seeds["fewshot"],
+    )
+    if results is None:  # non-zero ranks in a multi-process run
+        raise HarnessError("lm-eval returned no results (is this a non-zero rank?)")
+    return results
+
+
+def run_eval(spec: EvalSpec, console: Console | None = None) -> Path:
+    """Evaluate, resuming where an earlier run into the same directory stopped."""
+    console = console or Console(stderr=True)
+    task_names = catalog.expand(spec.tasks)
+    if any(n < 0 for n in spec.num_fewshot):
+        raise HarnessError("--num-fewshot: shot counts must be >= 0")
+    model = resolve_model(spec.model, spec.options.revision)
+    manifest = Manifest(
+        fusebench_version=__version__,
+        git_commit=git_commit(),
+        model=model,
+        backend=BackendInfo(name=spec.backend, args=spec.options.recorded()),
+        requested_tasks=spec.tasks,
+        tasks=_task_entries(task_names),
+        num_fewshot=sorted(set(spec.num_fewshot)),
+        seeds=seeds_for(spec.seed),
+        limit=spec.limit,
+        started_at=rundir.now(),
+    )
+    manifest = open_run(spec, manifest)
+    run = spec.output
+    pending = [(t, n) for n in sorted(set(spec.num_fewshot)) for t in task_names
+               if not manifest.is_done(t, n)]  # fmt: skip
+    for task, shots in [(t, n) for n in spec.num_fewshot for t in task_names
+                        if manifest.is_done(t, n)]:  # fmt: skip
+        console.print(f"[dim]skip[/] {task} {shots}-shot: already in {run}")
+    if not pending:
+        manifest.status, manifest.finished_at = "complete", manifest.finished_at or rundir.now()
+        rundir.write_manifest(run, manifest)
+        return run
+
+    use_cache = None
+    if spec.cache_dir is not None:
+        key = cache_key(model, spec.backend, spec.options.dtype)
+        use_cache = str(spec.cache_dir / key / "lm_eval")
+    try:
+        console.print(f"loading {spec.model} ({spec.backend})")
+        lm = build_backend(spec.backend, model.name_or_path, spec.options)
+        task_manager = catalog.task_manager()
+        for index, (task, shots) in enumerate(pending, 1):
+            console.print(f"[bold][{index}/{len(pending)}][/] {task} {shots}-shot")
+            started = time.monotonic()
+            results = _evaluate_one(lm, task, shots, spec, task_manager, use_cache)
+            _store(run, shots, task, results)
+            manifest.completed.append(Completed(
+                task=task, num_fewshot=shots, finished_at=rundir.now(),
+                seconds=round(time.monotonic() - started, 2),
+                n_samples=len(results.get("samples", {}).get(task, [])),
+            ))  # fmt: skip
+            rundir.write_manifest(run, manifest)
+    except KeyboardInterrupt:
+        manifest.status = "interrupted"
+        rundir.write_manifest(run, manifest)
+        done = len(manifest.completed)
+        raise Interrupted(
+            f"interrupted; {done} task evaluation(s) are saved in {run}: rerun the same "
+            "command to continue"
+        ) from None
+    except BaseException as err:
+        manifest.status, manifest.error = "failed", f"{type(err).__name__}: {err}"[:500]
+        rundir.write_manifest(run, manifest)
+        raise
+    manifest.status, manifest.finished_at, manifest.error = "complete", rundir.now(), None
+    rundir.write_manifest(run, manifest)
+    return run
+
+
+def _store(run: Path, shots: int, task: str, results: dict) -> None:
+    """Samples first, then results: a task counts as done only once both are on disk."""
+    samples = results.pop("samples", {}).get(task, [])
+    rundir.write_jsonl_atomic(rundir.samples_path(run, shots, task), samples)
+    merged = rundir.merge_results(rundir.read_results(run, shots), results)
+    rundir.write_json_atomic(rundir.shot_dir(run, shots) / rundir.RESULTS, merged)

@@ -1,0 +1,42 @@
+"""Quiet, useful logging: library chatter off unless --verbose, progress bars kept."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+
+# lm-eval warns once per task that custom_dataset kwargs can be passed via --metadata:
+# true but irrelevant to fusebench users, who never call lm-eval's CLI.
+# "Overwriting default num_fewshot" restates the --num-fewshot the user just gave.
+_NOISE = (
+    "Custom kwargs can be passed",
+    "For example --metadata",
+    "Overwriting default num_fewshot",
+)
+
+
+class _DropNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(n in message for n in _NOISE)
+
+
+def configure(verbose: bool = False) -> None:
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for name in ("lm_eval", "lm-eval", "datasets", "transformers", "deepspeed", "httpx"):
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        logger.addFilter(_DropNoise())
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_DropNoise())
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not verbose:
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module="transformers")
+        import datasets
+        import transformers
+
+        datasets.disable_progress_bars()
+        transformers.utils.logging.set_verbosity_error()

@@ -1,0 +1,179 @@
+"""The run directory: the file layout and manifest schema shared by the harness and reports.
+
+The harness writes run directories and reports reads them; the schema lives here, in the
+reading package, because ``reports`` may not import ``harness`` (dependencies point one way).
+
+    runs/<name>/manifest.json                  what was run, how, and how far it got
+    runs/<name>/<n>-shot/results.json          lm-eval's results object (all tasks at n shots)
+    runs/<name>/<n>-shot/samples/<task>.jsonl  lm-eval's per-sample records
+
+One shot setting is one lm-eval evaluation, so each gets its own folder: a run made with
+``--num-fewshot 0,5`` holds ``0-shot/`` and ``5-shot/`` side by side under one manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MANIFEST_FORMAT = "fusebench.run/1"
+MANIFEST = "manifest.json"
+RESULTS = "results.json"
+SAMPLES = "samples"
+
+
+def shot_dir(run: Path, num_fewshot: int) -> Path:
+    return run / f"{num_fewshot}-shot"
+
+
+def samples_path(run: Path, num_fewshot: int, task: str) -> Path:
+    return shot_dir(run, num_fewshot) / SAMPLES / f"{task}.jsonl"
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# ---------------------------------------------------------------- atomic writes
+
+
+def _json_default(value: Any) -> Any:
+    """numpy scalars and arrays, paths and sets appear in lm-eval's objects."""
+    if hasattr(value, "item") and callable(value.item):
+        try:
+            return value.item()
+        except (ValueError, TypeError):
+            pass
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return str(value)
+
+
+def dumps(obj: Any, indent: int | None = 2) -> str:
+    return json.dumps(obj, ensure_ascii=False, indent=indent, default=_json_default)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write through a temporary sibling and rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    write_text_atomic(path, dumps(obj) + "\n")
+
+
+def write_jsonl_atomic(path: Path, rows: Iterable[Any]) -> None:
+    write_text_atomic(path, "".join(dumps(row, indent=None) + "\n" for row in rows))
+
+
+# ---------------------------------------------------------------- manifest
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelInfo(_Model):
+    name_or_path: str
+    revision: str | None = None
+    local: bool
+    sha256: str | None = Field(None, description="Of the weight files, for local models.")
+
+
+class BackendInfo(_Model):
+    name: str
+    args: dict[str, Any] = Field(default_factory=dict, description="No secrets.")
+
+
+class TaskEntry(_Model):
+    name: str
+    version: str
+    benchmark: str
+    source: str
+    split: str
+    metric: str
+
+
+class Completed(_Model):
+    task: str
+    num_fewshot: int
+    finished_at: str
+    seconds: float
+    n_samples: int
+
+
+class Manifest(_Model):
+    format: str = MANIFEST_FORMAT
+    fusebench_version: str
+    git_commit: str | None
+    model: ModelInfo
+    backend: BackendInfo
+    requested_tasks: list[str]
+    tasks: list[TaskEntry]
+    num_fewshot: list[int]
+    seeds: dict[str, int]
+    limit: int | float | None
+    started_at: str
+    finished_at: str | None = None
+    status: Literal["running", "complete", "failed", "interrupted"] = "running"
+    error: str | None = None
+    completed: list[Completed] = Field(default_factory=list)
+
+    def is_done(self, task: str, num_fewshot: int) -> bool:
+        return any(c.task == task and c.num_fewshot == num_fewshot for c in self.completed)
+
+
+def read_manifest(run: Path) -> Manifest:
+    path = run / MANIFEST
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if data.get("format") != MANIFEST_FORMAT:
+        raise ValueError(f"{path}: format {data.get('format')!r}, expected {MANIFEST_FORMAT!r}")
+    return Manifest.model_validate(data)
+
+
+def write_manifest(run: Path, manifest: Manifest) -> None:
+    write_json_atomic(run / MANIFEST, manifest.model_dump(mode="json"))
+
+
+# ---------------------------------------------------------------- results
+
+
+_MERGED_KEYS = ("results", "configs", "versions", "n-shot", "higher_is_better", "n-samples",
+                "group_subtasks")  # fmt: skip
+
+
+def merge_results(existing: dict | None, new: dict) -> dict:
+    """lm-eval results objects of single-task evaluations merged into one, as lm-eval would
+    have returned for all of them together (per-task keys unioned, run-level keys latest)."""
+    if not existing:
+        return dict(new)
+    merged = {**existing, **{k: v for k, v in new.items() if k not in _MERGED_KEYS}}
+    for key in _MERGED_KEYS:
+        merged[key] = {**existing.get(key, {}), **new.get(key, {})}
+    return merged
+
+
+def read_results(run: Path, num_fewshot: int) -> dict | None:
+    path = shot_dir(run, num_fewshot) / RESULTS
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Create .venv and install fusebench with its extras.
+#
+# torch is installed FIRST and on its own: with no torch present, a resolver asked for
+# transformers/deepspeed/lm-eval takes the newest torch build with several GB of CUDA
+# packages. Here `torch==2.13.0` resolves to the CPU wheel on disk; on a GPU machine pip
+# picks that machine's own build (set FUSEBENCH_TORCH_SPEC to choose another, e.g. a CUDA
+# index: FUSEBENCH_TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+VENV="${FUSEBENCH_VENV:-.venv}"
+EXTRAS="${FUSEBENCH_EXTRAS:-dev,serve}"
+TORCH_SPEC="${FUSEBENCH_TORCH_SPEC:-torch==2.13.0}"
+
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON" -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install --quiet --upgrade pip
+# shellcheck disable=SC2086
+"$VENV/bin/python" -m pip install --quiet $TORCH_SPEC
+# compat mode puts the checkout on sys.path: the package has several top-level packages
+# (harness, fusion, tasks, judges, reports, tests), which the default editable finder
+# handles poorly.
+"$VENV/bin/python" -m pip install --quiet -e ".[$EXTRAS]" --config-settings editable_mode=compat
+"$VENV/bin/python" -c "import torch, transformers, lm_eval, deepspeed; print('fusebench environment ready: torch', torch.__version__)"

@@ -1,0 +1,111 @@
+"""The task catalogue: what fusebench can evaluate, read from the YAML definitions themselves.
+
+The YAML files under ``tasks/lmeval`` are the single source of truth (name, split, metric,
+version); this module only reads them, so ``fusebench tasks`` and the run manifests can never
+drift from what lm-eval actually runs.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from tasks.errors import TaskDataError
+from tasks.loaders import describe_source
+
+TASKS_DIR = Path(__file__).resolve().parent / "lmeval"
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    name: str
+    benchmark: str
+    split: str
+    fewshot_split: str | None
+    metric: str  # primary metric, as lm-eval names it in results ("acc", "f1")
+    version: str
+
+    @property
+    def source(self) -> str:
+        return describe_source(self.benchmark)
+
+
+@dataclass(frozen=True)
+class GroupInfo:
+    name: str
+    tasks: tuple[str, ...]
+    version: str
+
+
+def _load_yaml(path: Path) -> dict:
+    from lm_eval.tasks._yaml_loader import load_yaml  # lm-eval's own include resolution
+
+    return load_yaml(path, resolve_func=False)
+
+
+@cache
+def _catalogue() -> tuple[dict[str, TaskInfo], dict[str, GroupInfo]]:
+    tasks: dict[str, TaskInfo] = {}
+    groups: dict[str, GroupInfo] = {}
+    for path in sorted(TASKS_DIR.glob("*.yaml")):
+        cfg = _load_yaml(path)
+        version = str((cfg.get("metadata") or {}).get("version", "0"))
+        if "group" in cfg:
+            groups[cfg["group"]] = GroupInfo(cfg["group"], tuple(cfg["task"]), version)
+            continue
+        tasks[cfg["task"]] = TaskInfo(
+            name=cfg["task"],
+            benchmark=cfg["dataset_kwargs"]["benchmark"],
+            split=cfg["test_split"],
+            fewshot_split=cfg.get("fewshot_split") or cfg.get("training_split"),
+            metric=cfg["metric_list"][0]["metric"],
+            version=version,
+        )
+    return tasks, groups
+
+
+def all_tasks() -> dict[str, TaskInfo]:
+    return _catalogue()[0]
+
+
+def all_groups() -> dict[str, GroupInfo]:
+    return _catalogue()[1]
+
+
+def expand(names: list[str]) -> list[str]:
+    """Task names for a list of task and group names, in order, each once.
+
+    An unknown name is a user error that lists what is known and suggests the closest.
+    """
+    tasks, groups = _catalogue()
+    out: list[str] = []
+    for raw in names:
+        name = raw.strip()
+        if not name:
+            continue
+        if name in groups:
+            members = list(groups[name].tasks)
+        elif name in tasks:
+            members = [name]
+        else:
+            known = sorted(tasks) + sorted(groups)
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise TaskDataError(f"unknown task {name!r}.{hint} Known: {', '.join(known)}")
+        out.extend(m for m in members if m not in out)
+    if not out:
+        raise TaskDataError("no task given (--tasks is empty)")
+    return out
+
+
+def task_manager():
+    """An lm-eval TaskManager that sees only fusebench's tasks.
+
+    Built-in tasks share the kobest names; leaving them out avoids lm-eval's override warnings
+    and the cost of indexing thousands of YAML files on every run.
+    """
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=str(TASKS_DIR), include_defaults=False)

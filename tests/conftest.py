@@ -1,0 +1,36 @@
+"""Shared fixtures: the Hub off, HF caches in a temporary folder, the tiny-model zoo built once."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Before any Hugging Face import: tests never touch the network or the user's caches.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="fusebench-hf-"))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    from tasks.datadir import data_dir
+
+    root = data_dir()
+    if root is None:
+        pytest.fail("no data directory: set FUSEBENCH_DATA_DIR or put shared/data beside the repo")
+    return root
+
+
+@pytest.fixture(scope="session")
+def zoo() -> Path:
+    """The quick zoo, built once per machine into .cache/ (deterministic, so reusable)."""
+    from fusion.zoo import cached_zoo
+
+    return cached_zoo()
