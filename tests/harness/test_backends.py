@@ -1,0 +1,63 @@
+"""Backends: the registry, vLLM's clear absence on CPU machines, response-cache keys."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from harness.backends import BackendOptions, build_backend
+from harness.cli import main
+from harness.errors import BackendUnavailable, HarnessError
+from harness.models import cache_key, resolve_model
+from reports import rundir
+
+
+def test_unknown_backend() -> None:
+    with pytest.raises(HarnessError, match="unknown backend 'tgi'; known: hf, vllm"):
+        build_backend("tgi", "m", BackendOptions())
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vllm is installed")
+def test_vllm_missing_is_a_clear_error(zoo: Path, tmp_path: Path, capsys) -> None:
+    with pytest.raises(BackendUnavailable, match=r"pip install 'fusebench\[vllm\]'"):
+        build_backend("vllm", str(zoo / "tiny-llama"), BackendOptions())
+    code = main(["eval", str(zoo / "tiny-llama"), "--backend", "vllm", "--tasks", "nsmc",
+                 "--limit", "2", "--output", str(tmp_path / "r")])  # fmt: skip
+    assert code == 2 and "needs vLLM and a CUDA GPU" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+def test_vllm_eval_matches_hf_on_gpu(zoo: Path, tmp_path: Path) -> None:
+    """On a GPU box: the vllm backend writes a complete run whose accuracies match hf's."""
+    pytest.importorskip("vllm")
+    runs = {}
+    for backend in ("hf", "vllm"):
+        out = tmp_path / backend
+        assert main(["eval", str(zoo / "tiny-llama"), "--backend", backend, "--tasks", "nsmc",
+                     "--limit", "20", "--dtype", "float32", "--output", str(out)]) == 0  # fmt: skip
+        runs[backend] = rundir.read_results(out, 0)["results"]["nsmc"]["acc,none"]
+    assert runs["vllm"] == pytest.approx(runs["hf"], abs=0.05)
+
+
+def test_cache_key_follows_the_weights(zoo: Path, tmp_path: Path) -> None:
+    a = resolve_model(str(zoo / "tiny-llama"))
+    b = resolve_model(str(zoo / "tiny-gpt2"))
+    assert cache_key(a, "hf", "auto") != cache_key(b, "hf", "auto")
+    assert cache_key(a, "hf", "auto") != cache_key(a, "hf", "bfloat16")
+    assert cache_key(a, "hf", "auto") == cache_key(resolve_model(str(zoo / "tiny-llama")), "hf",
+                                                  "auto")  # fmt: skip
+
+
+def test_response_cache_is_per_model(zoo: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    for name in ("tiny-llama", "tiny-gpt2"):
+        assert main(["eval", str(zoo / name), "--tasks", "nsmc", "--limit", "3",
+                     "--cache-dir", str(cache), "--output", str(tmp_path / name)]) == 0  # fmt: skip
+    assert len([p for p in cache.iterdir() if p.is_dir()]) == 2  # one cache per model
+    llama = rundir.read_results(tmp_path / "tiny-llama", 0)["results"]["nsmc"]
+    # A second run of the same model reads its own cache and gets the same numbers.
+    assert main(["eval", str(zoo / "tiny-llama"), "--tasks", "nsmc", "--limit", "3",
+                 "--cache-dir", str(cache), "--output", str(tmp_path / "again")]) == 0  # fmt: skip
+    assert rundir.read_results(tmp_path / "again", 0)["results"]["nsmc"] == llama
