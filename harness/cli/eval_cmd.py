@@ -131,4 +131,9 @@ def eval_command(
         cache_dir=cache_dir,
     )  # fmt: skip
     run = run_eval(spec)
+    from rich.console import Console
+
+    from harness.summary import summary_table
+
+    Console().print(summary_table(run))
     typer.echo(f"run directory: {run}")

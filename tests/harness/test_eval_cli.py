@@ -49,11 +49,17 @@ def test_run_directory_is_complete(finished_run: Path, zoo: Path) -> None:
             assert {"doc_id", "doc", "arguments", "resps", "acc"} <= set(json.loads(rows[0]))
 
 
-def test_rerun_with_same_settings_skips_finished_work(finished_run: Path, zoo: Path) -> None:
+def test_rerun_with_same_settings_skips_finished_work(
+    finished_run: Path, zoo: Path, capsys
+) -> None:
     before = (finished_run / rundir.MANIFEST).read_text()
     stamps = {p: p.stat().st_mtime_ns for p in finished_run.rglob("*.jsonl")}
     assert _eval(zoo / "tiny-qwen2", finished_run, "--batch-size", "2") == 0  # batch may change
     assert {p: p.stat().st_mtime_ns for p in finished_run.rglob("*.jsonl")} == stamps
+    acc = rundir.read_results(finished_run, 2)["results"]["nsmc"]["acc,none"]
+    printed = capsys.readouterr().out  # the closing summary table shows the stored scores
+    assert any([c.strip() for c in line.split("│")[1:5]] == ["nsmc", "2", "acc", f"{acc:.4f}"]
+               for line in printed.splitlines() if "│" in line), printed  # fmt: skip
     assert (
         json.loads(before)["completed"]
         == rundir.read_manifest(finished_run).model_dump(mode="json")["completed"]

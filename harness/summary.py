@@ -1,0 +1,33 @@
+"""The table ``fusebench eval`` prints at the end: each task's primary metric per shot count."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.table import Table
+
+from reports import rundir
+
+
+def summary_table(run: Path) -> Table:
+    manifest = rundir.read_manifest(run)
+    metrics = {t.name: t.metric for t in manifest.tasks}
+    table = Table(title=f"{Path(manifest.model.name_or_path).name}  ({run})")
+    for column in ("task", "shots", "metric", "value", "± stderr", "n"):
+        table.add_column(
+            column, justify="right" if column in ("value", "± stderr", "n") else "left"
+        )
+    for shots in manifest.num_fewshot:
+        results = rundir.read_results(run, shots) or {}
+        for task, metric in metrics.items():
+            row = results.get("results", {}).get(task)
+            if row is None:
+                table.add_row(task, str(shots), metric, "missing", "", "")
+                continue
+            stderr = row.get(f"{metric}_stderr,none")
+            n = results.get("n-samples", {}).get(task, {}).get("effective", "")
+            table.add_row(
+                task, str(shots), metric, f"{row[f'{metric},none']:.4f}",
+                f"{stderr:.4f}" if isinstance(stderr, (int, float)) else "n/a", str(n),
+            )  # fmt: skip
+    return table
