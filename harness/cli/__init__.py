@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -18,6 +19,25 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from harness import __version__
+
+        typer.echo(f"fusebench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Knowledge fusion of heterogeneous LLMs and Korean evaluation."""
+
+
 app.command("eval")(eval_cmd.eval_command)
 app.command("tasks")(tasks_cmd.tasks_command)
 app.add_typer(zoo_cmd.app, name="zoo")

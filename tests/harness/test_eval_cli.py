@@ -145,3 +145,10 @@ def test_model_without_tokenizer(tmp_path: Path, zoo: Path) -> None:
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json"):
         (model / name).unlink(missing_ok=True)
     assert main(["eval", str(model), "--output", str(tmp_path / "r")]) == 2
+
+
+def test_version(capsys) -> None:
+    from harness import __version__
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"fusebench {__version__}"
