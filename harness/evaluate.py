@@ -153,10 +153,7 @@ def _quiet_git_hash() -> str | None:
 
 
 def _evaluate_one(lm, task: str, shots: int, spec: EvalSpec, task_manager, use_cache) -> dict:
-    import lm_eval.evaluator
     from lm_eval import simple_evaluate
-
-    lm_eval.evaluator.get_git_commit_hash = _quiet_git_hash
 
     seeds = seeds_for(spec.seed)
     results = simple_evaluate(
@@ -215,6 +212,9 @@ def run_eval(spec: EvalSpec, console: Console | None = None) -> Path:
     try:
         console.print(f"loading {spec.model} ({spec.backend})")
         lm = build_backend(spec.backend, model.name_or_path, spec.options)
+        import lm_eval.evaluator
+
+        lm_eval.evaluator.get_git_commit_hash = _quiet_git_hash
         task_manager = catalog.task_manager()
         for index, (task, shots) in enumerate(pending, 1):
             console.print(f"[bold][{index}/{len(pending)}][/] {task} {shots}-shot")

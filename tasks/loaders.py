@@ -11,6 +11,7 @@ nowhere else.
 from __future__ import annotations
 
 import csv
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -252,13 +253,20 @@ def load_hub(benchmark: Benchmark) -> datasets.DatasetDict:
     return loaded
 
 
+@functools.lru_cache(maxsize=16)
+def _load_local_cached(name: str, root: Path) -> datasets.DatasetDict:
+    # One parse per process: an eval at several shot counts builds each task several times.
+    # Datasets are immutable (lm-eval's process_docs maps into new ones), so sharing is safe.
+    return load_local(get_benchmark(name), root)
+
+
 def load_benchmark(name: str, root: Path | None = None) -> datasets.DatasetDict:
     """The benchmark's splits: from ``root`` or the data directory when there is one, else the Hub."""
     benchmark = get_benchmark(name)
     root = root if root is not None else data_dir()
     if root is None:
         return load_hub(benchmark)
-    return load_local(benchmark, root)
+    return _load_local_cached(name, root.resolve())
 
 
 def describe_source(name: str) -> str:
