@@ -34,7 +34,7 @@ _RESULTS = re.compile(r"results(_.+)?\.json")
 class Source:
     """Something that loads as one run."""
 
-    kind: str  # "run", "results" or "logickor"
+    kind: str  # "run", "results", "logickor", or "orphan" (lm-eval samples without results)
     path: Path  # the run directory, the results file, or the LogicKor model folder
     files: tuple[Path, ...] = ()  # LogicKor: the strategy files
 
@@ -76,7 +76,10 @@ def discover(path: Path) -> list[Source]:
             file = here / name
             if _RESULTS.fullmatch(name):
                 sources.append(Source("results", file))
-            elif name.endswith(".jsonl") and not (name.startswith("samples_") and has_results):
+            elif name.startswith("samples_") and name.endswith(".jsonl"):
+                if not has_results:  # read with its results file, if there is one
+                    sources.append(Source("orphan", file))
+            elif name.endswith(".jsonl"):
                 logickor_files.setdefault(here, []).append(file)
     sources += [
         Source("logickor", folder, tuple(files)) for folder, files in logickor_files.items()
@@ -181,6 +184,8 @@ def _read(source: Source, label: str, bad: _Bad) -> Part | None:
         return _read_run(source.path, label, bad)
     if source.kind == "results":
         return lmeval.load_results_file(source.path, label, bad)
+    if source.kind == "orphan":
+        raise BadFile(source.path, "an lm-eval samples file without its results_<date>.json")
     part = Part(RunInfo(label=label, path=source.path, source="logickor files", model=label))
     _read_logickor(source.files, part, bad)
     return part if part.scores else None

@@ -62,6 +62,13 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
+def _label(value: Any) -> str:
+    """Class labels that pandas turned into floats (1.0) read as the integers they were."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return _text(value)
+
+
 def _at(items: Any, i: int) -> Any:
     return items[i] if isinstance(items, list) and i < len(items) else None
 
@@ -111,7 +118,6 @@ def lmeval_view(record: dict, scores: list[tuple[str, str]]) -> SampleView:
                         for i, ((_, cont), ll) in enumerate(zip(args, logliks, strict=True))]  # fmt: skip
     elif responses:
         view.response = _text(responses[0] if len(responses) == 1 else responses)
-    view.title = _text(record.get("target"))
     return view
 
 
@@ -132,7 +138,7 @@ def groups(samples: pd.DataFrame, max_per_group: int) -> list[SampleGroup]:
             scores = []
             for r in doc_rows.itertuples():
                 value = (f"{r.value:g}" if not pd.isna(r.value)
-                         else f"gold {_text(r.gold)}, predicted {_text(r.pred)}")  # fmt: skip
+                         else f"gold {_label(r.gold)}, predicted {_label(r.pred)}")  # fmt: skip
                 scores.append((str(r.metric), value))
             views.append(lmeval_view(first["record"], scores))
         setting = str(strategy) if not pd.isna(strategy) else f"{int(shots)}-shot"

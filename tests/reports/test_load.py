@@ -95,6 +95,10 @@ def test_foreign_and_missing_paths(tmp_path: Path, runs: dict[str, Path]) -> Non
     (tmp_path / "samples_nsmc_2024.jsonl").write_text("{}\n")
     with pytest.raises(ReportError, match="an lm-eval samples file"):
         load([tmp_path / "samples_nsmc_2024.jsonl"])
+    (tmp_path / "lm-eval").mkdir()
+    shutil.move(tmp_path / "samples_nsmc_2024.jsonl", tmp_path / "lm-eval")
+    with pytest.raises(ReportError, match="samples file without its results_<date>.json"):
+        load([tmp_path / "lm-eval"])
     # --skip-bad: the good run loads, the bad inputs are listed.
     loaded = load([tmp_path / "config.json", runs["base"]], skip_bad=True)
     assert [r.label for r in loaded.runs] == ["base"]
