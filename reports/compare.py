@@ -73,8 +73,8 @@ def differences(base: RunInfo, other: RunInfo) -> list[str]:
             out.append(f"{task} version {a} vs {b}")
         if base.settings[task] != other.settings[task]:
             what = "strategies" if task == logickor.TASK else "shots"
-            sa = ",".join(map(str, sorted(base.settings[task], key=str)))
-            sb = ",".join(map(str, sorted(other.settings[task], key=str)))
+            sa = ",".join(map(str, sorted(base.settings[task])))
+            sb = ",".join(map(str, sorted(other.settings[task])))
             out.append(f"{task} {what} {sa} vs {sb}")
     if base.limit != other.limit:
         out.append(f"limit {base.limit} vs {other.limit}")

@@ -18,8 +18,8 @@ def compare_command(
     runs: Annotated[
         list[Path],
         typer.Argument(
-            help="BASE FUSED [more]: run directories (or lm-eval results, or LogicKor model "
-            "folders); each is compared with the first."
+            help="BASE FUSED and any more: run directories (or lm-eval results, or LogicKor "
+            "model folders); each is compared with the first."
         ),
     ],
     max_drop: Annotated[
