@@ -1,6 +1,7 @@
 """User errors of the harness, and the set of error types the CLI prints as one line."""
 
 from fusion.errors import FusionError
+from reports.errors import ReportError
 from tasks.errors import TaskDataError
 
 
@@ -14,7 +15,7 @@ class BackendUnavailable(HarnessError):
     """A backend whose optional dependency or hardware is missing here."""
 
 
-USER_ERRORS: tuple[type[Exception], ...] = (HarnessError, TaskDataError, FusionError)
+USER_ERRORS: tuple[type[Exception], ...] = (HarnessError, TaskDataError, FusionError, ReportError)
 
 
 class Interrupted(HarnessError):

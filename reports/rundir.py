@@ -62,6 +62,17 @@ def dumps(obj: Any, indent: int | None = 2) -> str:
     return json.dumps(obj, ensure_ascii=False, indent=indent, default=_json_default)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# What ``open()`` gives a new file; mkstemp's 0600 would hide runs and reports from others.
+# Read once, at import: os.umask can only be read by setting it, which is not thread-safe.
+_FILE_MODE = 0o666 & ~_umask()
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     """Write through a temporary sibling and rename: readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,6 +82,7 @@ def write_text_atomic(path: Path, text: str) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

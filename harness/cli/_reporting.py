@@ -1,0 +1,41 @@
+"""What ``report`` and ``compare`` share: output formats and where the output goes."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+from rich.console import Console
+
+
+class Format(str, Enum):
+    md = "md"
+    csv = "csv"
+    json = "json"
+    html = "html"
+
+
+class RoundingMode(str, Enum):
+    round = "round"
+    truncate = "truncate"
+
+
+def emit(text: str, output: Path | None, what: str) -> None:
+    """To ``output`` (atomically, saying where it went) or to stdout."""
+    if output is None:
+        print(text, end="" if text.endswith("\n") else "\n")
+        return
+    from reports.rundir import write_text_atomic
+
+    if output.is_dir():
+        from reports.errors import ReportError
+
+        raise ReportError(f"--output {output}: is a directory; give a file name")
+    write_text_atomic(output, text)
+    Console(stderr=True).print(f"{what}: {output}", highlight=False, soft_wrap=True)
+
+
+def warn_skipped(skipped: list[str]) -> None:
+    console = Console(stderr=True)
+    for line in skipped:
+        console.print(f"[yellow]skipped[/] {line}", highlight=False, soft_wrap=True)

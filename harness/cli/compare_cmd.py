@@ -1,0 +1,102 @@
+"""``fusebench compare``: base versus fused with paired statistics, and a regression gate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from harness.cli._reporting import Format, emit, warn_skipped
+
+_G = "Regression gate"
+_S = "Statistics"
+
+
+def compare_command(
+    runs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="BASE FUSED and any more: run directories (or lm-eval results, or LogicKor "
+            "model folders); each is compared with the first."
+        ),
+    ],
+    max_drop: Annotated[
+        float | None,
+        typer.Option(
+            help="Exit 1 if a task's primary score falls by more than this (its own units).",
+            rich_help_panel=_G,
+        ),
+    ] = None,
+    max_drop_rel: Annotated[
+        float | None,
+        typer.Option(
+            help="Exit 1 if it falls by more than this fraction of the base score (0.02 = 2%).",
+            rich_help_panel=_G,
+        ),
+    ] = None,
+    fmt: Annotated[Format, typer.Option("--format", help="md, csv, json or html.")] = Format.md,
+    output: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            help="Compare what the runs share even when task versions, shots, limits or "
+            "documents differ."
+        ),
+    ] = False,
+    resamples: Annotated[
+        int, typer.Option(help="Bootstrap resamples.", rich_help_panel=_S)
+    ] = 10_000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.", rich_help_panel=_S)] = 0,
+    skip_bad: Annotated[
+        bool, typer.Option(help="Leave out bad or foreign files (listed) and load the rest.")
+    ] = False,
+    samples: Annotated[
+        int, typer.Option(help="html: documents per run, task and setting in the sample browser.")
+    ] = 50,
+    verbose: Annotated[bool, typer.Option(help="Show library logs.")] = False,
+) -> None:
+    """Per task, metric and setting: both values, the difference, its 95% paired-bootstrap
+    interval and (accuracy) an exact McNemar p-value; the model-card table for several shot
+    counts; with --max-drop / --max-drop-rel, exit 1 listing every task that fell too far."""
+    from harness import logs
+    from reports import compare, leaderboard, render
+    from reports.errors import ReportError
+    from reports.load import load_runs
+
+    logs.configure(verbose)
+    if len(runs) < 2:
+        raise ReportError("compare needs BASE and at least one other run")
+    for name, value in (("--max-drop", max_drop), ("--max-drop-rel", max_drop_rel)):
+        if value is not None and value < 0:
+            raise ReportError(f"{name} must be >= 0")
+    if resamples < 100:
+        raise ReportError("--resamples must be at least 100")
+    loaded = load_runs(runs, skip_bad=skip_bad)
+    warn_skipped(loaded.skipped)
+    comparisons = compare.compare(loaded, force=force, resamples=resamples, seed=seed)
+    card = compare.model_card(comparisons)
+    failures = compare.gate(comparisons, max_drop, max_drop_rel)
+    gate = render.gate_lines(failures, max_drop, max_drop_rel)
+    if fmt is Format.md:
+        text = render.comparisons_md(comparisons, card, gate)
+    elif fmt is Format.csv:
+        text = render.comparisons_csv(comparisons)
+    elif fmt is Format.json:
+        text = render.comparisons_json(comparisons, card, failures, max_drop, max_drop_rel)
+    else:
+        from reports import html
+
+        boards = leaderboard.build(loaded.scores, "round")
+        text = html.page(loaded, boards, "round", samples, comparisons, card, failures, gate)
+    emit(text, output, "comparison")
+    if output is not None or fmt is not Format.md:  # else both are in the Markdown above
+        console = Console(stderr=True)
+        for note in (n for c in comparisons for n in c.notes):
+            console.print(f"[yellow]note[/] {note}", highlight=False, soft_wrap=True)
+        for index, line in enumerate(gate):
+            style = ("red" if failures else "green") if index == 0 else "default"
+            console.print(line, style=style, highlight=False, soft_wrap=True)
+    if failures:
+        raise typer.Exit(1)

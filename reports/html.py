@@ -1,0 +1,169 @@
+"""The self-contained HTML report: leaderboards, comparisons, charts and a sample browser.
+
+One file that opens offline: inline CSS, charts as data-URI SVG images, no script and a
+Content-Security-Policy that forbids loading anything. The template is rendered by Jinja2 with
+autoescaping on, so every string from a run (model outputs, judge messages, prompts, model
+names) reaches the page as text; the only markup is the template's own.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from reports import logickor, plots, render, samples
+from reports.compare import Comparison, Failure, ModelCard, setting_label
+from reports.leaderboard import Board
+from reports.rounding import fmt
+from reports.stats import Interval
+from reports.table import Loaded
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+_BARS_MAX_ROWS = 8  # more LogicKor rows than this read better as a heatmap
+
+
+def _environment():
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,  # every {{ value }} is HTML-escaped
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def _cell(text: Any, cls: str = "") -> dict[str, str]:
+    text = str(text)
+    return {"text": text, "cls": "missing" if text == render.MISSING else cls}
+
+
+def board_view(board: Board, rounding: str) -> dict[str, Any]:
+    header = ["Model", "Shots" if board.setting == "num_fewshot" else "Strategy",
+              *[board.headers[c] for c in board.columns]]  # fmt: skip
+    rows = [[_cell(r.model), _cell(r.setting),
+             *[_cell(fmt(r.scores[c], board.places), "num") for c in board.columns]]
+            for r in board.rows]  # fmt: skip
+    title = "LogicKor" if board.kind == "logickor" else "lm-eval tasks"
+    return {"title": title, "header": header, "rows": rows,
+            "note": render.board_note(board, rounding)}  # fmt: skip
+
+
+def logickor_charts(board: Board) -> list[dict[str, str]]:
+    """Per-category scores: grouped bars for a few rows, a heatmap per strategy for many."""
+    categories = [c for c in board.columns if c not in logickor.SHORT]
+    if len(board.rows) <= _BARS_MAX_ROWS:
+        series = [plots.Series(f"{r.model} · {r.setting}",
+                               [float(r.scores[c]) if r.scores[c] is not None else None
+                                for c in categories]) for r in board.rows]  # fmt: skip
+        title = "LogicKor per category"
+        return [{"title": title, "uri": plots.grouped_bars(
+            title, categories, series, "score (0-10)", ylim=(0, 10))}]  # fmt: skip
+    charts = []
+    columns = board.columns
+    for strategy in dict.fromkeys(r.setting for r in board.rows):
+        rows = [r for r in board.rows if r.setting == strategy]
+        title = f"LogicKor per category · {strategy}"
+        values = [[float(r.scores[c]) if r.scores[c] is not None else None for c in columns]
+                  for r in rows]  # fmt: skip
+        uri = plots.heatmap(title, [r.model for r in rows],
+                            [logickor.short_name(c) for c in columns], values, vmax=10)  # fmt: skip
+        charts.append({"title": title, "uri": uri})
+    return charts
+
+
+def _delta(row) -> str:
+    k = render.places(row)
+    ci = row.bootstrap.diff if row.bootstrap else None
+    text = f"Δ {row.diff:+.{k}f}"
+    return text + (f"\n[{ci.low:+.{k}f}, {ci.high:+.{k}f}]" if ci else "")
+
+
+def comparison_charts(comparisons: list[Comparison]) -> list[dict[str, str]]:
+    """Per task (primary metric) and per LogicKor strategy: base and fused side by side with
+    each run's own 95% interval, and the paired difference with its interval written above."""
+    charts = []
+    first = comparisons[0]
+    primary = [(r.task, r.metric) for r in first.rows if r.primary and r.kind == "lm-eval"]
+    for task, metric in dict.fromkeys(primary):
+        groups = sorted({r.setting for r in first.rows if (r.task, r.metric) == (task, metric)})
+        series = _series(comparisons, lambda r, t=task, m=metric: (r.task, r.metric) == (t, m),
+                         groups)  # fmt: skip
+        notes = ["\n".join(_delta(r) for c in comparisons for r in c.rows
+                           if (r.task, r.metric, r.setting) == (task, metric, g)) for g in groups]  # fmt: skip
+        title = f"{task} ({metric})"
+        charts.append({"title": title, "uri": plots.grouped_bars(
+            title, [setting_label(g) for g in groups], series, metric, notes, ylim=(0, 1.15))})  # fmt: skip
+    for strategy in dict.fromkeys(r.setting for r in first.rows if r.kind == "logickor"):
+        columns = [r.metric for r in first.rows if r.kind == "logickor" and r.setting == strategy]
+        series = _series(comparisons, lambda r, s=strategy: r.kind == "logickor" and r.setting == s,
+                         columns, by="metric")  # fmt: skip
+        title = f"LogicKor · {strategy}"
+        charts.append({"title": title, "uri": plots.grouped_bars(
+            title, [logickor.short_name(c) for c in columns], series, "score (0-10)",
+            ylim=(0, 10.5))})  # fmt: skip
+    return charts
+
+
+def _series(comparisons: list[Comparison], keep, groups: list, by: str = "setting"):
+    def pick(c: Comparison, g: Any):
+        return next((r for r in c.rows if keep(r) and getattr(r, by) == g), None)
+
+    def ci(row, which: str) -> Interval | None:
+        return getattr(row.bootstrap, which) if row is not None and row.bootstrap else None
+
+    base_rows = [pick(comparisons[0], g) for g in groups]
+    out = [plots.Series(comparisons[0].base.label,
+                        [r.base if r else None for r in base_rows],
+                        [ci(r, "base") for r in base_rows])]  # fmt: skip
+    for c in comparisons:
+        rows = [pick(c, g) for g in groups]
+        out.append(plots.Series(c.other.label, [r.other if r else None for r in rows],
+                                [ci(r, "other") for r in rows]))  # fmt: skip
+    return out
+
+
+def comparison_view(c: Comparison) -> dict[str, Any]:
+    rows = []
+    for r in c.rows:
+        cells = render.comparison_cells(r)
+        diff_cls = "num up" if r.diff > 0 else "num down" if r.diff < 0 else "num"
+        classes = ["", "", "", "num", "num", diff_cls, "num", "num", "num"]
+        rows.append([_cell(text, cls) for text, cls in zip(cells, classes, strict=True)])
+    resamples = next((r.bootstrap.resamples for r in c.rows if r.bootstrap), 0)
+    legend = (f"* primary metric (gated). Δ = {c.other.label} − {c.base.label}. 95% CI: paired "
+              f"bootstrap over the documents both runs scored ({resamples:,} resamples). "
+              "McNemar: exact two-sided binomial test on the documents the runs disagree on.")  # fmt: skip
+    return {"title": f"{c.other.label} vs {c.base.label}", "header": render.comparison_header(c),
+            "rows": rows, "notes": c.notes, "legend": legend}  # fmt: skip
+
+
+def page(
+    loaded: Loaded,
+    boards: list[Board],
+    rounding: str,
+    max_samples: int = 50,
+    comparisons: list[Comparison] | None = None,
+    card: ModelCard | None = None,
+    failures: list[Failure] | None = None,
+    gate_lines: list[str] | None = None,
+) -> str:
+    """The whole report as one HTML string."""
+    runs = ", ".join(r.label for r in loaded.runs)
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    context = {
+        "title": "fusebench comparison" if comparisons else "fusebench report",
+        "subtitle": f"{len(loaded.runs)} run(s): {runs} · generated {when}",
+        "skipped": loaded.skipped,
+        "boards": [board_view(b, rounding) for b in boards],
+        "logickor_charts": [c for b in boards if b.kind == "logickor" for c in logickor_charts(b)],
+        "comparisons": [comparison_view(c) for c in comparisons or []],
+        "comparison_charts": comparison_charts(comparisons) if comparisons else [],
+        "model_card": {"header": ["Dataset", *card.columns],
+                       "rows": render.model_card_rows(card)} if card else None,
+        "gate": {"passed": not failures, "lines": gate_lines} if gate_lines else None,
+        "sample_groups": samples.groups(loaded.samples, max_samples),
+    }  # fmt: skip
+    return _environment().get_template("report.html.j2").render(**context)

@@ -1,0 +1,140 @@
+"""Leaderboards from the tidy table: one row per model and setting, one column per score.
+
+Two boards, because their scales and settings differ:
+
+- lm-eval: a row per (model, shot count), a column per task holding its primary metric
+  (acc; macro-F1 for korunsmile; as the task catalogue defines), and ``average``, the mean of
+  those columns (missing when any is missing: a partial average would rank unlike with like);
+- LogicKor: a row per (model, strategy), the six category columns, ``single_turn``,
+  ``multi_turn`` and ``overall`` (which is LogicKor's average).
+
+Rows are sorted best first by average / overall; rows without one come last.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from fractions import Fraction
+from functools import cache
+
+import pandas as pd
+
+from reports import logickor
+from reports.rounding import LMEVAL_PLACES, LOGICKOR_PLACES, Rounding, exact, quantize
+
+AVERAGE = "average"
+
+
+@dataclass
+class Row:
+    model: str
+    setting: int | str  # shots or strategy
+    run: str
+    scores: dict[str, Decimal | None]  # column -> rounded value, None when missing
+    key: Fraction | None = None  # unrounded sort key (average / overall)
+
+
+@dataclass
+class Board:
+    kind: str  # "lm-eval" or "logickor"
+    setting: str  # "num_fewshot" or "strategy"
+    columns: list[str]  # score columns (JSON keys)
+    headers: dict[str, str]  # column -> Markdown / HTML header
+    places: int
+    rows: list[Row] = field(default_factory=list)
+    metrics: dict[str, str] = field(default_factory=dict)  # lm-eval: task -> metric shown
+
+
+@cache
+def _catalogue_metrics() -> dict[str, str]:
+    from tasks import catalog
+    from tasks.errors import TaskDataError
+
+    try:
+        return {name: info.metric for name, info in catalog.all_tasks().items()}
+    except (ImportError, OSError, KeyError, TaskDataError):  # fall back to the heuristic
+        return {}
+
+
+def primary_metric(task: str, available: set[str]) -> str | None:
+    """The task catalogue's metric for fusebench tasks; acc, then acc_norm, then the first
+    metric for tasks it does not know (plain lm-eval output of other tasks)."""
+    known = _catalogue_metrics().get(task)
+    if known in available:
+        return known
+    for metric in ("acc", "acc_norm", "f1", "exact_match"):
+        if metric in available:
+            return metric
+    return sorted(available)[0] if available else None
+
+
+def _label_models(scores: pd.DataFrame, setting: str) -> dict[str, str]:
+    """run -> model label; runs of the same model at the same setting get the run appended."""
+    pairs = scores[["run", "model", setting]].drop_duplicates()
+    clashes = pairs.groupby(["model", setting])["run"].nunique()
+    clashing = {model for (model, _), count in clashes.items() if count > 1}
+    return {run: f"{model} [{run}]" if model in clashing else model
+            for run, model in pairs[["run", "model"]].drop_duplicates().itertuples(index=False)}  # fmt: skip
+
+
+def _sort(rows: list[Row]) -> list[Row]:
+    return sorted(rows, key=lambda r: (r.key is None, -(r.key or 0), r.model, str(r.setting)))
+
+
+def lmeval_board(scores: pd.DataFrame, rounding: Rounding) -> Board | None:
+    scores = scores[scores["kind"] == "lm-eval"]
+    if scores.empty:
+        return None
+    metrics = {}
+    for task, group in scores.groupby("task", sort=False):
+        metric = primary_metric(task, set(group["metric"]))
+        if metric is not None:
+            metrics[task] = metric
+    order = list(_catalogue_metrics())
+    tasks = sorted(metrics, key=lambda t: (t not in order, order.index(t) if t in order else 0, t))
+    board = Board("lm-eval", "num_fewshot", [*tasks, AVERAGE], {t: t for t in tasks},
+                  LMEVAL_PLACES, metrics={t: metrics[t] for t in tasks})  # fmt: skip
+    board.headers[AVERAGE] = "Average"
+    labels = _label_models(scores, "num_fewshot")
+    for (run, shots), group in scores.groupby(["run", "num_fewshot"], sort=False):
+        values = {row.task: row.value for row in group.itertuples()
+                  if metrics.get(row.task) == row.metric}  # fmt: skip
+        exact_values = {t: exact(values[t]) for t in tasks if t in values}
+        average = (sum(exact_values.values(), Fraction(0)) / len(tasks)
+                   if len(exact_values) == len(tasks) else None)  # fmt: skip
+        cells = {t: quantize(v, LMEVAL_PLACES, rounding) for t, v in exact_values.items()}
+        cells = {t: cells.get(t) for t in tasks}
+        cells[AVERAGE] = None if average is None else quantize(average, LMEVAL_PLACES, rounding)
+        board.rows.append(Row(labels[run], int(shots), run, cells, average))
+    board.rows = _sort(board.rows)
+    return board
+
+
+def logickor_board(scores: pd.DataFrame, rounding: Rounding) -> Board | None:
+    scores = scores[scores["kind"] == "logickor"]
+    if scores.empty:
+        return None
+    metrics = list(dict.fromkeys(scores["metric"]))
+    categories = [
+        m for m in metrics if m not in (logickor.SINGLE, logickor.MULTI, logickor.OVERALL)
+    ]
+    columns = logickor.columns(categories)
+    board = Board("logickor", "strategy", columns, {c: logickor.short_name(c) for c in columns},
+                  LOGICKOR_PLACES)  # fmt: skip
+    labels = _label_models(scores, "strategy")
+    for (run, strategy), group in scores.groupby(["run", "strategy"], sort=False):
+        values = {row.metric: row.exact if row.exact is not None else row.value
+                  for row in group.itertuples()}  # fmt: skip
+        cells = {c: quantize(values[c], LOGICKOR_PLACES, rounding) if c in values else None
+                 for c in columns}  # fmt: skip
+        key = values.get(logickor.OVERALL)
+        board.rows.append(Row(labels[run], str(strategy), run, cells,
+                              None if key is None else exact(key)))  # fmt: skip
+    board.rows = _sort(board.rows)
+    return board
+
+
+def build(scores: pd.DataFrame, rounding: Rounding = "round") -> list[Board]:
+    """The leaderboards the table holds data for (lm-eval first, then LogicKor)."""
+    return [b for b in (lmeval_board(scores, rounding), logickor_board(scores, rounding)) if b]

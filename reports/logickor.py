@@ -1,0 +1,152 @@
+"""LogicKor judged files: validation, per-question rows and the published aggregates.
+
+A judged file is ``<org>/<model>/<strategy>.jsonl``, one question per line: id, category,
+questions, outputs, references, and query_single / query_multi {judge_message, judge_score}.
+LogicKor's conventions (its ``score.py`` and leaderboard):
+
+- a category's score is the mean of its single-turn mean and its multi-turn mean;
+- single_turn and multi_turn are the means over all questions; overall = (single + multi) / 2.
+
+Means are computed exactly (``Fraction``) so that rounding and truncation to two decimals
+never trip over binary floats (see ``reports.rounding``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from reports.errors import BadFile
+from reports.jsonio import iter_jsonl
+from reports.rounding import exact
+
+TASK = "logickor"
+CATEGORIES = (
+    "추론(Reasoning)",
+    "수학(Math)",
+    "글쓰기(Writing)",
+    "코딩(Coding)",
+    "이해(Understanding)",
+    "문법(Grammar)",
+)
+SINGLE, MULTI, OVERALL = "single_turn", "multi_turn", "overall"
+TURNS = {"query_single": SINGLE, "query_multi": MULTI}
+# Markdown headers of LogicKor's own tables; JSON keeps the full names above.
+SHORT = {SINGLE: "싱글턴", MULTI: "멀티턴", OVERALL: "Overall"}
+SCORE_RANGE = (0, 10)
+
+
+def short_name(column: str) -> str:
+    """``추론(Reasoning)`` -> ``추론``; the turn and overall columns by their Korean labels."""
+    return SHORT.get(column) or column.split("(", 1)[0].strip() or column
+
+
+def columns(categories: list[str]) -> list[str]:
+    """Leaderboard columns: the six categories in LogicKor's order, any others after them."""
+    known = [c for c in CATEGORIES if c in categories]
+    return known + sorted(set(categories) - set(CATEGORIES)) + [SINGLE, MULTI, OVERALL]
+
+
+def _score(row: dict, key: str, path: Path, number: int) -> float:
+    judged = row.get(key)
+    if not isinstance(judged, dict):
+        raise BadFile(path, f"line {number}: not judged (no {key}); LogicKor judged files "
+                            "carry query_single and query_multi")  # fmt: skip
+    score = judged.get("judge_score")
+    if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
+        status = judged.get("status")
+        extra = f", status {status!r}" if status else ""
+        raise BadFile(path, f"line {number}: {key}.judge_score is {score!r}, not a number{extra}")
+    low, high = SCORE_RANGE
+    if not low <= score <= high:
+        raise BadFile(path, f"line {number}: {key}.judge_score {score} is outside {low}-{high}")
+    return float(score)
+
+
+def read_judged(path: Path) -> list[dict[str, Any]]:
+    """The rows of a judged file, checked: one line naming the file and line otherwise."""
+    rows: list[dict[str, Any]] = []
+    seen: set[Any] = set()
+    for number, row in iter_jsonl(path):
+        if not isinstance(row, dict) or not {"id", "category", "questions"} <= row.keys():
+            raise BadFile(path, f"line {number}: not a LogicKor row (needs id, category, "
+                                "questions, outputs)")  # fmt: skip
+        if row.get("id") in seen:
+            raise BadFile(path, f"line {number}: id {row.get('id')!r} appears twice")
+        seen.add(row.get("id"))
+        if not isinstance(row["category"], str):
+            raise BadFile(path, f"line {number}: category is not a string")
+        for key in TURNS:
+            _score(row, key, path, number)
+        rows.append(row)
+    if not rows:
+        raise BadFile(path, "empty: no LogicKor rows")
+    return rows
+
+
+def doc_hash(row: dict) -> str:
+    """Identifies a question by its text: pairing two runs' rows by id checks it."""
+    payload = json.dumps([row.get("category"), row.get("questions")], ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def sample_rows(rows: list[dict], run: str, model: str, strategy: str) -> list[dict[str, Any]]:
+    """Two rows per question: its single-turn and its multi-turn judge score."""
+    out = []
+    for row in rows:
+        for key, metric in TURNS.items():
+            out.append({
+                "run": run, "model": model, "kind": "logickor", "task": TASK,
+                "num_fewshot": None, "strategy": strategy, "doc_id": row.get("id"),
+                "doc_hash": doc_hash(row), "category": row["category"], "metric": metric,
+                "value": float(row[key]["judge_score"]), "gold": None, "pred": None,
+                "record": row,
+            })  # fmt: skip
+    return out
+
+
+def _mean(values: list[Fraction]) -> Fraction:
+    return sum(values, Fraction(0)) / len(values)
+
+
+def _stderr(values: list[float]) -> float:
+    n = len(values)
+    if n < 2:
+        return math.nan
+    mu = sum(values) / n
+    return math.sqrt(sum((v - mu) ** 2 for v in values) / (n - 1) / n)
+
+
+def aggregate(rows: list[dict]) -> dict[str, tuple[Fraction, int, float]]:
+    """column -> (exact value, questions, standard error of the per-question mean)."""
+    # A score written 2.3 in the file is 23/10, not the binary float nearest to it.
+    single = {row["id"]: exact(row["query_single"]["judge_score"]) for row in rows}
+    multi = {row["id"]: exact(row["query_multi"]["judge_score"]) for row in rows}
+    by_category: dict[str, list[Any]] = {}
+    for row in rows:
+        by_category.setdefault(row["category"], []).append(row["id"])
+    out: dict[str, tuple[Fraction, int, float]] = {}
+    for category, ids in by_category.items():
+        value = (_mean([single[i] for i in ids]) + _mean([multi[i] for i in ids])) / 2
+        per_question = [float(single[i] + multi[i]) / 2 for i in ids]
+        out[category] = (value, len(ids), _stderr(per_question))
+    ids = list(single)
+    mean_single, mean_multi = _mean(list(single.values())), _mean(list(multi.values()))
+    out[SINGLE] = (mean_single, len(ids), _stderr([float(single[i]) for i in ids]))
+    out[MULTI] = (mean_multi, len(ids), _stderr([float(multi[i]) for i in ids]))
+    overall = [float(single[i] + multi[i]) / 2 for i in ids]
+    out[OVERALL] = ((mean_single + mean_multi) / 2, len(ids), _stderr(overall))
+    return out
+
+
+def score_rows(rows: list[dict], run: str, model: str, strategy: str) -> list[dict[str, Any]]:
+    return [
+        {"run": run, "model": model, "kind": "logickor", "task": TASK, "metric": column,
+         "num_fewshot": None, "strategy": strategy, "value": float(value), "stderr": stderr,
+         "n": n, "version": None, "exact": value}
+        for column, (value, n, stderr) in aggregate(rows).items()
+    ]  # fmt: skip

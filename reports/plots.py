@@ -1,0 +1,107 @@
+"""Charts for the HTML report, drawn with matplotlib and returned as self-contained SVG.
+
+Each chart is an ``<img>`` with a ``data:image/svg+xml`` URI: nothing to fetch, and an SVG shown
+as an image can never run script, whatever text (model names, categories) it carries. Text
+stays text (``svg.fonttype: none``) so the browser draws Hangul with its own fonts.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from reports.stats import Interval
+
+_PALETTE = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3",
+            "#8C8C8C", "#CCB974", "#64B5CD"]  # fmt: skip
+
+
+@dataclass
+class Series:
+    name: str
+    values: list[float | None]  # one per group
+    intervals: list[Interval | None] | None = None
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({
+        "svg.fonttype": "none", "svg.hashsalt": "fusebench", "font.size": 9,
+        "font.family": ["DejaVu Sans", "sans-serif"], "axes.spines.top": False,
+        "axes.spines.right": False,
+    })  # fmt: skip
+    return plt
+
+
+def to_data_uri(fig) -> str:
+    """The figure as a base64 SVG data URI (no date metadata: the same input, the same bytes)."""
+    buffer = io.StringIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Glyph missing from font": the browser draws Hangul
+        fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
+    _pyplot().close(fig)
+    return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue().encode()).decode()
+
+
+def grouped_bars(title: str, groups: Sequence[str], series: Sequence[Series], ylabel: str,
+                 annotations: Sequence[str] | None = None,
+                 ylim: tuple[float, float] | None = None) -> str:  # fmt: skip
+    """Bars per group and series, with each series' 95% interval as an error bar."""
+    plt = _pyplot()
+    width = 0.8 / max(len(series), 1)
+    fig, ax = plt.subplots(
+        figsize=(max(4.0, 1.1 * len(groups) * max(1, len(series)) ** 0.5 + 2), 3.2)
+    )
+    for i, s in enumerate(series):
+        xs = [g + (i - (len(series) - 1) / 2) * width for g in range(len(groups))]
+        heights = [v if v is not None else 0.0 for v in s.values]
+        ax.bar(xs, heights, width * 0.92, label=s.name, color=_PALETTE[i % len(_PALETTE)])
+        if s.intervals:
+            for x, v, ci in zip(xs, s.values, s.intervals, strict=True):
+                if v is not None and ci is not None:
+                    ax.errorbar(x, v, yerr=[[max(v - ci.low, 0)], [max(ci.high - v, 0)]],
+                                color="black", capsize=3, linewidth=1)  # fmt: skip
+    ax.set_xticks(range(len(groups)), groups)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, pad=30 if annotations else 6)  # room for the two-line annotations
+    if ylim:
+        ax.set_ylim(*ylim)
+    if annotations:
+        top = ax.get_ylim()[1]
+        for g, text in enumerate(annotations):
+            if text:
+                ax.text(g, top, text, ha="center", va="bottom", fontsize=8)
+    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return to_data_uri(fig)
+
+
+def heatmap(title: str, rows: Sequence[str], columns: Sequence[str],
+            values: Sequence[Sequence[float | None]], vmax: float) -> str:  # fmt: skip
+    """A table of scores as colours with the numbers written in: many models at a glance."""
+    import numpy as np
+
+    plt = _pyplot()
+    data = np.array([[np.nan if v is None else v for v in row] for row in values], dtype=float)
+    fig, ax = plt.subplots(figsize=(1.0 * len(columns) + 3, 0.32 * len(rows) + 1.2))
+    image = ax.imshow(data, cmap="viridis", vmin=0, vmax=vmax, aspect="auto")
+    ax.set_xticks(range(len(columns)), columns)
+    ax.set_yticks(range(len(rows)), rows)
+    ax.tick_params(top=True, labeltop=True, bottom=False, labelbottom=False, length=0)
+    for r in range(len(rows)):
+        for c in range(len(columns)):
+            if not np.isnan(data[r, c]):
+                light = data[r, c] < 0.6 * vmax
+                ax.text(c, r, f"{data[r, c]:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if light else "black")  # fmt: skip
+    ax.set_title(title, pad=24)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02)
+    return to_data_uri(fig)

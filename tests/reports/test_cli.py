@@ -1,0 +1,106 @@
+"""``fusebench report`` and ``fusebench compare`` as a user runs them: output, exit codes,
+and one clear line (never a traceback) on bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from reports import rundir
+
+from .helpers import cli, one_error_line
+
+HEADER = (
+    "| Model | Strategy | 추론 | 수학 | 글쓰기 | 코딩 | 이해 | 문법 | 싱글턴 | 멀티턴 | Overall |"
+)
+
+
+def test_report_logickor_markdown(logickor_dir: Path) -> None:
+    done = cli("report", str(logickor_dir), "--format", "md")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "## LogicKor" and lines[2] == HEADER
+    assert lines[4].startswith("| openai/gpt-4-1106-preview | default | ")
+    assert sum(line.startswith("| ") for line in lines) == 2 + 42
+
+
+def test_report_json_truncated_to_a_file(logickor_dir: Path, runs, tmp_path: Path) -> None:
+    out = tmp_path / "board.json"
+    done = cli("report", str(logickor_dir), str(runs["base"]), "--format", "json",
+               "--rounding", "truncate", "--output", str(out))  # fmt: skip
+    assert done.returncode == 0 and done.stdout == ""
+    assert f"report: {out}" in done.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert {"num_fewshot"} <= rows[0].keys() and rows[0]["model"] == "tiny-llama"
+    assert sum("strategy" in r for r in rows) == 42 and sum("num_fewshot" in r for r in rows) == 2
+
+
+def test_report_bad_file_and_skip_bad(logickor_dir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "org" / "model" / "default.jsonl"
+    bad.parent.mkdir(parents=True)
+    bad.write_text('{"id": 1, "category": "x", "questions": ["q"]}\n')
+    done = cli("report", str(bad), str(logickor_dir / "google"))
+    assert done.returncode == 2
+    assert one_error_line(done) == (f"error: {bad}: line 1: not judged (no query_single); "
+                                    "LogicKor judged files carry query_single and query_multi "
+                                    "(--skip-bad loads the other files)")  # fmt: skip
+    done = cli("report", str(bad), str(logickor_dir / "google"), "--skip-bad", "--format", "csv")
+    assert done.returncode == 0 and f"skipped {bad}: line 1: not judged" in done.stderr
+    assert done.stdout.count("google/gemma-7b-it") == 3
+    done = cli("report", str(tmp_path / "missing"))
+    assert done.returncode == 2 and "missing: no such file or directory" in one_error_line(done)
+
+
+def test_compare_gate_exit_codes(runs) -> None:
+    base, fused = str(runs["base"]), str(runs["fused"])
+    done = cli("compare", fused, base, "--format", "json", "--resamples", "500")
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)["comparisons"][0]["rows"]
+    drops = {(r["task"], r["num_fewshot"]): r["base"] - r["other"] for r in rows if r["primary"]}
+    worst = max(drops.values())
+    assert worst > 0
+    done = cli("compare", fused, base, "--max-drop", str(worst / 2), "--resamples", "500")
+    assert done.returncode == 1, done.stderr
+    failing = sorted({task for (task, _), d in drops.items() if d > worst / 2})
+    assert f"FAIL: {len(failing)} task(s) dropped by more than" in done.stdout
+    assert f": {', '.join(failing)}" in done.stdout
+    for (task, shots), d in drops.items():
+        assert (f"- base: {task} {shots}-shot " in done.stdout) == (d > worst / 2)
+    done = cli("compare", fused, base, "--max-drop", str(worst + 1e-6), "--resamples", "500")
+    assert done.returncode == 0 and "PASS: no primary score dropped" in done.stdout
+    done = cli("compare", fused, base, "--max-drop-rel", "0", "--format", "csv",
+               "--resamples", "500")  # fmt: skip
+    assert done.returncode == 1 and "FAIL:" in done.stderr  # gate verdict on stderr for csv
+    assert done.stdout.startswith("base_run,run,task,num_fewshot,strategy,metric,primary,")
+
+
+def test_compare_refusals_are_one_line(runs, tmp_path: Path) -> None:
+    other = tmp_path / "limited"
+    shutil.copytree(runs["fused"], other)
+    manifest = json.loads((other / rundir.MANIFEST).read_text())
+    manifest["limit"] = 10
+    (other / rundir.MANIFEST).write_text(json.dumps(manifest))
+    done = cli("compare", str(runs["base"]), str(other), "--max-drop", "0.01")
+    assert done.returncode == 2
+    assert one_error_line(done) == ("error: limited and base do not compare: limit 20 vs 10 "
+                                    "(--force compares what they share)")  # fmt: skip
+    done = cli("compare", str(runs["base"]), str(other), "--force", "--resamples", "500")
+    assert done.returncode == 0 and "note: forced past: limit 20 vs 10" in done.stdout
+    done = cli("compare", str(runs["base"]))
+    assert done.returncode == 2 and "needs BASE and at least one other run" in one_error_line(done)
+    done = cli("compare", str(runs["base"]), str(runs["fused"]), "--max-drop", "-1")
+    assert done.returncode == 2 and "--max-drop must be >= 0" in one_error_line(done)
+
+
+def test_compare_html_to_a_file(runs, tmp_path: Path) -> None:
+    out = tmp_path / "compare.html"
+    done = cli("compare", str(runs["base"]), str(runs["fused"]), "--format", "html",
+               "--output", str(out), "--max-drop", "1", "--resamples", "500")  # fmt: skip
+    assert done.returncode == 0 and f"comparison: {out}" in done.stderr
+    page = out.read_text()
+    assert page.startswith("<!doctype html>") and "PASS: no primary score dropped" in page
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # as any new file, not mkstemp's 0600
