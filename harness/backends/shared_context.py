@@ -1,0 +1,389 @@
+"""Multiple-choice scoring that runs each distinct context once (the ``hf`` backend's model).
+
+lm-eval's ``hf`` model scores every (context, continuation) pair with a full forward pass, so
+a four-way hellaswag question runs its context four times, and it projects every position of
+every sequence onto the vocabulary although only the continuation's positions are scored.
+``SharedContextLM`` keeps lm-eval's tokenisation, truncation and log-softmax, and changes only
+how the forward passes are arranged:
+
+1. Requests are grouped by the context tokens the model actually sees (after lm-eval's left
+   truncation), and identical continuations of one context are scored once.
+2. A batch of up to ``batch_size`` contexts of similar length runs once, right-padded (as
+   lm-eval pads) with the KV cache kept; only each context's last position is projected onto
+   the vocabulary, which scores every continuation's first token.
+3. The remaining tokens of all continuations of that batch run in one more forward pass on a
+   copy of the cache, with an attention mask that hides the padding between each context and
+   its continuation and with position ids that continue each context.
+
+Everything else (``loglikelihood_rolling``, ``generate_until``, seq2seq models, models whose
+cache is not a plain per-layer key/value store, ``batch_size="auto"``) is HFLM's own code.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import lm_eval.models  # noqa: F401  (fills the registry before ours is added; see LMEVAL_NOTES)
+import torch
+import torch.nn.functional as F
+from lm_eval.api.instance import Instance
+from lm_eval.api.registry import register_model
+from lm_eval.models.huggingface import HFLM
+from tqdm import tqdm
+
+from harness.errors import HarnessError
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "fusebench-hf"
+_SCORED_TYPES = ("loglikelihood", "multiple_choice")
+
+
+@dataclass
+class _Context:
+    """One distinct context (as the model sees it) and the distinct continuations asked of it."""
+
+    tokens: list[int]
+    continuations: dict[tuple[int, ...], list[int]] = field(default_factory=dict)
+
+
+def _window(context: list[int], continuation: list[int], max_length: int) -> list[int]:
+    """The context tokens lm-eval's ``hf`` feeds before ``continuation``.
+
+    lm-eval keeps the last ``max_length + 1`` tokens of context + continuation and drops the
+    final one, so a long context loses tokens from the left, by an amount that depends on the
+    continuation's length (choices of one question may see different contexts).
+    """
+    whole = (context + continuation)[-(max_length + 1) :]
+    return whole[: len(whole) - len(continuation)]
+
+
+def encode_request(lm: HFLM, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """Context and continuation tokens exactly as lm-eval's ``TemplateLM.loglikelihood`` makes
+    them: trailing spaces of the context move to the continuation, the pair is tokenised
+    whole and split at the context's length, and an empty context becomes the prefix token."""
+    if context == "":
+        continuation_enc = lm.tok_encode(continuation, add_special_tokens=False)
+        if continuation_enc and lm.prefix_token_id == continuation_enc[0]:
+            return continuation_enc[:1], continuation_enc[1:]
+        return [lm.prefix_token_id], continuation_enc
+    return lm._encode_pair(context, continuation)
+
+
+def is_truncated(context: list[int], continuation: list[int], max_length: int) -> bool:
+    """Whether lm-eval's ``hf`` cuts this request's context from the left."""
+    return len(context) + len(continuation) > max_length + 1
+
+
+def truncated_documents(lm: Any, results: dict, task: str) -> int | None:
+    """How many of ``task``'s documents had a context cut from the left to fit the model.
+
+    Counted from the logged samples with the model's own tokeniser and limit, so the figure
+    is the same whichever HF backend ran the task and whether or not responses came from the
+    response cache. ``None`` for models that are not transformers models (vLLM).
+    """
+    if not isinstance(lm, HFLM) or lm.backend != "causal":
+        return None
+    config = results.get("configs", {}).get(task, {})
+    if config.get("output_type") not in _SCORED_TYPES:
+        return 0
+    count = 0
+    for sample in results.get("samples", {}).get(task, []):
+        pairs = (tuple(a) for a in sample.get("arguments", []))
+        if any(
+            len(pair) == 2 and is_truncated(*encode_request(lm, *pair), lm.max_length)
+            for pair in pairs
+        ):
+            count += 1
+    return count
+
+
+def _describe(request: Instance) -> str:
+    task = request.task_name or "(unnamed task)"
+    return f"task {task}, document {request.doc_id}"
+
+
+@register_model(MODEL_NAME)
+class SharedContextLM(HFLM):
+    """lm-eval's HF model with shared-context loglikelihood scoring (see the module docstring).
+
+    Accepts every HFLM argument. ``batch_size`` counts contexts per forward pass; all the
+    continuations of those contexts then share one more, shorter pass.
+    """
+
+    _memo: dict[tuple[str, bool | None, int | None], list[int]] | None = None
+
+    def tok_encode(
+        self,
+        string: str,
+        add_special_tokens: bool | None = None,
+        left_truncate_len: int | None = None,
+        **kwargs: Any,
+    ) -> list[int]:
+        """HFLM's encoding, remembered while one ``loglikelihood`` call runs: lm-eval encodes
+        a context once per answer choice, and the choices of a question share it."""
+        if self._memo is None or kwargs:
+            return super().tok_encode(string, add_special_tokens, left_truncate_len, **kwargs)
+        key = (string, add_special_tokens, left_truncate_len)
+        if key not in self._memo:
+            self._memo[key] = super().tok_encode(string, add_special_tokens, left_truncate_len)
+        return list(self._memo[key])
+
+    def loglikelihood(
+        self, requests: list[Instance], disable_tqdm: bool = False
+    ) -> list[tuple[float, bool]]:
+        if not self._can_share():
+            return super().loglikelihood(requests, disable_tqdm=disable_tqdm)
+        self._memo = {}
+        try:
+            contexts, slots, truncated = self._group(requests)
+        finally:
+            self._memo = None
+        if truncated:
+            log.warning(
+                "%d of %d requests are longer than the model's maximum length (%d) and were "
+                "truncated from the left, as lm-eval's hf model does",
+                truncated, len(requests), self.max_length,
+            )  # fmt: skip
+        scores = self._score_contexts(contexts, disable_tqdm, total=len(requests))
+        answers = [scores[slot] for slot in slots]
+        for request, answer in zip(requests, answers, strict=True):
+            self.cache_hook.add_partial("loglikelihood", request.args, answer)
+        return answers
+
+    # ------------------------------------------------------------------ internals
+
+    def _group(
+        self, requests: list[Instance]
+    ) -> tuple[dict[tuple[int, ...], _Context], list[tuple[tuple[int, ...], tuple[int, ...]]], int]:
+        """Tokenise as lm-eval does and group by the context the model will see; rejects
+        requests that cannot be scored, naming their task and document."""
+        contexts: dict[tuple[int, ...], _Context] = {}
+        slots: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+        truncated = 0
+        for request in requests:
+            context, continuation = request.args
+            if not continuation.strip():
+                raise HarnessError(
+                    f"{_describe(request)}: continuation {continuation!r} is empty (an empty "
+                    "answer choice?); there is no text to score"
+                )
+            context_enc, continuation_enc = encode_request(self, context, continuation)
+            if not continuation_enc:
+                raise HarnessError(
+                    f"{_describe(request)}: continuation {continuation!r} tokenises to nothing "
+                    "after its context; nothing to score"
+                )
+            if len(continuation_enc) > self.max_length:
+                raise HarnessError(
+                    f"{_describe(request)}: continuation of {len(continuation_enc)} tokens is "
+                    f"longer than the model's maximum length ({self.max_length})"
+                )
+            truncated += is_truncated(context_enc, continuation_enc, self.max_length)
+            window = _window(context_enc, continuation_enc, self.max_length)
+            key, cont_key = tuple(window), tuple(continuation_enc)
+            entry = contexts.setdefault(key, _Context(window))
+            entry.continuations.setdefault(cont_key, continuation_enc)
+            slots.append((key, cont_key))
+        return contexts, slots, truncated
+
+    def _can_share(self) -> bool:
+        """Sharing needs a decoder-only model, a fixed batch size and a plain KV cache that
+        can be row-selected; anything else goes through HFLM unchanged."""
+        if self.backend != "causal" or not isinstance(self.batch_size, int):
+            return False
+        if getattr(self, "enable_thinking", False):
+            return False  # HFLM raises its own error for this
+        if not hasattr(self, "_cache_ok"):
+            self._cache_ok = self._plain_cache()
+        return self._cache_ok
+
+    def _plain_cache(self) -> bool:
+        try:
+            from transformers import DynamicCache
+            from transformers.cache_utils import DynamicLayer
+
+            layers = DynamicCache(config=self.model.config).layers
+        except Exception:  # older transformers, or configs DynamicCache cannot read
+            return False
+        plain = bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
+        if not plain:
+            log.info("%s: cache is not a plain key/value store; using lm-eval's path", MODEL_NAME)
+        return plain
+
+    def _masked_logits(self) -> bool:
+        """Whether the model projects only the positions picked by a boolean
+        ``logits_to_keep`` (transformers 5's ``slice_logits_to_keep``); otherwise every
+        position is projected and the wanted ones are picked afterwards."""
+        if not hasattr(self, "_keep_mask"):
+            module = sys.modules.get(type(self.model).__module__)
+            params = inspect.signature(self.model.forward).parameters
+            self._keep_mask = "logits_to_keep" in params and hasattr(module, "slice_logits_to_keep")
+        return self._keep_mask
+
+    def _logprobs(self, keep: torch.Tensor, **kwargs: Any) -> tuple[torch.Tensor, Any]:
+        """Log-softmax (in HFLM's ``softmax_dtype``) at the positions where ``keep`` is True,
+        flattened in row-major order, and the model's KV cache."""
+        if self._masked_logits():
+            kwargs["logits_to_keep"] = keep
+        with (
+            torch.no_grad(),
+            torch.autocast(
+                device_type=self.device.type,
+                dtype=self.mixed_precision_dtype,
+                enabled=self.mixed_precision_dtype is not None,
+            ),
+        ):
+            out = self.model(use_cache=True, **kwargs)
+        logits = out.logits if out.logits.dim() == 2 else out.logits[keep]
+        return F.log_softmax(logits, dim=-1, dtype=self.softmax_dtype), out.past_key_values
+
+    def _score_contexts(
+        self, contexts: dict[tuple[int, ...], _Context], disable_tqdm: bool, total: int
+    ) -> dict[tuple[tuple[int, ...], tuple[int, ...]], tuple[float, bool]]:
+        """(log-probability, is-greedy) for every distinct (context, continuation)."""
+        # Longest first, as lm-eval orders them: similar lengths share a batch and the first
+        # batch shows at once whether memory suffices.
+        ordered = sorted(contexts.items(), key=lambda kv: (-len(kv[0]), kv[0]))
+        scores: dict[tuple[tuple[int, ...], tuple[int, ...]], tuple[float, bool]] = {}
+        pbar = tqdm(
+            total=total,
+            disable=(disable_tqdm or self.rank != 0),
+            desc="Running loglikelihood requests (shared contexts)",
+        )
+        for start in range(0, len(ordered), self.batch_size):
+            batch = [entry for _, entry in ordered[start : start + self.batch_size]]
+            for entry, answers in zip(batch, self._score_batch(batch), strict=True):
+                key = tuple(entry.tokens)
+                scores.update({(key, cont): answer for cont, answer in answers.items()})
+            pbar.update(sum(len(entry.continuations) for entry in batch))
+        pbar.close()
+        return scores
+
+    def _score_batch(
+        self, batch: Sequence[_Context]
+    ) -> list[dict[tuple[int, ...], tuple[float, bool]]]:
+        """Score one batch of contexts: one pass over the contexts (each extended by the
+        tokens that all its continuations feed first), one over what is left."""
+        device = self.device
+        plans = [_Plan.of(entry) for entry in batch]
+        width = max(len(plan.prefix) for plan in plans)
+        # Right padding with token 0 and no attention mask, as lm-eval's hf model does: causal
+        # attention keeps the padding out of every real position.
+        inputs = torch.zeros((len(plans), width), dtype=torch.long)
+        keep = torch.zeros((len(plans), width), dtype=torch.bool)
+        for row, plan in enumerate(plans):
+            inputs[row, : len(plan.prefix)] = torch.tensor(plan.prefix, dtype=torch.long)
+            keep[row, plan.first_scored : len(plan.prefix)] = True
+        keep = keep.to(device)
+        head, cache = self._logprobs(keep, input_ids=inputs.to(device))
+
+        # Continuations that go on past the shared prefix: the rest in one more pass.
+        tails = [(row, cont) for row, plan in enumerate(plans) for cont in plan.tails]
+        tail_lp = None
+        if tails:
+            span = max(len(cont) - 1 - plans[row].shared for row, cont in tails)
+            t_inputs = torch.zeros((len(tails), span), dtype=torch.long)
+            t_keep = torch.zeros((len(tails), span), dtype=torch.bool)
+            mask = torch.ones((len(tails), width + span), dtype=torch.long)
+            positions = torch.zeros((len(tails), span), dtype=torch.long)
+            for i, (row, cont) in enumerate(tails):
+                plan, fed = plans[row], cont[plans[row].shared : -1]
+                t_inputs[i, : len(fed)] = torch.tensor(fed, dtype=torch.long)
+                t_keep[i, : len(fed)] = True
+                mask[i, len(plan.prefix) : width] = 0  # this context's padding
+                positions[i] = torch.arange(len(plan.prefix), len(plan.prefix) + span)
+            cache.batch_select_indices(torch.tensor([row for row, _ in tails], device=device))
+            t_keep = t_keep.to(device)
+            tail_lp, _ = self._logprobs(
+                t_keep,
+                input_ids=t_inputs.to(device),
+                attention_mask=mask.to(device),
+                position_ids=positions.to(device),
+                past_key_values=cache,
+            )
+        del cache
+
+        # Every scored token: the row of head / tail_lp that predicts it, its id, and which
+        # (context, continuation) it belongs to; then one gather and one sum per batch.
+        tail_at: dict[tuple[int, tuple[int, ...]], int] = {}
+        offset = 0
+        for row, cont in tails:
+            tail_at[(row, tuple(cont))] = offset
+            offset += len(cont) - 1 - plans[row].shared
+        keys: list[tuple[int, tuple[int, ...]]] = []
+        h_rows: list[int] = []
+        h_ids: list[int] = []
+        h_seg: list[int] = []
+        t_rows: list[int] = []
+        t_ids: list[int] = []
+        t_seg: list[int] = []
+        base = 0
+        for row, plan in enumerate(plans):
+            for cont_key, cont in plan.entry.continuations.items():
+                seg = len(keys)
+                keys.append((row, cont_key))
+                n_head = min(len(cont), plan.shared + 1)
+                h_rows += range(base, base + n_head)
+                h_ids += cont[:n_head]
+                h_seg += [seg] * n_head
+                if len(cont) > n_head:
+                    start = tail_at[(row, cont_key)]
+                    t_rows += range(start, start + len(cont) - n_head)
+                    t_ids += cont[n_head:]
+                    t_seg += [seg] * (len(cont) - n_head)
+            base += plan.shared + 1
+
+        def picked(lp: torch.Tensor, rows: list[int], ids: list[int]):
+            rows_t = torch.tensor(rows, dtype=torch.long, device=device)
+            ids_t = torch.tensor(ids, dtype=torch.long, device=device)
+            return lp[rows_t, ids_t], lp[rows_t].argmax(dim=-1) != ids_t
+
+        values, wrong = picked(head, h_rows, h_ids)
+        if t_rows:
+            t_values, t_wrong = picked(tail_lp, t_rows, t_ids)
+            values, wrong = torch.cat([values, t_values]), torch.cat([wrong, t_wrong])
+        # Each continuation's log-probabilities in token order, summed by the same float32
+        # ``sum`` lm-eval applies, so that rounding matches too.
+        seg = torch.tensor(h_seg + t_seg, dtype=torch.long, device=device)
+        order = torch.sort(seg, stable=True).indices
+        lengths = torch.bincount(seg, minlength=len(keys)).tolist()
+        sums = torch.stack([part.sum() for part in torch.split(values[order], lengths)])
+        misses = torch.zeros(len(keys), dtype=torch.long, device=device)
+        misses.index_add_(0, seg, wrong.long())
+        results: list[dict[tuple[int, ...], tuple[float, bool]]] = [{} for _ in plans]
+        for (row, cont_key), total, missed in zip(
+            keys, sums.tolist(), misses.tolist(), strict=True
+        ):
+            results[row][cont_key] = (total, missed == 0)
+        return results
+
+
+@dataclass
+class _Plan:
+    """How one context is run: ``prefix`` = context + the tokens every continuation feeds
+    first (``shared`` of them), scored from position ``first_scored`` on; ``tails`` are the
+    continuations that need tokens fed beyond the prefix."""
+
+    entry: _Context
+    prefix: list[int]
+    shared: int
+    first_scored: int
+    tails: list[list[int]]
+
+    @classmethod
+    def of(cls, entry: _Context) -> _Plan:
+        conts = list(entry.continuations.values())
+        fed = [cont[:-1] for cont in conts]  # the tokens a continuation feeds to the model
+        shared = 0
+        shortest = min(len(f) for f in fed)
+        while shared < shortest and all(f[shared] == fed[0][shared] for f in fed):
+            shared += 1
+        prefix = entry.tokens + fed[0][:shared]
+        tails = [cont for cont in conts if len(cont) - 1 > shared]
+        return cls(entry, prefix, shared, len(entry.tokens) - 1, tails)
