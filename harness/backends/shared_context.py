@@ -52,6 +52,31 @@ class _Context:
     continuations: dict[tuple[int, ...], list[int]] = field(default_factory=dict)
 
 
+@dataclass
+class _Plan:
+    """How one context is run: ``prefix`` = context + the tokens every continuation feeds
+    first (``shared`` of them), scored from position ``first_scored`` on; ``tails`` are the
+    continuations that need tokens fed beyond the prefix."""
+
+    entry: _Context
+    prefix: list[int]
+    shared: int
+    first_scored: int
+    tails: list[list[int]]
+
+    @classmethod
+    def of(cls, entry: _Context) -> _Plan:
+        conts = list(entry.continuations.values())
+        fed = [cont[:-1] for cont in conts]  # the tokens a continuation feeds to the model
+        shared = 0
+        shortest = min(len(f) for f in fed)
+        while shared < shortest and all(f[shared] == fed[0][shared] for f in fed):
+            shared += 1
+        prefix = entry.tokens + fed[0][:shared]
+        tails = [cont for cont in conts if len(cont) - 1 > shared]
+        return cls(entry, prefix, shared, len(entry.tokens) - 1, tails)
+
+
 def _window(context: list[int], continuation: list[int], max_length: int) -> list[int]:
     """The context tokens lm-eval's ``hf`` feeds before ``continuation``.
 
@@ -150,7 +175,13 @@ class SharedContextLM(HFLM):
                 "truncated from the left, as lm-eval's hf model does",
                 truncated, len(requests), self.max_length,
             )  # fmt: skip
-        scores = self._score_contexts(contexts, disable_tqdm, total=len(requests))
+        try:
+            scores = self._score_contexts(contexts, disable_tqdm, total=len(requests))
+        except _Unshareable as err:
+            log.warning("%s: the model's cache (%s) cannot be shared; using lm-eval's path",
+                        MODEL_NAME, err)  # fmt: skip
+            self._cache_ok = False
+            return super().loglikelihood(requests, disable_tqdm=disable_tqdm)
         answers = [scores[slot] for slot in slots]
         for request, answer in zip(requests, answers, strict=True):
             self.cache_hook.add_partial("loglikelihood", request.args, answer)
@@ -186,6 +217,10 @@ class SharedContextLM(HFLM):
                 )
             truncated += is_truncated(context_enc, continuation_enc, self.max_length)
             window = _window(context_enc, continuation_enc, self.max_length)
+            if not window:
+                raise HarnessError(
+                    f"{_describe(request)}: context {context!r} has no tokens to condition on"
+                )
             key, cont_key = tuple(window), tuple(continuation_enc)
             entry = contexts.setdefault(key, _Context(window))
             entry.continuations.setdefault(cont_key, continuation_enc)
@@ -206,12 +241,10 @@ class SharedContextLM(HFLM):
     def _plain_cache(self) -> bool:
         try:
             from transformers import DynamicCache
-            from transformers.cache_utils import DynamicLayer
 
-            layers = DynamicCache(config=self.model.config).layers
+            plain = _plain_layers(DynamicCache(config=self.model.config).layers)
         except Exception:  # older transformers, or configs DynamicCache cannot read
             return False
-        plain = bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
         if not plain:
             log.info("%s: cache is not a plain key/value store; using lm-eval's path", MODEL_NAME)
         return plain
@@ -270,7 +303,6 @@ class SharedContextLM(HFLM):
     ) -> list[dict[tuple[int, ...], tuple[float, bool]]]:
         """Score one batch of contexts: one pass over the contexts (each extended by the
         tokens that all its continuations feed first), one over what is left."""
-        device = self.device
         plans = [_Plan.of(entry) for entry in batch]
         width = max(len(plan.prefix) for plan in plans)
         # Right padding with token 0 and no attention mask, as lm-eval's hf model does: causal
@@ -280,82 +312,97 @@ class SharedContextLM(HFLM):
         for row, plan in enumerate(plans):
             inputs[row, : len(plan.prefix)] = torch.tensor(plan.prefix, dtype=torch.long)
             keep[row, plan.first_scored : len(plan.prefix)] = True
-        keep = keep.to(device)
-        head, cache = self._logprobs(keep, input_ids=inputs.to(device))
-
-        # Continuations that go on past the shared prefix: the rest in one more pass.
+        head, cache = self._logprobs(keep.to(self.device), input_ids=inputs.to(self.device))
         tails = [(row, cont) for row, plan in enumerate(plans) for cont in plan.tails]
-        tail_lp = None
-        if tails:
-            span = max(len(cont) - 1 - plans[row].shared for row, cont in tails)
-            t_inputs = torch.zeros((len(tails), span), dtype=torch.long)
-            t_keep = torch.zeros((len(tails), span), dtype=torch.bool)
-            mask = torch.ones((len(tails), width + span), dtype=torch.long)
-            positions = torch.zeros((len(tails), span), dtype=torch.long)
-            for i, (row, cont) in enumerate(tails):
-                plan, fed = plans[row], cont[plans[row].shared : -1]
-                t_inputs[i, : len(fed)] = torch.tensor(fed, dtype=torch.long)
-                t_keep[i, : len(fed)] = True
-                mask[i, len(plan.prefix) : width] = 0  # this context's padding
-                positions[i] = torch.arange(len(plan.prefix), len(plan.prefix) + span)
-            cache.batch_select_indices(torch.tensor([row for row, _ in tails], device=device))
-            t_keep = t_keep.to(device)
-            tail_lp, _ = self._logprobs(
-                t_keep,
-                input_ids=t_inputs.to(device),
-                attention_mask=mask.to(device),
-                position_ids=positions.to(device),
-                past_key_values=cache,
-            )
-        del cache
+        tail = self._tail_pass(plans, tails, cache, width) if tails else None
+        return self._collect(plans, tails, head, tail)
 
-        # Every scored token: the row of head / tail_lp that predicts it, its id, and which
-        # (context, continuation) it belongs to; then one gather and one sum per batch.
+    def _tail_pass(
+        self, plans: list[_Plan], tails: list[tuple[int, list[int]]], cache: Any, width: int
+    ) -> torch.Tensor:
+        """Log-probabilities for the continuation tokens past each shared prefix: the fed
+        tokens run after a copy of their context's cached keys and values, the padding
+        between a short context and the batch's widest one masked out, positions going on
+        from the context's own length."""
+        if not _row_selectable(cache):
+            raise _Unshareable(type(cache).__name__)
+        span = max(len(cont) - 1 - plans[row].shared for row, cont in tails)
+        inputs = torch.zeros((len(tails), span), dtype=torch.long)
+        keep = torch.zeros((len(tails), span), dtype=torch.bool)
+        mask = torch.ones((len(tails), width + span), dtype=torch.long)
+        positions = torch.zeros((len(tails), span), dtype=torch.long)
+        for i, (row, cont) in enumerate(tails):
+            plan, fed = plans[row], cont[plans[row].shared : -1]
+            inputs[i, : len(fed)] = torch.tensor(fed, dtype=torch.long)
+            keep[i, : len(fed)] = True
+            mask[i, len(plan.prefix) : width] = 0
+            positions[i] = torch.arange(len(plan.prefix), len(plan.prefix) + span)
+        device = self.device
+        cache.batch_select_indices(torch.tensor([row for row, _ in tails], device=device))
+        logprobs, _ = self._logprobs(
+            keep.to(device),
+            input_ids=inputs.to(device),
+            attention_mask=mask.to(device),
+            position_ids=positions.to(device),
+            past_key_values=cache,
+        )
+        return logprobs
+
+    def _collect(
+        self,
+        plans: list[_Plan],
+        tails: list[tuple[int, list[int]]],
+        head: torch.Tensor,
+        tail: torch.Tensor | None,
+    ) -> list[dict[tuple[int, ...], tuple[float, bool]]]:
+        """Per context, (log-probability, is-greedy) of each continuation, from the rows of
+        ``head`` (``shared + 1`` per context) and ``tail`` (one per fed tail token)."""
         tail_at: dict[tuple[int, tuple[int, ...]], int] = {}
         offset = 0
         for row, cont in tails:
             tail_at[(row, tuple(cont))] = offset
             offset += len(cont) - 1 - plans[row].shared
+        # Every scored token: the row that predicts it, its id, and its continuation's index.
         keys: list[tuple[int, tuple[int, ...]]] = []
-        h_rows: list[int] = []
-        h_ids: list[int] = []
-        h_seg: list[int] = []
-        t_rows: list[int] = []
-        t_ids: list[int] = []
-        t_seg: list[int] = []
+        picks: dict[str, tuple[list[int], list[int], list[int]]] = {
+            "head": ([], [], []),
+            "tail": ([], [], []),
+        }
         base = 0
         for row, plan in enumerate(plans):
             for cont_key, cont in plan.entry.continuations.items():
-                seg = len(keys)
-                keys.append((row, cont_key))
                 n_head = min(len(cont), plan.shared + 1)
-                h_rows += range(base, base + n_head)
-                h_ids += cont[:n_head]
-                h_seg += [seg] * n_head
+                rows, ids, segs = picks["head"]
+                rows += range(base, base + n_head)
+                ids += cont[:n_head]
+                segs += [len(keys)] * n_head
                 if len(cont) > n_head:
                     start = tail_at[(row, cont_key)]
-                    t_rows += range(start, start + len(cont) - n_head)
-                    t_ids += cont[n_head:]
-                    t_seg += [seg] * (len(cont) - n_head)
+                    rows, ids, segs = picks["tail"]
+                    rows += range(start, start + len(cont) - n_head)
+                    ids += cont[n_head:]
+                    segs += [len(keys)] * (len(cont) - n_head)
+                keys.append((row, cont_key))
             base += plan.shared + 1
 
-        def picked(lp: torch.Tensor, rows: list[int], ids: list[int]):
-            rows_t = torch.tensor(rows, dtype=torch.long, device=device)
-            ids_t = torch.tensor(ids, dtype=torch.long, device=device)
-            return lp[rows_t, ids_t], lp[rows_t].argmax(dim=-1) != ids_t
-
-        values, wrong = picked(head, h_rows, h_ids)
-        if t_rows:
-            t_values, t_wrong = picked(tail_lp, t_rows, t_ids)
-            values, wrong = torch.cat([values, t_values]), torch.cat([wrong, t_wrong])
+        values, wrong, segments = [], [], []
+        for name, logprobs in (("head", head), ("tail", tail)):
+            rows, ids, segs = picks[name]
+            if not rows or logprobs is None:
+                continue
+            rows_t = torch.tensor(rows, dtype=torch.long, device=logprobs.device)
+            ids_t = torch.tensor(ids, dtype=torch.long, device=logprobs.device)
+            values.append(logprobs[rows_t, ids_t])
+            wrong.append(logprobs.argmax(dim=-1)[rows_t] != ids_t)
+            segments.append(torch.tensor(segs, dtype=torch.long, device=logprobs.device))
+        seg = torch.cat(segments)
         # Each continuation's log-probabilities in token order, summed by the same float32
-        # ``sum`` lm-eval applies, so that rounding matches too.
-        seg = torch.tensor(h_seg + t_seg, dtype=torch.long, device=device)
+        # ``sum`` lm-eval applies, so that the rounding matches too.
         order = torch.sort(seg, stable=True).indices
         lengths = torch.bincount(seg, minlength=len(keys)).tolist()
-        sums = torch.stack([part.sum() for part in torch.split(values[order], lengths)])
-        misses = torch.zeros(len(keys), dtype=torch.long, device=device)
-        misses.index_add_(0, seg, wrong.long())
+        sums = torch.stack([part.sum() for part in torch.split(torch.cat(values)[order], lengths)])
+        misses = torch.zeros(len(keys), dtype=torch.long, device=seg.device)
+        misses.index_add_(0, seg, torch.cat(wrong).long())
         results: list[dict[tuple[int, ...], tuple[float, bool]]] = [{} for _ in plans]
         for (row, cont_key), total, missed in zip(
             keys, sums.tolist(), misses.tolist(), strict=True
@@ -364,26 +411,19 @@ class SharedContextLM(HFLM):
         return results
 
 
-@dataclass
-class _Plan:
-    """How one context is run: ``prefix`` = context + the tokens every continuation feeds
-    first (``shared`` of them), scored from position ``first_scored`` on; ``tails`` are the
-    continuations that need tokens fed beyond the prefix."""
+class _Unshareable(Exception):
+    """The model returned a cache whose rows cannot be selected (checked after the fact,
+    for models whose config promised a plain one)."""
 
-    entry: _Context
-    prefix: list[int]
-    shared: int
-    first_scored: int
-    tails: list[list[int]]
 
-    @classmethod
-    def of(cls, entry: _Context) -> _Plan:
-        conts = list(entry.continuations.values())
-        fed = [cont[:-1] for cont in conts]  # the tokens a continuation feeds to the model
-        shared = 0
-        shortest = min(len(f) for f in fed)
-        while shared < shortest and all(f[shared] == fed[0][shared] for f in fed):
-            shared += 1
-        prefix = entry.tokens + fed[0][:shared]
-        tails = [cont for cont in conts if len(cont) - 1 > shared]
-        return cls(entry, prefix, shared, len(entry.tokens) - 1, tails)
+def _plain_layers(layers: Sequence[Any]) -> bool:
+    """Full-attention key/value layers only (no sliding window, quantisation or state)."""
+    from transformers.cache_utils import DynamicLayer
+
+    return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
+
+
+def _row_selectable(cache: Any) -> bool:
+    from transformers import DynamicCache
+
+    return isinstance(cache, DynamicCache) and _plain_layers(cache.layers)

@@ -155,3 +155,34 @@ def test_manifest_counts_truncated_documents(zoo: Path, tmp_path: Path, backend:
         )
         assert counts[task] == over
     assert counts["kobest_boolq"] > 0  # 2-shot boolq prompts are far longer than 128 tokens
+
+
+def test_context_without_tokens_is_an_error(zoo: Path) -> None:
+    _, shared = _pair(zoo, "tiny-gpt2", batch_size=2)  # no BOS: "   " encodes to nothing
+    bad = Instance("loglikelihood", {}, ("   ", "예"), 0, metadata=("t", 5, 1))
+    with pytest.raises(HarnessError, match="task t, document 5: context '   ' has no tokens"):
+        shared.loglikelihood([bad])
+
+
+def test_sliding_window_models_fall_back_to_lm_eval_path(zoo: Path) -> None:
+    """A sliding-window cache keeps only the window, so it cannot be shared: such models
+    are scored by HFLM's own code, with its numbers exactly."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = zoo / "tiny-mistral"
+    model = AutoModelForCausalLM.from_pretrained(path, sliding_window=16)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    common = dict(pretrained=model, tokenizer=tokenizer, batch_size=4)
+    reference, shared = HFLM(**common), SharedContextLM(**common)
+    requests = [
+        Instance("loglikelihood", {}, ("오늘 영화는 정말 재미있었다. " * 4, choice), i)
+        for i, choice in enumerate([" (긍정)", " (부정)"])
+    ]
+    expected = reference.loglikelihood(requests)
+    assert shared.loglikelihood(requests) == expected
+    assert shared._cache_ok is False
+    # Had the config check missed it, the cache the model returns is checked as well.
+    forced = SharedContextLM(**common)
+    forced._cache_ok = True
+    assert forced.loglikelihood(requests) == expected
+    assert forced._cache_ok is False
