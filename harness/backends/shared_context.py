@@ -9,11 +9,18 @@ how the forward passes are arranged:
 1. Requests are grouped by the context tokens the model actually sees (after lm-eval's left
    truncation), and identical continuations of one context are scored once.
 2. A batch of up to ``batch_size`` contexts of similar length runs once, right-padded (as
-   lm-eval pads) with the KV cache kept; only each context's last position is projected onto
-   the vocabulary, which scores every continuation's first token.
-3. The remaining tokens of all continuations of that batch run in one more forward pass on a
-   copy of the cache, with an attention mask that hides the padding between each context and
-   its continuation and with position ids that continue each context.
+   lm-eval pads) with the KV cache kept. Each context is extended by the tokens that all its
+   continuations feed first (boolq's two answers both start with a space token), and only
+   the positions that score a continuation token are projected onto the vocabulary.
+3. The rest of every continuation runs after a copy of its context's cached keys and
+   values, with an attention mask that hides the padding between a shorter context and the
+   batch's widest one and with position ids that continue the context. These tails run in
+   as few passes as possible, sorted by length and split only where one pass would be
+   mostly padding.
+
+The numbers are lm-eval's up to float rounding of differently shaped matrix products (about
+1e-5 on the tiny test models in float32). Memory: a batch holds the KV cache of its contexts
+and one copy of a context's cache rows per continuation that has a tail.
 
 Everything else (``loglikelihood_rolling``, ``generate_until``, seq2seq models, models whose
 cache is not a plain per-layer key/value store, ``batch_size="auto"``) is HFLM's own code.
@@ -137,8 +144,8 @@ def _describe(request: Instance) -> str:
 class SharedContextLM(HFLM):
     """lm-eval's HF model with shared-context loglikelihood scoring (see the module docstring).
 
-    Accepts every HFLM argument. ``batch_size`` counts contexts per forward pass; all the
-    continuations of those contexts then share one more, shorter pass.
+    Accepts every HFLM argument. ``batch_size`` counts contexts per forward pass; the
+    continuations of those contexts then share one or a few shorter passes.
     """
 
     _memo: dict[tuple[str, bool | None, int | None], list[int]] | None = None
@@ -314,6 +321,7 @@ class SharedContextLM(HFLM):
             keep[row, plan.first_scored : len(plan.prefix)] = True
         head, cache = self._logprobs(keep.to(self.device), input_ids=inputs.to(self.device))
         tails = [(row, cont) for row, plan in enumerate(plans) for cont in plan.tails]
+        tails.sort(key=lambda tail: plans[tail[0]].shared - len(tail[1]))  # longest fed first
         tail = self._tail_pass(plans, tails, cache, width) if tails else None
         return self._collect(plans, tails, head, tail)
 
@@ -323,30 +331,36 @@ class SharedContextLM(HFLM):
         """Log-probabilities for the continuation tokens past each shared prefix: the fed
         tokens run after a copy of their context's cached keys and values, the padding
         between a short context and the batch's widest one masked out, positions going on
-        from the context's own length."""
+        from the context's own length. ``tails`` come longest first and run in chunks of
+        similar length (see ``_chunks``); the rows of the result follow ``tails``."""
         if not _row_selectable(cache):
             raise _Unshareable(type(cache).__name__)
-        span = max(len(cont) - 1 - plans[row].shared for row, cont in tails)
-        inputs = torch.zeros((len(tails), span), dtype=torch.long)
-        keep = torch.zeros((len(tails), span), dtype=torch.bool)
-        mask = torch.ones((len(tails), width + span), dtype=torch.long)
-        positions = torch.zeros((len(tails), span), dtype=torch.long)
-        for i, (row, cont) in enumerate(tails):
-            plan, fed = plans[row], cont[plans[row].shared : -1]
-            inputs[i, : len(fed)] = torch.tensor(fed, dtype=torch.long)
-            keep[i, : len(fed)] = True
-            mask[i, len(plan.prefix) : width] = 0
-            positions[i] = torch.arange(len(plan.prefix), len(plan.prefix) + span)
         device = self.device
-        cache.batch_select_indices(torch.tensor([row for row, _ in tails], device=device))
-        logprobs, _ = self._logprobs(
-            keep.to(device),
-            input_ids=inputs.to(device),
-            attention_mask=mask.to(device),
-            position_ids=positions.to(device),
-            past_key_values=cache,
-        )
-        return logprobs
+        fed_lengths = [len(cont) - 1 - plans[row].shared for row, cont in tails]
+        out = []
+        for chunk in _chunks(fed_lengths):
+            part = tails[chunk]
+            span = fed_lengths[chunk.start]
+            inputs = torch.zeros((len(part), span), dtype=torch.long)
+            keep = torch.zeros((len(part), span), dtype=torch.bool)
+            mask = torch.ones((len(part), width + span), dtype=torch.long)
+            positions = torch.zeros((len(part), span), dtype=torch.long)
+            for i, (row, cont) in enumerate(part):
+                plan, fed = plans[row], cont[plans[row].shared : -1]
+                inputs[i, : len(fed)] = torch.tensor(fed, dtype=torch.long)
+                keep[i, : len(fed)] = True
+                mask[i, len(plan.prefix) : width] = 0
+                positions[i] = torch.arange(len(plan.prefix), len(plan.prefix) + span)
+            rows = torch.tensor([row for row, _ in part], device=device)
+            logprobs, _ = self._logprobs(
+                keep.to(device),
+                input_ids=inputs.to(device),
+                attention_mask=mask.to(device),
+                position_ids=positions.to(device),
+                past_key_values=_select_rows(cache, rows),
+            )
+            out.append(logprobs)
+        return torch.cat(out) if len(out) > 1 else out[0]
 
     def _collect(
         self,
@@ -421,6 +435,45 @@ def _plain_layers(layers: Sequence[Any]) -> bool:
     from transformers.cache_utils import DynamicLayer
 
     return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
+
+
+def _select_rows(cache: Any, rows: torch.Tensor) -> Any:
+    """A new cache holding ``cache``'s batch rows ``rows`` (repeats allowed); ``cache`` is
+    left as it is for the next chunk."""
+    from transformers import DynamicCache
+
+    selected = DynamicCache()
+    for index, layer in enumerate(cache.layers):
+        selected.update(layer.keys[rows], layer.values[rows], index)
+    return selected
+
+
+# A forward pass costs about as much as this many token positions more (launching it, the
+# copy of the cache rows), and a split must also save this share of the unsplit pass: tails
+# are split only where padding would waste a lot (hellaswag's endings), never for a token.
+_PASS_COST_TOKENS = 128
+_PASS_COST_SHARE = 0.2
+
+
+def _chunks(lengths: list[int]) -> list[slice]:
+    """Forward passes for rows sorted longest first: every row of a pass is padded to its
+    first (longest) row, so one pass over rows of very different lengths computes mostly
+    padding, while each extra pass has a fixed cost. Dynamic programming over the cut
+    points minimises padded positions plus a per-pass cost."""
+    n = len(lengths)
+    per_pass = max(_PASS_COST_TOKENS, _PASS_COST_SHARE * n * lengths[0])
+    best = [0.0] + [float("inf")] * n  # best[i]: cheapest way to run rows[:i]
+    cut = [0] * (n + 1)
+    for end in range(1, n + 1):
+        for start in range(end):
+            cost = best[start] + (end - start) * lengths[start] + per_pass
+            if cost < best[end]:
+                best[end], cut[end] = cost, start
+    passes, end = [], n
+    while end > 0:
+        passes.append(slice(cut[end], end))
+        end = cut[end]
+    return passes[::-1]
 
 
 def _row_selectable(cache: Any) -> bool:
