@@ -15,6 +15,7 @@ from lm_eval import simple_evaluate
 from lm_eval.api.instance import Instance
 from lm_eval.models.huggingface import HFLM
 
+from harness.backends import shared_context
 from harness.backends.shared_context import (
     MODEL_NAME,
     SharedContextLM,
@@ -73,10 +74,17 @@ def test_every_request_matches_lm_eval_hf(
     assert (truncated > 0) == (max_length is not None)
 
 
-def test_mixed_requests_in_one_call(zoo: Path) -> None:
+@pytest.mark.parametrize("split_tails", [False, True])
+def test_mixed_requests_in_one_call(
+    zoo: Path, split_tails: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Requests lm-eval never sends together: contexts of many lengths, choices of different
     token counts (so the windows of one context differ once cut), a repeated request, an
-    empty context, single-token choices; with every batch size the numbers are hf's."""
+    empty context, single-token choices; with every batch size the numbers are hf's, with
+    the continuations' tails in one pass each batch or (free passes) in many."""
+    if split_tails:
+        monkeypatch.setattr(shared_context, "_PASS_COST_TOKENS", 0)
+        monkeypatch.setattr(shared_context, "_PASS_COST_SHARE", 0.0)
     texts = ["안녕하세요. 오늘 영화는 정말 재미있었다. " * 6, "짧은 글", "질문: 무엇인가요? 답변:"]
     choices = [" 예", " 아니오", " (긍정)", " 그렇다고 생각하지 않는다"]
     pairs = [(text, choice) for text in texts for choice in choices]
@@ -186,3 +194,11 @@ def test_sliding_window_models_fall_back_to_lm_eval_path(zoo: Path) -> None:
     forced._cache_ok = True
     assert forced.loglikelihood(requests) == expected
     assert forced._cache_ok is False
+
+
+def test_tails_split_only_where_padding_dominates() -> None:
+    from harness.backends.shared_context import _chunks
+
+    assert _chunks([2, 2, 1, 1]) == [slice(0, 4)]  # a pass costs more than the padding
+    assert _chunks([40] * 4 + [3] * 28) == [slice(0, 4), slice(4, 32)]
+    assert _chunks([5]) == [slice(0, 1)]
