@@ -9,14 +9,16 @@ how the forward passes are arranged:
 1. Requests are grouped by the context tokens the model actually sees (after lm-eval's left
    truncation), and identical continuations of one context are scored once.
 2. A batch of up to ``batch_size`` contexts of similar length runs once, right-padded (as
-   lm-eval pads) with the KV cache kept. Each context is extended by the tokens that all its
-   continuations feed first (boolq's two answers both start with a space token), and only
-   the positions that score a continuation token are projected onto the vocabulary.
-3. The rest of every continuation runs after a copy of its context's cached keys and
-   values, with an attention mask that hides the padding between a shorter context and the
-   batch's widest one and with position ids that continue the context. These tails run in
-   as few passes as possible, sorted by length and split only where one pass would be
-   mostly padding.
+   lm-eval pads) with the KV cache kept. Each context is followed by its longest
+   continuation (the lead), so this pass scores the lead entirely, and every other
+   continuation for as long as it agrees with the lead (boolq's two answers share their
+   first token, after which the shorter one is complete). Only the positions that score a
+   continuation token are projected onto the vocabulary.
+3. The rest of every other continuation runs after a copy of its context's cached keys and
+   values, with an attention mask that hides what it does not share (the lead's later
+   tokens, the padding up to the batch's widest row) and position ids that go on from the
+   shared part. These tails run in as few passes as possible, sorted by length and split
+   only where one pass would be mostly padding.
 
 The numbers are lm-eval's up to float rounding of differently shaped matrix products (about
 1e-5 on the tiny test models in float32). Memory: a batch holds the KV cache of its contexts
@@ -61,27 +63,40 @@ class _Context:
 
 @dataclass
 class _Plan:
-    """How one context is run: ``prefix`` = context + the tokens every continuation feeds
-    first (``shared`` of them), scored from position ``first_scored`` on; ``tails`` are the
-    continuations that need tokens fed beyond the prefix."""
+    """How one context runs. Its longest continuation leads: ``prefix`` is the context plus
+    everything the lead feeds, so that one pass scores the lead and, for every other
+    continuation, the tokens predicted while it agrees with the lead (``depth`` of its fed
+    tokens are the lead's). ``tails`` are the continuations that go on from there."""
 
     entry: _Context
     prefix: list[int]
-    shared: int
-    first_scored: int
-    tails: list[list[int]]
+    depth: dict[tuple[int, ...], int]
+    tails: list[tuple[list[int], int]]
+
+    @property
+    def first_scored(self) -> int:
+        """The prefix position that predicts every continuation's first token."""
+        return len(self.entry.tokens) - 1
+
+    @property
+    def scored(self) -> int:
+        """How many prefix positions score something (the lead's length)."""
+        return len(self.prefix) - self.first_scored
 
     @classmethod
     def of(cls, entry: _Context) -> _Plan:
         conts = list(entry.continuations.values())
-        fed = [cont[:-1] for cont in conts]  # the tokens a continuation feeds to the model
-        shared = 0
-        shortest = min(len(f) for f in fed)
-        while shared < shortest and all(f[shared] == fed[0][shared] for f in fed):
-            shared += 1
-        prefix = entry.tokens + fed[0][:shared]
-        tails = [cont for cont in conts if len(cont) - 1 > shared]
-        return cls(entry, prefix, shared, len(entry.tokens) - 1, tails)
+        lead = max(conts, key=len)[:-1]  # the tokens the lead feeds to the model
+        depth: dict[tuple[int, ...], int] = {}
+        tails: list[tuple[list[int], int]] = []
+        for cont in conts:
+            n = 0
+            while n < min(len(cont) - 1, len(lead)) and cont[n] == lead[n]:
+                n += 1
+            depth[tuple(cont)] = n
+            if len(cont) - 1 > n:
+                tails.append((cont, n))
+        return cls(entry, entry.tokens + lead, depth, tails)
 
 
 def _window(context: list[int], continuation: list[int], max_length: int) -> list[int]:
@@ -287,30 +302,30 @@ class SharedContextLM(HFLM):
         self, contexts: dict[tuple[int, ...], _Context], disable_tqdm: bool, total: int
     ) -> dict[tuple[tuple[int, ...], tuple[int, ...]], tuple[float, bool]]:
         """(log-probability, is-greedy) for every distinct (context, continuation)."""
-        # Longest first, as lm-eval orders them: similar lengths share a batch and the first
-        # batch shows at once whether memory suffices.
-        ordered = sorted(contexts.items(), key=lambda kv: (-len(kv[0]), kv[0]))
+        # Longest first, as lm-eval orders them: similar lengths share a batch (little
+        # padding) and the first batch shows at once whether memory suffices.
+        plans = sorted(
+            (_Plan.of(entry) for entry in contexts.values()),
+            key=lambda plan: (-len(plan.prefix), plan.prefix),
+        )
         scores: dict[tuple[tuple[int, ...], tuple[int, ...]], tuple[float, bool]] = {}
         pbar = tqdm(
             total=total,
             disable=(disable_tqdm or self.rank != 0),
             desc="Running loglikelihood requests (shared contexts)",
         )
-        for start in range(0, len(ordered), self.batch_size):
-            batch = [entry for _, entry in ordered[start : start + self.batch_size]]
-            for entry, answers in zip(batch, self._score_batch(batch), strict=True):
-                key = tuple(entry.tokens)
+        for start in range(0, len(plans), self.batch_size):
+            batch = plans[start : start + self.batch_size]
+            for plan, answers in zip(batch, self._score_batch(batch), strict=True):
+                key = tuple(plan.entry.tokens)
                 scores.update({(key, cont): answer for cont, answer in answers.items()})
-            pbar.update(sum(len(entry.continuations) for entry in batch))
+            pbar.update(sum(len(plan.entry.continuations) for plan in batch))
         pbar.close()
         return scores
 
-    def _score_batch(
-        self, batch: Sequence[_Context]
-    ) -> list[dict[tuple[int, ...], tuple[float, bool]]]:
-        """Score one batch of contexts: one pass over the contexts (each extended by the
-        tokens that all its continuations feed first), one over what is left."""
-        plans = [_Plan.of(entry) for entry in batch]
+    def _score_batch(self, plans: list[_Plan]) -> list[dict[tuple[int, ...], tuple[float, bool]]]:
+        """Score one batch of contexts: one pass over the contexts, each with its lead
+        continuation, then the other continuations' tails."""
         width = max(len(plan.prefix) for plan in plans)
         # Right padding with token 0 and no attention mask, as lm-eval's hf model does: causal
         # attention keeps the padding out of every real position.
@@ -320,23 +335,24 @@ class SharedContextLM(HFLM):
             inputs[row, : len(plan.prefix)] = torch.tensor(plan.prefix, dtype=torch.long)
             keep[row, plan.first_scored : len(plan.prefix)] = True
         head, cache = self._logprobs(keep.to(self.device), input_ids=inputs.to(self.device))
-        tails = [(row, cont) for row, plan in enumerate(plans) for cont in plan.tails]
-        tails.sort(key=lambda tail: plans[tail[0]].shared - len(tail[1]))  # longest fed first
+        tails = [(row, cont, n) for row, plan in enumerate(plans) for cont, n in plan.tails]
+        tails.sort(key=lambda tail: tail[2] - len(tail[1]))  # longest fed first
         tail = self._tail_pass(plans, tails, cache, width) if tails else None
         return self._collect(plans, tails, head, tail)
 
     def _tail_pass(
-        self, plans: list[_Plan], tails: list[tuple[int, list[int]]], cache: Any, width: int
+        self, plans: list[_Plan], tails: list[tuple[int, list[int], int]], cache: Any, width: int
     ) -> torch.Tensor:
-        """Log-probabilities for the continuation tokens past each shared prefix: the fed
-        tokens run after a copy of their context's cached keys and values, the padding
-        between a short context and the batch's widest one masked out, positions going on
-        from the context's own length. ``tails`` come longest first and run in chunks of
-        similar length (see ``_chunks``); the rows of the result follow ``tails``."""
+        """Log-probabilities for the continuation tokens past where each continuation leaves
+        its lead: the rest is fed after a copy of the context's cached keys and values, which
+        sees the context and the ``depth`` lead tokens it shares (the lead's other tokens and
+        the row's padding are masked out), with positions going on from there. ``tails``
+        come longest first and run in passes of similar length (see ``_chunks``); the rows
+        of the result follow ``tails``."""
         if not _row_selectable(cache):
             raise _Unshareable(type(cache).__name__)
         device = self.device
-        fed_lengths = [len(cont) - 1 - plans[row].shared for row, cont in tails]
+        fed_lengths = [len(cont) - 1 - n for _, cont, n in tails]
         out = []
         for chunk in _chunks(fed_lengths):
             part = tails[chunk]
@@ -345,13 +361,14 @@ class SharedContextLM(HFLM):
             keep = torch.zeros((len(part), span), dtype=torch.bool)
             mask = torch.ones((len(part), width + span), dtype=torch.long)
             positions = torch.zeros((len(part), span), dtype=torch.long)
-            for i, (row, cont) in enumerate(part):
-                plan, fed = plans[row], cont[plans[row].shared : -1]
+            for i, (row, cont, n) in enumerate(part):
+                fed = cont[n:-1]
+                seen = len(plans[row].entry.tokens) + n
                 inputs[i, : len(fed)] = torch.tensor(fed, dtype=torch.long)
                 keep[i, : len(fed)] = True
-                mask[i, len(plan.prefix) : width] = 0
-                positions[i] = torch.arange(len(plan.prefix), len(plan.prefix) + span)
-            rows = torch.tensor([row for row, _ in part], device=device)
+                mask[i, seen:width] = 0
+                positions[i] = torch.arange(seen, seen + span)
+            rows = torch.tensor([row for row, _, _ in part], device=device)
             logprobs, _ = self._logprobs(
                 keep.to(device),
                 input_ids=inputs.to(device),
@@ -365,17 +382,17 @@ class SharedContextLM(HFLM):
     def _collect(
         self,
         plans: list[_Plan],
-        tails: list[tuple[int, list[int]]],
+        tails: list[tuple[int, list[int], int]],
         head: torch.Tensor,
         tail: torch.Tensor | None,
     ) -> list[dict[tuple[int, ...], tuple[float, bool]]]:
         """Per context, (log-probability, is-greedy) of each continuation, from the rows of
-        ``head`` (``shared + 1`` per context) and ``tail`` (one per fed tail token)."""
+        ``head`` (``plan.scored`` per context) and ``tail`` (one per fed tail token)."""
         tail_at: dict[tuple[int, tuple[int, ...]], int] = {}
         offset = 0
-        for row, cont in tails:
+        for row, cont, n in tails:
             tail_at[(row, tuple(cont))] = offset
-            offset += len(cont) - 1 - plans[row].shared
+            offset += len(cont) - 1 - n
         # Every scored token: the row that predicts it, its id, and its continuation's index.
         keys: list[tuple[int, tuple[int, ...]]] = []
         picks: dict[str, tuple[list[int], list[int], list[int]]] = {
@@ -385,7 +402,7 @@ class SharedContextLM(HFLM):
         base = 0
         for row, plan in enumerate(plans):
             for cont_key, cont in plan.entry.continuations.items():
-                n_head = min(len(cont), plan.shared + 1)
+                n_head = min(len(cont), plan.depth[cont_key] + 1)
                 rows, ids, segs = picks["head"]
                 rows += range(base, base + n_head)
                 ids += cont[:n_head]
@@ -397,7 +414,7 @@ class SharedContextLM(HFLM):
                     ids += cont[n_head:]
                     segs += [len(keys)] * (len(cont) - n_head)
                 keys.append((row, cont_key))
-            base += plan.shared + 1
+            base += plan.scored
 
         values, wrong, segments = [], [], []
         for name, logprobs in (("head", head), ("tail", tail)):
