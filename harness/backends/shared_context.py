@@ -198,7 +198,7 @@ class SharedContextLM(HFLM):
                 truncated, len(requests), self.max_length,
             )  # fmt: skip
         try:
-            scores = self._score_contexts(contexts, disable_tqdm, total=len(requests))
+            scores = self._score_contexts(contexts, disable_tqdm)
         except _Unshareable as err:
             log.warning("%s: the model's cache (%s) cannot be shared; using lm-eval's path",
                         MODEL_NAME, err)  # fmt: skip
@@ -299,7 +299,7 @@ class SharedContextLM(HFLM):
         return F.log_softmax(logits, dim=-1, dtype=self.softmax_dtype), out.past_key_values
 
     def _score_contexts(
-        self, contexts: dict[tuple[int, ...], _Context], disable_tqdm: bool, total: int
+        self, contexts: dict[tuple[int, ...], _Context], disable_tqdm: bool
     ) -> dict[tuple[tuple[int, ...], tuple[int, ...]], tuple[float, bool]]:
         """(log-probability, is-greedy) for every distinct (context, continuation)."""
         # Longest first, as lm-eval orders them: similar lengths share a batch (little
@@ -310,7 +310,7 @@ class SharedContextLM(HFLM):
         )
         scores: dict[tuple[tuple[int, ...], tuple[int, ...]], tuple[float, bool]] = {}
         pbar = tqdm(
-            total=total,
+            total=sum(len(plan.entry.continuations) for plan in plans),
             disable=(disable_tqdm or self.rank != 0),
             desc="Running loglikelihood requests (shared contexts)",
         )

@@ -122,6 +122,22 @@ def test_empty_continuation_names_task_and_document(zoo: Path) -> None:
         shared.loglikelihood([fine, empty])
 
 
+def test_empty_answer_choice_in_a_task_fails_the_run_clearly(zoo: Path) -> None:
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    from tasks.loaders import load_benchmark
+
+    # Document 1 has an empty answer choice (lm-eval itself checks only the first document).
+    second = load_benchmark("nsmc")["test"][1]["document"]
+    config = load_yaml(catalog.TASKS_DIR / "nsmc.yaml", resolve_func=True)
+    config.update(task="nsmc_empty_choice",
+                  doc_to_choice=lambda doc: ["(부정)", "" if doc["document"] == second else "(긍정)"])  # fmt: skip
+    _, shared = _pair(zoo, "tiny-llama", batch_size=2)
+    with pytest.raises(HarnessError, match="task nsmc_empty_choice, document 1: .* is empty"):
+        simple_evaluate(model=shared, tasks=[config], limit=2,
+                        task_manager=catalog.task_manager())  # fmt: skip
+
+
 def test_continuation_swallowed_by_its_context_is_an_error(zoo: Path) -> None:
     _, shared = _pair(zoo, "tiny-llama", batch_size=2)
     # A context whose last characters merge with the continuation into fewer tokens leaves
