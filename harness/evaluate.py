@@ -210,6 +210,8 @@ def run_eval(spec: EvalSpec, console: Console | None = None) -> Path:
         key = cache_key(model, spec.backend, spec.options.dtype)
         use_cache = str(spec.cache_dir / key / "lm_eval")
     try:
+        from harness.backends.shared_context import truncated_documents  # torch, lm-eval
+
         console.print(f"loading {spec.model} ({spec.backend})")
         lm = build_backend(spec.backend, model.name_or_path, spec.options)
         import lm_eval.evaluator
@@ -220,11 +222,16 @@ def run_eval(spec: EvalSpec, console: Console | None = None) -> Path:
             console.print(f"[bold][{index}/{len(pending)}][/] {task} {shots}-shot")
             started = time.monotonic()
             results = _evaluate_one(lm, task, shots, spec, task_manager, use_cache)
+            truncated = truncated_documents(lm, results, task)
+            if truncated:
+                console.print(f"  [yellow]{truncated} document(s) longer than the model's "
+                              "maximum length: truncated from the left[/]")  # fmt: skip
+            n_samples = len(results.get("samples", {}).get(task, []))
             _store(run, shots, task, results)
             manifest.completed.append(Completed(
                 task=task, num_fewshot=shots, finished_at=rundir.now(),
                 seconds=round(time.monotonic() - started, 2),
-                n_samples=len(results.get("samples", {}).get(task, [])),
+                n_samples=n_samples, truncated=truncated,
             ))  # fmt: skip
             rundir.write_manifest(run, manifest)
     except KeyboardInterrupt:

@@ -131,6 +131,11 @@ class Completed(_Model):
     finished_at: str
     seconds: float
     n_samples: int
+    truncated: int | None = Field(
+        None,
+        description="Documents whose context was cut from the left to fit the model's maximum "
+        "length (as lm-eval does); None where the backend cannot count them.",
+    )
 
 
 class Manifest(_Model):

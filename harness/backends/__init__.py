@@ -11,6 +11,7 @@ from harness.errors import HarnessError
 
 BACKENDS: dict[str, str] = {
     "hf": "harness.backends.hf:build",
+    "hf-lm-eval": "harness.backends.hf:build_lm_eval",
     "vllm": "harness.backends.vllm:build",
 }
 

@@ -68,10 +68,20 @@ def eval_command(
         ),
     ] = None,
     backend: Annotated[
-        str, typer.Option(help="hf (transformers) or vllm (GPU).", rich_help_panel=_B)
+        str,
+        typer.Option(
+            help="hf (transformers; each context run once per question), hf-lm-eval "
+            "(lm-eval's own transformers model, for comparison) or vllm (GPU).",
+            rich_help_panel=_B,
+        ),
     ] = "hf",
     batch_size: Annotated[
-        int, typer.Option(help="Requests per forward pass.", rich_help_panel=_B)
+        int,
+        typer.Option(
+            help="Sequences per forward pass (hf: contexts, whose answer choices then share "
+            "one more pass).",
+            rich_help_panel=_B,
+        ),
     ] = 8,
     device: Annotated[
         str | None,

@@ -15,7 +15,7 @@ from reports import rundir
 
 
 def test_unknown_backend() -> None:
-    with pytest.raises(HarnessError, match="unknown backend 'tgi'; known: hf, vllm"):
+    with pytest.raises(HarnessError, match="unknown backend 'tgi'; known: hf, hf-lm-eval, vllm"):
         build_backend("tgi", "m", BackendOptions())
 
 
