@@ -121,10 +121,7 @@ def open_run(spec: EvalSpec, manifest: Manifest) -> Manifest:
         if spec.overwrite:
             shutil.rmtree(run)
         else:
-            try:
-                old = rundir.read_manifest(run)
-            except (ValueError, OSError) as err:
-                raise HarnessError(f"{run}/{rundir.MANIFEST}: unreadable ({err})") from None
+            old = rundir.read_manifest(run)  # a broken manifest is a BadFile naming it
             _check_same_settings(old, manifest, run)
             manifest = _merge_manifests(old, manifest)
     run.mkdir(parents=True, exist_ok=True)

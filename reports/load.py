@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from pydantic import ValidationError
 
 from reports import lmeval, logickor, rundir
 from reports.errors import BadFile, ReportError
@@ -116,22 +115,8 @@ def _default_label(source: Source) -> str:
     return parent.name.rsplit("__", 1)[-1]  # lm-eval's sanitised "org__model" -> "model"
 
 
-def _read_manifest(path: Path) -> rundir.Manifest:
-    file = path / rundir.MANIFEST
-    data = read_json(file)
-    if not isinstance(data, dict) or data.get("format") != rundir.MANIFEST_FORMAT:
-        found = data.get("format") if isinstance(data, dict) else None
-        raise BadFile(file, f"format {found!r}, expected {rundir.MANIFEST_FORMAT!r}")
-    try:
-        return rundir.Manifest.model_validate(data)
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise BadFile(file, f"not a valid run manifest ({where}: {first['msg']})") from None
-
-
 def _read_run(path: Path, label: str, bad: _Bad) -> Part:
-    manifest = _read_manifest(path)
+    manifest = rundir.read_manifest(path)
     model = lmeval.display_model(manifest.model.name_or_path)
     versions = {t.name: t.version for t in manifest.tasks}
     info = RunInfo(label=label, path=path, source="run directory", model=model,

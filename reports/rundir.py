@@ -21,7 +21,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from reports.errors import BadFile
+from reports.jsonio import read_json
 
 MANIFEST_FORMAT = "fusebench.run/1"
 MANIFEST = "manifest.json"
@@ -160,11 +163,18 @@ class Manifest(_Model):
 
 
 def read_manifest(run: Path) -> Manifest:
+    """The run's manifest; a missing, foreign or invalid one is a ``BadFile`` naming it."""
     path = run / MANIFEST
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if data.get("format") != MANIFEST_FORMAT:
-        raise ValueError(f"{path}: format {data.get('format')!r}, expected {MANIFEST_FORMAT!r}")
-    return Manifest.model_validate(data)
+    data = read_json(path)
+    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
+        found = data.get("format") if isinstance(data, dict) else None
+        raise BadFile(path, f"format {found!r}, expected {MANIFEST_FORMAT!r}")
+    try:
+        return Manifest.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise BadFile(path, f"not a valid run manifest ({where}: {first['msg']})") from None
 
 
 def write_manifest(run: Path, manifest: Manifest) -> None:
@@ -193,4 +203,4 @@ def read_results(run: Path, num_fewshot: int) -> dict | None:
     path = shot_dir(run, num_fewshot) / RESULTS
     if not path.is_file():
         return None
-    return json.loads(path.read_text(encoding="utf-8"))
+    return read_json(path)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
+from typing import Annotated
 
+import typer
 from rich.console import Console
 
 
@@ -18,6 +20,17 @@ class Format(str, Enum):
 class RoundingMode(str, Enum):
     round = "round"
     truncate = "truncate"
+
+
+# Options both commands take, declared once so their help and defaults cannot drift apart.
+OutputOption = Annotated[Path | None, typer.Option(help="Write here instead of stdout.")]
+SkipBadOption = Annotated[
+    bool, typer.Option(help="Leave out bad or foreign files (listed) and load the rest.")
+]
+SamplesOption = Annotated[
+    int, typer.Option(help="html: documents per run, task and setting in the sample browser.")
+]
+VerboseOption = Annotated[bool, typer.Option(help="Show library logs.")]
 
 
 def emit(text: str, output: Path | None, what: str) -> None:

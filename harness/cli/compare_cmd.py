@@ -8,7 +8,15 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from harness.cli._reporting import Format, emit, warn_skipped
+from harness.cli._reporting import (
+    Format,
+    OutputOption,
+    SamplesOption,
+    SkipBadOption,
+    VerboseOption,
+    emit,
+    warn_skipped,
+)
 
 _G = "Regression gate"
 _S = "Statistics"
@@ -37,7 +45,7 @@ def compare_command(
         ),
     ] = None,
     fmt: Annotated[Format, typer.Option("--format", help="md, csv, json or html.")] = Format.md,
-    output: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
+    output: OutputOption = None,
     force: Annotated[
         bool,
         typer.Option(
@@ -49,13 +57,9 @@ def compare_command(
         int, typer.Option(help="Bootstrap resamples.", rich_help_panel=_S)
     ] = 10_000,
     seed: Annotated[int, typer.Option(help="Bootstrap seed.", rich_help_panel=_S)] = 0,
-    skip_bad: Annotated[
-        bool, typer.Option(help="Leave out bad or foreign files (listed) and load the rest.")
-    ] = False,
-    samples: Annotated[
-        int, typer.Option(help="html: documents per run, task and setting in the sample browser.")
-    ] = 50,
-    verbose: Annotated[bool, typer.Option(help="Show library logs.")] = False,
+    skip_bad: SkipBadOption = False,
+    samples: SamplesOption = 50,
+    verbose: VerboseOption = False,
 ) -> None:
     """Per task, metric and setting: both values, the difference, its 95% paired-bootstrap
     interval and (accuracy) an exact McNemar p-value; the model-card table for several shot

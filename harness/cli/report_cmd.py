@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from harness.cli._reporting import Format, RoundingMode, emit, warn_skipped
+from harness.cli._reporting import (
+    Format,
+    OutputOption,
+    RoundingMode,
+    SamplesOption,
+    SkipBadOption,
+    VerboseOption,
+    emit,
+    warn_skipped,
+)
 
 
 def report_command(
@@ -27,14 +36,10 @@ def report_command(
             help="round: half-to-even, like LogicKor's score.py; truncate: like its website."
         ),
     ] = RoundingMode.round,
-    output: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
-    skip_bad: Annotated[
-        bool, typer.Option(help="Leave out bad or foreign files (listed) and load the rest.")
-    ] = False,
-    samples: Annotated[
-        int, typer.Option(help="html: documents per run, task and setting in the sample browser.")
-    ] = 50,
-    verbose: Annotated[bool, typer.Option(help="Show library logs.")] = False,
+    output: OutputOption = None,
+    skip_bad: SkipBadOption = False,
+    samples: SamplesOption = 50,
+    verbose: VerboseOption = False,
 ) -> None:
     """Leaderboard: a row per model and shot count or LogicKor strategy, a column per task's
     primary metric (LogicKor: its six categories, single- and multi-turn, overall), sorted."""

@@ -152,3 +152,11 @@ def test_version(capsys) -> None:
 
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"fusebench {__version__}"
+
+
+def test_corrupt_manifest_is_named(zoo: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / rundir.MANIFEST).write_text("{not json")
+    assert _eval(zoo / "tiny-gpt2", out) == 2
+    assert f"{out / rundir.MANIFEST}: not JSON (line 1" in capsys.readouterr().err
