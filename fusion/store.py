@@ -71,7 +71,7 @@ class StoreManifest(BaseModel):
 
     format: Literal["fusebench-topk"] = FORMAT
     version: int = VERSION
-    kind: Literal["topk", "fused"] = "topk"
+    kind: Literal["topk", "aligned", "fused"] = "topk"
     model: str
     tokenizer_fingerprint: str
     vocab_size: int

@@ -1,0 +1,104 @@
+"""A fusion run's YAML config: one file, one section per stage (extract, align, fuse, train).
+
+Every stage command (``fusebench fuse extract|align|train|run CONFIG``) reads the same file;
+each stage validates its own section. Paths in the file are relative to the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from fusion.errors import FusionError
+from fusion.train.config import TrainSection
+
+
+class ConfigError(FusionError):
+    """The config file is missing, not YAML, or a field is wrong (the message names it)."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelEntry(_Section):
+    name: str = Field(description="Short name: the store directory under work_dir/stores/.")
+    path: str = Field(description="Local directory or Hub id.")
+    revision: str | None = None
+    trust_remote_code: bool = False
+
+
+class CorpusSection(_Section):
+    path: str | None = Field(
+        None, description="JSONL (field `text_field`) or .txt file, or a directory of them."
+    )
+    hub_dataset: str | None = Field(None, description="Hub dataset id, used when `path` is empty.")
+    hub_config: str | None = None
+    hub_split: str = "train"
+    text_field: str = "text"
+    max_rows: int | None = Field(None, ge=1)
+    max_chars: int = Field(
+        2000, ge=16, description="Rows are pre-split to at most this many characters."
+    )
+
+
+class ExtractSection(_Section):
+    backend: Literal["hf", "vllm"] = "hf"
+    k: int = Field(10, ge=1)
+    max_length: int = Field(2048, ge=2)
+    batch_size: int = Field(8, ge=1)
+    rows_per_shard: int = Field(1000, ge=1)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    device: str | None = None
+
+
+class AlignSection(_Section):
+    vocab_mapping: Literal["exact", "mined", "statistics"] = "statistics"
+
+
+class FuseSection(_Section):
+    method: Literal["min_ce", "avg_ce"] = "min_ce"
+
+
+class FuseConfig(_Section):
+    work_dir: Path = Field(description="Every stage writes under this directory.")
+    target: ModelEntry
+    sources: list[ModelEntry] = Field(min_length=1)
+    corpus: CorpusSection
+    extract: ExtractSection = ExtractSection()
+    align: AlignSection = AlignSection()
+    fuse: FuseSection = FuseSection()
+    train: TrainSection = TrainSection()
+
+
+def load_config(path: Path) -> FuseConfig:
+    """Read and validate a config; relative paths resolve against the file's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        raise ConfigError(f"{path}: {where}not valid YAML") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections")
+    try:
+        config = FuseConfig.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        raise ConfigError(f"{path}: field {field}: {first['msg']}") from None
+    base = path.parent
+    config.work_dir = (base / config.work_dir).resolve()
+    for entry in [config.target, *config.sources]:
+        local = base / entry.path
+        if local.exists():
+            entry.path = str(local.resolve())
+    if config.corpus.path:
+        config.corpus.path = str((base / config.corpus.path).resolve())
+    return config

@@ -1,0 +1,1 @@
+"""Continual training of the target on the fused objective, on DeepSpeed."""
