@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from lm_eval.api.instance import Instance
 from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
+from lm_eval.models.utils import _add_special_kwargs, has_bos_prefix
 from tqdm import tqdm
 
 from harness.errors import HarnessError
@@ -122,6 +123,16 @@ def encode_request(lm: HFLM, context: str, continuation: str) -> tuple[list[int]
     return lm._encode_pair(context, continuation)
 
 
+def _pair_strings(context: str, continuation: str) -> tuple[str, str]:
+    """The two strings lm-eval's ``_encode_pair`` tokenises for a causal model: the context
+    without its trailing whitespace, and the whole (that whitespace moves to the continuation)."""
+    n_spaces = len(context) - len(context.rstrip())
+    if n_spaces > 0:
+        continuation = context[-n_spaces:] + continuation
+        context = context[:-n_spaces]
+    return context, context + continuation
+
+
 def is_truncated(context: list[int], continuation: list[int], max_length: int) -> bool:
     """Whether lm-eval's ``hf`` cuts this request's context from the left."""
     return len(context) + len(continuation) > max_length + 1
@@ -181,6 +192,33 @@ class SharedContextLM(HFLM):
             self._memo[key] = super().tok_encode(string, add_special_tokens, left_truncate_len)
         return list(self._memo[key])
 
+    def _prefill(self, pairs: list[tuple[str, str]]) -> None:
+        """Tokenise every string ``_encode_pair`` will ask for in one batched call per
+        special-token setting: the same encodings as one ``tok_encode`` call per string
+        (the fast tokenizer's batch path is what ``encode`` runs too), without the Python
+        overhead of a call per request, which dominates with small models."""
+        if self._memo is None or not getattr(self.tokenizer, "is_fast", False):
+            return
+        bos_text = self.tokenizer.decode(self.prefix_token_id)
+        groups: dict[tuple[tuple[str, Any], ...], list[str]] = {}
+        for context, continuation in pairs:
+            if not context:
+                continue  # encode_request encodes these with add_special_tokens=False
+            for string in _pair_strings(context, continuation):
+                if (string, None, None) in self._memo:
+                    continue
+                kwargs = _add_special_kwargs(None, self.add_bos_token)
+                if has_bos_prefix(string, bos_text):
+                    kwargs["add_special_tokens"] = False
+                groups.setdefault(tuple(sorted(kwargs.items())), []).append(string)
+        for kwargs, strings in groups.items():
+            unique = list(dict.fromkeys(strings))
+            encoded = self.tokenizer(unique, **dict(kwargs))["input_ids"]
+            self._memo.update(
+                ((string, None, None), list(ids))
+                for string, ids in zip(unique, encoded, strict=True)
+            )
+
     def loglikelihood(
         self, requests: list[Instance], disable_tqdm: bool = False
     ) -> list[tuple[float, bool]]:
@@ -188,6 +226,7 @@ class SharedContextLM(HFLM):
             return super().loglikelihood(requests, disable_tqdm=disable_tqdm)
         self._memo = {}
         try:
+            self._prefill([request.args for request in requests])
             contexts, slots, truncated = self._group(requests)
         finally:
             self._memo = None
