@@ -106,3 +106,11 @@ def test_existing_output_is_kept(llamas: tuple[Path, list[Path]], tmp_path: Path
     assert not (tmp_path / "out" / "keep.txt").exists()
     assert (tmp_path / "out" / "model.safetensors").is_file()
     assert not list(tmp_path.glob(".out.partial-*"))
+
+
+@pytest.mark.parametrize("name", ["merge_varm.yaml", "merge_ties.yaml"])
+def test_example_configs_validate(name: str) -> None:
+    from fusion.merge.spec import load_spec
+
+    spec = load_spec(Path(__file__).resolve().parents[3] / "configs" / name)
+    assert spec.base_model == "zoo/tiny-llama" and len(spec.models) == 3
