@@ -13,7 +13,6 @@ from pathlib import Path
 
 from fusion.vocab.candidates import select_tokens
 from fusion.vocab.corpus import VocabError, hangul_count, read_corpus, tokens_per_1k_korean
-from fusion.vocab.embeddings import resize_and_init, spellings, untie
 from fusion.vocab.rows import REPORT
 
 
@@ -52,6 +51,8 @@ def expand(
     model: str, corpus: Path, output: Path, options: ExpandOptions, overwrite: bool = False
 ) -> dict:
     """Expand ``model`` with tokens from ``corpus`` into ``output``; returns the report."""
+    from fusion.vocab.embeddings import resize_and_init, spellings, untie  # torch: load late
+
     if output.exists() and any(output.iterdir()) and not overwrite:
         raise VocabError(f"{output}: exists and is not empty (use --overwrite)")
     texts = read_corpus(corpus, options.text_field, options.max_lines)
