@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 PYTHON="${PYTHON:-python3}"
 VENV="${FUSEBENCH_VENV:-.venv}"
-EXTRAS="${FUSEBENCH_EXTRAS:-dev,serve}"
+EXTRAS="${FUSEBENCH_EXTRAS:-dev,serve,merge}"
 TORCH_SPEC="${FUSEBENCH_TORCH_SPEC:-torch==2.13.0}"
 
 if [ ! -x "$VENV/bin/python" ]; then
@@ -23,5 +23,8 @@ fi
 # compat mode puts the checkout on sys.path: the package has several top-level packages
 # (harness, fusion, tasks, judges, reports, tests), which the default editable finder
 # handles poorly.
+# The merge extra (mergekit==0.1.5) asks for torch>=2.0 and transformers>=5,<6: the torch
+# installed above satisfies it and stays; mergekit adds immutables, peft, sentencepiece and
+# protobuf only.
 "$VENV/bin/python" -m pip install --quiet -e ".[$EXTRAS]" --config-settings editable_mode=compat
 "$VENV/bin/python" -c "import torch, transformers, lm_eval, deepspeed; print('fusebench environment ready: torch', torch.__version__)"

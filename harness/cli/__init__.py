@@ -9,7 +9,15 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from harness.cli import compare_cmd, eval_cmd, report_cmd, tasks_cmd, zoo_cmd
+from harness.cli import (
+    compare_cmd,
+    eval_cmd,
+    merge_cmd,
+    report_cmd,
+    tasks_cmd,
+    vocab_cmd,
+    zoo_cmd,
+)
 from harness.errors import USER_ERRORS
 
 app = typer.Typer(
@@ -42,7 +50,9 @@ app.command("eval")(eval_cmd.eval_command)
 app.command("tasks")(tasks_cmd.tasks_command)
 app.command("report")(report_cmd.report_command)
 app.command("compare")(compare_cmd.compare_command)
+app.command("merge")(merge_cmd.merge_command)
 app.add_typer(zoo_cmd.app, name="zoo")
+app.add_typer(vocab_cmd.app, name="vocab")
 
 
 def main(argv: list[str] | None = None) -> int:

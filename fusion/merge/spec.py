@@ -1,0 +1,114 @@
+"""The merge configuration: one YAML file, validated by pydantic, defaults written out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError
+
+from fusion.errors import FusionError
+
+# mergekit's implementations (its registry names), plus VaRM, which mergekit lacks.
+MERGEKIT_METHODS = (
+    "linear",
+    "task_arithmetic",
+    "ties",
+    "dare_ties",
+    "dare_linear",
+    "slerp",
+    "model_stock",
+    "sce",
+)
+Method = Literal[
+    "linear",
+    "task_arithmetic",
+    "ties",
+    "dare_ties",
+    "dare_linear",
+    "slerp",
+    "model_stock",
+    "sce",
+    "varm",
+]
+Granularity = Literal["matrix", "layer", "model"]
+ParameterValue = bool | int | float | str | list[bool | int | float | str]
+
+
+class MergeError(FusionError):
+    """A merge cannot run: bad config, missing or mismatching models."""
+
+
+class InputModel(BaseModel, extra="forbid"):
+    """One model to merge and its per-model method parameters (mergekit's ``parameters``)."""
+
+    model: str = Field(description="Local model directory or Hub id.")
+    parameters: dict[str, ParameterValue] = Field(
+        default_factory=dict,
+        description="Per-model parameters of the method, e.g. weight, density.",
+    )
+
+
+class MergeSpec(BaseModel, extra="forbid"):
+    """What ``fusebench merge CONFIG`` reads."""
+
+    method: Method = Field(description="Merge method.")
+    models: list[InputModel] = Field(min_length=1, description="Models to merge.")
+    base_model: str | None = Field(
+        None,
+        description="The pivot / base model (required by every method but linear); "
+        "config and tokenizer are copied from it.",
+    )
+    parameters: dict[str, ParameterValue] = Field(
+        default_factory=dict,
+        description="Method parameters for all models (mergekit's global parameters).",
+    )
+    granularity: Granularity = Field(
+        "matrix", description="varm only: one weight set per matrix, per layer or per model."
+    )
+    dtype: str | None = Field(
+        None, description="Output dtype (float32, bfloat16, float16); default: the inputs'."
+    )
+    output: Path | None = Field(None, description="Output directory (or --output).")
+    seed: int = Field(0, description="Seed for the random methods (dare_*).")
+    shard_size: int = Field(2_000_000_000, gt=0, description="Bytes per output safetensors shard.")
+    device: str = Field("cpu", description="Where the arithmetic runs (cpu, cuda, auto).")
+    trust_remote_code: bool = Field(False, description="Run model code from the Hub.")
+
+
+def describe_fields() -> str:
+    """The config keys with their defaults, for ``--help`` (so help and YAML never drift)."""
+    lines = []
+    for name, field in MergeSpec.model_fields.items():
+        default = "required" if field.is_required() else _default_text(field)
+        lines.append(f"{name}: {field.description} (default: {default})")
+    return "\n\n".join(lines)
+
+
+def _default_text(field: object) -> str:
+    factory = getattr(field, "default_factory", None)
+    value = factory() if factory is not None else getattr(field, "default", None)
+    return "none" if value is None else str(value)
+
+
+def load_spec(path: Path) -> MergeSpec:
+    """Read and validate CONFIG; the first problem becomes one line naming file and field."""
+    if not path.is_file():
+        raise MergeError(f"{path}: no such config file")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise MergeError(
+            f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})"
+        ) from None
+    if not isinstance(raw, dict):
+        raise MergeError(f"{path}: expected a mapping of config keys at the top level")
+    try:
+        return MergeSpec.model_validate(raw)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        raise MergeError(f"{path}: field {field}: {error['msg']}") from None

@@ -1,0 +1,6 @@
+"""EEVE-style vocabulary expansion: new Korean tokens, resized embeddings, and which rows are new.
+
+``corpus`` reads the text, ``candidates`` finds tokens worth adding, ``embeddings`` resizes
+and initialises, ``expand`` ties them together, ``rows`` tells later stages (``vocab
+train``) which embedding rows are new.
+"""

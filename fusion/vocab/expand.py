@@ -1,0 +1,111 @@
+"""``vocab expand``: add Korean tokens to a model, initialise them, report the compression gain."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import uuid
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from fusion.vocab.candidates import select_tokens
+from fusion.vocab.corpus import VocabError, hangul_count, read_corpus, tokens_per_1k_korean
+from fusion.vocab.rows import REPORT
+
+
+@dataclass(frozen=True)
+class ExpandOptions:
+    """Knobs of the expansion (the CLI's defaults live here)."""
+
+    add: int = 1000
+    min_frequency: int = 20
+    train_vocab_size: int = 0  # 0: 2 x add + 1000
+    text_field: str = "text"
+    max_lines: int | None = None
+    trust_remote_code: bool = False
+
+
+def _load(model: str, trust_remote_code: bool) -> tuple[object, object]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(model)
+    if not path.is_dir() and (model.startswith((".", "/")) or model.count("/") != 1):
+        raise VocabError(f"--model {model}: no such model directory")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise VocabError(f"--model {model}: no loadable tokenizer ({exc})") from None
+    if not tokenizer.is_fast:
+        raise VocabError(
+            f"--model {model}: {type(tokenizer).__name__} is not a fast (tokenizers-backed) "
+            "tokenizer; expansion needs one (convert it with tokenizers first)"
+        )
+    loaded = AutoModelForCausalLM.from_pretrained(model, trust_remote_code=trust_remote_code)
+    return loaded, tokenizer
+
+
+def expand(
+    model: str, corpus: Path, output: Path, options: ExpandOptions, overwrite: bool = False
+) -> dict:
+    """Expand ``model`` with tokens from ``corpus`` into ``output``; returns the report."""
+    from fusion.vocab.embeddings import resize_and_init, spellings, untie  # torch: load late
+
+    if output.exists() and any(output.iterdir()) and not overwrite:
+        raise VocabError(f"{output}: exists and is not empty (use --overwrite)")
+    texts = read_corpus(corpus, options.text_field, options.max_lines)
+    if hangul_count(texts) == 0:
+        raise VocabError(f"{corpus}: no Korean (Hangul) text")
+    lm, tokenizer = _load(model, options.trust_remote_code)
+    old_tokenizer = copy.deepcopy(tokenizer)
+    before = tokens_per_1k_korean(tokenizer, texts)
+    train_size = options.train_vocab_size or 2 * options.add + 1000
+    selection = select_tokens(tokenizer, texts, options.add, options.min_frequency, train_size)
+    tokenizer.add_tokens(selection.tokens)
+    new_ids = tokenizer.convert_tokens_to_ids(selection.tokens)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        untied = untie(lm)
+    for warning in caught:
+        print(f"warning: {warning.message}")
+    pieces = spellings(old_tokenizer, selection.tokens)
+    rows = resize_and_init(lm, new_ids, pieces)
+    after = tokens_per_1k_korean(tokenizer, texts)
+    report = {
+        "model": model,
+        "corpus": str(corpus),
+        "texts": len(texts),
+        "korean_characters": hangul_count(texts),
+        "tokens_per_1k_korean_before": round(before, 2),
+        "tokens_per_1k_korean_after": round(after, 2),
+        "min_frequency": options.min_frequency,
+        "rounds": selection.rounds,
+        "untied_embeddings": untied,
+        "old_tokens": len(old_tokenizer),
+        "rows": rows,
+        "added": [
+            {"token": token, "id": token_id, "uses": selection.counts[token], "pieces": ids}
+            for token, token_id, ids in zip(selection.tokens, new_ids, pieces, strict=True)
+        ],
+    }
+    _save(lm, tokenizer, report, output)
+    return report
+
+
+def _save(model: object, tokenizer: object, report: dict, output: Path) -> None:
+    """Write into a scratch folder and rename: no half-expanded model under ``output``."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    scratch = output.parent / f".{output.name}.partial-{uuid.uuid4().hex[:8]}"
+    try:
+        model.save_pretrained(scratch)  # type: ignore[attr-defined]
+        tokenizer.save_pretrained(scratch)  # type: ignore[attr-defined]
+        text = json.dumps(report, ensure_ascii=False, indent=1)
+        (scratch / REPORT).write_text(text + "\n", encoding="utf-8")
+        if output.exists():
+            shutil.rmtree(output)
+        os.replace(scratch, output)
+    finally:
+        if scratch.exists():
+            shutil.rmtree(scratch)

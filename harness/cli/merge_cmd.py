@@ -1,0 +1,42 @@
+"""``fusebench merge CONFIG``: parameter-space merge of models of one architecture."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fusion.merge.spec import describe_fields
+
+_HELP = f"""Merge models of one architecture (mergekit methods, or VaRM) into one model.
+
+Methods: linear, task_arithmetic, ties, dare_ties, dare_linear, slerp, model_stock, sce
+(mergekit) and varm (FuseChat's variance-based merge).
+
+CONFIG is YAML with these keys (example: configs/merge_varm.yaml):
+
+{describe_fields()}
+"""
+
+
+def merge_command(
+    config: Annotated[Path, typer.Argument(help="Merge config (YAML).")],
+    output: Annotated[
+        Path | None, typer.Option(help="Output model directory (overrides the config's).")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output directory.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+) -> None:
+    from fusion.merge.run import merge
+    from fusion.merge.spec import MergeError, load_spec
+
+    spec = load_spec(config)
+    target = output or spec.output
+    if target is None:
+        raise MergeError(f"{config}: no output: set the output key or pass --output")
+    merge(spec, target, overwrite=overwrite, progress=not quiet)
+    typer.echo(f"merged model ({spec.method}): {target}")
+
+
+merge_command.__doc__ = _HELP
