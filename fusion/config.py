@@ -95,6 +95,7 @@ class FuseConfig(_Section):
     align: AlignSection = AlignSection()
     fuse: FuseSection = FuseSection()
     train: TrainSection = TrainSection()
+    source_file: Path | None = Field(None, exclude=True, description="Set by load_config.")
 
 
 def load_config(path: Path) -> FuseConfig:
@@ -117,6 +118,7 @@ def load_config(path: Path) -> FuseConfig:
         field = ".".join(str(part) for part in first["loc"])
         raise ConfigError(f"{path}: field {field}: {first['msg']}") from None
     base = path.parent
+    config.source_file = path.resolve()
     config.work_dir = (base / config.work_dir).resolve()
     for entry in [config.target, *config.sources]:
         local = base / entry.path

@@ -51,12 +51,16 @@ class PairCounts:
         data = np.asarray(rows, dtype=np.int64).reshape(-1, 3)
         return {"source": data[:, 0], "target": data[:, 1], "count": data[:, 2]}
 
+    def counts_update(self, arrays: dict[str, np.ndarray], prefix: str = "counts_") -> None:
+        """Add counts saved by ``to_arrays`` (keys optionally prefixed)."""
+        for s, t, n in zip(arrays[prefix + "source"].tolist(), arrays[prefix + "target"].tolist(),
+                           arrays[prefix + "count"].tolist(), strict=True):  # fmt: skip
+            self.counts[s][t] += n
+
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> PairCounts:
         counts = cls()
-        for s, t, n in zip(arrays["source"].tolist(), arrays["target"].tolist(),
-                           arrays["count"].tolist(), strict=True):  # fmt: skip
-            counts.counts[s][t] += n
+        counts.counts_update(arrays, prefix="")
         return counts
 
 

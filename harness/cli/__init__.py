@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from harness.cli import compare_cmd, eval_cmd, report_cmd, tasks_cmd, zoo_cmd
+from harness.cli import compare_cmd, eval_cmd, fuse_cmd, report_cmd, tasks_cmd, zoo_cmd
 from harness.errors import USER_ERRORS
 
 app = typer.Typer(
@@ -43,6 +43,7 @@ app.command("tasks")(tasks_cmd.tasks_command)
 app.command("report")(report_cmd.report_command)
 app.command("compare")(compare_cmd.compare_command)
 app.add_typer(zoo_cmd.app, name="zoo")
+app.add_typer(fuse_cmd.app, name="fuse")
 
 
 def main(argv: list[str] | None = None) -> int:
