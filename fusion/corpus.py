@@ -139,12 +139,13 @@ def prepare(section: Any, work_dir: Path, shared_root: Path | None = None) -> Co
     directory = Path(work_dir) / "corpus"
     if section.path or section.shared:
         files, fmt, field = _sources(section, shared_root)
-        inputs = [{"file": str(f), "sha256": sha256_file(f)} for f in files]
+        inputs = [{"file": f.name, "sha256": sha256_file(f)} for f in files]
     elif section.hub_dataset:
         files, fmt, field, inputs = [], "hub", section.text_field, [{"hub": section.hub_dataset}]
     else:
         raise CorpusError("corpus: give `path`, `shared` or `hub_dataset`")
-    settings = {"section": section.model_dump(mode="json"), "inputs": inputs}
+    # What the rows depend on: the splitting settings and the files' content, not where they lie.
+    settings = {"section": section.model_dump(mode="json", exclude={"path"}), "inputs": inputs}
     meta_file = directory / META
     if meta_file.is_file() and (directory / ROWS).is_file():
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
