@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     """Worker entry point for ``torch.distributed.run``."""
     args = sys.argv[1:] if argv is None else argv
     try:
-        extract(load_config(Path(args[0])))
+        extract(load_config(Path(args[0])), progress="--no-progress" not in args[1:])
     except FusionError as err:
         print(f"error: {err}", file=sys.stderr)
         return getattr(err, "exit_code", 2)

@@ -51,7 +51,7 @@ def do_extract(config: Any, nproc: int, progress: bool) -> list[Path]:
         else:
             command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                        f"--nproc_per_node={nproc}", "-m", "fusion.extract",
-                       str(config.source_file)]  # fmt: skip
+                       str(config.source_file), *([] if progress else ["--no-progress"])]  # fmt: skip
             done = subprocess.run(command, env=dict(os.environ), check=False)
             if done.returncode != 0:
                 raise FusionError(f"extraction failed in a worker (exit code {done.returncode}); "
