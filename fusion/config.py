@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from fusion.errors import FusionError
 from fusion.train.config import TrainSection
@@ -35,6 +35,12 @@ class CorpusSection(_Section):
     path: str | None = Field(
         None, description="JSONL (field `text_field`) or .txt file, or a directory of them."
     )
+    shared: Literal["nsmc"] | None = Field(
+        None, description="A text set from the shared data directory (FUSEBENCH_DATA_DIR)."
+    )
+    format: Literal["auto", "jsonl", "text", "tsv"] = Field(
+        "auto", description="auto: by suffix (.jsonl, .tsv with a header, else one row a line)."
+    )
     hub_dataset: str | None = Field(None, description="Hub dataset id, used when `path` is empty.")
     hub_config: str | None = None
     hub_split: str = "train"
@@ -56,11 +62,28 @@ class ExtractSection(_Section):
 
 
 class AlignSection(_Section):
-    vocab_mapping: Literal["exact", "mined", "statistics"] = "statistics"
+    vocab_mapping: Literal["exact", "mined", "statistics"] = Field(
+        "statistics",
+        description="exact: same text after the marker swap; mined: else nearest by edit "
+        "distance; statistics: FuseChat's aligned-pair counts, mined where a token has none.",
+    )
 
 
 class FuseSection(_Section):
-    method: Literal["min_ce", "avg_ce"] = "min_ce"
+    method: Literal["min_ce", "avg_ce", "avg_ce_sharp"] = Field(
+        "min_ce",
+        description="min_ce: the distribution of the lowest-CE model per row; avg_ce: "
+        "weights softmax(exp(-CE)); avg_ce_sharp: weights softmax(-CE / temperature).",
+    )
+    temperature: float | None = Field(
+        None, gt=0, description="Only for avg_ce_sharp (default 1.0 there)."
+    )
+
+    @model_validator(mode="after")
+    def _temperature_is_used(self) -> FuseSection:
+        if self.temperature is not None and self.method != "avg_ce_sharp":
+            raise ValueError("temperature is only used by method avg_ce_sharp")
+        return self
 
 
 class FuseConfig(_Section):
@@ -72,6 +95,7 @@ class FuseConfig(_Section):
     align: AlignSection = AlignSection()
     fuse: FuseSection = FuseSection()
     train: TrainSection = TrainSection()
+    source_file: Path | None = Field(None, exclude=True, description="Set by load_config.")
 
 
 def load_config(path: Path) -> FuseConfig:
@@ -94,6 +118,7 @@ def load_config(path: Path) -> FuseConfig:
         field = ".".join(str(part) for part in first["loc"])
         raise ConfigError(f"{path}: field {field}: {first['msg']}") from None
     base = path.parent
+    config.source_file = path.resolve()
     config.work_dir = (base / config.work_dir).resolve()
     for entry in [config.target, *config.sources]:
         local = base / entry.path

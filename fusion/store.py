@@ -5,14 +5,18 @@ Each shard holds a run of consecutive corpus rows, unpadded:
 
     row_ids        int64   [S]      index of each sequence's row in the pre-split corpus
     offsets        int64   [S+1]    sequence s owns positions offsets[s]:offsets[s+1]
-    token_ids      int32   [N]      the model's tokens of the row
-    topk_ids       int32   [N, k]   top-k next-token ids at each position (PAD_ID = unused)
+    token_ids      ids     [N]      the model's tokens of the row
+    topk_ids       ids     [N, k]   top-k next-token ids at each position (PAD_ID = unused)
     topk_logprobs  float16 [N, k]   their log-probabilities (-inf where the id is PAD_ID)
     nll            float16 [N]      -log p(gold next token); the last position has no gold: 0
     mean_nll       float32 [S]      mean of nll over positions that have a gold next token
 
-That is 4 + 4k + 2k + 2 = 66 B per position at k=10 plus 8 B per sequence *(the reference
-stores ~100 B per position padded to 2048)*. The fused-targets store is the same format in
+Token ids are stored in the fewest whole bytes that hold every id of the vocabulary plus the
+pad (manifest ``id_bytes``): uint16 for vocabularies up to 65,535 tokens, three little-endian
+bytes (uint8 [..., 3]) up to 16.7M, int32 otherwise; the all-ones value is PAD_ID. Readers
+get int32 back whatever the width. At k=10 that is 2 + 20 + 20 + 2 = 44 B per position for
+a 32k vocabulary and 3 + 30 + 20 + 2 = 55 B for a 152k one (int32 would be 66 B), plus 16 B
+per sequence *(the reference stores ~100 B per position padded to 2048)*. The fused-targets store is the same format in
 the target's vocabulary (``kind: fused``); fused rows may hold fewer than k entries.
 
 Shards are written atomically with a sidecar ``shard-NNNNN.json`` (counts, sha256), so a
@@ -33,14 +37,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from safetensors.numpy import load_file, save_file
 
 from fusion.errors import FusionError
 from fusion.files import sha256_file, write_atomic, write_json_atomic
 
 FORMAT = "fusebench-topk"
-VERSION = 1
+VERSION = 2
 PAD_ID = -1
 MANIFEST = "manifest.json"
 
@@ -75,6 +79,9 @@ class StoreManifest(BaseModel):
     model: str
     tokenizer_fingerprint: str
     vocab_size: int
+    id_bytes: Literal[2, 3, 4] | None = Field(
+        None, description="Width of stored ids; the narrowest that fits when left out."
+    )
     k: int
     score: Literal["logprob"] = "logprob"
     corpus_fingerprint: str
@@ -87,6 +94,12 @@ class StoreManifest(BaseModel):
     positions: int = 0
     excluded: dict[int, str] = Field(default_factory=dict)
 
+    @model_validator(mode="after")
+    def _narrowest_ids(self) -> StoreManifest:
+        if self.id_bytes is None:
+            self.id_bytes = id_width(self.vocab_size)
+        return self
+
     @property
     def num_shards(self) -> int:
         return max(1, math.ceil(self.num_rows / self.rows_per_shard))
@@ -94,6 +107,41 @@ class StoreManifest(BaseModel):
     def same_store(self, other: StoreManifest) -> bool:
         ignore = {"complete", "shards", "sequences", "positions", "excluded"}
         return self.model_dump(exclude=ignore) == other.model_dump(exclude=ignore)
+
+
+def id_width(vocab_size: int) -> Literal[2, 3, 4]:
+    """Bytes per stored id: the all-ones value must stay free for PAD_ID."""
+    if vocab_size < 0xFFFF:
+        return 2
+    if vocab_size < 0xFFFFFF:
+        return 3
+    return 4
+
+
+def pack_ids(ids: np.ndarray, width: int) -> np.ndarray:
+    """int ids (PAD_ID for none) -> the stored dtype of ``width`` bytes."""
+    if width == 4:
+        return np.ascontiguousarray(ids, dtype=np.int32)
+    full = (1 << (8 * width)) - 1
+    values = np.where(np.asarray(ids) < 0, full, ids).astype("<u4")
+    if width == 2:
+        return values.astype(np.uint16)
+    return np.ascontiguousarray(values.view(np.uint8).reshape(*values.shape, 4)[..., :3])
+
+
+def unpack_ids(stored: np.ndarray, width: int) -> np.ndarray:
+    """Stored ids -> int32 with PAD_ID restored."""
+    if width == 4:
+        return stored.astype(np.int32, copy=False)
+    if width == 2:
+        values = stored.astype(np.int32)
+        values[stored == 0xFFFF] = PAD_ID
+        return values
+    wide = np.zeros((*stored.shape[:-1], 4), dtype=np.uint8)
+    wide[..., :3] = stored
+    values = wide.view("<u4")[..., 0].astype(np.int32)
+    values[values == 0xFFFFFF] = PAD_ID
+    return values
 
 
 def read_manifest(path: Path) -> StoreManifest:
@@ -196,23 +244,33 @@ class StoreWriter:
         data = self.path / info.file
         return data.is_file() and sha256_file(data) == info.sha256
 
-    def write_shard(self, index: int, rows: Sequence[SequenceTopK]) -> ShardInfo:
-        """Write one shard atomically; rows that cannot be stored are listed, not dropped silently."""
+    def write_shard(
+        self,
+        index: int,
+        rows: Sequence[SequenceTopK],
+        excluded: dict[int, str] | None = None,
+    ) -> ShardInfo:
+        """Write one shard atomically; rows that cannot be stored are listed, not dropped silently.
+
+        ``excluded`` names rows the caller leaves out itself, with the reason (for example a
+        row another store excluded); every other row of the shard must be given, in order.
+        """
         expected = self.shard_rows(index)
+        excluded = dict(excluded or {})
         got = [row.row_id for row in rows]
-        if got != list(expected):
+        if got != [row for row in expected if row not in excluded]:
             raise StoreError(f"{self.path}: shard {index} must hold rows {expected.start}-"
                              f"{expected.stop - 1} in order, got {got[:3]}...")  # fmt: skip
         k = self.manifest.k
         kept: list[SequenceTopK] = []
-        excluded: dict[int, str] = {}
         for row in rows:
             reason = row.problem(k)
             if reason is None:
                 kept.append(row)
             else:
                 excluded[row.row_id] = reason
-        tensors = _pack(kept, k)
+        excluded = dict(sorted(excluded.items()))
+        tensors = _pack(kept, k, self.manifest.id_bytes or 4)
         name = shard_name(index) + ".safetensors"
         write_atomic(self.path / name, lambda tmp: save_file(tensors, str(tmp)))
         info = ShardInfo(
@@ -273,7 +331,7 @@ def _read_sidecar(path: Path, index: int) -> ShardInfo | None:
         )
 
 
-def _pack(rows: Sequence[SequenceTopK], k: int) -> dict[str, np.ndarray]:
+def _pack(rows: Sequence[SequenceTopK], k: int, width: int) -> dict[str, np.ndarray]:
     lengths = [len(row) for row in rows]
     offsets = np.zeros(len(rows) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
@@ -288,8 +346,8 @@ def _pack(rows: Sequence[SequenceTopK], k: int) -> dict[str, np.ndarray]:
     return {
         "row_ids": np.asarray([row.row_id for row in rows], dtype=np.int64),
         "offsets": offsets,
-        "token_ids": cat("token_ids", np.int32, (0,)),
-        "topk_ids": cat("topk_ids", np.int32, (0, k)),
+        "token_ids": pack_ids(cat("token_ids", np.int64, (0,)), width),
+        "topk_ids": pack_ids(cat("topk_ids", np.int64, (0, k)), width),
         "topk_logprobs": cat("topk_logprobs", np.float16, (0, k)),
         "nll": cat("nll", np.float16, (0,)),
         "mean_nll": np.asarray([row.mean_nll for row in rows], dtype=np.float32),
@@ -344,10 +402,11 @@ class TopKStore:
         data = self._shard(index)
         local = i - self._start[index]
         lo, hi = int(data["offsets"][local]), int(data["offsets"][local + 1])
+        width = self.manifest.id_bytes or 4
         return SequenceTopK(
             row_id=int(data["row_ids"][local]),
-            token_ids=data["token_ids"][lo:hi],
-            topk_ids=data["topk_ids"][lo:hi],
+            token_ids=unpack_ids(data["token_ids"][lo:hi], width),
+            topk_ids=unpack_ids(data["topk_ids"][lo:hi], width),
             topk_logprobs=data["topk_logprobs"][lo:hi],
             nll=data["nll"][lo:hi],
             mean_nll=float(data["mean_nll"][local]),

@@ -12,6 +12,7 @@ from rich.console import Console
 from harness.cli import (
     compare_cmd,
     eval_cmd,
+    fuse_cmd,
     merge_cmd,
     report_cmd,
     tasks_cmd,
@@ -52,6 +53,7 @@ app.command("report")(report_cmd.report_command)
 app.command("compare")(compare_cmd.compare_command)
 app.command("merge")(merge_cmd.merge_command)
 app.add_typer(zoo_cmd.app, name="zoo")
+app.add_typer(fuse_cmd.app, name="fuse")
 app.add_typer(vocab_cmd.app, name="vocab")
 
 

@@ -137,3 +137,34 @@ def test_unfinished_and_mismatched_stores_are_refused(tmp_path: Path) -> None:
         check_same_corpus([b, c])
     with pytest.raises(StoreError, match="another tokenizer"):
         b.check_tokenizer("zzz", "tiny")
+
+
+@pytest.mark.parametrize(("vocab_size", "width"), [(8, 2), (65_534, 2), (152_064, 3), (2**24, 4)])
+def test_ids_are_stored_narrow_and_read_back_as_int32(
+    tmp_path: Path, vocab_size: int, width: int
+) -> None:
+    rows = [_row(i, 4) for i in range(5)]
+    for row in rows:
+        row.token_ids = row.token_ids + (vocab_size - 8)
+        row.topk_ids = np.where(row.topk_ids >= 0, row.topk_ids + (vocab_size - 8), PAD_ID)
+        row.topk_ids[0, -1] = PAD_ID
+        row.topk_logprobs[0, -1] = -np.inf
+    _write(tmp_path, rows, _manifest(vocab_size=vocab_size))
+    store = TopKStore(tmp_path)
+    assert store.manifest.id_bytes == width
+    for want, got in zip(rows, store, strict=True):
+        assert got.topk_ids.dtype == np.int32 and got.token_ids.dtype == np.int32
+        np.testing.assert_array_equal(got.topk_ids, want.topk_ids)
+        np.testing.assert_array_equal(got.token_ids, want.token_ids)
+
+
+def test_caller_excluded_rows_are_listed(tmp_path: Path) -> None:
+    rows = [_row(i, 3) for i in range(5)]
+    writer = StoreWriter(tmp_path, _manifest())
+    writer.write_shard(0, rows[:1], excluded={1: "excluded elsewhere"})
+    with pytest.raises(StoreError, match="must hold rows"):
+        writer.write_shard(1, rows[3:4])
+    writer.write_shard(1, rows[2:4])
+    writer.write_shard(2, rows[4:])
+    assert writer.finalize().excluded == {1: "excluded elsewhere"}
+    assert TopKStore(tmp_path).row_ids().tolist() == [0, 2, 3, 4]

@@ -1,0 +1,1 @@
+"""Cross-tokenizer alignment: token texts, DTW, vocabulary mapping, projection, the stage."""

@@ -1,0 +1,111 @@
+"""Projection of a source model's top-k onto the target's tokens and vocabulary, per row.
+
+At target position i (which predicts target token i+1), with J_i the source positions DTW
+matched to it (FUSION_REFERENCE.md, section 2):
+
+- |J_i| = 1 and the tokens match (same text without markers, or the vocabulary map sends
+  the source token to the target token): the source's top-k at that position, each id mapped
+  into V_T, unmapped ids dropped, duplicates dropped keeping the first (highest) entry.
+- |J_i| > 1 and the source pieces concatenate exactly to the target token (FuseChat's
+  one-to-many rule): the distribution of the *last* piece, which predicts what follows.
+- otherwise, and when every entry was unmapped: a one-hot on the target's gold NEXT token
+  a_{i+1} (the reference uses the current token a_i, a listed defect). The last position has
+  no next token: there the projection is empty and fusion uses the target's own distribution.
+
+Kept entries are renormalised (log-softmax over what is kept: the tail mass is dropped).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fusion.align.dtw import matches_per_target
+from fusion.align.tokens import Vocabulary
+from fusion.store import PAD_ID
+
+# Per-position outcome codes (counted in the align stage's report).
+FROM_SOURCE, ONE_TO_MANY, ONE_HOT, EMPTY = 0, 1, 2, 3
+
+
+@dataclass
+class Projected:
+    """One row of a source projected onto the target: ids in V_T, normalised log-probs."""
+
+    ids: np.ndarray  # int32 [m, k], PAD_ID where unused
+    logprobs: np.ndarray  # float32 [m, k], -inf where unused
+    outcome: np.ndarray  # int8 [m], one of the codes above
+
+
+def map_topk(
+    ids: np.ndarray, logprobs: np.ndarray, vmap: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Map [n, k] source ids through ``vmap``, drop unmapped and repeated ids (first kept),
+    move kept entries to the front in their order, and renormalise; vectorised over rows."""
+    valid = ids != PAD_ID
+    mapped = np.where(valid, vmap[np.where(valid, ids, 0)], PAD_ID).astype(np.int32)
+    k = mapped.shape[1]
+    same = mapped[:, :, None] == mapped[:, None, :]
+    earlier = np.tril(np.ones((k, k), dtype=bool), k=-1)
+    repeat = (same & earlier[None]).any(axis=2)
+    mapped[repeat] = PAD_ID
+    order = np.argsort(mapped == PAD_ID, axis=1, kind="stable")
+    mapped = np.take_along_axis(mapped, order, axis=1)
+    scores = np.take_along_axis(logprobs.astype(np.float32), order, axis=1)
+    scores[mapped == PAD_ID] = -np.inf
+    return mapped, log_normalise(scores)
+
+
+def log_normalise(scores: np.ndarray) -> np.ndarray:
+    """log-softmax over the last axis, ignoring -inf entries; an all -inf row stays -inf."""
+    top = np.max(scores, axis=-1, keepdims=True)
+    safe = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):
+        total = np.log(np.exp(scores - safe).sum(axis=-1, keepdims=True))
+    return (scores - safe - total).astype(np.float32)
+
+
+def project_row(
+    target: Vocabulary,
+    source: Vocabulary,
+    vmap: np.ndarray,
+    target_ids: np.ndarray,
+    source_ids: np.ndarray,
+    source_topk_ids: np.ndarray,
+    source_topk_logprobs: np.ndarray,
+    path: np.ndarray,
+) -> Projected:
+    """Project one row (``path`` from DTW between the two token sequences)."""
+    m, k = len(target_ids), source_topk_ids.shape[1]
+    mapped, scores = map_topk(source_topk_ids, source_topk_logprobs, vmap)
+    chosen = np.full(m, -1, dtype=np.int64)
+    outcome = np.full(m, ONE_HOT, dtype=np.int8)
+    t_ids, s_ids = target_ids.tolist(), source_ids.tolist()
+    for i, matched in enumerate(matches_per_target(path, m)):
+        a = t_ids[i]
+        if len(matched) == 1:
+            b = s_ids[matched[0]]
+            if target.key[a] == source.key[b] or int(vmap[b]) == a:
+                chosen[i], outcome[i] = matched[0], FROM_SOURCE
+        elif len(matched) > 1:
+            joined = b"".join(source.data[s_ids[j]] for j in matched)
+            if joined.replace(b" ", b"") == target.data[a].replace(b" ", b""):
+                chosen[i], outcome[i] = matched[-1], ONE_TO_MANY
+    ids = np.full((m, k), PAD_ID, dtype=np.int32)
+    logprobs = np.full((m, k), -np.inf, dtype=np.float32)
+    use = chosen >= 0
+    ids[use] = mapped[chosen[use]]
+    logprobs[use] = scores[chosen[use]]
+    # Nothing of the source's top-k maps into V_T there: fall back like a mismatch.
+    nothing = use & (ids[:, 0] == PAD_ID)
+    outcome[nothing] = ONE_HOT
+    rows = np.flatnonzero(outcome[:-1] == ONE_HOT)
+    ids[rows] = PAD_ID
+    logprobs[rows] = -np.inf
+    ids[rows, 0] = target_ids[rows + 1]
+    logprobs[rows, 0] = 0.0
+    if outcome[-1] == ONE_HOT:
+        outcome[-1] = EMPTY
+        ids[-1], logprobs[-1] = PAD_ID, -np.inf
+    return Projected(ids, logprobs, outcome)

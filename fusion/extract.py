@@ -1,0 +1,246 @@
+"""Stage 1: top-k extraction of every model (target and sources) over the pre-split corpus.
+
+One store per model under ``work_dir/stores/<name>``. Ranks: under torchrun (``RANK`` and
+``WORLD_SIZE`` set) rank r writes shards r, r+W, ... of every store; rank 0 prepares the corpus
+before the others read it and finalises the stores after all are done (gloo barriers).
+Finished shards are skipped on a rerun, so an interrupted extraction resumes shard by shard.
+
+Run as ``python -m fusion.extract CONFIG`` under ``torch.distributed.run`` (the CLI's
+``--nproc N`` does that); a user error in a worker prints one line and exits 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fusion import corpus as corpus_mod
+from fusion.config import FuseConfig, ModelEntry, load_config
+from fusion.errors import FusionError
+from fusion.store import (
+    SequenceTopK,
+    StoreManifest,
+    StoreWriter,
+    mean_gold_nll,
+    tokenizer_fingerprint,
+)
+
+
+class ExtractError(FusionError):
+    """A corpus row is too long for a model, or a worker failed."""
+
+
+@dataclass(frozen=True)
+class Rank:
+    rank: int = 0
+    world: int = 1
+
+    @classmethod
+    def from_env(cls) -> Rank:
+        return cls(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")))
+
+
+def store_dir(config: FuseConfig, entry: ModelEntry) -> Path:
+    return config.work_dir / "stores" / entry.name
+
+
+def models(config: FuseConfig) -> list[ModelEntry]:
+    """Target first, then the sources (names must be distinct: they name the stores)."""
+    entries = [config.target, *config.sources]
+    names = [e.name for e in entries]
+    if len(set(names)) != len(names):
+        raise ExtractError(f"model names must differ (they name the stores): {', '.join(names)}")
+    return entries
+
+
+def load_tokenizer(entry: ModelEntry) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(
+        entry.path, revision=entry.revision, trust_remote_code=entry.trust_remote_code
+    )
+
+
+def tokenize_rows(tokenizer: Any, corpus: corpus_mod.Corpus, rows: range, entry: ModelEntry,
+                  max_length: int) -> dict[int, list[int]]:  # fmt: skip
+    """Token ids of the rows (special tokens as the tokenizer adds them); an over-long row is
+    an error naming it: pre-split the corpus shorter (corpus.max_chars) rather than cut it."""
+    texts = [corpus.rows[r] for r in rows]
+    encoded = tokenizer(texts, add_special_tokens=True)["input_ids"] if texts else []
+    out: dict[int, list[int]] = {}
+    for row, ids in zip(rows, encoded, strict=True):
+        if len(ids) > max_length:
+            raise ExtractError(
+                f"{corpus.where(row)}: {len(ids)} tokens for {entry.name}, over "
+                f"extract.max_length {max_length}; lower corpus.max_chars or raise max_length"
+            )
+        if not ids:
+            raise ExtractError(f"{corpus.where(row)}: no tokens for {entry.name}")
+        out[row] = ids
+    return out
+
+
+def manifest_for(config: FuseConfig, entry: ModelEntry, tokenizer: Any, corpus_fp: str,
+                 num_rows: int, vocab_size: int) -> StoreManifest:  # fmt: skip
+    section = config.extract
+    return StoreManifest(
+        kind="topk",
+        model=entry.name,
+        tokenizer_fingerprint=tokenizer_fingerprint(tokenizer),
+        vocab_size=vocab_size,
+        k=section.k,
+        corpus_fingerprint=corpus_fp,
+        num_rows=num_rows,
+        rows_per_shard=section.rows_per_shard,
+        settings={
+            "backend": section.backend,
+            "dtype": section.dtype,
+            "max_length": section.max_length,
+            "revision": entry.revision,
+        },  # fmt: skip
+    )
+
+
+def model_vocab_size(entry: ModelEntry) -> int:
+    """The logits width from the model's config (the store's id range), without the weights."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(entry.path, revision=entry.revision,
+                                        trust_remote_code=entry.trust_remote_code)  # fmt: skip
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return int(text.vocab_size)
+
+
+def check_rows(config: FuseConfig, corpus: corpus_mod.Corpus) -> None:
+    """Every row fits every model (run before launching workers: one clear error, once)."""
+    for entry in models(config):
+        tokenize_rows(load_tokenizer(entry), corpus, range(len(corpus)), entry,
+                      config.extract.max_length)  # fmt: skip
+
+
+def _device(config: FuseConfig) -> str:
+    import torch
+
+    if config.extract.device:
+        return config.extract.device
+    if torch.cuda.is_available():
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    return "cpu"
+
+
+def extract_model(config: FuseConfig, entry: ModelEntry, corpus: corpus_mod.Corpus, rank: Rank,
+                  progress: bool = True,
+                  after_shard: Callable[[int], None] | None = None) -> StoreWriter:  # fmt: skip
+    """Write this rank's unfinished shards of one model's store."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    section = config.extract
+    tokenizer = load_tokenizer(entry)
+    manifest = manifest_for(config, entry, tokenizer, corpus.fingerprint, len(corpus),
+                            model_vocab_size(entry))  # fmt: skip
+    writer = StoreWriter(store_dir(config, entry), manifest)
+    mine = range(rank.rank, manifest.num_shards, rank.world)
+    pending = [s for s in mine if not writer.done(s)]
+    console = Console(stderr=True)
+    if not pending:
+        return writer
+    from fusion.extract_backends import make_backend
+
+    backend = make_backend(section.backend, entry, section, _device(config))
+    if backend.vocab_size != manifest.vocab_size:
+        raise ExtractError(f"{entry.name}: the model has {backend.vocab_size} logits, its "
+                           f"config says {manifest.vocab_size}")  # fmt: skip
+    token_ids = {s: tokenize_rows(tokenizer, corpus, writer.shard_rows(s), entry,
+                                  section.max_length) for s in pending}  # fmt: skip
+    total = sum(len(ids) for rows in token_ids.values() for ids in rows.values())
+    started, done_tokens = time.perf_counter(), 0
+    columns = (TextColumn(f"{entry.name} [rank {rank.rank}]"), BarColumn(),
+               TextColumn("{task.completed}/{task.total} tokens"), TimeRemainingColumn())  # fmt: skip
+    with Progress(*columns, console=console, disable=not progress or rank.rank != 0) as bar:
+        task = bar.add_task("extract", total=total)
+        for shard in pending:
+            rows = token_ids[shard]
+            order = sorted(rows, key=lambda r: len(rows[r]))  # similar lengths per batch
+            scored: dict[int, SequenceTopK] = {}
+            for start in range(0, len(order), section.batch_size):
+                chunk = order[start : start + section.batch_size]
+                for row, (ids, lps, nll) in zip(chunk, backend.score([rows[r] for r in chunk]),
+                                                strict=True):  # fmt: skip
+                    nll16 = nll.astype(np.float16)
+                    scored[row] = SequenceTopK(
+                        row_id=row, token_ids=np.asarray(rows[row], dtype=np.int32),
+                        topk_ids=ids, topk_logprobs=lps.astype(np.float16), nll=nll16,
+                        mean_nll=mean_gold_nll(nll),
+                    )  # fmt: skip
+                    bar.advance(task, len(rows[row]))
+            writer.write_shard(shard, [scored[r] for r in writer.shard_rows(shard)])
+            done_tokens += sum(len(ids) for ids in rows.values())
+            if after_shard is not None:
+                after_shard(shard)
+    seconds = max(time.perf_counter() - started, 1e-9)
+    console.print(f"{entry.name} rank {rank.rank}: {done_tokens} tokens in {seconds:.1f} s "
+                  f"({done_tokens / seconds:,.0f} tokens/s)", highlight=False)  # fmt: skip
+    return writer
+
+
+def _barrier(rank: Rank) -> None:
+    if rank.world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def extract(config: FuseConfig, rank: Rank | None = None, progress: bool = True,
+            after_shard: Callable[[int], None] | None = None) -> list[Path]:  # fmt: skip
+    """Extract every model; returns the store directories (finalised by rank 0)."""
+    rank = rank or Rank.from_env()
+    if rank.world > 1:
+        import torch
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("gloo")
+        if not torch.cuda.is_available():
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // rank.world))
+    try:
+        if rank.rank == 0:
+            corpus_mod.prepare(config.corpus, config.work_dir)
+        _barrier(rank)
+        corpus = corpus_mod.load(config.work_dir)
+        writers = [extract_model(config, entry, corpus, rank, progress, after_shard)
+                   for entry in models(config)]  # fmt: skip
+        _barrier(rank)
+        if rank.rank == 0:
+            for writer in writers:
+                writer.finalize()
+        _barrier(rank)
+    finally:
+        if rank.world > 1:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+    return [store_dir(config, entry) for entry in models(config)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Worker entry point for ``torch.distributed.run``."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        extract(load_config(Path(args[0])), progress="--no-progress" not in args[1:])
+    except FusionError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return getattr(err, "exit_code", 2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

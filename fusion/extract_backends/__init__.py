@@ -1,0 +1,33 @@
+"""Backends that score token sequences: per position the top-k log-probabilities and gold NLL.
+
+Every backend returns, for each sequence of n token ids, ``(topk_ids int32 [n, k],
+topk_logprobs float32 [n, k], nll float32 [n])`` where position t describes the next token
+t+1 and the last position has nll 0 (no gold next token).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+Scored = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+class Backend(Protocol):
+    vocab_size: int
+
+    def score(self, batch: list[list[int]]) -> list[Scored]: ...
+
+
+def make_backend(name: str, entry: Any, section: Any, device: str) -> Backend:
+    """The named backend for one model entry of the config."""
+    if name == "hf":
+        from fusion.extract_backends.hf import HFBackend
+
+        return HFBackend(entry, section, device)
+    if name == "vllm":
+        from fusion.extract_backends.vllm import VLLMBackend
+
+        return VLLMBackend(entry, section)
+    raise ValueError(f"unknown extraction backend {name!r}")

@@ -1,0 +1,250 @@
+"""Alignment: token texts, DTW (exact pairs, and equal to a plain Python DTW), vocabulary maps,
+projection; on hand-built Korean tokens of `Ġ` and `▁` tokenizers and on the zoo's tokenizers."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fusion.align.dtw import align, matches_per_target
+from fusion.align.project import (
+    EMPTY,
+    FROM_SOURCE,
+    ONE_HOT,
+    ONE_TO_MANY,
+    map_topk,
+    project_row,
+)
+from fusion.align.tokens import Vocabulary, _byte_decoder
+from fusion.align.vocab import PairCounts, build_map, exact_map, mined_map, statistics_map
+from fusion.store import PAD_ID
+
+
+def bl(text: str) -> str:
+    """A GPT-2 byte-level token spelling of ``text`` (spaces as Ġ, Korean as mojibake)."""
+    encoder = {byte: char for char, byte in _byte_decoder().items()}
+    return "".join(encoder[b] for b in text.encode("utf-8"))
+
+
+# ---------------------------------------------------------------- a plain Python reference
+
+
+def levenshtein(a: str, b: str) -> int:
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def reference_dtw(a: list[str], b: list[str]) -> list[tuple[int, int]]:
+    """FUSION_REFERENCE.md section 2, cell by cell; trace back diagonal > target > source."""
+    inf = float("inf")
+    d = [[inf] * (len(b) + 1) for _ in range(len(a) + 1)]
+    d[0][0] = 0
+    for i in range(len(a)):
+        for j in range(len(b)):
+            d[i + 1][j + 1] = levenshtein(a[i], b[j]) + min(d[i][j + 1], d[i + 1][j], d[i][j])
+    i, j = len(a), len(b)
+    path = [(i - 1, j - 1)]
+    while i > 1 or j > 1:
+        options = [d[i - 1][j - 1] if i > 1 and j > 1 else inf,
+                   d[i - 1][j] if i > 1 else inf, d[i][j - 1] if j > 1 else inf]  # fmt: skip
+        move = options.index(min(options))
+        i, j = (i - 1, j - 1) if move == 0 else (i - 1, j) if move == 1 else (i, j - 1)
+        path.append((i - 1, j - 1))
+    return path[::-1]
+
+
+def pairs(path: np.ndarray) -> list[tuple[int, int]]:
+    return [tuple(p) for p in path.tolist()]
+
+
+# ---------------------------------------------------------------- token texts
+
+
+def test_markers_and_bytes_normalise_to_the_same_text() -> None:
+    target = Vocabulary.from_tokens([bl("영화"), bl(" 영화"), bl("는")[:1]], "byte-level")
+    source = Vocabulary.from_tokens(["영화", "▁영화", "<0xEB>"], "metaspace")
+    assert target.text == source.text == ["영화", " 영화", "\udceb"]
+    assert target.key == source.key == ["영화", "영화", "\udceb"]
+
+
+# ---------------------------------------------------------------- DTW
+
+
+def test_korean_alignment_across_g_and_metaspace_exact_pairs() -> None:
+    # "이 영화는 정말": target byte-level (Ġ), source metaspace (▁). Costs (markers stripped):
+    # 영화는/영화 1, 영화는/는 2, 정말/는 2: the paths through (1, 2) and through (2, 2) both
+    # cost 3; tracing back from (2, 3) the diagonal wins the tie, so 는 joins 영화는.
+    target = Vocabulary.from_tokens([bl("이"), bl(" 영화는"), bl(" 정말")], "byte-level")
+    source = Vocabulary.from_tokens(["▁이", "▁영화", "는", "▁정말"], "metaspace")
+    a, b = target.keys(np.arange(3)), source.keys(np.arange(4))
+    path = align(a, b)
+    assert pairs(path) == [(0, 0), (1, 1), (1, 2), (2, 3)] == reference_dtw(a, b)
+    assert matches_per_target(path, 3) == [[0], [1, 2], [3]]
+
+
+def test_byte_fallback_pieces_align_as_text_pieces() -> None:
+    # "이똠" with 똠 spelled as three byte-fallback tokens <0xEB><0x98><0xA0> on the source side:
+    # each lone byte is one edit from any syllable, so every 4-cell path costs 3 and the tie
+    # rule (diagonal first while tracing back) gives the first two bytes to 이:
+    # D = [[0, 1, 2, 3], [1, 1, 2, 3]] -> from (1, 3): diag D[0][2] = 2 = left D[1][2].
+    target = Vocabulary.from_tokens([bl("이"), bl("똠")], "byte-level")
+    source = Vocabulary.from_tokens(["▁이", "<0xEB>", "<0x98>", "<0xA0>"], "metaspace")
+    a, b = target.keys(np.arange(2)), source.keys(np.arange(4))
+    assert b[1:] == ["\udceb", "\udc98", "\udca0"]
+    assert pairs(align(a, b)) == [(0, 0), (0, 1), (0, 2), (1, 3)] == reference_dtw(a, b)
+    # The bytes still concatenate to the syllable (the one-to-many rule compares bytes).
+    assert b"".join(source.data[1:]) == target.data[1]
+
+
+def test_zoo_tokenizers_align_with_the_expected_pairs(zoo: Path) -> None:
+    from transformers import AutoTokenizer
+
+    text = "이 영화 정말 재미있어요! 최고예요"
+    toks = {
+        n: AutoTokenizer.from_pretrained(zoo / n)
+        for n in ("tiny-llama", "tiny-gpt2", "tiny-mistral")
+    }
+    vocabs = {n: Vocabulary.from_tokenizer(t) for n, t in toks.items()}
+    ids = {n: np.asarray(t(text)["input_ids"]) for n, t in toks.items()}
+    llama, gpt2, mistral = (
+        vocabs[n].keys(ids[n]) for n in ("tiny-llama", "tiny-gpt2", "tiny-mistral")
+    )
+    assert llama[1:] == gpt2 == mistral[1:]  # same text once markers and bytes are undone
+    # Both with BOS: the diagonal. llama (<s>) against gpt2 (no BOS): <s> and 이 share gpt2's 이.
+    assert pairs(align(llama, mistral)) == [(i, i) for i in range(len(llama))]
+    assert pairs(align(llama, gpt2)) == [(0, 0)] + [(i, i - 1) for i in range(1, len(llama))]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fast_dtw_equals_the_plain_python_dtw_on_random_cases(seed: int) -> None:
+    rng = random.Random(seed)
+    alphabet = "ab가나다 "
+    for _ in range(100):
+        a = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 4)))
+             for _ in range(rng.randint(1, 15))]  # fmt: skip
+        b = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 4)))
+             for _ in range(rng.randint(1, 15))]  # fmt: skip
+        assert pairs(align(a, b)) == reference_dtw(a, b)
+
+
+def test_fast_dtw_equals_the_plain_python_dtw_on_real_rows(zoo: Path, data_root: Path) -> None:
+    from transformers import AutoTokenizer
+
+    lines = (data_root / "nsmc" / "ratings_test.txt").read_text(encoding="utf-8").splitlines()
+    texts = [line.split("\t")[1] for line in lines[1:41]]
+    pairs_of = [
+        ("tiny-llama", "tiny-mistral"),
+        ("tiny-qwen2", "tiny-mistral"),
+        ("tiny-gpt2", "tiny-llama"),
+    ]
+    for a_name, b_name in pairs_of:
+        ta, tb = (AutoTokenizer.from_pretrained(zoo / n) for n in (a_name, b_name))
+        va, vb = Vocabulary.from_tokenizer(ta), Vocabulary.from_tokenizer(tb)
+        for text in texts:
+            a = va.keys(np.asarray(ta(text)["input_ids"]))
+            b = vb.keys(np.asarray(tb(text)["input_ids"]))
+            assert pairs(align(a, b)) == reference_dtw(a, b)
+
+
+# ---------------------------------------------------------------- vocabulary mapping
+
+
+def _vocabs() -> tuple[Vocabulary, Vocabulary]:
+    target = Vocabulary.from_tokens(
+        ["<s>", "</s>", "<unk>", bl(" 영화"), bl("영화"), bl(" 재미"), bl("있"), bl("어요"), bl("있어")],
+        "byte-level", {"bos": 0, "eos": 1, "unk": 2},
+    )  # fmt: skip
+    source = Vocabulary.from_tokens(
+        ["<|endoftext|>", "▁영화", "영화", "▁재미있", "있어요", "<0xEB>", "어요"],
+        "metaspace", {"bos": 0, "eos": 0, "unk": 0},
+    )  # fmt: skip
+    return target, source
+
+
+def test_exact_map_swaps_markers_and_maps_specials_by_role() -> None:
+    target, source = _vocabs()
+    # <|endoftext|> is bos and eos: eos wins. ▁영화 -> Ġ영화, 영화 -> 영화, 어요 -> 어요.
+    assert exact_map(source, target).tolist() == [1, 3, 4, -1, -1, -1, 7]
+
+
+def test_mined_map_takes_the_nearest_text() -> None:
+    target, source = _vocabs()
+    # ▁재미있 (" 재미있") is one edit from " 재미" (5); 있어요 is one edit from both 어요 (7) and
+    # 있어 (8): ties go to the lowest id; a lone byte <0xEB> is one edit from 있 (6).
+    assert mined_map(source, target).tolist() == [1, 3, 4, 5, 7, 6, 7]
+
+
+def test_statistics_map_prefers_aligned_candidates_by_distance_then_count() -> None:
+    target, source = _vocabs()
+    counts = PairCounts()
+    # 있어요 (4) was aligned to 있어 (8) five times and to 어요 (7) twice: equal distance, the
+    # count decides -> 8 (mined said 7). ▁재미있 (3) was aligned only to 영화 (4): the one
+    # candidate wins though " 재미" is nearer. The rest were never aligned: mined.
+    counts.add(np.array([8] * 5 + [7] * 2 + [4]), np.array([4] * 7 + [3]),
+               np.array([[i, i] for i in range(8)]))  # fmt: skip
+    vmap = statistics_map(source, target, counts)
+    assert vmap.tolist() == [1, 3, 4, 4, 8, 6, 7]
+    assert build_map("statistics", source, target, counts).tolist() == vmap.tolist()
+    again = PairCounts.from_arrays(counts.to_arrays())
+    assert statistics_map(source, target, again).tolist() == vmap.tolist()
+
+
+# ---------------------------------------------------------------- projection
+
+
+def test_map_topk_drops_unmapped_and_repeated_ids_and_renormalises() -> None:
+    vmap = np.array([5, 5, -1, 7], dtype=np.int32)
+    ids = np.array([[0, 1, 2, 3], [3, PAD_ID, PAD_ID, PAD_ID]], dtype=np.int32)
+    logp = np.log(np.array([[0.4, 0.3, 0.2, 0.1], [0.5, 1, 1, 1]], dtype=np.float32))
+    logp[1, 1:] = -np.inf
+    mapped, scores = map_topk(ids, logp, vmap)
+    assert mapped.tolist() == [[5, 7, -1, -1], [7, -1, -1, -1]]
+    np.testing.assert_allclose(np.exp(scores[0, :2]), [0.8, 0.2], rtol=1e-6)
+    assert scores[1, 0] == pytest.approx(0.0)
+
+
+def test_projection_rules_hand_computed() -> None:
+    # Target (Ġ): 이 | 영화는 | 재미 | 있어 | 요      Source (▁): 이 | 영화 | 는 | 재미있 | 어 | 요
+    t_tokens = [bl("이"), bl(" 영화는"), bl(" 재미"), bl("있어"), bl("요")]
+    s_tokens = ["▁이", "▁영화", "는", "▁재미있", "어", "요"]
+    target = Vocabulary.from_tokens(t_tokens, "byte-level")
+    source = Vocabulary.from_tokens(s_tokens, "metaspace")
+    t_ids, s_ids = np.arange(5), np.arange(6)
+    path = align(target.keys(t_ids), source.keys(s_ids))
+    assert pairs(path) == [(0, 0), (1, 1), (1, 2), (2, 3), (3, 4), (4, 5)]
+    # A hand-made map: 는 unmapped, ▁재미있 -> 재미 (so position 2 matches through the map),
+    # 어 -> 재미 (so position 3, 있어 against 어, does not match).
+    vmap = np.array([0, 1, -1, 2, 2, 4], dtype=np.int32)
+    p = [0.5, 0.3, 0.2]
+    topk = np.array([[1, 2, 5], [0, 1, 2], [3, 4, 0], [4, 5, 2], [0, 1, 2], [0, 1, 2]], np.int32)
+    out = project_row(target, source, vmap, t_ids, s_ids, topk,
+                      np.log(np.tile(p, (6, 1))).astype(np.float32), path)  # fmt: skip
+    assert out.outcome.tolist() == [FROM_SOURCE, ONE_TO_MANY, FROM_SOURCE, ONE_HOT, FROM_SOURCE]
+    # 0: source 0's [1, 2 (unmapped), 5 -> 4]  -> [1, 4], renormalised 0.5/0.7, 0.2/0.7.
+    # 1: 영화 + 는 == 영화는: the LAST piece (source 2): [3 -> 2, 4 -> 2 (repeat), 0] -> [2, 0].
+    # 2: source 3: [4 -> 2, 5 -> 4, 2 (unmapped)] -> [2, 4], 0.5/0.8, 0.3/0.8.
+    # 3: no match: one-hot on the NEXT target token (id 4), not the current one (3).
+    # 4: last position, matched: source 5's [0, 1, 2 (unmapped)] -> [0, 1].
+    assert out.ids.tolist() == [[1, 4, -1], [2, 0, -1], [2, 4, -1], [4, -1, -1], [0, 1, -1]]
+    want = [[5 / 7, 2 / 7], [5 / 7, 2 / 7], [5 / 8, 3 / 8], [1.0, 0.0], [5 / 8, 3 / 8]]
+    np.testing.assert_allclose(np.exp(out.logprobs[:, :2]), want, rtol=1e-6)
+    assert np.isneginf(out.logprobs[:, 2]).all()
+
+
+def test_projection_of_an_unmatched_last_position_is_empty() -> None:
+    target = Vocabulary.from_tokens([bl("이"), bl("가")], "byte-level")
+    source = Vocabulary.from_tokens(["▁이", "나"], "metaspace")
+    vmap = np.array([0, -1], dtype=np.int32)
+    topk = np.array([[0], [0]], dtype=np.int32)
+    out = project_row(target, source, vmap, np.arange(2), np.arange(2), topk,
+                      np.zeros((2, 1), np.float32), align(["이", "가"], ["이", "나"]))  # fmt: skip
+    assert out.outcome.tolist() == [FROM_SOURCE, EMPTY]
+    assert out.ids.tolist() == [[0], [PAD_ID]]
