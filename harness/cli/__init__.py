@@ -9,7 +9,15 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from harness.cli import compare_cmd, eval_cmd, report_cmd, tasks_cmd, zoo_cmd
+from harness.cli import (
+    compare_cmd,
+    eval_cmd,
+    generate_cmd,
+    judge_cmd,
+    report_cmd,
+    tasks_cmd,
+    zoo_cmd,
+)
 from harness.errors import USER_ERRORS
 
 app = typer.Typer(
@@ -40,6 +48,8 @@ def _root(
 
 app.command("eval")(eval_cmd.eval_command)
 app.command("tasks")(tasks_cmd.tasks_command)
+app.command("generate")(generate_cmd.generate_command)
+app.command("judge")(judge_cmd.judge_command)
 app.command("report")(report_cmd.report_command)
 app.command("compare")(compare_cmd.compare_command)
 app.add_typer(zoo_cmd.app, name="zoo")
