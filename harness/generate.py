@@ -215,7 +215,7 @@ class _Chat:
 
 def answer(chat: Callable[[list[dict[str, str]]], str], strategy: list[dict[str, str]],
            question: dict) -> dict:  # fmt: skip
-    first, second = question["questions"]
+    first, second = question["questions"][:2]
     turn1 = [*strategy, {"role": "user", "content": first}]
     out1 = chat(turn1)
     out2 = chat(

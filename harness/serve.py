@@ -33,11 +33,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-import httpx
 
 from harness.errors import HarnessError
 
@@ -165,9 +165,10 @@ def _wait_healthy(process: subprocess.Popen, port: int, timeout: float, log: Pat
             raise HarnessError(f"{kind} serve exited with code {process.returncode} before "
                                f"answering ({log}: {_tail(log)})")  # fmt: skip
         try:
-            if httpx.get(url, timeout=2.0).status_code == 200:
-                return
-        except httpx.HTTPError:
+            with urllib.request.urlopen(url, timeout=2.0) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
             pass
         time.sleep(0.5)
     raise HarnessError(f"{kind} serve did not answer {url} within {timeout:.0f}s ({log})")

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-import httpx
 import openai
 
 from judges.cache import Cached, ReplyCache, cache_key
@@ -79,7 +78,7 @@ class RateBudget:
             time.sleep(max(wait, 0.01))
 
 
-def retry_after(headers: httpx.Headers | None) -> float | None:
+def retry_after(headers: Any) -> float | None:
     """Seconds a response asks us to wait (``retry-after-ms``, ``retry-after`` in seconds or
     as an HTTP date), or None."""
     if headers is None:

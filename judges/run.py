@@ -90,10 +90,10 @@ def read_rows(path: Path) -> list[dict]:
             value = row[name]
             if (
                 not isinstance(value, list)
-                or len(value) != 2
+                or len(value) < 2
                 or not all(isinstance(v, str) for v in value)
             ):
-                raise JudgeError(f"{path}:{number}: field {name!r} must be two strings")
+                raise JudgeError(f"{path}:{number}: field {name!r} must hold two strings")
         if row["id"] in seen:
             raise JudgeError(f"{path}:{number}: id {row['id']!r} appears twice")
         seen.add(row["id"])

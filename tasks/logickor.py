@@ -44,9 +44,11 @@ def _check_question(row: Any, where: str) -> dict:
         if field not in row:
             raise TaskDataError(f"{where}: missing field {field!r}")
     questions = row["questions"]
-    if (not isinstance(questions, list) or len(questions) != 2
+    # At least two: LogicKor's question 3 carries a third (a reworded second turn) that its
+    # generators ignore; the row keeps it, generation and judging use the first two.
+    if (not isinstance(questions, list) or len(questions) < 2
             or not all(isinstance(q, str) and q for q in questions)):  # fmt: skip
-        raise TaskDataError(f"{where}: field 'questions' must be two non-empty strings")
+        raise TaskDataError(f"{where}: field 'questions' must hold two non-empty strings")
     if not isinstance(row["category"], str):
         raise TaskDataError(f"{where}: field 'category' must be a string")
     references = row.get("references") or [None, None]
