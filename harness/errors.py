@@ -1,6 +1,7 @@
 """User errors of the harness, and the set of error types the CLI prints as one line."""
 
 from fusion.errors import FusionError
+from judges.errors import JudgeError
 from reports.errors import ReportError
 from tasks.errors import TaskDataError
 
@@ -15,7 +16,13 @@ class BackendUnavailable(HarnessError):
     """A backend whose optional dependency or hardware is missing here."""
 
 
-USER_ERRORS: tuple[type[Exception], ...] = (HarnessError, TaskDataError, FusionError, ReportError)
+USER_ERRORS: tuple[type[Exception], ...] = (
+    HarnessError,
+    TaskDataError,
+    FusionError,
+    ReportError,
+    JudgeError,
+)
 
 
 class Interrupted(HarnessError):

@@ -230,7 +230,8 @@ def compare_pair(loaded: Loaded, base: RunInfo, other: RunInfo, force: bool = Fa
     strategies = dict.fromkeys(k[1] for k in shared if k[0] == logickor.TASK)
     for strategy in strategies:
         columns = logickor.columns([k[2] for k in shared if k[0] == logickor.TASK
-                                    and k[1] == strategy and k[2] not in logickor.SHORT])  # fmt: skip
+                                    and k[1] == strategy and k[2] not in logickor.SHORT
+                                    and k[2] not in logickor.COUNT_METRICS])  # fmt: skip
         values = {c: (va[(logickor.TASK, strategy, c)], vb[(logickor.TASK, strategy, c)])
                   for c in columns if (logickor.TASK, strategy, c) in va}  # fmt: skip
         comparison.rows += _logickor_rows(loaded, base.label, other.label, strategy, values,

@@ -33,6 +33,7 @@ class Row:
     run: str
     scores: dict[str, Decimal | None]  # column -> rounded value, None when missing
     key: Fraction | None = None  # unrounded sort key (average / overall)
+    excluded: dict[str, int] = field(default_factory=dict)  # LogicKor: status -> judgments
 
 
 @dataclass
@@ -117,7 +118,9 @@ def logickor_board(scores: pd.DataFrame, rounding: Rounding) -> Board | None:
         return None
     metrics = list(dict.fromkeys(scores["metric"]))
     categories = [
-        m for m in metrics if m not in (logickor.SINGLE, logickor.MULTI, logickor.OVERALL)
+        m
+        for m in metrics
+        if m not in (logickor.SINGLE, logickor.MULTI, logickor.OVERALL, *logickor.COUNT_METRICS)
     ]
     columns = logickor.columns(categories)
     board = Board("logickor", "strategy", columns, {c: logickor.short_name(c) for c in columns},
@@ -129,8 +132,10 @@ def logickor_board(scores: pd.DataFrame, rounding: Rounding) -> Board | None:
         cells = {c: quantize(values[c], LOGICKOR_PLACES, rounding) if c in values else None
                  for c in columns}  # fmt: skip
         key = values.get(logickor.OVERALL)
+        excluded = {status: int(values[metric]) for status, metric in logickor.EXCLUDED.items()
+                    if values.get(metric)}  # fmt: skip
         board.rows.append(Row(labels[run], str(strategy), run, cells,
-                              None if key is None else exact(key)))  # fmt: skip
+                              None if key is None else exact(key), excluded))  # fmt: skip
     board.rows = _sort(board.rows)
     return board
 

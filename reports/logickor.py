@@ -7,6 +7,11 @@ LogicKor's conventions (its ``score.py`` and leaderboard):
 - a category's score is the mean of its single-turn mean and its multi-turn mean;
 - single_turn and multi_turn are the means over all questions; overall = (single + multi) / 2.
 
+Files judged by fusebench also carry a ``status`` per judgment. A judgment whose status is
+``unparsable`` or ``error`` has ``judge_score`` null: it is left out of every mean (never
+counted as 0) and counted instead (``judgments_unparsable`` / ``judgments_error`` score rows,
+shown under the leaderboard). LogicKor's published files have no status and load as before.
+
 Means are computed exactly (``Fraction``) so that rounding and truncation to two decimals
 never trip over binary floats (see ``reports.rounding``).
 """
@@ -38,6 +43,9 @@ TURNS = {"query_single": SINGLE, "query_multi": MULTI}
 # Markdown headers of LogicKor's own tables; JSON keeps the full names above.
 SHORT = {SINGLE: "싱글턴", MULTI: "멀티턴", OVERALL: "Overall"}
 SCORE_RANGE = (0, 10)
+# Judgments without a score, by fusebench status -> the metric that counts them.
+EXCLUDED = {"unparsable": "judgments_unparsable", "error": "judgments_error"}
+COUNT_METRICS = frozenset(EXCLUDED.values())
 
 
 def short_name(column: str) -> str:
@@ -51,12 +59,15 @@ def columns(categories: list[str]) -> list[str]:
     return known + sorted(set(categories) - set(CATEGORIES)) + [SINGLE, MULTI, OVERALL]
 
 
-def _score(row: dict, key: str, path: Path, number: int) -> float:
+def _score(row: dict, key: str, path: Path, number: int) -> float | None:
+    """The judgment's score; None for a fusebench judgment recorded without one."""
     judged = row.get(key)
     if not isinstance(judged, dict):
         raise BadFile(path, f"line {number}: not judged (no {key}); LogicKor judged files "
                             "carry query_single and query_multi")  # fmt: skip
     score = judged.get("judge_score")
+    if score is None and judged.get("status") in EXCLUDED:
+        return None
     if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
         status = judged.get("status")
         extra = f", status {status!r}" if status else ""
@@ -94,11 +105,28 @@ def doc_hash(row: dict) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
+def _value(row: dict, key: str) -> Any:
+    return row[key].get("judge_score")
+
+
+def excluded_counts(rows: list[dict]) -> dict[str, int]:
+    """status -> judgments left out of the means (unparsable, error)."""
+    counts = dict.fromkeys(EXCLUDED, 0)
+    for row in rows:
+        for key in TURNS:
+            if _value(row, key) is None and row[key].get("status") in EXCLUDED:
+                counts[row[key]["status"]] += 1
+    return counts
+
+
 def sample_rows(rows: list[dict], run: str, model: str, strategy: str) -> list[dict[str, Any]]:
-    """Two rows per question: its single-turn and its multi-turn judge score."""
+    """Two rows per question: its single-turn and its multi-turn judge score (a judgment
+    without a score has no row: it has nothing to pair or resample)."""
     out = []
     for row in rows:
         for key, metric in TURNS.items():
+            if _value(row, key) is None:
+                continue
             out.append({
                 "run": run, "model": model, "kind": "logickor", "task": TASK,
                 "num_fewshot": None, "strategy": strategy, "doc_id": row.get("id"),
@@ -122,24 +150,39 @@ def _stderr(values: list[float]) -> float:
 
 
 def aggregate(rows: list[dict]) -> dict[str, tuple[Fraction, int, float]]:
-    """column -> (exact value, questions, standard error of the per-question mean)."""
+    """column -> (exact value, questions, standard error of the per-question mean).
+
+    Judgments without a score are left out of their turn's means; a column none of whose
+    judgments has a score is absent (not 0). ``n`` counts questions with both turns scored
+    for categories and overall, and the turn's scored questions for single / multi.
+    """
     # A score written 2.3 in the file is 23/10, not the binary float nearest to it.
-    single = {row["id"]: exact(row["query_single"]["judge_score"]) for row in rows}
-    multi = {row["id"]: exact(row["query_multi"]["judge_score"]) for row in rows}
+    single = {row["id"]: exact(_value(row, "query_single")) for row in rows
+              if _value(row, "query_single") is not None}  # fmt: skip
+    multi = {row["id"]: exact(_value(row, "query_multi")) for row in rows
+             if _value(row, "query_multi") is not None}  # fmt: skip
     by_category: dict[str, list[Any]] = {}
     for row in rows:
         by_category.setdefault(row["category"], []).append(row["id"])
     out: dict[str, tuple[Fraction, int, float]] = {}
     for category, ids in by_category.items():
-        value = (_mean([single[i] for i in ids]) + _mean([multi[i] for i in ids])) / 2
-        per_question = [float(single[i] + multi[i]) / 2 for i in ids]
-        out[category] = (value, len(ids), _stderr(per_question))
-    ids = list(single)
-    mean_single, mean_multi = _mean(list(single.values())), _mean(list(multi.values()))
-    out[SINGLE] = (mean_single, len(ids), _stderr([float(single[i]) for i in ids]))
-    out[MULTI] = (mean_multi, len(ids), _stderr([float(multi[i]) for i in ids]))
-    overall = [float(single[i] + multi[i]) / 2 for i in ids]
-    out[OVERALL] = ((mean_single + mean_multi) / 2, len(ids), _stderr(overall))
+        s_ids, m_ids = [i for i in ids if i in single], [i for i in ids if i in multi]
+        if not s_ids or not m_ids:
+            continue
+        value = (_mean([single[i] for i in s_ids]) + _mean([multi[i] for i in m_ids])) / 2
+        both = [i for i in ids if i in single and i in multi]
+        per_question = [float(single[i] + multi[i]) / 2 for i in both]
+        out[category] = (value, len(both), _stderr(per_question))
+    if single:
+        mean_single = _mean(list(single.values()))
+        out[SINGLE] = (mean_single, len(single), _stderr([float(v) for v in single.values()]))
+    if multi:
+        mean_multi = _mean(list(multi.values()))
+        out[MULTI] = (mean_multi, len(multi), _stderr([float(v) for v in multi.values()]))
+    if single and multi:
+        both = [i for i in single if i in multi]
+        overall = [float(single[i] + multi[i]) / 2 for i in both]
+        out[OVERALL] = ((mean_single + mean_multi) / 2, len(both), _stderr(overall))
     return out
 
 
@@ -149,4 +192,9 @@ def score_rows(rows: list[dict], run: str, model: str, strategy: str) -> list[di
          "num_fewshot": None, "strategy": strategy, "value": float(value), "stderr": stderr,
          "n": n, "version": None, "exact": value}
         for column, (value, n, stderr) in aggregate(rows).items()
+    ] + [
+        {"run": run, "model": model, "kind": "logickor", "task": TASK, "metric": EXCLUDED[status],
+         "num_fewshot": None, "strategy": strategy, "value": float(count), "stderr": math.nan,
+         "n": count, "version": None, "exact": None}
+        for status, count in excluded_counts(rows).items() if count
     ]  # fmt: skip

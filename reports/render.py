@@ -51,7 +51,22 @@ def board_note(board: Board, rounding: str) -> str:
         note += (
             " Category: mean of its single- and multi-turn means; Overall = (싱글턴 + 멀티턴) / 2."
         )
+        note += excluded_note(board)
     return note
+
+
+def excluded_note(board: Board) -> str:
+    """Judgments left out of the means because the judge gave no valid score."""
+    parts = [f"{row.model} {row.setting}: "
+             + ", ".join(f"{n} {status}" for status, n in row.excluded.items())
+             for row in board.rows if row.excluded]  # fmt: skip
+    if not parts:
+        return ""
+    return (
+        " Judgments without a score, left out of the means (not counted as 0): "
+        + "; ".join(parts)
+        + "."
+    )
 
 
 def boards_md(boards: list[Board], rounding: str) -> str:
@@ -72,7 +87,8 @@ def _number(value: Decimal | None) -> float | None:
 def boards_json(boards: list[Board]) -> str:
     rows = [
         {"model": row.model, board.setting: row.setting,
-         "scores": {c: _number(row.scores[c]) for c in board.columns}}
+         "scores": {c: _number(row.scores[c]) for c in board.columns},
+         **({"excluded": row.excluded} if row.excluded else {})}
         for board in boards for row in board.rows
     ]  # fmt: skip
     return json.dumps({"rows": rows}, ensure_ascii=False, indent=2) + "\n"

@@ -13,6 +13,8 @@ from harness.cli import (
     compare_cmd,
     eval_cmd,
     fuse_cmd,
+    generate_cmd,
+    judge_cmd,
     merge_cmd,
     report_cmd,
     tasks_cmd,
@@ -49,6 +51,8 @@ def _root(
 
 app.command("eval")(eval_cmd.eval_command)
 app.command("tasks")(tasks_cmd.tasks_command)
+app.command("generate")(generate_cmd.generate_command)
+app.command("judge")(judge_cmd.judge_command)
 app.command("report")(report_cmd.report_command)
 app.command("compare")(compare_cmd.compare_command)
 app.command("merge")(merge_cmd.merge_command)

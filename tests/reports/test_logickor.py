@@ -126,7 +126,8 @@ def test_files_with_and_without_bom_load_the_same(logickor_dir: Path, tmp_path: 
 
 def _unscored(line: str) -> str:
     row = json.loads(line)
-    row["query_single"].update(judge_score=None, status="unparsable")
+    # A null score is only allowed for the statuses that say why (unparsable, error).
+    row["query_single"].update(judge_score=None, status="ok")
     return json.dumps(row, ensure_ascii=False)
 
 
@@ -143,7 +144,7 @@ def _judged_copy(logickor_dir: Path, tmp_path: Path) -> Path:
         (lambda rows: rows[:2] + ["{not json"] + rows[3:], "line 3: not JSON"),
         (
             lambda rows: [_unscored(rows[0])] + rows[1:],
-            "line 1: query_single.judge_score is None, not a number, status 'unparsable'",
+            "line 1: query_single.judge_score is None, not a number, status 'ok'",
         ),
         (
             lambda rows: (
@@ -195,3 +196,33 @@ def test_truncation_uses_the_scores_as_written(tmp_path: Path) -> None:
     ]
     assert row["scores"]["추론(Reasoning)"] == 0.45 and row["scores"]["overall"] == 0.45
     assert "수학(Math)" not in row["scores"]  # categories with no question are not invented
+
+
+def test_unscored_judgments_are_left_out_and_counted(logickor_dir: Path, tmp_path: Path) -> None:
+    """fusebench's unparsable / error judgments (score null) never count as 0: the means are
+    those of the other judgments, computed here independently, and the board counts them."""
+    source = logickor_dir / "nlpai-lab" / "KULLM3" / "default.jsonl"
+    rows = [json.loads(line) for line in source.read_text(encoding="utf-8-sig").splitlines()]
+    rows[0]["query_single"].update(judge_score=None, status="unparsable")
+    rows[1]["query_multi"].update(judge_score=None, status="error")
+    rows[2]["query_multi"].update(judge_score=None, status="unparsable")
+    path = tmp_path / "org" / "model" / "default.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+
+    single = [r["query_single"]["judge_score"] for r in rows[1:]]
+    multi = [
+        r["query_multi"]["judge_score"]
+        for r in rows
+        if r["id"] not in (rows[1]["id"], rows[2]["id"])
+    ]
+    expected_overall = (Fraction(sum(map(Fraction, single)), len(single))
+                        + Fraction(sum(map(Fraction, multi)), len(multi))) / 2  # fmt: skip
+    board = leaderboard.build(load([path]).scores, "round")[0]
+    (row,) = board.rows
+    assert row.key == expected_overall
+    assert row.excluded == {"unparsable": 2, "error": 1}
+    assert "2 unparsable, 1 error" in render.boards_md([board], "round")
+    (as_json,) = json.loads(render.boards_json([board]))["rows"]
+    assert as_json["excluded"] == {"unparsable": 2, "error": 1}
+    assert set(as_json["scores"]) == {*CATEGORIES, "single_turn", "multi_turn", "overall"}

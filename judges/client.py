@@ -1,0 +1,224 @@
+"""One judge call: the ``openai`` client, a persistent cache, retries and a request budget.
+
+Retries are done here, with the client's own retries off (``max_retries=0``): the client's
+backoff is capped at 8 s, ignores a Retry-After above 60 s, and cannot tell us how many
+attempts a reply cost or share the per-minute budget, all of which judging needs.
+Transient failures (429, 5xx, timeouts, dropped connections, a 200 whose body is not a chat
+completion) are retried with exponential backoff and full jitter, waiting at least what a
+Retry-After header asks. Failures the user must fix (bad key, unknown model or URL) stop the
+run with a ``JudgeError``; a 400 for one prompt is that judgment's error.
+"""
+
+from __future__ import annotations
+
+import collections
+import email.utils
+import json
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import openai
+
+from judges.cache import Cached, ReplyCache, cache_key
+from judges.errors import JudgeError
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    base_url: str
+    model: str
+    timeout: float = 120.0  # seconds per request
+    max_retries: int = 6  # transient failures retried per call
+    backoff_base: float = 1.0  # seconds; attempt k waits up to base * 2**k (full jitter)
+    backoff_max: float = 60.0
+    retry_after_max: float = 600.0  # a longer Retry-After is an error, not a 10-minute nap
+    requests_per_minute: int | None = None
+
+
+@dataclass
+class Reply:
+    text: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    cached: bool
+    requests: int  # HTTP requests this reply cost (0 when cached)
+    retries: int
+
+
+class CallFailed(Exception):
+    """Retries exhausted or a request the endpoint refuses: that judgment's status is error."""
+
+    def __init__(self, reason: str, requests: int) -> None:
+        super().__init__(reason)
+        self.requests = requests
+
+
+class RateBudget:
+    """At most ``per_window`` requests in any ``window`` seconds (sliding window)."""
+
+    def __init__(self, per_window: int, window: float = 60.0) -> None:
+        self.per_window, self.window = per_window, window
+        self._sent: collections.deque[float] = collections.deque()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                while self._sent and now - self._sent[0] >= self.window:
+                    self._sent.popleft()
+                if len(self._sent) < self.per_window:
+                    self._sent.append(now)
+                    return
+                wait = self.window - (now - self._sent[0])
+            time.sleep(max(wait, 0.01))
+
+
+def retry_after(headers: Any) -> float | None:
+    """Seconds a response asks us to wait (``retry-after-ms``, ``retry-after`` in seconds or
+    as an HTTP date), or None."""
+    if headers is None:
+        return None
+    if (ms := headers.get("retry-after-ms")) is not None:
+        try:
+            return max(float(ms) / 1000, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return max((when - datetime.now(timezone.utc)).total_seconds(), 0.0)
+
+
+_FATAL = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)
+_TRANSIENT_STATUS = (openai.RateLimitError, openai.InternalServerError, openai.ConflictError)
+
+
+class JudgeClient:
+    """Chat completions for the judge, through the cache. Thread-safe."""
+
+    def __init__(self, settings: ClientSettings, api_key: str | None, cache: ReplyCache,
+                 *, sleep: Any = time.sleep, rng: random.Random | None = None) -> None:  # fmt: skip
+        self.settings = settings
+        self.cache = cache
+        # The key lives only inside the client object; it is never logged or written.
+        self._client = openai.OpenAI(base_url=settings.base_url, api_key=api_key or "none",
+                                     max_retries=0, timeout=settings.timeout)  # fmt: skip
+        self._budget = (RateBudget(settings.requests_per_minute)
+                        if settings.requests_per_minute else None)  # fmt: skip
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._rng_lock = threading.Lock()
+        self.stats = _Stats()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _backoff(self, attempt: int, asked: float | None) -> float:
+        with self._rng_lock:
+            jitter = self._rng.uniform(0, min(self.settings.backoff_max,
+                                              self.settings.backoff_base * 2**attempt))  # fmt: skip
+        if asked is None:
+            return jitter
+        # Wait what the server asked, plus a little jitter so waiters do not return together.
+        return asked + jitter * 0.1
+
+    def ask(self, messages: list[dict[str, str]], sampling: dict[str, Any],
+            index: dict[str, int]) -> Reply:  # fmt: skip
+        """The judge's reply to ``messages``; ``index`` (repeat, ask) separates deliberate
+        re-asks of the same prompt in the cache."""
+        key = cache_key(self.settings.model, messages, {**sampling, **index})
+        if (hit := self.cache.get(key)) is not None:
+            self.stats.add(cache_hits=1)
+            return Reply(hit.reply, hit.prompt_tokens, hit.completion_tokens, True, 0, 0)
+        for attempt in range(self.settings.max_retries + 1):
+            if self._budget is not None:
+                self._budget.acquire()
+            requests = attempt + 1
+            self.stats.add(requests=1)
+            asked: float | None = None
+            try:
+                response = self._client.chat.completions.create(
+                    model=self.settings.model,
+                    messages=messages,
+                    **sampling,  # type: ignore[arg-type]
+                )
+                text, usage = _content(response)
+            except _FATAL as err:
+                raise JudgeError(f"judge endpoint {self.settings.base_url} refused the request "
+                                 f"(HTTP {err.status_code}): {_short(err)}") from None  # fmt: skip
+            except _TRANSIENT_STATUS as err:
+                asked = retry_after(err.response.headers)
+                reason = f"HTTP {err.status_code}"
+                if asked is not None and asked > self.settings.retry_after_max:
+                    raise CallFailed(f"{reason}, Retry-After {asked:.0f}s", requests) from None
+            except openai.APIStatusError as err:  # 400, 422, ...: this prompt, not the endpoint
+                raise CallFailed(f"HTTP {err.status_code}: {_short(err)}", requests) from None
+            except openai.APITimeoutError:
+                reason = f"timeout after {self.settings.timeout:g}s"
+            except openai.APIConnectionError as err:
+                reason = f"connection failed ({_short(err)})"
+            except (openai.APIResponseValidationError, json.JSONDecodeError, _Malformed) as err:
+                reason = f"malformed response ({_short(err)})"
+            else:
+                self.cache.put(key, self.settings.model,
+                               Cached(text, usage[0], usage[1]), _now())  # fmt: skip
+                self.stats.add(prompt_tokens=usage[0] or 0, completion_tokens=usage[1] or 0)
+                return Reply(text, usage[0], usage[1], False, requests, attempt)
+            if attempt == self.settings.max_retries:
+                raise CallFailed(f"{reason}; gave up after {requests} requests", requests)
+            self.stats.add(retries=1)
+            self._sleep(self._backoff(attempt, asked))
+        raise AssertionError("unreachable")
+
+
+class _Malformed(Exception):
+    pass
+
+
+def _content(response: Any) -> tuple[str, tuple[int | None, int | None]]:
+    choices = getattr(response, "choices", None)
+    if not choices:
+        raise _Malformed("no choices")
+    message = getattr(choices[0], "message", None)
+    text = getattr(message, "content", None)
+    if not isinstance(text, str):
+        raise _Malformed("no message content")
+    usage = getattr(response, "usage", None)
+    prompt = getattr(usage, "prompt_tokens", None) if usage is not None else None
+    completion = getattr(usage, "completion_tokens", None) if usage is not None else None
+    return text, (prompt, completion)
+
+
+def _short(err: BaseException) -> str:
+    return " ".join(str(err).split())[:200]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class _Stats:
+    requests: int = 0
+    retries: int = 0
+    cache_hits: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)

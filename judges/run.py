@@ -1,0 +1,269 @@
+"""Judging LogicKor files: every row's two turns, with re-asks, repeats and a resumable output.
+
+Each judgment (row x turn) asks the judge ``repeats`` times; each repeat is asked again while
+the reply holds no valid score, up to ``max_asks`` times, and then recorded as ``unparsable``
+(never as 0). A repeat whose calls fail after all retries is ``error``. The judgment's
+``judge_score`` is the mean of its valid repeats, or null when none is valid.
+
+Rows are appended to a hidden part file as they finish (with fsync), so a kill loses at most
+the calls in flight (which the reply cache usually has anyway); when every row is done the
+output is written atomically in the input's row order and the part file removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from judges.client import CallFailed, JudgeClient
+from judges.errors import JudgeError
+from judges.parse import judge_message, parse_score
+from judges.pricing import Price
+from judges.prompts import TURN_KEYS, build_messages
+from reports.rundir import write_jsonl_atomic
+
+OK, UNPARSABLE, ERROR = "ok", "unparsable", "error"
+
+
+@dataclass(frozen=True)
+class JudgeSettings:
+    template: str = "logickor"
+    repeats: int = 1
+    max_asks: int = 3  # asks per repeat while the reply has no valid score
+    temperature: float = 0.0
+    max_tokens: int | None = None
+    concurrency: int = 8
+
+    def sampling(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"temperature": self.temperature}
+        if self.max_tokens is not None:
+            out["max_tokens"] = self.max_tokens
+        return out
+
+
+@dataclass(frozen=True)
+class Job:
+    """One file to judge and where its judged rows go."""
+
+    source: Path
+    output: Path
+    label: str  # org/model/strategy or run/strategy, for messages
+
+
+@dataclass
+class Summary:
+    files: list[Path] = field(default_factory=list)
+    judgments: dict[str, int] = field(default_factory=lambda: {OK: 0, UNPARSABLE: 0, ERROR: 0})
+    cost: float | None = 0.0
+
+    def count(self, status: str) -> None:
+        self.judgments[status] += 1
+
+
+def read_rows(path: Path) -> list[dict]:
+    """The rows of a generated (or judged) LogicKor file, checked for what judging needs."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as err:
+        raise JudgeError(f"{path}: unreadable ({err})") from None
+    rows, seen = [], set()
+    for number, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise JudgeError(f"{path}:{number}: not JSON ({err.msg})") from None
+        if not isinstance(row, dict):
+            raise JudgeError(f"{path}:{number}: not a JSON object")
+        for name in ("id", "category", "questions", "outputs"):
+            if name not in row:
+                raise JudgeError(f"{path}:{number}: missing field {name!r}")
+        for name in ("questions", "outputs"):
+            value = row[name]
+            if (
+                not isinstance(value, list)
+                or len(value) < 2
+                or not all(isinstance(v, str) for v in value)
+            ):
+                raise JudgeError(f"{path}:{number}: field {name!r} must hold two strings")
+        if row["id"] in seen:
+            raise JudgeError(f"{path}:{number}: id {row['id']!r} appears twice")
+        seen.add(row["id"])
+        rows.append(row)
+    if not rows:
+        raise JudgeError(f"{path}: no rows to judge")
+    return rows
+
+
+def part_path(output: Path) -> Path:
+    return output.parent / f".{output.name}.judge-part"
+
+
+def _read_part(path: Path, signature: dict) -> dict[Any, dict]:
+    """Rows finished by an earlier, interrupted run with the same settings. A torn last line
+    (a kill during the write) is dropped; its row is judged again (from the cache)."""
+    if not path.is_file():
+        return {}
+    done = {}
+    for line in path.read_text(encoding="utf-8").split("\n"):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and row.get("_judge") == signature:
+            done[row["id"]] = row
+    return done
+
+
+def _append(path: Path, row: dict, lock: threading.Lock) -> None:
+    with lock, path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+class Judge:
+    """Judges jobs with one client; ``progress(n)`` is called per finished judgment."""
+
+    def __init__(self, client: JudgeClient, settings: JudgeSettings,
+                 judge_system: dict[str, str], price: Price | None,
+                 progress: Callable[[int], None] = lambda n: None) -> None:  # fmt: skip
+        self.client, self.settings, self.price = client, settings, price
+        self.judge_system = judge_system
+        self.progress = progress
+        self.summary = Summary(cost=0.0 if price is not None else None)
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ one judgment
+
+    def _repeat(self, messages: list[dict], repeat: int) -> dict[str, Any]:
+        """One repeat: ask until the reply holds a score, at most ``max_asks`` times."""
+        tokens = [0, 0]
+        known_tokens = True
+        requests, reply_text, error = 0, None, None
+        for ask in range(self.settings.max_asks):
+            try:
+                reply = self.client.ask(messages, self.settings.sampling(),
+                                        {"repeat": repeat, "ask": ask})  # fmt: skip
+            except CallFailed as err:
+                requests += err.requests
+                error = str(err)
+                return {"status": ERROR, "score": None, "reply": reply_text, "error": error,
+                        "tokens": tokens if known_tokens else None, "requests": requests,
+                        "asks": ask + 1}  # fmt: skip
+            requests += reply.requests
+            if reply.prompt_tokens is None or reply.completion_tokens is None:
+                known_tokens = False
+            else:
+                tokens[0] += reply.prompt_tokens
+                tokens[1] += reply.completion_tokens
+            reply_text = reply.text
+            score = parse_score(reply.text)
+            if score is not None:
+                return {"status": OK, "score": score, "reply": reply.text, "error": None,
+                        "tokens": tokens if known_tokens else None, "requests": requests,
+                        "asks": ask + 1}  # fmt: skip
+        return {"status": UNPARSABLE, "score": None, "reply": reply_text,
+                "error": f"no score in {self.settings.max_asks} replies",
+                "tokens": tokens if known_tokens else None, "requests": requests,
+                "asks": self.settings.max_asks}  # fmt: skip
+
+    def _judgment(self, row: dict, turn_key: str) -> dict[str, Any]:
+        messages = build_messages(row, turn_key, self.settings.template, self.judge_system)
+        repeats = [self._repeat(messages, r) for r in range(self.settings.repeats)]
+        scores = [r["score"] for r in repeats]
+        valid = [s for s in scores if s is not None]
+        statuses = [r["status"] for r in repeats]
+        status = OK if valid else (UNPARSABLE if UNPARSABLE in statuses else ERROR)
+        chosen = next((r for r in repeats if r["status"] == OK), repeats[-1])
+        known = all(r["tokens"] is not None for r in repeats)
+        tokens = ({"prompt": sum(r["tokens"][0] for r in repeats),
+                   "completion": sum(r["tokens"][1] for r in repeats)} if known else None)  # fmt: skip
+        cost = (self.price.cost(tokens["prompt"], tokens["completion"])
+                if self.price is not None and tokens is not None else None)  # fmt: skip
+        out: dict[str, Any] = {
+            # LogicKor's two fields first: its tools read only these.
+            "judge_message": judge_message(chosen["reply"]) if status == OK else "",
+            "judge_score": statistics.fmean(valid) if valid else None,
+            "status": status,
+            "judge_model": self.client.settings.model,
+            "template": self.settings.template,
+            "raw_reply": chosen["reply"],
+            "error": None if status == OK else chosen["error"],
+            "tokens": tokens,
+            "cost": cost,
+            "requests": sum(r["requests"] for r in repeats),
+            "asks": sum(r["asks"] for r in repeats),
+        }
+        if self.settings.repeats > 1:
+            out["scores"] = scores
+            out["statuses"] = statuses
+            out["spread"] = ({"stdev": statistics.stdev(valid) if len(valid) > 1 else None,
+                              "min": min(valid), "max": max(valid)} if valid else None)  # fmt: skip
+        self.progress(1)
+        return out
+
+    # ------------------------------------------------------------ one file
+
+    def _tally(self, rows: list[dict]) -> None:
+        """Statuses and cost of every judgment in a finished file (resumed rows included)."""
+        for row in rows:
+            for key in TURN_KEYS:
+                judged = row[key]
+                self.summary.count(judged["status"])
+                if self.summary.cost is not None:
+                    cost = judged.get("cost")
+                    self.summary.cost = None if cost is None else self.summary.cost + cost
+
+    def signature(self) -> dict[str, Any]:
+        """What makes two judged rows comparable: a part file from other settings is not
+        resumed (its calls are still in the cache)."""
+        return {"model": self.client.settings.model, "template": self.settings.template,
+                "repeats": self.settings.repeats, "max_asks": self.settings.max_asks,
+                "sampling": self.settings.sampling()}  # fmt: skip
+
+    def run(self, job: Job, rows: list[dict]) -> Path:
+        signature = self.signature()
+        part = part_path(job.output)
+        job.output.parent.mkdir(parents=True, exist_ok=True)
+        done = {k: v for k, v in _read_part(part, signature).items()
+                if k in {r["id"] for r in rows}}  # fmt: skip
+        if not done:
+            part.unlink(missing_ok=True)
+        self.progress(2 * len(done))
+        write_lock = threading.Lock()
+        todo = [r for r in rows if r["id"] not in done]
+        with ThreadPoolExecutor(max_workers=self.settings.concurrency) as pool:
+            futures = {pool.submit(self._judgment, row, key): (index, key)
+                       for index, row in enumerate(todo) for key in TURN_KEYS}  # fmt: skip
+            pending: dict[int, dict[str, Any]] = {}
+            try:
+                for future in as_completed(futures):
+                    index, key = futures[future]
+                    pending.setdefault(index, {})[key] = future.result()
+                    if len(pending[index]) == len(TURN_KEYS):
+                        judged = {**todo[index], **pending.pop(index), "_judge": signature}
+                        _append(part, judged, write_lock)
+                        done[judged["id"]] = judged
+            except BaseException:
+                # Ctrl-C / SIGTERM: drop what has not started; finished rows are on disk.
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+        final = []
+        for row in rows:
+            judged = dict(done[row["id"]])
+            judged.pop("_judge", None)
+            final.append(judged)
+        write_jsonl_atomic(job.output, final)
+        part.unlink(missing_ok=True)
+        self._tally(final)
+        self.summary.files.append(job.output)
+        return job.output

@@ -1,0 +1,137 @@
+"""A real OpenAI-compatible judge on 127.0.0.1 whose behaviour the test scripts.
+
+A strong judge LLM cannot run here, so this server plays one: for each chat completion it
+reads a behaviour marker from the answer being judged (``S:<name>`` in the first output for
+single-turn prompts, ``M:<name>`` in the second for multi-turn ones) and answers accordingly,
+counting requests per prompt so that "fail twice, then answer" is scriptable. It records
+every request, the largest number in flight at once, the times of requests per prompt and the
+Authorization headers it saw.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+_MARKER = {"S": re.compile(r"S:([\w-]+)"), "M": re.compile(r"M:([\w-]+)")}
+
+REPLIES = {
+    "plain": "평가: 질문의 요구를 잘 반영했다.\n점수: 8",
+    "bold": "**평가:** 무난한 답변이다.\n**점수:** 8",
+    "spaced": "평가: 대체로 정확하다.\n점수 : 8/10",
+    "decimal": "평가: 일부 누락이 있다.\n점수: 7.5",
+    "fullwidth": "평가: 좋은 답변이다.\n점수：9",
+    "trailing": "평가: 보통이다.\n점수: 6점입니다. 감사합니다.",
+    "noscore": "평가: 이 답변은 채점할 수 없다.",
+    "outofrange": "평가: 매우 훌륭하다.\n점수: 11",
+}
+
+
+class ScriptedJudge:
+    def __init__(self, delay: float = 0.0, hang: float = 3.0) -> None:
+        self.delay, self.hang = delay, hang
+        self.requests = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.per_prompt: dict[str, list[float]] = {}
+        self.by_behaviour: dict[str, list[float]] = {}
+        self.authorizations: set[str] = set()
+        self.lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        # A client that timed out or was dropped on purpose leaves a broken pipe: expected.
+        self.server.handle_error = lambda request, address: None  # type: ignore[method-assign]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def __enter__(self) -> ScriptedJudge:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _behaviour(self, body: dict) -> tuple[str, str, int]:
+        user = body["messages"][-1]["content"]
+        turn = "M" if ("Follow-up Question" in user or "[후속 질문]" in user) else "S"
+        found = _MARKER[turn].findall(user)
+        name = found[-1] if found else "plain"
+        key = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        with self.lock:
+            self.requests += 1
+            times = self.per_prompt.setdefault(key, [])
+            times.append(time.monotonic())
+            self.by_behaviour.setdefault(name, []).append(times[-1])
+            return name, key, len(times)
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        judge = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _send(self, status: int, payload: bytes, headers: dict | None = None) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def _reply(self, text: str, model: str) -> None:
+                body = {"id": "x", "object": "chat.completion", "created": 0, "model": model,
+                        "choices": [{"index": 0, "finish_reason": "stop",
+                                     "message": {"role": "assistant", "content": text}}],
+                        "usage": {"prompt_tokens": 100, "completion_tokens": 20,
+                                  "total_tokens": 120}}  # fmt: skip
+                self._send(200, json.dumps(body, ensure_ascii=False).encode())
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                length = int(self.headers.get("Content-Length", 0))
+                body = json.loads(self.rfile.read(length))
+                with judge.lock:
+                    judge.in_flight += 1
+                    judge.max_in_flight = max(judge.max_in_flight, judge.in_flight)
+                    judge.authorizations.add(self.headers.get("Authorization", ""))
+                try:
+                    self._serve(body)
+                finally:
+                    with judge.lock:
+                        judge.in_flight -= 1
+
+            def _serve(self, body: dict) -> None:
+                name, _, attempt = judge._behaviour(body)
+                time.sleep(judge.delay)
+                model = body.get("model", "judge")
+                if name in REPLIES:
+                    return self._reply(REPLIES[name], model)
+                if name == "noscore-once":
+                    return self._reply(REPLIES["noscore"] if attempt == 1 else "점수: 5", model)
+                if name == "ratelimit" and attempt == 1:
+                    return self._send(429, b'{"error": {"message": "slow down"}}',
+                                      {"Retry-After": "1"})  # fmt: skip
+                if name == "error500" and attempt <= 2:
+                    return self._send(500, b'{"error": {"message": "boom"}}')
+                if name == "always500":
+                    return self._send(500, b'{"error": {"message": "down"}}')
+                if name == "hang" and attempt == 1:
+                    time.sleep(judge.hang)
+                if name == "malformed" and attempt == 1:
+                    return self._send(200, b'{"choices": [ not json')
+                if name == "dropped" and attempt == 1:
+                    self.close_connection = True
+                    self.connection.shutdown(2)  # close without an answer
+                    return None
+                return self._reply("평가: 이제야 답한다.\n점수: 4", model)
+
+        return Handler
