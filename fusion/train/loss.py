@@ -2,9 +2,10 @@
 
 The reference builds dense [B, T, V] targets in its collator; here the student's
 log-probabilities are read only at the gold token and at the k stored ids of the fused
-distribution: log q(v) = z_v - logsumexp(z). One logsumexp over the vocabulary serves both
-terms, so the forward pass keeps no V-sized tensor beyond the logits themselves (PyTorch's
-``cross_entropy`` keeps a full log-softmax for its backward; this keeps a [B, T] vector).
+distribution: log q(v) = z_v - logsumexp(z), one gather of 1 + k ids per position. The
+forward pass keeps no V-sized tensor beyond the logits themselves (PyTorch's
+``cross_entropy`` keeps a full log-softmax; this keeps a [B, T] vector) and the backward
+makes one V-sized gradient, as cross-entropy does.
 """
 
 from __future__ import annotations
@@ -15,6 +16,40 @@ from typing import Literal
 import torch
 
 IGNORE = -100  # label of positions without a gold next token (last position, padding)
+
+
+class _LogProbsAt(torch.autograd.Function):
+    """log softmax(z)[..., index] without a V-sized log-softmax, forward or backward.
+
+    Hand-written because autograd's version (gather minus logsumexp) allocates three
+    V-sized gradients (two gather scatters and the logsumexp's) and sums them; here the
+    backward is one: d/dz sum_i g_i log q(id_i) = scatter(g) - softmax(z) * sum_i g_i,
+    computed in place, as PyTorch's fused cross-entropy does for its single gold id.
+    """
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        z = _wide(logits)
+        lse = torch.logsumexp(z, dim=-1, keepdim=True)
+        ctx.save_for_backward(logits, lse, index)
+        return torch.gather(z, -1, index) - lse
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        logits, lse, index = ctx.saved_tensors
+        out = _wide(logits).sub(lse).exp_()  # softmax, in one fresh V-sized buffer
+        out.mul_(grad.sum(-1, keepdim=True).neg_()).scatter_add_(-1, index, grad)
+        return out.to(logits.dtype), None
+
+
+def _wide(logits: torch.Tensor) -> torch.Tensor:
+    """16-bit logits are read in float32 (as the CLM loss does); wider ones as they are."""
+    return logits.float() if logits.element_size() < 4 else logits
+
+
+def log_probs_at(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Student log-probabilities at ``index`` ([..., m] ids into the last axis of logits)."""
+    return _LogProbsAt.apply(logits, index)
 
 
 @dataclass
@@ -45,17 +80,15 @@ def fused_loss(
     Each term is a mean over the labelled positions (a position whose fused row is all pad
     counts in CLM only).
     """
-    z = logits.float()
-    lse = torch.logsumexp(z, dim=-1, keepdim=True)  # [B, T, 1]
     mask = labels != IGNORE
-    gold = labels.clamp_min(0).unsqueeze(-1)
-    gold_logq = (torch.gather(z, -1, gold) - lse).squeeze(-1)  # [B, T]
+    real = topk_ids >= 0  # [B, T, k]
+    # One gather for the gold token and the k fused ids: column 0 is the gold one.
+    index = torch.cat([labels.clamp_min(0).unsqueeze(-1), topk_ids.clamp_min(0).long()], -1)
+    logq_all = log_probs_at(logits, index)  # [B, T, 1 + k]
+    gold_logq, logq = logq_all[..., 0], logq_all[..., 1:]
     count = mask.sum().clamp_min(1)
     clm = -(gold_logq * mask).sum() / count
 
-    real = topk_ids >= 0  # [B, T, k]
-    ids = topk_ids.clamp_min(0).long()
-    logq = torch.gather(z, -1, ids) - lse  # [B, T, k]
     stored = topk_logprobs.float().masked_fill(~real, float("-inf"))
     has = real.any(-1) & mask  # positions with a fused target
     # A row with no kept entry would give softmax(all -inf) = NaN: fill it before, mask after.
