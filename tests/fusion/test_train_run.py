@@ -77,6 +77,12 @@ def test_two_process_zero2_trains_end_to_end(tmp_path: Path, zoo: Path, fused_st
         for p in (tmp_path / "c" / "train" / "checkpoints" / "step-000012").glob("fusebench-rank*")
     )
     assert ranks == ["fusebench-rank00000.pt", "fusebench-rank00001.pt"]
+    try:
+        import tensorboard  # noqa: F401  # the optional extra: curves beside log.jsonl
+    except ImportError:
+        assert not (tmp_path / "c" / "train" / "tensorboard").exists()
+    else:
+        assert list((tmp_path / "c" / "train" / "tensorboard").glob("events.out.tfevents.*"))
     _loads_and_generates(final, zoo / "tiny-llama")
 
 
