@@ -31,3 +31,24 @@ class TrainSection(BaseModel):
     save_every: int = Field(100, ge=1, description="Checkpoint every N optimizer steps.")
     log_every: int = Field(1, ge=1)
     seed: int = 42
+    # Where things are (a FuseConfig run uses work_dir/fused and work_dir/train).
+    fused_store: str | None = Field(
+        None, description="Fused-targets store; default work_dir/fused (relative: to work_dir)."
+    )
+    output: str | None = Field(
+        None, description="Training output; default work_dir/train (relative: to work_dir)."
+    )
+    max_steps: int | None = Field(
+        None, ge=1, description="Stop after this many optimizer steps (and plan the schedule so)."
+    )
+    long_rows: Literal["truncate", "refuse"] = Field(
+        "truncate", description="Rows longer than max_length: cut (and count) or stop."
+    )
+    gradient_checkpointing: bool = False
+    optimizer: Literal["auto", "torch", "deepspeed"] = Field(
+        "auto",
+        description="AdamW implementation: torch's (runs anywhere), DeepSpeed's compiled ops "
+        "(FusedAdam on GPU, DeepSpeedCPUAdam with offload), or auto (DeepSpeed's on CUDA).",
+    )
+    keep_checkpoints: int = Field(2, ge=1, description="Most recent checkpoints kept.")
+    tensorboard: bool = Field(True, description="Also log to TensorBoard when it is installed.")

@@ -1,4 +1,4 @@
-"""``fusebench fuse extract|align|run CONFIG``: the fusion pipeline, stage by stage.
+"""``fusebench fuse extract|align|train|run CONFIG``: the fusion pipeline, stage by stage.
 
 Every stage reads the same YAML config (``configs/tiny-fuse.yaml`` is an example), writes under
 its ``work_dir`` and skips what is already done, so a rerun continues an interrupted one.
@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from harness.cli.fuse_train_cmd import train_command
 
 app = typer.Typer(help="Knowledge fusion: extract top-k, align and fuse, train.",
                   no_args_is_help=True)  # fmt: skip
@@ -94,6 +96,9 @@ def align_command(
     do_align(load_config(config), overwrite, progress)
 
 
+app.command("train")(train_command)
+
+
 @app.command("run")
 def run_command(
     config: ConfigArg,
@@ -108,12 +113,8 @@ def run_command(
     loaded = load_config(config)
     do_extract(loaded, nproc, progress)
     do_align(loaded, overwrite, progress)
-    try:
-        from fusion.train.launch import run_training
-    except ImportError:
-        _say("stopped after align: the training stage (fusion.train.launch.run_training) is "
-             "not in this build")  # fmt: skip
-        raise typer.Exit(1) from None
+    from fusion.train.launch import run_training
+
     try:
         model = run_training(loaded, nproc=nproc, resume=resume)
     except KeyboardInterrupt:

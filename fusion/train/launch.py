@@ -1,0 +1,98 @@
+"""Starting a training run: in this process for one rank, through torchrun for several.
+
+``run_training`` is what ``fusebench fuse train`` and ``fuse run`` call. Inputs are checked
+here first (store, tokenizer, resume point), so a user mistake is one line from this
+process rather than one per rank.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from fusion.config import FuseConfig
+from fusion.errors import FusionError
+from fusion.files import write_json_atomic
+from fusion.train.setup import load_tokenizer, open_data, run_paths
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+
+
+class TrainingFailed(FusionError):
+    """The training processes exited with an error (printed above by the failing rank)."""
+
+
+def check_inputs(config: FuseConfig, *, nproc: int, resume: bool) -> None:
+    """Everything a rank would refuse, refused once here (no process group needed)."""
+    from fusion.train.trainer import finished, start_point
+
+    if nproc < 1:
+        raise FusionError(f"--nproc {nproc}: expected at least 1 process")
+    if resume and finished(config):
+        return
+    open_data(config, load_tokenizer(config))
+    start_point(config, nproc, resume=resume)
+
+
+def torchrun_command(config_file: Path, *, nproc: int, resume: bool) -> list[str]:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
+               "--nproc_per_node", str(nproc), "-m", "fusion.train.main", str(config_file)]  # fmt: skip
+    return command + (["--resume"] if resume else [])
+
+
+def run_training(config: FuseConfig, *, nproc: int, resume: bool) -> Path:
+    """Train the target on the fused store; returns the final Hugging Face model's folder."""
+    check_inputs(config, nproc=nproc, resume=resume)
+    if nproc == 1:
+        from fusion.train.trainer import train
+
+        return train(config, resume=resume)
+    paths = run_paths(config)
+    paths.output.mkdir(parents=True, exist_ok=True)
+    config_file = paths.output / "launch-config.yaml"
+    config_file.write_text(
+        yaml.safe_dump(config.model_dump(mode="json"), allow_unicode=True, sort_keys=False),
+        encoding="utf-8",
+    )
+    write_json_atomic(paths.status, {"status": "launching", "nproc": nproc})
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in [str(PACKAGE_ROOT), env.get("PYTHONPATH", "")] if p
+    )
+    env["FUSEBENCH_LAUNCHED"] = "1"  # the caller reports the final model itself
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    process = subprocess.Popen(torchrun_command(config_file, nproc=nproc, resume=resume), env=env)
+    # SIGTERM to this process goes on to torchrun, which hands it to every rank (Ctrl-C
+    # reaches them all through the terminal): each finishes its step and checkpoints.
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: process.send_signal(signum))
+    try:
+        code = process.wait()
+    except KeyboardInterrupt:
+        code = process.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if code == 0:
+        return paths.final
+    status = _status(paths.status)
+    if status.get("status") == "interrupted":
+        from fusion.train.trainer import TrainingInterrupted
+
+        raise TrainingInterrupted(
+            f"train: interrupted after step {status.get('step')} of {status.get('steps')}; "
+            f"checkpoint in {paths.checkpoints}; rerun with --resume to continue"
+        )
+    raise TrainingFailed(f"train: the {nproc} training processes failed (exit code {code}); "
+                         "the failing rank's error is printed above")  # fmt: skip
+
+
+def _status(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}

@@ -1,0 +1,43 @@
+"""``python -m fusion.train.main CONFIG [--resume]``: one rank, as torchrun or deepspeed start it.
+
+User errors print one line on rank 0 and exit with their code (2; 130 when interrupted),
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from fusion.errors import FusionError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fusion.train.main", description=__doc__)
+    parser.add_argument("config", type=Path, help="Fusion config YAML (its train section).")
+    parser.add_argument(
+        "--resume", action="store_true", help="Continue from the latest checkpoint."
+    )
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=None,
+                        help=argparse.SUPPRESS)  # fmt: skip  # the deepspeed launcher passes it
+    args = parser.parse_args(argv)
+    if args.local_rank is not None:
+        os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
+    from fusion.config import load_config
+    from fusion.train.trainer import train
+
+    try:
+        final = train(load_config(args.config), resume=args.resume)
+    except FusionError as err:
+        if os.environ.get("RANK", "0") == "0":
+            print(f"error: {err}", file=sys.stderr, flush=True)
+        return err.exit_code
+    if os.environ.get("RANK", "0") == "0" and not os.environ.get("FUSEBENCH_LAUNCHED"):
+        print(f"model: {final}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""What a training run reads and where it writes, checked before any process is started."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fusion.config import FuseConfig
+from fusion.errors import FusionError
+from fusion.store import TopKStore, tokenizer_fingerprint
+from fusion.train.data import FusedDataset, open_fused_store
+
+
+class TrainSetupError(FusionError):
+    """The model or the output directory cannot be used as configured."""
+
+
+@dataclass
+class RunPaths:
+    store: Path
+    output: Path
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.output / "checkpoints"
+
+    @property
+    def final(self) -> Path:
+        return self.output / "final"
+
+    @property
+    def log(self) -> Path:
+        return self.output / "log.jsonl"
+
+    @property
+    def status(self) -> Path:
+        return self.output / "status.json"
+
+
+def run_paths(config: FuseConfig) -> RunPaths:
+    """work_dir/fused and work_dir/train unless the train section names others."""
+    section = config.train
+    store = Path(section.fused_store) if section.fused_store else Path("fused")
+    output = Path(section.output) if section.output else Path("train")
+    return RunPaths(store=config.work_dir / store, output=config.work_dir / output)
+
+
+def load_tokenizer(config: FuseConfig) -> Any:
+    from transformers import AutoTokenizer
+
+    target = config.target
+    try:
+        return AutoTokenizer.from_pretrained(
+            target.path, revision=target.revision, trust_remote_code=target.trust_remote_code
+        )
+    except (OSError, ValueError) as err:
+        raise TrainSetupError(
+            f"target.path {target.path}: cannot load a tokenizer ({err})"
+        ) from None
+
+
+def model_vocab_size(config: FuseConfig) -> int:
+    from transformers import AutoConfig
+
+    target = config.target
+    try:
+        model_config = AutoConfig.from_pretrained(
+            target.path, revision=target.revision, trust_remote_code=target.trust_remote_code
+        )
+    except (OSError, ValueError) as err:
+        raise TrainSetupError(f"target.path {target.path}: not a model ({err})") from None
+    return int(model_config.vocab_size)
+
+
+def open_data(config: FuseConfig, tokenizer: Any) -> tuple[TopKStore, FusedDataset]:
+    """The fused store (kind, tokenizer, vocabulary checked) and its dataset."""
+    paths = run_paths(config)
+    store = open_fused_store(
+        paths.store,
+        fingerprint=tokenizer_fingerprint(tokenizer),
+        model=config.target.path,
+        vocab_size=model_vocab_size(config),
+    )
+    dataset = FusedDataset(store, config.train.max_length, config.train.long_rows)
+    return store, dataset
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def single_rank_env() -> None:
+    """Make this process a one-rank group when no launcher set one up."""
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        return
+    os.environ.update(
+        {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1",
+         "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
+    )  # fmt: skip

@@ -1,0 +1,339 @@
+"""One rank of a training run: DeepSpeed engine, fused loss, checkpoints, resume, final model.
+
+Every rank runs ``train``; a launcher (torchrun or deepspeed) or ``launch.run_training``
+(one in-process rank) sets up the process group. Rank 0 writes the log, the checkpoint
+pointer, the status file and the final model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import shutil
+import signal
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from fusion.config import FuseConfig
+from fusion.errors import FusionError
+from fusion.files import write_json_atomic
+from fusion.train import checkpoint
+from fusion.train.data import Collator, DataState, MicroBatches
+from fusion.train.ds_config import deepspeed_config
+from fusion.train.logbook import Logbook
+from fusion.train.loss import fused_loss
+from fusion.train.setup import (
+    RunPaths,
+    TrainSetupError,
+    load_tokenizer,
+    open_data,
+    run_paths,
+    single_rank_env,
+)
+
+INTERRUPTED_EXIT = 130
+# Settings that may change between an interrupted run and its resume (they do not change
+# what is computed); anything else must match the checkpoint.
+RESUMABLE_CHANGES = {"save_every", "log_every", "keep_checkpoints", "tensorboard", "optimizer"}
+
+
+class TrainingInterrupted(FusionError):
+    """SIGTERM or Ctrl-C: the current step finished and was checkpointed; --resume continues."""
+
+    exit_code = INTERRUPTED_EXIT
+
+
+def run_settings(config: FuseConfig, world_size: int) -> dict[str, Any]:
+    """What a checkpoint must agree with to be resumed (data order, schedule, objective)."""
+    section = config.train.model_dump(mode="json", exclude=RESUMABLE_CHANGES)
+    return {"train": section, "world_size": world_size, "target": config.target.path}
+
+
+def train(config: FuseConfig, *, resume: bool = False) -> Path:
+    """Train on the fused objective; returns the final model's directory."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    single_rank_env()
+    import deepspeed
+
+    logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
+    cuda = torch.cuda.is_available()
+    started_here = not dist.is_initialized()
+    deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo", verbose=False)
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    try:
+        return _Run(config, resume=resume, cuda=cuda).run()
+    finally:
+        if started_here and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+class _Run:
+    def __init__(self, config: FuseConfig, *, resume: bool, cuda: bool) -> None:
+        self.config, self.section, self.resume, self.cuda = config, config.train, resume, cuda
+        self.paths: RunPaths = run_paths(config)
+        self.rank, self.world = dist.get_rank(), dist.get_world_size()
+        self.stop_signal = 0
+
+    # ------------------------------------------------------------ setup
+
+    def _say(self, text: str) -> None:
+        if self.rank == 0:
+            print(text, file=sys.stderr, flush=True)
+
+    def _status(self, status: str, **extra: Any) -> None:
+        if self.rank == 0:
+            write_json_atomic(self.paths.status, {"status": status, **extra})
+
+    def _where_to_start(self) -> dict[str, Any] | None:
+        pointer = start_point(self.config, self.world, resume=self.resume)
+        if pointer is None and self.resume:
+            self._say(f"train: no checkpoint in {self.paths.checkpoints}; starting at step 0")
+        return pointer
+
+    def _model(self, ds_config: dict[str, Any]) -> Any:
+        from transformers import AutoModelForCausalLM
+
+        target = self.config.target
+        dtype = torch.bfloat16 if self.section.precision == "bf16" else torch.float32
+        if self.section.zero_stage == 3:
+            # Kept alive while loading: from_pretrained then builds the model partitioned
+            # (deepspeed.zero.Init), so no rank ever holds the whole model.
+            from transformers.integrations import HfDeepSpeedConfig
+
+            self._hf_ds = HfDeepSpeedConfig(ds_config)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(
+                target.path, revision=target.revision, dtype=dtype,
+                trust_remote_code=target.trust_remote_code,
+            )  # fmt: skip
+        except (OSError, ValueError) as err:
+            raise TrainSetupError(f"target.path {target.path}: cannot load ({err})") from None
+        if self.section.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+            model.config.use_cache = False
+        return model
+
+    @staticmethod
+    def _param_groups(model: Any, weight_decay: float) -> list[dict[str, Any]]:
+        """No weight decay on biases and norm weights (as the HF Trainer FuseLLM used)."""
+        decay, no_decay = [], []
+        for param in model.parameters():
+            if not param.requires_grad:
+                continue
+            shape = getattr(param, "ds_shape", param.shape)  # ZeRO-3 params are partitioned
+            (decay if len(shape) >= 2 else no_decay).append(param)
+        return [{"params": decay, "weight_decay": weight_decay},
+                {"params": no_decay, "weight_decay": 0.0}]  # fmt: skip
+
+    # ------------------------------------------------------------ the run
+
+    def run(self) -> Path:
+        import deepspeed
+        from transformers import get_cosine_schedule_with_warmup, set_seed
+
+        section, paths = self.section, self.paths
+        if self.resume and finished(self.config):
+            self._say(f"train: already finished: {paths.final}")
+            return paths.final
+        tokenizer = load_tokenizer(self.config)
+        store, dataset = open_data(self.config, tokenizer)
+        pointer = self._where_to_start()
+        if dataset.truncated:
+            self._say(f"train: {dataset.truncated} of {len(dataset)} sequences are longer than "
+                      f"max_length={section.max_length} and were truncated")  # fmt: skip
+        set_seed(section.seed)
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        batches = MicroBatches(
+            dataset, Collator(pad), micro_batch_size=section.micro_batch_size,
+            epochs=section.epochs, seed=section.seed, rank=self.rank, world_size=self.world,
+        )  # fmt: skip
+        gas = section.gradient_accumulation_steps
+        steps = batches.total // gas
+        if section.max_steps:
+            steps = min(steps, section.max_steps)
+        if steps == 0:
+            raise TrainSetupError(
+                f"{store.path}: {len(dataset)} sequences make {batches.total} micro-batches per "
+                f"rank, fewer than one optimizer step ({gas} x {self.world} processes)"
+            )
+        warmup = math.ceil(section.warmup_ratio * steps)
+        ds_config = deepspeed_config(section, total_steps=steps, cuda=self.cuda)
+        model = self._model(ds_config)
+        engine, _, _, scheduler = deepspeed.initialize(
+            model=model,
+            model_parameters=self._param_groups(model, section.weight_decay),
+            config=ds_config,
+            lr_scheduler=lambda opt: get_cosine_schedule_with_warmup(opt, warmup, steps),
+        )
+        logbook = Logbook(paths.log, tensorboard=section.tensorboard) if self.rank == 0 else None
+        step = 0
+        if pointer is not None:
+            state = checkpoint.load(engine, paths.checkpoints, pointer)
+            batches.state = DataState(**state["data"])
+            step = int(pointer["step"])
+            if logbook:
+                logbook.keep_until(step)
+            self._say(f"train: resumed at step {step} from {paths.checkpoints / pointer['tag']}")
+        elif logbook:
+            logbook.start_fresh()
+        self._status("running", step=step, steps=steps)
+        self._say(f"train: {len(dataset)} sequences, {steps} optimizer steps, {self.world} "
+                  f"process(es), ZeRO-{section.zero_stage}, {section.precision}")  # fmt: skip
+        with self._signals():
+            step = self._loop(engine, scheduler, batches, step, steps, logbook)
+        if logbook:
+            logbook.close()
+        final = self._save_final(engine, tokenizer)
+        self._status("finished", step=step, steps=steps, final=str(final))
+        return final
+
+    def _loop(self, engine: Any, scheduler: Any, batches: MicroBatches, step: int, steps: int,
+              logbook: Logbook | None) -> int:  # fmt: skip
+        from tqdm.auto import tqdm
+
+        section, gas = self.section, self.section.gradient_accumulation_steps
+        stream = iter(batches)
+        progress = tqdm(total=steps, initial=step, desc="train", unit="step",
+                        disable=self.rank != 0, file=sys.stderr, mininterval=1.0)  # fmt: skip
+        while step < steps:
+            began = time.perf_counter()
+            lr = float(scheduler.get_last_lr()[0])
+            sums = torch.zeros(5, dtype=torch.float64)
+            for _ in range(gas):
+                batch = {key: value.to(engine.device) for key, value in next(stream).items()}
+                out = engine(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+                parts = fused_loss(
+                    out.logits, batch["labels"], batch["topk_ids"], batch["topk_logprobs"],
+                    lambda_clm=section.lambda_clm, kind=section.fuse_loss,
+                )  # fmt: skip
+                engine.backward(parts.loss)
+                engine.step()
+                sums[:4] += torch.tensor([float(parts.loss.detach()), float(parts.clm),
+                                          float(parts.fuse), parts.positions], dtype=torch.float64)  # fmt: skip
+            step += 1
+            sums[4] = float(self.stop_signal)
+            reduced = sums.to(engine.device)
+            dist.all_reduce(reduced)  # one collective: mean losses, total tokens, any stop
+            loss, clm, fuse, tokens, stop = reduced.cpu().tolist()
+            mean = 1.0 / (gas * self.world)
+            norm = engine.get_global_grad_norm()
+            record = {
+                "step": step, "epoch": batches.state.epoch, "loss": loss * mean,
+                "clm": clm * mean, "fuse": fuse * mean, "lr": lr,
+                "grad_norm": None if norm is None else float(norm),
+                "tokens": int(tokens), "time": round(time.perf_counter() - began, 4),
+            }  # fmt: skip
+            if logbook and (step % section.log_every == 0 or step == steps or stop):
+                logbook.write(record)
+            progress.update(1)
+            progress.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
+            if step % section.save_every == 0 or (stop and step < steps):
+                self._checkpoint(engine, batches, step)
+            if stop and step < steps:
+                progress.close()
+                self._status("interrupted", step=step, steps=steps)
+                raise TrainingInterrupted(
+                    f"train: interrupted after step {step} of {steps}; checkpoint in "
+                    f"{self.paths.checkpoints}; rerun with --resume to continue"
+                )
+        progress.close()
+        return step
+
+    def _checkpoint(self, engine: Any, batches: MicroBatches, step: int) -> None:
+        run = {"settings": run_settings(self.config, self.world)}
+        state = {"data": {"epoch": batches.state.epoch, "batch": batches.state.batch}}
+        checkpoint.save(engine, self.paths.checkpoints, step, state, run,
+                        keep=self.section.keep_checkpoints)  # fmt: skip
+
+    @contextmanager
+    def _signals(self) -> Any:
+        """SIGTERM and Ctrl-C set a flag; the loop finishes its step, saves and stops."""
+
+        def handler(signum: int, frame: Any) -> None:
+            self.stop_signal = signum
+
+        previous = {}
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            # Outside the main thread signals stay with the caller (ValueError).
+            with contextlib.suppress(ValueError):
+                previous[sig] = signal.signal(sig, handler)
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+    def _save_final(self, engine: Any, tokenizer: Any) -> Path:
+        """A Hugging Face model with its tokenizer, written to a temporary folder then renamed."""
+        final = self.paths.final
+        if self.section.zero_stage == 3:
+            # Gathered from every rank's shard (collective), full on rank 0; the call
+            # engine.save_16bit_model makes, and accelerate's get_state_dict uses.
+            state_dict = engine._zero3_consolidated_16bit_state_dict()
+        else:
+            state_dict = engine.module.state_dict() if self.rank == 0 else None
+        if self.rank == 0:
+            tmp = final.with_name(final.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            engine.module.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+            shutil.rmtree(final, ignore_errors=True)
+            tmp.rename(final)
+            self._say(f"train: final model: {final}")
+        dist.barrier()
+        return final
+
+
+def start_point(config: FuseConfig, world: int, *, resume: bool) -> dict[str, Any] | None:
+    """The checkpoint to resume, None for a fresh start; refuses to clobber or mix runs."""
+    paths = run_paths(config)
+    pointer = checkpoint.latest(paths.checkpoints)
+    if pointer is None:
+        return None
+    if not resume:
+        raise TrainSetupError(
+            f"{paths.output}: holds an earlier run's checkpoint (step {pointer['step']}); "
+            "pass --resume to continue it, or remove the folder / set train.output"
+        )
+    settings = run_settings(config, world)
+    if pointer.get("settings") != settings:
+        diff = _first_difference(pointer.get("settings", {}), settings)
+        raise checkpoint.CheckpointError(
+            f"{paths.checkpoints / checkpoint.POINTER}: made with other settings ({diff}); "
+            "resume with the same config and process count, or start afresh"
+        )
+    return pointer
+
+
+def finished(config: FuseConfig) -> Path | None:
+    """The final model of a finished run in this output, if there is one."""
+    paths = run_paths(config)
+    return paths.final if paths.final.is_dir() and _status_of(paths) == "finished" else None
+
+
+def _status_of(paths: RunPaths) -> str | None:
+    import json
+
+    if not paths.status.is_file():
+        return None
+    return json.loads(paths.status.read_text(encoding="utf-8")).get("status")
+
+
+def _first_difference(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> str:
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            if a != b:
+                return _first_difference(a, b, f"{prefix}{key}.")
+        elif a != b:
+            return f"{prefix}{key}: {a!r} there, {b!r} now"
+    return "unknown difference"

@@ -1,0 +1,32 @@
+"""``fusebench fuse train CONFIG``: continue training the target on the fused objective."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def train_command(
+    config: Annotated[Path, typer.Argument(help="Fusion config YAML (its `train` section).")],
+    nproc: Annotated[
+        int,
+        typer.Option(help="Processes (ranks) on this machine; >1 starts them through torchrun."),
+    ] = 1,
+    resume: Annotated[
+        bool, typer.Option(help="Continue from the latest checkpoint in the output folder.")
+    ] = False,
+) -> None:
+    """Train the target on L = lambda * CLM + (1 - lambda) * L_fuse with DeepSpeed.
+
+    Reads the fused-targets store (work_dir/fused), writes checkpoints, log.jsonl and the
+    final Hugging Face model under work_dir/train. SIGTERM or Ctrl-C saves a checkpoint and
+    exits 130; --resume continues it exactly. GPUs and several nodes: use the deepspeed
+    launcher on `python -m fusion.train.main CONFIG` (see README).
+    """
+    from fusion.config import load_config
+    from fusion.train.launch import run_training
+
+    final = run_training(load_config(config), nproc=nproc, resume=resume)
+    typer.echo(f"model: {final}")
