@@ -54,9 +54,10 @@ def test_fuse_run_extracts_aligns_and_trains_on_two_processes(
     # The result is a Hugging Face model with the target's tokenizer, changed by training.
     model = AutoModelForCausalLM.from_pretrained(final)
     start = AutoModelForCausalLM.from_pretrained(zoo / "tiny-llama")
-    assert AutoTokenizer.from_pretrained(final).get_vocab() == AutoTokenizer.from_pretrained(
-        zoo / "tiny-llama"
-    ).get_vocab()
+    assert (
+        AutoTokenizer.from_pretrained(final).get_vocab()
+        == AutoTokenizer.from_pretrained(zoo / "tiny-llama").get_vocab()
+    )
     changed = [
         name
         for name, weight in model.state_dict().items()
