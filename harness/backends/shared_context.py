@@ -8,21 +8,24 @@ how the forward passes are arranged:
 
 1. Requests are grouped by the context tokens the model actually sees (after lm-eval's left
    truncation), and identical continuations of one context are scored once.
-2. A batch of up to ``batch_size`` contexts of similar length runs once, right-padded (as
-   lm-eval pads) with the KV cache kept. Each context is followed by its longest
-   continuation (the lead), so this pass scores the lead entirely, and every other
-   continuation for as long as it agrees with the lead (boolq's two answers share their
-   first token, after which the shorter one is complete). Only the positions that score a
-   continuation token are projected onto the vocabulary.
-3. The rest of every other continuation runs after a copy of its context's cached keys and
-   values, with an attention mask that hides what it does not share (the lead's later
-   tokens, the padding up to the batch's widest row) and position ids that go on from the
-   shared part. These tails run in as few passes as possible, sorted by length and split
-   only where one pass would be mostly padding.
+2. Each context is followed by its longest continuation (the lead), which therefore scores
+   entirely, and every other continuation for as long as it agrees with the lead (boolq's
+   two answers share their first token, after which the shorter one is complete). Only the
+   positions that score a continuation token are projected onto the vocabulary.
+3. The rest of every other continuation (its tail) must see the context and the lead tokens
+   it shares, and nothing else. With sdpa or eager attention (the default on CPU and most
+   GPUs), a batch of up to ``batch_size`` contexts runs as **one** forward pass: each row is
+   a context, its lead and then the tails, packed, with a 4D attention mask that lets each
+   tail attend to the shared part of the row and to itself, and position ids that go on
+   from the shared part. Other attention kernels (flash attention takes no custom mask) use
+   the KV-cache path: the contexts run once, right-padded, with the cache kept, and the
+   tails run after copies of their context's cached keys and values, in as few passes as
+   possible (sorted by length, split only where one pass would be mostly padding).
 
 The numbers are lm-eval's up to float rounding of differently shaped matrix products (about
 1e-5 on the tiny test models in float32). Memory: a batch holds the KV cache of its contexts
-and one copy of a context's cache rows per continuation that has a tail.
+and one copy of a context's cache rows per continuation that has a tail (KV-cache path), or
+a [batch, width, width] mask (packed path).
 
 Everything else (``loglikelihood_rolling``, ``generate_until``, seq2seq models, models whose
 cache is not a plain per-layer key/value store, ``batch_size="auto"``) is HFLM's own code.
@@ -320,7 +323,9 @@ class SharedContextLM(HFLM):
             self._keep_mask = "logits_to_keep" in params and hasattr(module, "slice_logits_to_keep")
         return self._keep_mask
 
-    def _logprobs(self, keep: torch.Tensor, **kwargs: Any) -> tuple[torch.Tensor, Any]:
+    def _logprobs(
+        self, keep: torch.Tensor, use_cache: bool = True, **kwargs: Any
+    ) -> tuple[torch.Tensor, Any]:
         """Log-softmax (in HFLM's ``softmax_dtype``) at the positions where ``keep`` is True,
         flattened in row-major order, and the model's KV cache."""
         if self._masked_logits():
@@ -333,7 +338,7 @@ class SharedContextLM(HFLM):
                 enabled=self.mixed_precision_dtype is not None,
             ),
         ):
-            out = self.model(use_cache=True, **kwargs)
+            out = self.model(use_cache=use_cache, **kwargs)
         logits = out.logits if out.logits.dim() == 2 else out.logits[keep]
         return F.log_softmax(logits, dim=-1, dtype=self.softmax_dtype), out.past_key_values
 
@@ -362,9 +367,88 @@ class SharedContextLM(HFLM):
         pbar.close()
         return scores
 
+    def _packable(self) -> bool:
+        """Whether the attention takes a custom 4D mask (sdpa and eager do; flash attention
+        and other kernels do not, and use the KV-cache path) and every layer attends to the
+        whole sequence (a custom mask would overrule a sliding window)."""
+        if not hasattr(self, "_packs"):
+            impl = getattr(self.model.config, "_attn_implementation", None)
+            self._packs = impl in ("sdpa", "eager") and self._plain_cache()
+        return self._packs
+
     def _score_batch(self, plans: list[_Plan]) -> list[dict[tuple[int, ...], tuple[float, bool]]]:
+        if self._packable():
+            return self._score_batch_packed(plans)
+        return self._score_batch_cached(plans)
+
+    def _score_batch_packed(
+        self, plans: list[_Plan]
+    ) -> list[dict[tuple[int, ...], tuple[float, bool]]]:
+        """Score one batch of contexts in a single forward pass: each row is a context with
+        its lead continuation followed by the other continuations' tails, and a 4D mask lets
+        each tail see only the shared part of the prefix and itself, with position ids going
+        on from that shared part (as the cached path's tail pass does). Fewer, fuller passes
+        and no copies of cached keys and values: the same arithmetic per scored token."""
+        tails = [(row, cont, n) for row, plan in enumerate(plans) for cont, n in plan.tails]
+        lengths = [len(plan.prefix) + sum(len(c) - 1 - n for c, n in plan.tails) for plan in plans]
+        width = max(lengths)
+        batch = len(plans)
+        inputs = torch.zeros((batch, width), dtype=torch.long)
+        positions = torch.zeros((batch, width), dtype=torch.long)
+        keep = torch.zeros((batch, width), dtype=torch.bool)
+        allowed = torch.zeros((batch, width, width), dtype=torch.bool)
+        causal = torch.ones((width, width), dtype=torch.bool).tril()
+        head_rows: list[int] = []
+        tail_rows: list[int] = []
+        flat = 0
+        for row, plan in enumerate(plans):
+            size = len(plan.prefix)
+            inputs[row, :size] = torch.tensor(plan.prefix, dtype=torch.long)
+            positions[row, :size] = torch.arange(size)
+            allowed[row, :size, :size] = causal[:size, :size]
+            keep[row, plan.first_scored : size] = True
+            head_rows += range(flat, flat + plan.scored)
+            flat += plan.scored
+            start = size
+            for cont, n in plan.tails:
+                fed = cont[n:-1]
+                seen = len(plan.entry.tokens) + n
+                end = start + len(fed)
+                inputs[row, start:end] = torch.tensor(fed, dtype=torch.long)
+                positions[row, start:end] = torch.arange(seen, seen + len(fed))
+                allowed[row, start:end, :seen] = True
+                allowed[row, start:end, start:end] = causal[: len(fed), : len(fed)]
+                keep[row, start:end] = True
+                tail_rows += range(flat, flat + len(fed))
+                flat += len(fed)
+                start = end
+            # Padding attends to itself only: no row of the mask is empty.
+            pad = torch.arange(start, width)
+            allowed[row, pad, pad] = True
+        dtype = self.model.dtype
+        mask = torch.zeros((batch, 1, width, width), dtype=dtype)
+        mask.masked_fill_(~allowed.unsqueeze(1), torch.finfo(dtype).min)
+        device = self.device
+        logprobs, _ = self._logprobs(
+            keep.to(device),
+            use_cache=False,
+            input_ids=inputs.to(device),
+            attention_mask=mask.to(device),
+            position_ids=positions.to(device),
+        )
+        head = logprobs[torch.tensor(head_rows, dtype=torch.long, device=logprobs.device)]
+        tail = (
+            logprobs[torch.tensor(tail_rows, dtype=torch.long, device=logprobs.device)]
+            if tail_rows
+            else None
+        )
+        return self._collect(plans, tails, head, tail)
+
+    def _score_batch_cached(
+        self, plans: list[_Plan]
+    ) -> list[dict[tuple[int, ...], tuple[float, bool]]]:
         """Score one batch of contexts: one pass over the contexts, each with its lead
-        continuation, then the other continuations' tails."""
+        continuation, then the other continuations' tails after copies of the KV cache."""
         width = max(len(plan.prefix) for plan in plans)
         # Right padding with token 0 and no attention mask, as lm-eval's hf model does: causal
         # attention keeps the padding out of every real position.

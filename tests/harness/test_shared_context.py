@@ -74,15 +74,24 @@ def test_every_request_matches_lm_eval_hf(
     assert (truncated > 0) == (max_length is not None)
 
 
-@pytest.mark.parametrize("split_tails", [False, True])
+@pytest.mark.parametrize(
+    ("model", "path"),
+    [
+        ("tiny-llama", "packed"),
+        ("tiny-gpt2", "packed"),  # absolute positions: the tails' position ids matter
+        ("tiny-llama", "cached"),
+        ("tiny-llama", "cached-split"),
+    ],
+)
 def test_mixed_requests_in_one_call(
-    zoo: Path, split_tails: bool, monkeypatch: pytest.MonkeyPatch
+    zoo: Path, model: str, path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Requests lm-eval never sends together: contexts of many lengths, choices of different
     token counts (so the windows of one context differ once cut), a repeated request, an
-    empty context, single-token choices; with every batch size the numbers are hf's, with
-    the continuations' tails in one pass each batch or (free passes) in many."""
-    if split_tails:
+    empty context, single-token choices; with every batch size the numbers are hf's, through
+    the packed single pass (sdpa/eager attention) and through the KV-cache path (other
+    attention kernels) with the continuations' tails in one pass each batch or in many."""
+    if path == "cached-split":
         monkeypatch.setattr(shared_context, "_PASS_COST_TOKENS", 0)
         monkeypatch.setattr(shared_context, "_PASS_COST_SHARE", 0.0)
     texts = ["안녕하세요. 오늘 영화는 정말 재미있었다. " * 6, "짧은 글", "질문: 무엇인가요? 답변:"]
@@ -93,16 +102,28 @@ def test_mixed_requests_in_one_call(
         Instance("loglikelihood", {}, pair, i, metadata=("mixed", i, 1))
         for i, pair in enumerate(pairs)
     ]
-    reference, _ = _pair(zoo, "tiny-llama", batch_size=8, max_length=48)
+    reference, _ = _pair(zoo, model, batch_size=8, max_length=48)
     expected = reference.loglikelihood(requests, disable_tqdm=True)
     assert any(len(reference.tok_encode(c + x)) > 49 for c, x in pairs)  # some are cut
     for batch_size in (1, 2, 8):
         shared = SharedContextLM(pretrained=reference.model, tokenizer=reference.tokenizer,
                                  batch_size=batch_size, max_length=48)  # fmt: skip
+        shared._packs = path == "packed"
+        scored = []
+        monkeypatch.setattr(shared, "_collect", _spy(shared._collect, scored))
         got = shared.loglikelihood(requests, disable_tqdm=True)
+        assert scored  # the shared path ran, not lm-eval's fallback
         for (ref_ll, ref_greedy), (ll, greedy) in zip(expected, got, strict=True):
             assert ll == pytest.approx(ref_ll, abs=TOLERANCE)
             assert greedy == ref_greedy
+
+
+def _spy(method, calls: list):
+    def wrapper(*args, **kwargs):
+        calls.append(1)
+        return method(*args, **kwargs)
+
+    return wrapper
 
 
 def test_rolling_and_generation_are_hf_s(zoo: Path) -> None:
