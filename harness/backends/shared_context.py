@@ -396,7 +396,8 @@ class SharedContextLM(HFLM):
         inputs = torch.zeros((batch, width), dtype=torch.long)
         positions = torch.zeros((batch, width), dtype=torch.long)
         keep = torch.zeros((batch, width), dtype=torch.bool)
-        allowed = torch.zeros((batch, width, width), dtype=torch.bool)
+        # Only rows with tails need a mask of their own; [width, width] booleans per row.
+        allowed = torch.zeros((batch if tails else 0, width, width), dtype=torch.bool)
         causal = torch.ones((width, width), dtype=torch.bool).tril()
         head_rows: list[int] = []
         tail_rows: list[int] = []
@@ -405,7 +406,8 @@ class SharedContextLM(HFLM):
             size = len(plan.prefix)
             inputs[row, :size] = torch.tensor(plan.prefix, dtype=torch.long)
             positions[row, :size] = torch.arange(size)
-            allowed[row, :size, :size] = causal[:size, :size]
+            if tails:
+                allowed[row, :size, :size] = causal[:size, :size]
             keep[row, plan.first_scored : size] = True
             head_rows += range(flat, flat + plan.scored)
             flat += plan.scored
@@ -422,19 +424,18 @@ class SharedContextLM(HFLM):
                 tail_rows += range(flat, flat + len(fed))
                 flat += len(fed)
                 start = end
-            # Padding attends to itself only: no row of the mask is empty.
-            pad = torch.arange(start, width)
-            allowed[row, pad, pad] = True
-        dtype = self.model.dtype
-        mask = torch.zeros((batch, 1, width, width), dtype=dtype)
-        mask.masked_fill_(~allowed.unsqueeze(1), torch.finfo(dtype).min)
+            if tails:  # padding attends to itself only: no row of the mask is empty
+                pad = torch.arange(start, width)
+                allowed[row, pad, pad] = True
         device = self.device
+        masking: dict[str, torch.Tensor] = {}
+        if tails:  # else plain causal attention over right padding, as lm-eval runs it
+            dtype = self.model.dtype
+            mask = torch.zeros((batch, 1, width, width), dtype=dtype)
+            mask.masked_fill_(~allowed.unsqueeze(1), torch.finfo(dtype).min)
+            masking = {"attention_mask": mask.to(device), "position_ids": positions.to(device)}
         logprobs, _ = self._logprobs(
-            keep.to(device),
-            use_cache=False,
-            input_ids=inputs.to(device),
-            attention_mask=mask.to(device),
-            position_ids=positions.to(device),
+            keep.to(device), use_cache=False, input_ids=inputs.to(device), **masking
         )
         head = logprobs[torch.tensor(head_rows, dtype=torch.long, device=logprobs.device)]
         tail = (
