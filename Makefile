@@ -11,11 +11,18 @@ $(STAMP): pyproject.toml scripts/setup.sh
 
 setup: $(STAMP)
 
-# Main job on the embedded default: build the tiny-model zoo, evaluate one model on the
-# fusion model-card task set (0 and 5 shots, 50 documents per task) on the local data.
+# Main job on the embedded default, the whole pipeline on tiny models and the local data:
+# build the zoo, fuse tiny-gpt2 and tiny-mistral into tiny-llama (extract, align, fuse, train
+# on 2 DeepSpeed processes), evaluate base and fused on the model-card task set (0 and 5
+# shots, 50 documents per task), compare them and write an HTML report. Reruns skip what is done.
+FB := $(VENV)/bin/fusebench
 demo: $(STAMP)
-	$(VENV)/bin/fusebench zoo build --output zoo
-	$(VENV)/bin/fusebench eval zoo/tiny-llama --tasks ko_fusellm --num-fewshot 0,5 --limit 50 --output runs/demo-tiny-llama
+	$(FB) zoo build --output zoo
+	$(FB) fuse run configs/tiny-fuse.yaml --nproc 2
+	$(FB) eval zoo/tiny-llama --tasks ko_fusellm --num-fewshot 0,5 --limit 50 --output runs/demo-base
+	$(FB) eval runs/tiny-fuse/train/final --tasks ko_fusellm --num-fewshot 0,5 --limit 50 --output runs/demo-fused
+	$(FB) compare runs/demo-base runs/demo-fused
+	$(FB) report runs/demo-base runs/demo-fused --format html --output runs/demo-report.html
 
 test: $(STAMP)
 	$(PY) -m pytest -q
