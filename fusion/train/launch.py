@@ -16,10 +16,10 @@ from pathlib import Path
 
 import yaml
 
-from fusion.config import FuseConfig
+from fusion.config import TrainRunConfig
 from fusion.errors import FusionError
 from fusion.files import write_json_atomic
-from fusion.train.setup import load_tokenizer, open_data, run_paths
+from fusion.train.setup import load_tokenizer, new_row_ids, open_data, run_paths
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,7 +28,7 @@ class TrainingFailed(FusionError):
     """The training processes exited with an error (printed above by the failing rank)."""
 
 
-def check_inputs(config: FuseConfig, *, nproc: int, resume: bool) -> None:
+def check_inputs(config: TrainRunConfig, *, nproc: int, resume: bool) -> None:
     """Everything a rank would refuse, refused once here (no process group needed)."""
     from fusion.train.trainer import finished, start_point
 
@@ -36,6 +36,7 @@ def check_inputs(config: FuseConfig, *, nproc: int, resume: bool) -> None:
         raise FusionError(f"--nproc {nproc}: expected at least 1 process")
     if resume and finished(config):
         return
+    new_row_ids(config)
     open_data(config, load_tokenizer(config))
     start_point(config, nproc, resume=resume)
 
@@ -46,7 +47,7 @@ def torchrun_command(config_file: Path, *, nproc: int, resume: bool) -> list[str
     return command + (["--resume"] if resume else [])
 
 
-def run_training(config: FuseConfig, *, nproc: int, resume: bool) -> Path:
+def run_training(config: TrainRunConfig, *, nproc: int, resume: bool) -> Path:
     """Train the target on the fused store; returns the final Hugging Face model's folder."""
     check_inputs(config, nproc=nproc, resume=resume)
     if nproc == 1:
