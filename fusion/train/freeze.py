@@ -25,6 +25,7 @@ import torch
 
 from fusion.errors import FusionError
 
+
 class FreezeError(FusionError):
     """The trainable groups cannot be applied to this model as configured."""
 

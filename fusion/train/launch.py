@@ -12,6 +12,8 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -90,6 +92,33 @@ def run_training(config: TrainRunConfig, *, nproc: int, resume: bool) -> Path:
         )
     raise TrainingFailed(f"train: the {nproc} training processes failed (exit code {code}); "
                          "the failing rank's error is printed above")  # fmt: skip
+
+
+@contextmanager
+def shared_process_group(nproc: int) -> Iterator[None]:
+    """Several one-process trainings in this process (``vocab train``'s stages) share one
+    gloo/nccl group: DeepSpeed's comm layer keeps the first group it saw, so a destroyed and
+    re-created one breaks the second run. With nproc > 1 each run has its own torchrun."""
+    if nproc != 1:
+        yield
+        return
+    import torch
+    import torch.distributed as dist
+
+    from fusion.train.setup import single_rank_env
+
+    single_rank_env()
+    started = not dist.is_initialized()
+    if started:
+        import deepspeed
+
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        deepspeed.init_distributed(dist_backend=backend, verbose=False)
+    try:
+        yield
+    finally:
+        if started and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def _status(path: Path) -> dict:

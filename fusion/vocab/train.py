@@ -143,7 +143,7 @@ def train_stages(config: VocabTrainConfig, *, nproc: int = 1,
 
     from fusion import corpus as corpus_mod
     from fusion.train.clm_data import ClmDataset
-    from fusion.train.launch import run_training
+    from fusion.train.launch import run_training, shared_process_group
     from fusion.train.trainer import finished
     from fusion.vocab.rows import new_rows
 
@@ -157,21 +157,24 @@ def train_stages(config: VocabTrainConfig, *, nproc: int = 1,
     )
     say(f"corpus: {len(corpus)} rows, {dataset.positions} tokens ({corpus.directory})")
     final = Path(config.model)
-    for number, stage in enumerate(config.stages, start=1):
-        steps, epochs = plan_steps(stage, dataset, config.train, nproc)
-        run = stage_config(config, number, steps, epochs)
-        label = f"stage {number}/{len(config.stages)} ({stage.name}: {', '.join(stage.trainable)})"
-        done = finished(run)
-        if done:
-            say(f"{label}: finished earlier: {done}")
-            final = done
-            continue
-        say(f"{label}: {steps} steps at lr {stage.learning_rate}")
-        folder = stage_dir(config, number)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "stage.yaml").write_text(
-            yaml.safe_dump(run.model_dump(mode="json"), allow_unicode=True, sort_keys=False),
-            encoding="utf-8",
-        )
-        final = run_training(run, nproc=nproc, resume=True)
-    return final
+    with shared_process_group(nproc):
+        for number, stage in enumerate(config.stages, start=1):
+            steps, epochs = plan_steps(stage, dataset, config.train, nproc)
+            run = stage_config(config, number, steps, epochs)
+            label = (
+                f"stage {number}/{len(config.stages)} ({stage.name}: {', '.join(stage.trainable)})"
+            )
+            done = finished(run)
+            if done:
+                say(f"{label}: finished earlier: {done}")
+                final = done
+                continue
+            say(f"{label}: {steps} steps at lr {stage.learning_rate}")
+            folder = stage_dir(config, number)
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "stage.yaml").write_text(
+                yaml.safe_dump(run.model_dump(mode="json"), allow_unicode=True, sort_keys=False),
+                encoding="utf-8",
+            )
+            final = run_training(run, nproc=nproc, resume=True)
+        return final
