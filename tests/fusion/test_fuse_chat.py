@@ -19,8 +19,15 @@ from tests.fusion.test_extract import nsmc_rows
 REPO = Path(__file__).resolve().parents[2]
 
 
+def _clean_env() -> dict[str, str]:
+    """This process's environment without a process group another test set up in it
+    (single_rank_env's RANK and MASTER_PORT would make the child reuse a taken port)."""
+    group = {"RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"}
+    return {k: v for k, v in os.environ.items() if k not in group} | {"PYTHONPATH": str(REPO)}
+
+
 def _fusebench(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = _clean_env()
     return subprocess.run([str(Path(sys.executable).parent / "fusebench"), *args],
                           env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -47,8 +49,15 @@ def _config(tmp_path: Path, model: Path, data_root: Path, stages: list[dict], **
     return file
 
 
+def _clean_env() -> dict[str, str]:
+    """This process's environment without a process group another test set up in it
+    (single_rank_env's RANK and MASTER_PORT would make the child reuse a taken port)."""
+    group = {"RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"}
+    return {k: v for k, v in os.environ.items() if k not in group} | {"PYTHONPATH": str(REPO)}
+
+
 def _fusebench(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = _clean_env()
     return subprocess.run([str(Path(sys.executable).parent / "fusebench"), *args],
                           env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
 
@@ -168,3 +177,54 @@ def test_bad_config_is_one_line(
     assert done.returncode == 2
     assert expected in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_sigterm_mid_stage_then_rerun_resumes_exactly(
+    expanded: Path, data_root: Path, tmp_path: Path
+) -> None:
+    """A stage stopped by SIGTERM checkpoints; the rerun skips stage 1 and continues stage 2
+    from its checkpoint, logging exactly the losses of an uninterrupted run."""
+    stages = [
+        {"name": "new_input_embeddings", "trainable": ["new_input_embeddings"],
+         "learning_rate": 1e-3, "max_steps": 1},
+        {"name": "all", "trainable": ["all"], "learning_rate": 1e-4, "max_steps": 40},
+    ]  # fmt: skip
+
+    def start(name: str) -> tuple[subprocess.Popen, Path]:
+        folder = tmp_path / name
+        folder.mkdir()
+        config = _config(folder, expanded, data_root, stages, zero_stage=2, save_every=100)
+        env = _clean_env()
+        command = [str(Path(sys.executable).parent / "fusebench"), "vocab", "train", str(config)]
+        run = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)  # fmt: skip
+        return run, folder / "work" / "stages" / "2"
+
+    def records(stage: Path) -> list[dict]:
+        rows = [json.loads(line) for line in (stage / "log.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in row.items() if k != "time"} for row in rows]
+
+    reference, ref_stage = start("ref")
+    assert reference.wait(timeout=300) == 0, reference.stderr.read()
+    run, stage = start("cut")
+    deadline = time.monotonic() + 240
+    while not ((stage / "log.jsonl").is_file() and len(records(stage)) >= 3):
+        assert run.poll() is None and time.monotonic() < deadline, run.stderr.read()
+        time.sleep(0.02)
+    run.send_signal(signal.SIGTERM)
+    assert run.wait(timeout=120) == 130
+    message = run.stderr.read()
+    assert "interrupted after step" in message and "Traceback" not in message
+    stopped = json.loads((stage / "status.json").read_text())["step"]
+    assert 3 <= stopped < 40 and not (stage / "final").exists()
+
+    env = _clean_env()
+    config = tmp_path / "cut" / "vocab-train.yaml"
+    again = subprocess.run([str(Path(sys.executable).parent / "fusebench"), "vocab", "train",
+                            str(config)], env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "stage 1/2" in again.stderr and "finished earlier" in again.stderr
+    assert f"resumed at step {stopped}" in again.stderr
+    assert records(stage) == records(ref_stage)
+    want, got = _weights(ref_stage / "final"), _weights(stage / "final")
+    assert all(torch.equal(want[k], got[k]) for k in want)
