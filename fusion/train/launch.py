@@ -50,7 +50,8 @@ def torchrun_command(config_file: Path, *, nproc: int, resume: bool) -> list[str
 
 
 def run_training(config: TrainRunConfig, *, nproc: int, resume: bool) -> Path:
-    """Train the target on the fused store; returns the final Hugging Face model's folder."""
+    """Train the target (fused objective, or plain CLM for a vocab stage); returns the final
+    Hugging Face model's folder."""
     check_inputs(config, nproc=nproc, resume=resume)
     if nproc == 1:
         from fusion.train.trainer import train

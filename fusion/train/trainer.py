@@ -61,7 +61,8 @@ def run_settings(config: TrainRunConfig, world_size: int) -> dict[str, Any]:
 
 
 def train(config: TrainRunConfig, *, resume: bool = False) -> Path:
-    """Train on the fused objective; returns the final model's directory."""
+    """Train on the fused (or, with objective clm, the CLM) objective; returns the final model's
+    directory."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     single_rank_env()
     import deepspeed
