@@ -7,7 +7,7 @@ each stage validates its own section. Paths in the file are relative to the file
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -86,19 +86,29 @@ class FuseSection(_Section):
         return self
 
 
-class FuseConfig(_Section):
+class TrainRunConfig(_Section):
+    """What the trainer reads: the model, where to write, the corpus and the train section.
+
+    A FuseConfig is one; ``fusebench vocab train`` writes one per stage (no sources: it
+    trains on the plain CLM objective, ``train.objective: clm``).
+    """
+
     work_dir: Path = Field(description="Every stage writes under this directory.")
     target: ModelEntry
+    corpus: CorpusSection | None = None
+    train: TrainSection = TrainSection()
+    source_file: Path | None = Field(None, exclude=True, description="Set by load_config.")
+
+
+class FuseConfig(TrainRunConfig):
     sources: list[ModelEntry] = Field(min_length=1)
     corpus: CorpusSection
     extract: ExtractSection = ExtractSection()
     align: AlignSection = AlignSection()
     fuse: FuseSection = FuseSection()
-    train: TrainSection = TrainSection()
-    source_file: Path | None = Field(None, exclude=True, description="Set by load_config.")
 
 
-def load_config(path: Path) -> FuseConfig:
+def load_config(path: Path, schema: type[TrainRunConfig] = FuseConfig) -> Any:
     """Read and validate a config; relative paths resolve against the file's folder."""
     path = Path(path)
     if not path.is_file():
@@ -112,7 +122,7 @@ def load_config(path: Path) -> FuseConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections")
     try:
-        config = FuseConfig.model_validate(raw)
+        config = schema.model_validate(raw)
     except ValidationError as err:
         first = err.errors()[0]
         field = ".".join(str(part) for part in first["loc"])
@@ -120,10 +130,21 @@ def load_config(path: Path) -> FuseConfig:
     base = path.parent
     config.source_file = path.resolve()
     config.work_dir = (base / config.work_dir).resolve()
-    for entry in [config.target, *config.sources]:
+    for entry in [config.target, *getattr(config, "sources", [])]:
         local = base / entry.path
         if local.exists():
             entry.path = str(local.resolve())
-    if config.corpus.path:
+    if config.corpus is not None and config.corpus.path:
         config.corpus.path = str((base / config.corpus.path).resolve())
     return config
+
+
+def load_train_config(path: Path) -> TrainRunConfig:
+    """What a training rank reads: a FuseConfig when the file names sources, else a
+    TrainRunConfig (one ``vocab train`` stage, written by the parent process)."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        raw = None
+    fused = not isinstance(raw, dict) or "sources" in raw
+    return load_config(path, FuseConfig if fused else TrainRunConfig)

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
+
+# Parameter groups a stage may train (EEVE's schedule); see fusion/train/freeze.py.
+Group = Literal[
+    "new_input_embeddings",
+    "new_output_embeddings",
+    "all_input_embeddings",
+    "all_output_embeddings",
+    "transformer_layers",
+    "all",
+]
+GROUPS: tuple[str, ...] = get_args(Group)
 
 
 class TrainSection(BaseModel):
@@ -52,3 +63,16 @@ class TrainSection(BaseModel):
     )
     keep_checkpoints: int = Field(2, ge=1, description="Most recent checkpoints kept.")
     tensorboard: bool = Field(True, description="Also log to TensorBoard when it is installed.")
+    objective: Literal["fused", "clm"] = Field(
+        "fused",
+        description="fused: lambda * CLM + (1 - lambda) * L_fuse on the fused store; clm: plain "
+        "causal LM on the prepared corpus (work_dir/corpus), no store (vocab train's stages).",
+    )
+    trainable: list[Group] | None = Field(
+        None,
+        description="Parameter groups to train (default: all). new_* rows are the added tokens "
+        "of new_rows_from; the other rows of that matrix stay bit-identical.",
+    )
+    new_rows_from: str | None = Field(
+        None, description="Model dir with vocab_expansion.json (default: the target's)."
+    )

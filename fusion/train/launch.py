@@ -12,14 +12,16 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
 
-from fusion.config import FuseConfig
+from fusion.config import TrainRunConfig
 from fusion.errors import FusionError
 from fusion.files import write_json_atomic
-from fusion.train.setup import load_tokenizer, open_data, run_paths
+from fusion.train.setup import load_tokenizer, new_row_ids, open_data, run_paths
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,7 +30,7 @@ class TrainingFailed(FusionError):
     """The training processes exited with an error (printed above by the failing rank)."""
 
 
-def check_inputs(config: FuseConfig, *, nproc: int, resume: bool) -> None:
+def check_inputs(config: TrainRunConfig, *, nproc: int, resume: bool) -> None:
     """Everything a rank would refuse, refused once here (no process group needed)."""
     from fusion.train.trainer import finished, start_point
 
@@ -36,6 +38,7 @@ def check_inputs(config: FuseConfig, *, nproc: int, resume: bool) -> None:
         raise FusionError(f"--nproc {nproc}: expected at least 1 process")
     if resume and finished(config):
         return
+    new_row_ids(config)
     open_data(config, load_tokenizer(config))
     start_point(config, nproc, resume=resume)
 
@@ -46,8 +49,9 @@ def torchrun_command(config_file: Path, *, nproc: int, resume: bool) -> list[str
     return command + (["--resume"] if resume else [])
 
 
-def run_training(config: FuseConfig, *, nproc: int, resume: bool) -> Path:
-    """Train the target on the fused store; returns the final Hugging Face model's folder."""
+def run_training(config: TrainRunConfig, *, nproc: int, resume: bool) -> Path:
+    """Train the target (fused objective, or plain CLM for a vocab stage); returns the final
+    Hugging Face model's folder."""
     check_inputs(config, nproc=nproc, resume=resume)
     if nproc == 1:
         from fusion.train.trainer import train
@@ -89,6 +93,33 @@ def run_training(config: FuseConfig, *, nproc: int, resume: bool) -> Path:
         )
     raise TrainingFailed(f"train: the {nproc} training processes failed (exit code {code}); "
                          "the failing rank's error is printed above")  # fmt: skip
+
+
+@contextmanager
+def shared_process_group(nproc: int) -> Iterator[None]:
+    """Several one-process trainings in this process (``vocab train``'s stages) share one
+    gloo/nccl group: DeepSpeed's comm layer keeps the first group it saw, so a destroyed and
+    re-created one breaks the second run. With nproc > 1 each run has its own torchrun."""
+    if nproc != 1:
+        yield
+        return
+    import torch
+    import torch.distributed as dist
+
+    from fusion.train.setup import single_rank_env
+
+    single_rank_env()
+    started = not dist.is_initialized()
+    if started:
+        import deepspeed
+
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        deepspeed.init_distributed(dist_backend=backend, verbose=False)
+    try:
+        yield
+    finally:
+        if started and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def _status(path: Path) -> dict:

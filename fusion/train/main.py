@@ -25,11 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.local_rank is not None:
         os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
-    from fusion.config import load_config
+    from fusion.config import load_train_config
     from fusion.train.trainer import train
 
     try:
-        final = train(load_config(args.config), resume=args.resume)
+        final = train(load_train_config(args.config), resume=args.resume)
     except FusionError as err:
         if os.environ.get("RANK", "0") == "0":
             print(f"error: {err}", file=sys.stderr, flush=True)

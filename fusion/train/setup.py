@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fusion.config import FuseConfig
+from fusion.config import TrainRunConfig
 from fusion.errors import FusionError
-from fusion.store import TopKStore, tokenizer_fingerprint
+from fusion.store import tokenizer_fingerprint
 from fusion.train.data import FusedDataset, open_fused_store
 
 
@@ -40,7 +40,7 @@ class RunPaths:
         return self.output / "status.json"
 
 
-def run_paths(config: FuseConfig) -> RunPaths:
+def run_paths(config: TrainRunConfig) -> RunPaths:
     """work_dir/fused and work_dir/train unless the train section names others."""
     section = config.train
     store = Path(section.fused_store) if section.fused_store else Path("fused")
@@ -48,7 +48,7 @@ def run_paths(config: FuseConfig) -> RunPaths:
     return RunPaths(store=config.work_dir / store, output=config.work_dir / output)
 
 
-def load_tokenizer(config: FuseConfig) -> Any:
+def load_tokenizer(config: TrainRunConfig) -> Any:
     from transformers import AutoTokenizer
 
     target = config.target
@@ -62,7 +62,7 @@ def load_tokenizer(config: FuseConfig) -> Any:
         ) from None
 
 
-def model_vocab_size(config: FuseConfig) -> int:
+def model_vocab_size(config: TrainRunConfig) -> int:
     from transformers import AutoConfig
 
     target = config.target
@@ -75,8 +75,15 @@ def model_vocab_size(config: FuseConfig) -> int:
     return int(model_config.vocab_size)
 
 
-def open_data(config: FuseConfig, tokenizer: Any) -> tuple[TopKStore, FusedDataset]:
-    """The fused store (kind, tokenizer, vocabulary checked) and its dataset."""
+def open_data(config: TrainRunConfig, tokenizer: Any) -> tuple[Path, Any]:
+    """Where the data is and its dataset: the fused store (kind, tokenizer, vocabulary
+    checked), or the prepared corpus for ``objective: clm``."""
+    section = config.train
+    if section.objective == "clm":
+        from fusion.train.clm_data import ClmDataset
+
+        dataset = ClmDataset(config.work_dir, tokenizer, section.max_length, section.long_rows)
+        return dataset.path, dataset
     paths = run_paths(config)
     store = open_fused_store(
         paths.store,
@@ -84,8 +91,17 @@ def open_data(config: FuseConfig, tokenizer: Any) -> tuple[TopKStore, FusedDatas
         model=config.target.path,
         vocab_size=model_vocab_size(config),
     )
-    dataset = FusedDataset(store, config.train.max_length, config.train.long_rows)
-    return store, dataset
+    return store.path, FusedDataset(store, section.max_length, section.long_rows)
+
+
+def new_row_ids(config: TrainRunConfig) -> list[int] | None:
+    """The added tokens' row ids when a new_* group is trained (vocab_expansion.json)."""
+    groups = config.train.trainable or []
+    if not any(g.startswith("new_") for g in groups):
+        return None
+    from fusion.vocab.rows import new_rows
+
+    return new_rows(Path(config.train.new_rows_from or config.target.path)).ids
 
 
 def free_port() -> int:

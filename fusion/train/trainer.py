@@ -22,18 +22,21 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from fusion.config import FuseConfig
+from fusion.config import TrainRunConfig
 from fusion.errors import FusionError
 from fusion.files import write_json_atomic
 from fusion.train import checkpoint
+from fusion.train.clm_data import ClmCollator
 from fusion.train.data import Collator, DataState, MicroBatches
 from fusion.train.ds_config import deepspeed_config
+from fusion.train.freeze import apply_trainable
 from fusion.train.logbook import Logbook
-from fusion.train.loss import fused_loss
+from fusion.train.loss import IGNORE, FusedLoss, clm_loss, fused_loss
 from fusion.train.setup import (
     RunPaths,
     TrainSetupError,
     load_tokenizer,
+    new_row_ids,
     open_data,
     run_paths,
     single_rank_env,
@@ -51,14 +54,15 @@ class TrainingInterrupted(FusionError):
     exit_code = INTERRUPTED_EXIT
 
 
-def run_settings(config: FuseConfig, world_size: int) -> dict[str, Any]:
+def run_settings(config: TrainRunConfig, world_size: int) -> dict[str, Any]:
     """What a checkpoint must agree with to be resumed (data order, schedule, objective)."""
     section = config.train.model_dump(mode="json", exclude=RESUMABLE_CHANGES)
     return {"train": section, "world_size": world_size, "target": config.target.path}
 
 
-def train(config: FuseConfig, *, resume: bool = False) -> Path:
-    """Train on the fused objective; returns the final model's directory."""
+def train(config: TrainRunConfig, *, resume: bool = False) -> Path:
+    """Train on the fused (or, with objective clm, the CLM) objective; returns the final model's
+    directory."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     single_rank_env()
     import deepspeed
@@ -77,11 +81,12 @@ def train(config: FuseConfig, *, resume: bool = False) -> Path:
 
 
 class _Run:
-    def __init__(self, config: FuseConfig, *, resume: bool, cuda: bool) -> None:
+    def __init__(self, config: TrainRunConfig, *, resume: bool, cuda: bool) -> None:
         self.config, self.section, self.resume, self.cuda = config, config.train, resume, cuda
         self.paths: RunPaths = run_paths(config)
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         self.stop_signal = 0
+        self.partial: list[torch.nn.Parameter] = []
 
     # ------------------------------------------------------------ setup
 
@@ -120,19 +125,24 @@ class _Run:
         if self.section.gradient_checkpointing:
             model.gradient_checkpointing_enable()
             model.config.use_cache = False
+        # Before deepspeed.initialize: it partitions and groups what requires gradients now.
+        self.partial = apply_trainable(model, self.section.trainable, new_row_ids(self.config))
         return model
 
-    @staticmethod
-    def _param_groups(model: Any, weight_decay: float) -> list[dict[str, Any]]:
-        """No weight decay on biases and norm weights (as the HF Trainer FuseLLM used)."""
+    def _param_groups(self, model: Any, weight_decay: float) -> list[dict[str, Any]]:
+        """No weight decay on biases and norm weights (as the HF Trainer FuseLLM used), nor on
+        a partly frozen matrix: decay would move its frozen rows, whose gradient is zero."""
+        partial = {id(p) for p in self.partial}
         decay, no_decay = [], []
         for param in model.parameters():
             if not param.requires_grad:
                 continue
             shape = getattr(param, "ds_shape", param.shape)  # ZeRO-3 params are partitioned
-            (decay if len(shape) >= 2 else no_decay).append(param)
-        return [{"params": decay, "weight_decay": weight_decay},
-                {"params": no_decay, "weight_decay": 0.0}]  # fmt: skip
+            wide = len(shape) >= 2 and id(param) not in partial
+            (decay if wide else no_decay).append(param)
+        groups = [{"params": decay, "weight_decay": weight_decay},
+                  {"params": no_decay, "weight_decay": 0.0}]  # fmt: skip
+        return [g for g in groups if g["params"]]
 
     # ------------------------------------------------------------ the run
 
@@ -145,7 +155,7 @@ class _Run:
             self._say(f"train: already finished: {paths.final}")
             return paths.final
         tokenizer = load_tokenizer(self.config)
-        store, dataset = open_data(self.config, tokenizer)
+        where, dataset = open_data(self.config, tokenizer)
         pointer = self._where_to_start()
         if dataset.truncated:
             self._say(f"train: {dataset.truncated} of {len(dataset)} sequences are longer than "
@@ -153,7 +163,8 @@ class _Run:
         set_seed(section.seed)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         batches = MicroBatches(
-            dataset, Collator(pad), micro_batch_size=section.micro_batch_size,
+            dataset, ClmCollator(pad) if section.objective == "clm" else Collator(pad),
+            micro_batch_size=section.micro_batch_size,
             epochs=section.epochs, seed=section.seed, rank=self.rank, world_size=self.world,
         )  # fmt: skip
         gas = section.gradient_accumulation_steps
@@ -162,7 +173,7 @@ class _Run:
             steps = min(steps, section.max_steps)
         if steps == 0:
             raise TrainSetupError(
-                f"{store.path}: {len(dataset)} sequences make {batches.total} micro-batches per "
+                f"{where}: {len(dataset)} sequences make {batches.total} micro-batches per "
                 f"rank, fewer than one optimizer step ({gas} x {self.world} processes)"
             )
         warmup = math.ceil(section.warmup_ratio * steps)
@@ -211,10 +222,7 @@ class _Run:
             for _ in range(gas):
                 batch = {key: value.to(engine.device) for key, value in next(stream).items()}
                 out = engine(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-                parts = fused_loss(
-                    out.logits, batch["labels"], batch["topk_ids"], batch["topk_logprobs"],
-                    lambda_clm=section.lambda_clm, kind=section.fuse_loss,
-                )  # fmt: skip
+                parts = self._loss(out.logits, batch)
                 engine.backward(parts.loss)
                 engine.step()
                 sums[:4] += torch.tensor([float(parts.loss.detach()), float(parts.clm),
@@ -247,6 +255,19 @@ class _Run:
                 )
         progress.close()
         return step
+
+    def _loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> FusedLoss:
+        """The fused objective, or plain CLM (``objective: clm``, logged with fuse = 0)."""
+        section = self.section
+        if section.objective == "clm":
+            clm = clm_loss(logits, batch["labels"])
+            zero = torch.zeros((), dtype=clm.dtype)
+            positions = int((batch["labels"] != IGNORE).sum())
+            return FusedLoss(loss=clm, clm=clm.detach(), fuse=zero, positions=positions)
+        return fused_loss(
+            logits, batch["labels"], batch["topk_ids"], batch["topk_logprobs"],
+            lambda_clm=section.lambda_clm, kind=section.fuse_loss,
+        )  # fmt: skip
 
     def _checkpoint(self, engine: Any, batches: MicroBatches, step: int) -> None:
         run = {"settings": run_settings(self.config, self.world)}
@@ -293,7 +314,7 @@ class _Run:
         return final
 
 
-def start_point(config: FuseConfig, world: int, *, resume: bool) -> dict[str, Any] | None:
+def start_point(config: TrainRunConfig, world: int, *, resume: bool) -> dict[str, Any] | None:
     """The checkpoint to resume, None for a fresh start; refuses to clobber or mix runs."""
     paths = run_paths(config)
     pointer = checkpoint.latest(paths.checkpoints)
@@ -314,7 +335,7 @@ def start_point(config: FuseConfig, world: int, *, resume: bool) -> dict[str, An
     return pointer
 
 
-def finished(config: FuseConfig) -> Path | None:
+def finished(config: TrainRunConfig) -> Path | None:
     """The final model of a finished run in this output, if there is one."""
     paths = run_paths(config)
     return paths.final if paths.final.is_dir() and _status_of(paths) == "finished" else None

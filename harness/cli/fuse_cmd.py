@@ -1,4 +1,4 @@
-"""``fusebench fuse extract|align|train|run CONFIG``: the fusion pipeline, stage by stage.
+"""``fusebench fuse extract|align|train|run|chat CONFIG``: the fusion pipeline, stage by stage.
 
 Every stage reads the same YAML config (``configs/tiny-fuse.yaml`` is an example), writes under
 its ``work_dir`` and skips what is already done, so a rerun continues an interrupted one.
@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from harness.cli.fuse_chat_cmd import chat_command
 from harness.cli.fuse_train_cmd import train_command
 
 app = typer.Typer(help="Knowledge fusion: extract top-k, align and fuse, train.",
@@ -97,6 +98,7 @@ def align_command(
 
 
 app.command("train")(train_command)
+app.command("chat")(chat_command)
 
 
 @app.command("run")

@@ -1,4 +1,4 @@
-"""``fusebench vocab expand``: EEVE-style Korean vocabulary expansion (``train`` comes later)."""
+"""``fusebench vocab expand`` and ``vocab train``: EEVE-style Korean vocabulary expansion."""
 
 from __future__ import annotations
 
@@ -64,3 +64,25 @@ def expand_command(
         f"{report['tokens_per_1k_korean_after']}"
     )
     typer.echo(f"expanded model: {output}")
+
+
+@app.command("train")
+def train_command(
+    config: Annotated[Path, typer.Argument(help="The vocab train YAML config.")],
+    nproc: Annotated[
+        int, typer.Option(min=1, help="Training processes; >1 starts them through torchrun.")
+    ] = 1,
+) -> None:
+    """EEVE's staged training of an expanded model (configs/tiny-vocab-train.yaml).
+
+    Each stage trains its groups (new/all input or output embeddings, transformer layers,
+    all) on the CLM objective with the fusion core's DeepSpeed trainer, from the previous
+    stage's model, into work_dir/stages/<n>/. Old rows of a partly trainable embedding
+    matrix stay bit-identical (under every ZeRO stage). A rerun skips finished stages
+    and resumes an interrupted one from its checkpoint.
+    """
+    from fusion.vocab.train import load_vocab_config, train_stages
+
+    final = train_stages(load_vocab_config(config), nproc=nproc,
+                         say=lambda text: typer.echo(text, err=True))  # fmt: skip
+    typer.echo(f"model: {final}")
