@@ -65,7 +65,9 @@ def run_training(config: TrainRunConfig, *, nproc: int, resume: bool) -> Path:
         encoding="utf-8",
     )
     write_json_atomic(paths.status, {"status": "launching", "nproc": nproc})
-    env = dict(os.environ)
+    from fusion.train.setup import child_env
+
+    env = child_env(dict(os.environ))
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in [str(PACKAGE_ROOT), env.get("PYTHONPATH", "")] if p
     )

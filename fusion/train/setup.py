@@ -116,5 +116,20 @@ def single_rank_env() -> None:
         return
     os.environ.update(
         {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1",
-         "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
+         "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
+         SINGLE_RANK_MARK: "1"}
     )  # fmt: skip
+
+
+# Set with the variables above, so that a process started later from this one (torchrun for
+# another training, an evaluation) does not inherit a rendezvous whose port is taken.
+SINGLE_RANK_MARK = "FUSEBENCH_SINGLE_RANK"
+SINGLE_RANK_KEYS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
+                    "MASTER_PORT", SINGLE_RANK_MARK)  # fmt: skip
+
+
+def child_env(env: dict[str, str]) -> dict[str, str]:
+    """``env`` without the one-rank rendezvous this process made for itself, if it made one."""
+    if env.get(SINGLE_RANK_MARK) != "1":
+        return dict(env)
+    return {key: value for key, value in env.items() if key not in SINGLE_RANK_KEYS}
