@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fusion.config import (
     AlignSection,
@@ -28,6 +28,8 @@ from fusion.config import (
     FuseSection,
     ModelEntry,
     load_config,
+    read_yaml_mapping,
+    validate_config,
 )
 from fusion.merge.spec import Granularity, InputModel, MergeSpec, Method, ParameterValue
 from fusion.train.config import TrainSection
@@ -88,27 +90,14 @@ def load_chat_config(path: Path) -> ChatConfig:
     """Read and validate CONFIG (one line naming the field on error); paths resolve against
     its folder, and the pivot and sources must be local model directories or Hub ids."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError:
-        raise ConfigError(f"{path}: not valid YAML") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections")
+    raw = read_yaml_mapping(path)
     base = path.parent
     for key in ("pivot", "sources"):  # resolve before validating: the pivot check compares
         entries = raw.get(key)
         for entry in entries if isinstance(entries, list) else [entries]:
             if isinstance(entry, dict) and isinstance(entry.get("path"), str):
                 entry["path"] = _local(base, entry["path"], path, key)
-    try:
-        config = ChatConfig.model_validate(raw)
-    except ValidationError as err:
-        first = err.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        message = first["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"{path}: field {field}: {message}") from None
+    config = validate_config(ChatConfig, raw, path)
     config.work_dir = (base / config.work_dir).resolve()
     if config.corpus.path:
         config.corpus.path = str((base / config.corpus.path).resolve())

@@ -7,13 +7,15 @@ each stage validates its own section. Paths in the file are relative to the file
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from fusion.errors import FusionError
 from fusion.train.config import TrainSection
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class ConfigError(FusionError):
@@ -108,8 +110,8 @@ class FuseConfig(TrainRunConfig):
     fuse: FuseSection = FuseSection()
 
 
-def load_config(path: Path, schema: type[TrainRunConfig] = FuseConfig) -> Any:
-    """Read and validate a config; relative paths resolve against the file's folder."""
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """A config file's top-level mapping; one line naming the file (and line) otherwise."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
@@ -121,12 +123,24 @@ def load_config(path: Path, schema: type[TrainRunConfig] = FuseConfig) -> Any:
         raise ConfigError(f"{path}: {where}not valid YAML") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections")
+    return raw
+
+
+def validate_config(schema: type[ModelT], raw: dict[str, Any], path: Path) -> ModelT:
+    """``schema`` validated from ``raw``; the first problem as one line naming the field."""
     try:
-        config = schema.model_validate(raw)
+        return schema.model_validate(raw)
     except ValidationError as err:
         first = err.errors()[0]
-        field = ".".join(str(part) for part in first["loc"])
-        raise ConfigError(f"{path}: field {field}: {first['msg']}") from None
+        field = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{path}: field {field}: {message}") from None
+
+
+def load_config(path: Path, schema: type[TrainRunConfig] = FuseConfig) -> Any:
+    """Read and validate a config; relative paths resolve against the file's folder."""
+    path = Path(path)
+    config = validate_config(schema, read_yaml_mapping(path), path)
     base = path.parent
     config.source_file = path.resolve()
     config.work_dir = (base / config.work_dir).resolve()

@@ -15,9 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from fusion.config import ConfigError, CorpusSection, ModelEntry, TrainRunConfig
+from fusion.config import (
+    ConfigError,
+    CorpusSection,
+    ModelEntry,
+    TrainRunConfig,
+    read_yaml_mapping,
+    validate_config,
+)
 from fusion.train.config import GROUPS, TrainSection
 
 # Set per stage: a value in the shared train section would be overwritten, so it is refused.
@@ -73,21 +80,7 @@ class VocabTrainConfig(BaseModel):
 def load_vocab_config(path: Path) -> VocabTrainConfig:
     """Read and validate CONFIG; relative paths resolve against its folder."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError:
-        raise ConfigError(f"{path}: not valid YAML") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys")
-    try:
-        config = VocabTrainConfig.model_validate(raw)
-    except ValidationError as err:
-        first = err.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        message = first["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"{path}: field {field}: {message}") from None
+    config = validate_config(VocabTrainConfig, read_yaml_mapping(path), path)
     base = path.parent
     config.work_dir = (base / config.work_dir).resolve()
     if (base / config.model).exists():

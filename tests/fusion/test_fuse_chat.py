@@ -4,9 +4,6 @@ DeepSpeed, the targets merged with VaRM; a rerun skips everything; bad input is 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,22 +11,8 @@ import torch
 import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from tests.fusion.cli import run_fusebench
 from tests.fusion.test_extract import nsmc_rows
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _clean_env() -> dict[str, str]:
-    """This process's environment without a process group another test set up in it
-    (single_rank_env's RANK and MASTER_PORT would make the child reuse a taken port)."""
-    group = {"RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"}
-    return {k: v for k, v in os.environ.items() if k not in group} | {"PYTHONPATH": str(REPO)}
-
-
-def _fusebench(*args: str) -> subprocess.CompletedProcess:
-    env = _clean_env()
-    return subprocess.run([str(Path(sys.executable).parent / "fusebench"), *args],
-                          env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
 
 
 def _config(tmp_path: Path, zoo: Path, data_root: Path, **change: object) -> Path:
@@ -57,7 +40,7 @@ def _config(tmp_path: Path, zoo: Path, data_root: Path, **change: object) -> Pat
 
 def test_fuse_chat_end_to_end_and_rerun(tmp_path: Path, zoo: Path, data_root: Path) -> None:
     config = _config(tmp_path, zoo, data_root)
-    done = _fusebench("fuse", "chat", str(config), "--nproc", "2", "--no-progress")
+    done = run_fusebench("fuse", "chat", str(config), "--nproc", "2", "--no-progress")
     assert done.returncode == 0, done.stderr[-3000:]
     work = tmp_path / "work"
     assert done.stdout.splitlines()[-1] == f"model: {work / 'merged'}"
@@ -88,7 +71,7 @@ def test_fuse_chat_end_to_end_and_rerun(tmp_path: Path, zoo: Path, data_root: Pa
 
     # A rerun skips both pairs and the merge: no extraction, no training, same files.
     stamp = (work / "merged" / "model.safetensors").stat().st_mtime_ns
-    again = _fusebench("fuse", "chat", str(config), "--nproc", "2", "--no-progress")
+    again = run_fusebench("fuse", "chat", str(config), "--nproc", "2", "--no-progress")
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stderr.count("finished earlier") == 3 and "corpus:" not in again.stderr
     assert (work / "merged" / "model.safetensors").stat().st_mtime_ns == stamp
@@ -96,7 +79,7 @@ def test_fuse_chat_end_to_end_and_rerun(tmp_path: Path, zoo: Path, data_root: Pa
     # Another merge method on the same pairs: only stage 2 runs again.
     config = _config(tmp_path, zoo, data_root,
                      merge={"method": "linear", "parameters": {"weight": 0.5}})  # fmt: skip
-    linear = _fusebench("fuse", "chat", str(config), "--no-progress")
+    linear = run_fusebench("fuse", "chat", str(config), "--no-progress")
     assert linear.returncode == 0, linear.stderr[-3000:]
     assert linear.stderr.count("finished earlier") == 2 and "merge: linear" in linear.stderr
     out = AutoModelForCausalLM.from_pretrained(work / "merged").state_dict()[key]
@@ -126,7 +109,7 @@ def test_bad_input_is_one_line(
         raw = yaml.safe_load(config.read_text())
         del raw["pivot"]
         config.write_text(yaml.safe_dump(raw), encoding="utf-8")
-    done = _fusebench("fuse", "chat", str(config))
+    done = run_fusebench("fuse", "chat", str(config))
     assert done.returncode == 2
     assert expected in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1

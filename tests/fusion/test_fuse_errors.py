@@ -138,4 +138,4 @@ def test_changed_fusion_settings_need_overwrite(done: Path, tmp_path: Path,
     raw["fuse"] = {"method": "min_ce", "temperature": 0.5}
     config.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     code, err = cli(capsys, "align", str(config))
-    assert code == 2 and "fuse: Value error, temperature is only used by method avg_ce_sharp" in err
+    assert code == 2 and "fuse: temperature is only used by method avg_ce_sharp" in err

@@ -4,24 +4,14 @@ trained on two DeepSpeed processes (ZeRO-2, gloo), then rerun as a no-op."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from fusion.store import TopKStore
+from tests.fusion.cli import run_fusebench
 from tests.fusion.test_extract import nsmc_rows, write_config
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _fusebench(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([str(Path(sys.executable).parent / "fusebench"), *args],
-                          env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
 
 
 def test_fuse_run_extracts_aligns_and_trains_on_two_processes(
@@ -34,7 +24,7 @@ def test_fuse_run_extracts_aligns_and_trains_on_two_processes(
         train={"zero_stage": 2, "precision": "fp32", "micro_batch_size": 4,
                "max_length": 256, "learning_rate": 1e-3, "save_every": 2},
     )  # fmt: skip
-    done = _fusebench("fuse", "run", str(config), "--nproc", "2", "--no-progress")
+    done = run_fusebench("fuse", "run", str(config), "--nproc", "2", "--no-progress")
     assert done.returncode == 0, done.stderr[-3000:]
     work = tmp_path / "work"
     final = work / "train" / "final"
@@ -66,6 +56,6 @@ def test_fuse_run_extracts_aligns_and_trains_on_two_processes(
     assert changed
 
     # A rerun skips every finished stage and trains nothing more.
-    again = _fusebench("fuse", "run", str(config), "--nproc", "2", "--no-progress")
+    again = run_fusebench("fuse", "run", str(config), "--nproc", "2", "--no-progress")
     assert again.returncode == 0, again.stderr[-3000:]
     assert len((work / "train" / "log.jsonl").read_text().splitlines()) == len(log)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,8 +17,8 @@ from safetensors.torch import load_file
 from fusion.train.freeze import apply_trainable
 from fusion.vocab.rows import new_rows
 from harness.cli import main
+from tests.fusion.cli import fusebench_env, run_fusebench
 
-REPO = Path(__file__).resolve().parents[3]
 CORPUS = "kobest_v1/hellaswag/train.tsv"
 EMBED, HEAD = "model.embed_tokens.weight", "lm_head.weight"
 
@@ -47,19 +46,6 @@ def _config(tmp_path: Path, model: Path, data_root: Path, stages: list[dict], **
     file = tmp_path / "vocab-train.yaml"
     file.write_text(yaml.safe_dump(config), encoding="utf-8")
     return file
-
-
-def _clean_env() -> dict[str, str]:
-    """This process's environment without a process group another test set up in it
-    (single_rank_env's RANK and MASTER_PORT would make the child reuse a taken port)."""
-    group = {"RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"}
-    return {k: v for k, v in os.environ.items() if k not in group} | {"PYTHONPATH": str(REPO)}
-
-
-def _fusebench(*args: str) -> subprocess.CompletedProcess:
-    env = _clean_env()
-    return subprocess.run([str(Path(sys.executable).parent / "fusebench"), *args],
-                          env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
 
 
 def _weights(model: Path) -> dict[str, torch.Tensor]:
@@ -98,7 +84,7 @@ def test_old_rows_stay_bit_identical(
          "learning_rate": 1e-2, "max_steps": 2},
     ]  # fmt: skip
     config = _config(tmp_path, expanded, data_root, stages, zero_stage=zero_stage)
-    done = _fusebench("vocab", "train", str(config), "--nproc", str(nproc))
+    done = run_fusebench("vocab", "train", str(config), "--nproc", str(nproc))
     assert done.returncode == 0, done.stderr[-3000:]
     new = new_rows(expanded).mask()
     start = _weights(expanded)
@@ -125,7 +111,7 @@ def test_multi_stage_run_completes_and_resumes(
          "learning_rate": 1e-3, "tokens": 1500},
     ]  # fmt: skip
     config = _config(tmp_path, expanded, data_root, stages, zero_stage=2)
-    done = _fusebench("vocab", "train", str(config))
+    done = run_fusebench("vocab", "train", str(config))
     assert done.returncode == 0, done.stderr[-3000:]
     work = tmp_path / "work"
     logs = {n: (work / "stages" / str(n) / "log.jsonl").read_text().splitlines() for n in (1, 2)}
@@ -137,7 +123,7 @@ def test_multi_stage_run_completes_and_resumes(
 
     stages.append({"name": "all", "trainable": ["all"], "learning_rate": 1e-4, "max_steps": 2})
     config = _config(tmp_path, expanded, data_root, stages, zero_stage=2)
-    again = _fusebench("vocab", "train", str(config))
+    again = run_fusebench("vocab", "train", str(config))
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stderr.count("finished earlier") == 2
     assert again.stdout.splitlines()[-1] == f"model: {work / 'stages' / '3' / 'final'}"
@@ -173,7 +159,7 @@ def test_bad_config_is_one_line(
     file = _config(tmp_path, expanded, data_root, [stage])
     config = yaml.safe_load(file.read_text()) | change
     file.write_text(yaml.safe_dump(config), encoding="utf-8")
-    done = _fusebench("vocab", "train", str(file))
+    done = run_fusebench("vocab", "train", str(file))
     assert done.returncode == 2
     assert expected in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
@@ -194,7 +180,7 @@ def test_sigterm_mid_stage_then_rerun_resumes_exactly(
         folder = tmp_path / name
         folder.mkdir()
         config = _config(folder, expanded, data_root, stages, zero_stage=2, save_every=100)
-        env = _clean_env()
+        env = fusebench_env()
         command = [str(Path(sys.executable).parent / "fusebench"), "vocab", "train", str(config)]
         run = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)  # fmt: skip
@@ -218,7 +204,7 @@ def test_sigterm_mid_stage_then_rerun_resumes_exactly(
     stopped = json.loads((stage / "status.json").read_text())["step"]
     assert 3 <= stopped < 40 and not (stage / "final").exists()
 
-    env = _clean_env()
+    env = fusebench_env()
     config = tmp_path / "cut" / "vocab-train.yaml"
     again = subprocess.run([str(Path(sys.executable).parent / "fusebench"), "vocab", "train",
                             str(config)], env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
