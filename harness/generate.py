@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -158,24 +157,7 @@ def _open_run(spec: GenerateSpec, model: rundir.ModelInfo, settings: dict) -> di
 
 def _read_part(path: Path, ids: set) -> dict[Any, dict]:
     """Finished questions; a torn last line (killed mid-write) is dropped and redone."""
-    if not path.is_file():
-        return {}
-    done = {}
-    for line in path.read_text(encoding="utf-8").split("\n"):
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict) and row.get("id") in ids:
-            done[row["id"]] = row
-    return done
-
-
-def _append(path: Path, row: dict, lock: threading.Lock) -> None:
-    with lock, path.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    return {row["id"]: row for row in rundir.read_journal(path) if row.get("id") in ids}
 
 
 def cut_at_stop(text: str, stop: list[str]) -> str:
@@ -311,7 +293,7 @@ def _run_strategy(spec: GenerateSpec, chat: _Chat, strategy: list[dict[str, str]
         try:
             for future in as_completed(futures):
                 row = future.result()
-                _append(part, row, lock)
+                rundir.append_journal(part, row, lock)
                 done[row["id"]] = row
                 advance()
         except BaseException:

@@ -13,7 +13,6 @@ output is written atomically in the input's row order and the part file removed.
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import threading
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from judges.errors import JudgeError
 from judges.parse import judge_message, parse_score
 from judges.pricing import Price
 from judges.prompts import TURN_KEYS, build_messages
-from reports.rundir import write_jsonl_atomic
+from reports.rundir import append_journal, read_journal, write_jsonl_atomic
 
 OK, UNPARSABLE, ERROR = "ok", "unparsable", "error"
 
@@ -110,24 +109,7 @@ def part_path(output: Path) -> Path:
 def _read_part(path: Path, signature: dict) -> dict[Any, dict]:
     """Rows finished by an earlier, interrupted run with the same settings. A torn last line
     (a kill during the write) is dropped; its row is judged again (from the cache)."""
-    if not path.is_file():
-        return {}
-    done = {}
-    for line in path.read_text(encoding="utf-8").split("\n"):
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict) and row.get("_judge") == signature:
-            done[row["id"]] = row
-    return done
-
-
-def _append(path: Path, row: dict, lock: threading.Lock) -> None:
-    with lock, path.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    return {row["id"]: row for row in read_journal(path) if row.get("_judge") == signature}
 
 
 class Judge:
@@ -251,7 +233,7 @@ class Judge:
                     pending.setdefault(index, {})[key] = future.result()
                     if len(pending[index]) == len(TURN_KEYS):
                         judged = {**todo[index], **pending.pop(index), "_judge": signature}
-                        _append(part, judged, write_lock)
+                        append_journal(part, judged, write_lock)
                         done[judged["id"]] = judged
             except BaseException:
                 # Ctrl-C / SIGTERM: drop what has not started; finished rows are on disk.

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -98,6 +99,34 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 
 def write_jsonl_atomic(path: Path, rows: Iterable[Any]) -> None:
     write_text_atomic(path, "".join(dumps(row, indent=None) + "\n" for row in rows))
+
+
+# ---------------------------------------------------------------- journals
+# Long jobs (generation, judging) append each finished row to a hidden part file and write
+# the final file atomically at the end; a rerun reads the part file to continue.
+
+
+def append_journal(path: Path, row: Any, lock: threading.Lock) -> None:
+    """Append one row and fsync: a kill -9 loses at most the rows still in flight."""
+    with lock, path.open("a", encoding="utf-8") as handle:
+        handle.write(dumps(row, indent=None) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_journal(path: Path) -> list[dict[str, Any]]:
+    """The rows of a part file; a torn last line (killed mid-write) is dropped and redone."""
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").split("\n"):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
 
 
 # ---------------------------------------------------------------- manifest
