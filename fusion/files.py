@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,3 +46,20 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_directory(output: Path) -> Iterator[Path]:
+    """Yield a scratch folder that replaces ``output`` only when the block succeeds: an
+    interrupted save leaves no half-written model under the output name."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    scratch = output.parent / f".{output.name}.partial-{uuid.uuid4().hex[:8]}"
+    scratch.mkdir()
+    try:
+        yield scratch
+        if output.exists():
+            shutil.rmtree(output)
+        os.replace(scratch, output)
+    finally:
+        if scratch.exists():
+            shutil.rmtree(scratch)

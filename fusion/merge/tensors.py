@@ -10,14 +10,13 @@ kernel's, and it drops it under pressure). The header is re-read each time; it i
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
+from fusion import files
 from fusion.merge.models import ModelFiles
 from fusion.merge.spec import MergeError
 
@@ -75,14 +74,5 @@ def atomic_directory(output: Path, overwrite: bool) -> Iterator[Path]:
     """
     if output.exists() and any(output.iterdir()) and not overwrite:
         raise MergeError(f"{output}: exists and is not empty (use --overwrite)")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    scratch = output.parent / f".{output.name}.partial-{uuid.uuid4().hex[:8]}"
-    scratch.mkdir()
-    try:
+    with files.atomic_directory(output) as scratch:
         yield scratch
-        if output.exists():
-            shutil.rmtree(output)
-        os.replace(scratch, output)
-    finally:
-        if scratch.exists():
-            shutil.rmtree(scratch)

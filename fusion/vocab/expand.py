@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import shutil
-import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from fusion.files import atomic_directory
 from fusion.vocab.candidates import select_tokens
 from fusion.vocab.corpus import VocabError, hangul_count, read_corpus, tokens_per_1k_korean
 from fusion.vocab.rows import REPORT
@@ -96,16 +94,8 @@ def expand(
 
 def _save(model: object, tokenizer: object, report: dict, output: Path) -> None:
     """Write into a scratch folder and rename: no half-expanded model under ``output``."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    scratch = output.parent / f".{output.name}.partial-{uuid.uuid4().hex[:8]}"
-    try:
+    with atomic_directory(output) as scratch:
         model.save_pretrained(scratch)  # type: ignore[attr-defined]
         tokenizer.save_pretrained(scratch)  # type: ignore[attr-defined]
         text = json.dumps(report, ensure_ascii=False, indent=1)
         (scratch / REPORT).write_text(text + "\n", encoding="utf-8")
-        if output.exists():
-            shutil.rmtree(output)
-        os.replace(scratch, output)
-    finally:
-        if scratch.exists():
-            shutil.rmtree(scratch)
