@@ -140,7 +140,20 @@ def validate_config(schema: type[ModelT], raw: dict[str, Any], path: Path) -> Mo
 def load_config(path: Path, schema: type[TrainRunConfig] = FuseConfig) -> Any:
     """Read and validate a config; relative paths resolve against the file's folder."""
     path = Path(path)
-    config = validate_config(schema, read_yaml_mapping(path), path)
+    return _resolved(validate_config(schema, read_yaml_mapping(path), path), path)
+
+
+def load_train_config(path: Path) -> TrainRunConfig:
+    """What a training rank reads: a FuseConfig when the file names sources, else a
+    TrainRunConfig (one ``vocab train`` stage, written by the parent process)."""
+    path = Path(path)
+    raw = read_yaml_mapping(path)
+    schema = FuseConfig if "sources" in raw else TrainRunConfig
+    return _resolved(validate_config(schema, raw, path), path)
+
+
+def _resolved(config: Any, path: Path) -> Any:
+    """``config`` with its relative paths resolved against the file's folder."""
     base = path.parent
     config.source_file = path.resolve()
     config.work_dir = (base / config.work_dir).resolve()
@@ -151,14 +164,3 @@ def load_config(path: Path, schema: type[TrainRunConfig] = FuseConfig) -> Any:
     if config.corpus is not None and config.corpus.path:
         config.corpus.path = str((base / config.corpus.path).resolve())
     return config
-
-
-def load_train_config(path: Path) -> TrainRunConfig:
-    """What a training rank reads: a FuseConfig when the file names sources, else a
-    TrainRunConfig (one ``vocab train`` stage, written by the parent process)."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        raw = None
-    fused = not isinstance(raw, dict) or "sources" in raw
-    return load_config(path, FuseConfig if fused else TrainRunConfig)

@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
-import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
+from fusion.config import read_yaml_mapping, validate_config
 from fusion.errors import FusionError
 
-# mergekit's implementations (its registry names), plus VaRM, which mergekit lacks.
-MERGEKIT_METHODS = (
-    "linear",
-    "task_arithmetic",
-    "ties",
-    "dare_ties",
-    "dare_linear",
-    "slerp",
-    "model_stock",
-    "sce",
-)
 Method = Literal[
     "linear",
     "task_arithmetic",
@@ -32,6 +21,8 @@ Method = Literal[
     "sce",
     "varm",
 ]
+# mergekit's implementations (its registry names): every method but VaRM, which mergekit lacks.
+MERGEKIT_METHODS = tuple(method for method in get_args(Method) if method != "varm")
 Granularity = Literal["matrix", "layer", "model"]
 ParameterValue = bool | int | float | str | list[bool | int | float | str]
 
@@ -94,21 +85,4 @@ def _default_text(field: object) -> str:
 
 def load_spec(path: Path) -> MergeSpec:
     """Read and validate CONFIG; the first problem becomes one line naming file and field."""
-    if not path.is_file():
-        raise MergeError(f"{path}: no such config file")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        raise MergeError(
-            f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})"
-        ) from None
-    if not isinstance(raw, dict):
-        raise MergeError(f"{path}: expected a mapping of config keys at the top level")
-    try:
-        return MergeSpec.model_validate(raw)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        field = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        raise MergeError(f"{path}: field {field}: {error['msg']}") from None
+    return validate_config(MergeSpec, read_yaml_mapping(path), path)

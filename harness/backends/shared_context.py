@@ -398,7 +398,7 @@ class SharedContextLM(HFLM):
         keep = torch.zeros((batch, width), dtype=torch.bool)
         # Only rows with tails need a mask of their own; [width, width] booleans per row.
         allowed = torch.zeros((batch if tails else 0, width, width), dtype=torch.bool)
-        causal = torch.ones((width, width), dtype=torch.bool).tril()
+        causal = torch.ones((width, width) if tails else (0, 0), dtype=torch.bool).tril()
         head_rows: list[int] = []
         tail_rows: list[int] = []
         flat = 0
