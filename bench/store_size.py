@@ -9,6 +9,10 @@ in Arrow, padded to 2048 positions: ~100 B per real position plus the padding, a
 token after alignment (two sources, float64/int64 lists) -- figures from FUSION_REFERENCE.md,
 not re-measured here.
 
+The fused-targets store (ragged layout: each position keeps only its own entries) is measured
+too, fusing tiny-gpt2 into tiny-llama with MinCE (at most k entries, one for a one-hot
+fallback) and with AvgCE (the whole union of the two models' entries, nothing cut).
+
     PYTHONPATH=. python bench/store_size.py --rows 256
 """
 
@@ -58,6 +62,7 @@ def main() -> None:
 
     import yaml
 
+    from fusion.align.stage import run_align
     from fusion.config import load_config
     from fusion.extract import Rank, extract
     from fusion.zoo import cached_zoo
@@ -66,15 +71,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         config_file = tmp_path / "fuse.yaml"
-        config_file.write_text(yaml.safe_dump({
+        settings = {
             "work_dir": "work",
             "target": {"name": "tiny-llama", "path": str(zoo / "tiny-llama")},
             "sources": [{"name": "tiny-gpt2", "path": str(zoo / "tiny-gpt2")}],
             "corpus": {"shared": "nsmc", "max_rows": args.rows, "max_chars": 2000},
             "extract": {"k": 10, "max_length": 2048, "rows_per_shard": 1000, "batch_size": 16},
-        }))  # fmt: skip
+            "fuse": {"method": "avg_ce"},
+        }
+        config_file.write_text(yaml.safe_dump(settings))
         config = load_config(config_file)
         extract(config, Rank(0, 1), progress=False)
+        fused = {}
+        for method in ("avg_ce", "min_ce"):
+            config_file.write_text(yaml.safe_dump({**settings, "fuse": {"method": method}}))
+            run_align(load_config(config_file), progress=False, overwrite=True, say=lambda _: None)
+            fused[method] = size(config.work_dir / "fused")
+            report = json.loads((config.work_dir / "align" / "report.json").read_text())
+            fused[method + "_entries"] = report["entries_per_position"]
         store = config.work_dir / "stores" / "tiny-llama"
         manifest = json.loads((store / "manifest.json").read_text())
         positions = manifest["positions"]
@@ -85,6 +99,9 @@ def main() -> None:
     print(f"  V=3,000 (uint16 ids):          {small / positions:6.1f} B/position")
     print(f"  V=152,064 (3-byte ids):        {large / positions:6.1f} B/position")
     print(f"  int32 ids (first format):      {wide / positions:6.1f} B/position")
+    for method in ("min_ce", "avg_ce"):
+        print(f"  fused store, {method + ':':8s}          {fused[method] / positions:6.1f} B/position "
+              f"({fused[method + '_entries']:.1f} entries per position, ragged)")  # fmt: skip
     print(f"ratio int32 / uint16: {wide / small:.2f}x; vs the reference's ~100 B + padding: "
           f"{100 / (small / positions):.1f}x (unpadded), vs ~420 B aligned: "
           f"{420 / (small / positions):.1f}x  (goal <= 64 B)")  # fmt: skip

@@ -72,19 +72,29 @@ class AlignSection(_Section):
 
 
 class FuseSection(_Section):
-    method: Literal["min_ce", "avg_ce", "avg_ce_sharp"] = Field(
+    method: Literal["min_ce", "avg_ce", "avg_ce_sharp", "min_ce_aligned", "avg_ce_aligned"] = Field(
         "min_ce",
         description="min_ce: the distribution of the lowest-CE model per row; avg_ce: "
-        "weights softmax(exp(-CE)); avg_ce_sharp: weights softmax(-CE / temperature).",
+        "weights softmax(exp(-CE)); avg_ce_sharp: weights softmax(-CE / temperature); "
+        "*_aligned: the same with each candidate's CE measured on the target's tokens "
+        "(comparable across tokenizers) instead of each model's own per-token CE.",
     )
     temperature: float | None = Field(
         None, gt=0, description="Only for avg_ce_sharp (default 1.0 there)."
     )
+    keep: int | None = Field(
+        None,
+        ge=1,
+        description="Averages only: keep each position's `keep` most probable entries of the "
+        "mixture (the dropped mass is reported); default: the whole union.",
+    )
 
     @model_validator(mode="after")
-    def _temperature_is_used(self) -> FuseSection:
+    def _options_are_used(self) -> FuseSection:
         if self.temperature is not None and self.method != "avg_ce_sharp":
             raise ValueError("temperature is only used by method avg_ce_sharp")
+        if self.keep is not None and self.method.startswith("min_ce"):
+            raise ValueError(f"keep is only used by the averaging methods, not {self.method}")
         return self
 
 

@@ -1,19 +1,26 @@
 """Fusion functions (FUSION_REFERENCE.md, section 3): one row's candidate distributions -> one.
 
 Candidates are [T, S1, S2, ...]: the target's own top-k and each source projected onto the
-target (ids in V_T, log-probabilities renormalised over the kept entries), with each model's
-sequence CE on the row (its mean gold-token NLL). Where a source has no projection (the last
-position when it had no match there) the target's own distribution stands in for it.
+target (ids in V_T, log-probabilities renormalised over the kept entries), each with a row
+score ``ce``. Where a source has no projection (the last position when it had no match there)
+the target's own distribution stands in for it.
 
 - ``min_ce``: the candidate with the lowest CE (ties: the first of [T, S1, ...]).
 - ``avg_ce``: sum_m w_m P_m, w = softmax_m(exp(-CE_m)) (nearly uniform: exp(-CE) lies in
   (0, 1]; the references' choice, kept as specified).
 - ``avg_ce_sharp``: the same with w = softmax_m(-CE_m / temperature), a named sharper option.
+- ``min_ce_aligned`` / ``avg_ce_aligned``: the same rules, with CE_m measured like with like
+  (``aligned_ce``): every candidate's distribution over V_T against the target's gold tokens,
+  on the same positions. The native CE (FuseLLM's) compares each model's per-token CE on its
+  own tokenization, which rewards coarse or small vocabularies (about log|V| for models that
+  know little).
 
-For the averages the union of the candidates' ids is summed and the ``k`` most probable
-entries are kept (ties: the entry that appears first, target before sources); their
-log-probabilities are stored un-renormalised (log of the fused mass), which the trainer's
-softmax over kept entries renormalises.
+The averages store the whole mixture: the union of the candidates' ids with their summed
+mass, most probable first (ties: the entry that appears first, target before sources), so
+the stored distribution is the specified one (up to fp16 storage). ``keep`` optionally cuts
+each position to its ``keep`` most probable entries; the mass that drops is returned so that
+the stage can report it. Stored log-probabilities are the log of the fused mass, which the
+trainer's softmax over kept entries renormalises.
 """
 
 from __future__ import annotations
@@ -25,7 +32,19 @@ import numpy as np
 
 from fusion.store import PAD_ID
 
-METHODS = ("min_ce", "avg_ce", "avg_ce_sharp")
+METHODS = ("min_ce", "avg_ce", "avg_ce_sharp", "min_ce_aligned", "avg_ce_aligned")
+ALIGNED_SUFFIX = "_aligned"
+# Probability mass never treated as smaller than this when the top-k leaves no tail.
+MIN_TAIL = 1e-6
+
+
+def weighting(method: str) -> str:
+    """The weighting rule of a method (``min_ce_aligned`` weighs as ``min_ce``)."""
+    return method.removesuffix(ALIGNED_SUFFIX)
+
+
+def uses_aligned_ce(method: str) -> bool:
+    return method.endswith(ALIGNED_SUFFIX)
 
 
 @dataclass
@@ -40,6 +59,8 @@ class Candidate:
 def weights(ces: Sequence[float], method: str, temperature: float = 1.0) -> np.ndarray:
     """Per-candidate weights: one-hot on the min-CE candidate, or a softmax."""
     ce = np.asarray(ces, dtype=np.float64)
+    if method in METHODS:
+        method = weighting(method)
     if method == "min_ce":
         out = np.zeros_like(ce)
         out[int(np.argmin(ce))] = 1.0  # argmin returns the first of equal minima
@@ -67,14 +88,19 @@ def _fill_missing(candidates: Sequence[Candidate]) -> list[Candidate]:
 
 
 def fuse_row(
-    candidates: Sequence[Candidate], method: str, k: int, temperature: float = 1.0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Fused [m, k] ids (PAD_ID unused) and log-probabilities (-inf unused) of one row."""
+    candidates: Sequence[Candidate],
+    method: str,
+    keep: int | None = None,
+    temperature: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fused ids [m, w] (PAD_ID unused, trailing), log-probabilities (-inf unused) and the
+    mass dropped by ``keep`` per position [m] (zeros for min_ce and when nothing is cut)."""
     cands = _fill_missing(candidates)
     w = weights([c.ce for c in cands], method, temperature)
-    if method == "min_ce":
+    if weighting(method) == "min_ce":
         best = cands[int(np.argmax(w))]
-        return _fit(best.ids, best.logprobs, k)
+        return (best.ids.astype(np.int32), best.logprobs.astype(np.float32),
+                np.zeros(len(best.ids)))  # fmt: skip
     ids = np.concatenate([c.ids for c in cands], axis=1)
     mass = np.concatenate(
         [wm * np.exp(c.logprobs.astype(np.float64)) for wm, c in zip(w, cands, strict=True)],
@@ -85,21 +111,47 @@ def fuse_row(
     total = (same * mass[:, None, :]).sum(axis=2)
     first = ~np.tril(same, k=-1).any(axis=2)
     total[~first | (ids == PAD_ID)] = -1.0
-    order = np.argsort(-total, axis=1, kind="stable")[:, :k]
+    order = np.argsort(-total, axis=1, kind="stable")
     kept_ids = np.take_along_axis(ids, order, axis=1)
     kept = np.take_along_axis(total, order, axis=1)
-    kept_ids[kept <= 0] = PAD_ID
+    real = kept > 0
+    width = int(real.sum(axis=1).max()) if kept.size else 0
+    dropped = np.zeros(len(ids))
+    if keep is not None and width > keep:
+        dropped = np.where(real[:, keep:], kept[:, keep:], 0.0).sum(axis=1)
+        width = keep
+    kept_ids, kept, real = kept_ids[:, :width], kept[:, :width], real[:, :width]
+    kept_ids = np.where(real, kept_ids, PAD_ID).astype(np.int32)
     with np.errstate(divide="ignore"):
-        logprobs = np.where(kept > 0, np.log(np.maximum(kept, 1e-300)), -np.inf)
-    return _fit(kept_ids, logprobs.astype(np.float32), k)
+        logprobs = np.where(real, np.log(np.maximum(kept, 1e-300)), -np.inf)
+    return kept_ids, logprobs.astype(np.float32), dropped
 
 
-def _fit(ids: np.ndarray, logprobs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pad or cut to exactly k columns."""
-    m, width = ids.shape
-    if width >= k:
-        return ids[:, :k].astype(np.int32), logprobs[:, :k].astype(np.float32)
-    pad_ids = np.full((m, k - width), PAD_ID, dtype=np.int32)
-    pad_lp = np.full((m, k - width), -np.inf, dtype=np.float32)
-    return (np.concatenate([ids.astype(np.int32), pad_ids], axis=1),
-            np.concatenate([logprobs.astype(np.float32), pad_lp], axis=1))  # fmt: skip
+def aligned_ce(
+    candidates: Sequence[Candidate],
+    masses: Sequence[np.ndarray],
+    gold: np.ndarray,
+    positions: np.ndarray,
+    vocab_size: int,
+) -> list[float]:
+    """Each candidate's mean NLL of the target's gold next tokens on ``positions``.
+
+    ``masses[m][i]`` is the probability mass candidate m's kept entries had at position i
+    before renormalisation, so p(gold) = exp(logprob) * mass; a gold token missing from the
+    entries gets the tail (1 - mass, at least MIN_TAIL) spread uniformly over the rest of
+    V_T. Every candidate is scored on the same positions (those where every source has a
+    projection of its own: a one-hot fallback would score a free 0).
+    """
+    out = []
+    gold_at = gold[positions + 1]
+    for cand, mass in zip(candidates, masses, strict=True):
+        ids = cand.ids[positions]
+        lp = cand.logprobs[positions].astype(np.float64)
+        m = mass[positions]
+        hit = (ids == gold_at[:, None]) & (ids != PAD_ID)
+        p_hit = np.where(hit, np.exp(lp), 0.0).sum(axis=1) * m
+        n_real = (ids != PAD_ID).sum(axis=1)
+        tail = np.maximum(1.0 - m, MIN_TAIL) / np.maximum(vocab_size - n_real, 1)
+        p = np.where(hit.any(axis=1), p_hit, tail)
+        out.append(float(-np.log(np.maximum(p, 1e-300)).mean()))
+    return out

@@ -19,6 +19,12 @@ a 32k vocabulary and 3 + 30 + 20 + 2 = 55 B for a 152k one (int32 would be 66 B)
 per sequence *(the reference stores ~100 B per position padded to 2048)*. The fused-targets store is the same format in
 the target's vocabulary (``kind: fused``); fused rows may hold fewer than k entries.
 
+A store with ``layout: ragged`` (the fused-targets store) keeps a variable number of entries
+per position, so that a one-hot fallback costs one entry and an AvgCE mixture keeps its whole
+union: ``topk_counts`` uint16 [N] gives each position's entry count and ``topk_ids`` [E] /
+``topk_logprobs`` [E] hold the entries back to back (``k`` is then the most any position
+holds). Readers get the same [n, k] arrays either way, PAD_ID / -inf filled.
+
 Shards are written atomically with a sidecar ``shard-NNNNN.json`` (counts, sha256), so a
 rerun skips finished shards and several ranks can write disjoint shards of one store; the
 manifest lists every shard once the store is finalised. Rows with NaN or +inf scores are
@@ -83,6 +89,9 @@ class StoreManifest(BaseModel):
         None, description="Width of stored ids; the narrowest that fits when left out."
     )
     k: int
+    layout: Literal["fixed", "ragged"] = Field(
+        "fixed", description="fixed: k entries per position; ragged: up to k (topk_counts)."
+    )
     score: Literal["logprob"] = "logprob"
     corpus_fingerprint: str
     num_rows: int
@@ -179,13 +188,24 @@ class SequenceTopK:
     def __len__(self) -> int:
         return int(self.token_ids.shape[0])
 
-    def problem(self, k: int) -> str | None:
-        """Why this row cannot be stored (shapes, NaN, +inf), or None."""
+    def problem(self, k: int, ragged: bool = False) -> str | None:
+        """Why this row cannot be stored (shapes, NaN, +inf), or None. A ragged store takes
+        up to k entries per position, unused ones (PAD_ID) after the used ones."""
         n = len(self)
         if n == 0:
             return "empty sequence"
-        if self.topk_ids.shape != (n, k) or self.topk_logprobs.shape != (n, k):
-            return f"top-k arrays shaped {self.topk_ids.shape}/{self.topk_logprobs.shape}, not ({n}, {k})"
+        shape_ok = (self.topk_ids.shape == self.topk_logprobs.shape
+                    and self.topk_ids.ndim == 2 and self.topk_ids.shape[0] == n
+                    and (self.topk_ids.shape[1] <= k if ragged else self.topk_ids.shape[1] == k))  # fmt: skip
+        if not shape_ok:
+            want = f"({n}, <={k})" if ragged else f"({n}, {k})"
+            return (
+                f"top-k arrays shaped {self.topk_ids.shape}/{self.topk_logprobs.shape}, not {want}"
+            )
+        if ragged:
+            pad = self.topk_ids == PAD_ID
+            if (pad[:, :-1] & ~pad[:, 1:]).any():
+                return "a used top-k entry after an unused one (ragged rows keep entries first)"
         if self.nll.shape != (n,):
             return f"nll shaped {self.nll.shape}, not ({n},)"
         scores = self.topk_logprobs.astype(np.float32)
@@ -262,15 +282,16 @@ class StoreWriter:
             raise StoreError(f"{self.path}: shard {index} must hold rows {expected.start}-"
                              f"{expected.stop - 1} in order, got {got[:3]}...")  # fmt: skip
         k = self.manifest.k
+        ragged = self.manifest.layout == "ragged"
         kept: list[SequenceTopK] = []
         for row in rows:
-            reason = row.problem(k)
+            reason = row.problem(k, ragged)
             if reason is None:
                 kept.append(row)
             else:
                 excluded[row.row_id] = reason
         excluded = dict(sorted(excluded.items()))
-        tensors = _pack(kept, k, self.manifest.id_bytes or 4)
+        tensors = _pack(kept, k, self.manifest.id_bytes or 4, ragged)
         name = shard_name(index) + ".safetensors"
         write_atomic(self.path / name, lambda tmp: save_file(tensors, str(tmp)))
         info = ShardInfo(
@@ -331,7 +352,8 @@ def _read_sidecar(path: Path, index: int) -> ShardInfo | None:
         )
 
 
-def _pack(rows: Sequence[SequenceTopK], k: int, width: int) -> dict[str, np.ndarray]:
+def _pack(rows: Sequence[SequenceTopK], k: int, width: int,
+          ragged: bool = False) -> dict[str, np.ndarray]:  # fmt: skip
     lengths = [len(row) for row in rows]
     offsets = np.zeros(len(rows) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
@@ -343,15 +365,40 @@ def _pack(rows: Sequence[SequenceTopK], k: int, width: int) -> dict[str, np.ndar
             np.concatenate([np.asarray(getattr(r, name)) for r in rows]).astype(dtype)
         )
 
-    return {
+    tensors = {
         "row_ids": np.asarray([row.row_id for row in rows], dtype=np.int64),
         "offsets": offsets,
         "token_ids": pack_ids(cat("token_ids", np.int64, (0,)), width),
-        "topk_ids": pack_ids(cat("topk_ids", np.int64, (0, k)), width),
-        "topk_logprobs": cat("topk_logprobs", np.float16, (0, k)),
         "nll": cat("nll", np.float16, (0,)),
         "mean_nll": np.asarray([row.mean_nll for row in rows], dtype=np.float32),
     }
+    if not ragged:
+        tensors["topk_ids"] = pack_ids(cat("topk_ids", np.int64, (0, k)), width)
+        tensors["topk_logprobs"] = cat("topk_logprobs", np.float16, (0, k))
+        return tensors
+    ids = [np.asarray(r.topk_ids) for r in rows]
+    used = [i != PAD_ID for i in ids]
+    flat_ids = (
+        np.concatenate([i[u] for i, u in zip(ids, used, strict=True)]) if rows else np.zeros(0)
+    )
+    flat_lp = (np.concatenate([np.asarray(r.topk_logprobs)[u] for r, u in zip(rows, used, strict=True)])
+               if rows else np.zeros(0))  # fmt: skip
+    counts = np.concatenate([u.sum(axis=1) for u in used]) if rows else np.zeros(0)
+    tensors["topk_counts"] = counts.astype(np.uint16)
+    tensors["topk_ids"] = pack_ids(flat_ids.astype(np.int64), width)
+    tensors["topk_logprobs"] = np.ascontiguousarray(flat_lp.astype(np.float16))
+    return tensors
+
+
+def _unravel(counts: np.ndarray, entries: np.ndarray, k: int, fill: Any,
+             dtype: Any) -> np.ndarray:  # fmt: skip
+    """Ragged entries (``counts`` per position, back to back) -> [n, k], the rest filled."""
+    out = np.full((len(counts), k), fill, dtype=dtype)
+    rows = np.repeat(np.arange(len(counts)), counts)
+    firsts = np.cumsum(counts) - counts
+    cols = np.arange(len(entries)) - np.repeat(firsts, counts)
+    out[rows, cols] = entries
+    return out
 
 
 # ---------------------------------------------------------------- reading
@@ -403,11 +450,22 @@ class TopKStore:
         local = i - self._start[index]
         lo, hi = int(data["offsets"][local]), int(data["offsets"][local + 1])
         width = self.manifest.id_bytes or 4
+        if self.manifest.layout == "ragged":
+            counts = data["topk_counts"][lo:hi].astype(np.int64)
+            start, stop = int(data["entry_offsets"][lo]), int(data["entry_offsets"][hi])
+            k = self.manifest.k
+            topk_ids = _unravel(counts, unpack_ids(data["topk_ids"][start:stop], width), k,
+                                PAD_ID, np.int32)  # fmt: skip
+            topk_logprobs = _unravel(counts, data["topk_logprobs"][start:stop], k, -np.inf,
+                                     np.float16)  # fmt: skip
+        else:
+            topk_ids = unpack_ids(data["topk_ids"][lo:hi], width)
+            topk_logprobs = data["topk_logprobs"][lo:hi]
         return SequenceTopK(
             row_id=int(data["row_ids"][local]),
             token_ids=unpack_ids(data["token_ids"][lo:hi], width),
-            topk_ids=unpack_ids(data["topk_ids"][lo:hi], width),
-            topk_logprobs=data["topk_logprobs"][lo:hi],
+            topk_ids=topk_ids,
+            topk_logprobs=topk_logprobs,
             nll=data["nll"][lo:hi],
             mean_nll=float(data["mean_nll"][local]),
         )
@@ -447,6 +505,10 @@ class TopKStore:
         info = next(s for s in self.manifest.shards if s.index == index)
         self._check(info)
         data = load_file(str(self.path / info.file))
+        if "topk_counts" in data:  # ragged: where each position's entries start
+            data["entry_offsets"] = np.concatenate(
+                [[0], np.cumsum(data["topk_counts"].astype(np.int64))]
+            )
         self._cache[index] = data
         if len(self._cache) > self._cache_shards:
             self._cache.popitem(last=False)

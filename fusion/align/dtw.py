@@ -5,8 +5,11 @@
 
 with c(i, j) the Levenshtein distance of the marker-stripped token strings. The path is
 traced back from the last cell of both sequences to the first; at each step the smallest of
-(diagonal, previous target token, previous source token) is taken, ties in that order (so the
-diagonal wins ties), as the reference does. Every token of both sides is on the path.
+(diagonal, previous source token, previous target token) is taken, ties in that order: the
+diagonal wins every tie, and between the two single steps the *source* step wins. That is
+FuseLLM's ``dtw`` (``utils/others.py``), which is called with the source as its first series
+and takes ``argmin([diag, up, left])``, "up" stepping back in the source. Every token of both
+sides is on the path.
 
 Why it is fast: the cost matrix comes from rapidfuzz's ``cdist`` (C++, bit-parallel) instead
 of one Python call per cell, and the recurrence and the trace-back are compiled by numba
@@ -44,21 +47,21 @@ def _dtw_path(cost: np.ndarray) -> np.ndarray:  # pragma: no cover (compiled)
         for j in range(n):
             best = min(acc[i, j + 1], acc[i + 1, j], acc[i, j])
             acc[i + 1, j + 1] = cost[i, j] + best
-    # Backtrack over D[1:, 1:] (index shift of one): diagonal, then target, then source.
+    # Backtrack over D[1:, 1:] (index shift of one): diagonal, then source, then target.
     path = np.empty((m + n, 2), dtype=np.int32)
     i, j, k = m - 1, n - 1, 0
     path[0, 0], path[0, 1] = i, j
     while i > 0 or j > 0:
         diag = acc[i, j] if i > 0 and j > 0 else BIG
-        up = acc[i, j + 1] if i > 0 else BIG
-        left = acc[i + 1, j] if j > 0 else BIG
-        if diag <= up and diag <= left:
+        back_target = acc[i, j + 1] if i > 0 else BIG
+        back_source = acc[i + 1, j] if j > 0 else BIG
+        if diag <= back_target and diag <= back_source:
             i -= 1
             j -= 1
-        elif up <= left:
-            i -= 1
+        elif back_source <= back_target:
+            j -= 1
         else:
-            j -= 1
+            i -= 1
         k += 1
         path[k, 0], path[k, 1] = i, j
     return path[: k + 1][::-1].copy()

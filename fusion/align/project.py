@@ -3,9 +3,13 @@
 At target position i (which predicts target token i+1), with J_i the source positions DTW
 matched to it (FUSION_REFERENCE.md, section 2):
 
-- |J_i| = 1 and the tokens match (same text without markers, or the vocabulary map sends
-  the source token to the target token): the source's top-k at that position, each id mapped
-  into V_T, unmapped ids dropped, duplicates dropped keeping the first (highest) entry.
+- |J_i| = 1, the tokens match (same text without markers, or the vocabulary map sends
+  the source token to the target token) and both end at the same character offset of the row:
+  the source's top-k at that position, each id mapped into V_T, unmapped ids dropped,
+  duplicates dropped keeping the first (highest) entry. The offset test keeps out pairs such
+  as target ``는다`` with source ``는다.`` (mapped to each other by the vocabulary map): the
+  source there predicts what follows another offset of the text. Such positions fall back
+  (``OFFSET_MISMATCH``, counted apart in the align report).
 - |J_i| > 1 and the source pieces concatenate exactly to the target token (FuseChat's
   one-to-many rule): the distribution of the *last* piece, which predicts what follows.
 - otherwise, and when every entry was unmapped: a one-hot on the target's gold NEXT token
@@ -25,8 +29,9 @@ from fusion.align.dtw import matches_per_target
 from fusion.align.tokens import Vocabulary
 from fusion.store import PAD_ID
 
-# Per-position outcome codes (counted in the align stage's report).
-FROM_SOURCE, ONE_TO_MANY, ONE_HOT, EMPTY = 0, 1, 2, 3
+# Per-position outcome codes (counted in the align stage's report). OFFSET_MISMATCH is a
+# one-hot fallback whose tokens matched but ended at different offsets of the text.
+FROM_SOURCE, ONE_TO_MANY, ONE_HOT, EMPTY, OFFSET_MISMATCH = 0, 1, 2, 3, 4
 
 
 @dataclass
@@ -36,13 +41,17 @@ class Projected:
     ids: np.ndarray  # int32 [m, k], PAD_ID where unused
     logprobs: np.ndarray  # float32 [m, k], -inf where unused
     outcome: np.ndarray  # int8 [m], one of the codes above
+    # float64 [m]: the source probability the kept entries had before renormalisation (1 for a
+    # one-hot fallback, 0 where empty): what the aligned CE needs to score a missing gold token.
+    mass: np.ndarray
 
 
 def map_topk(
     ids: np.ndarray, logprobs: np.ndarray, vmap: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Map [n, k] source ids through ``vmap``, drop unmapped and repeated ids (first kept),
-    move kept entries to the front in their order, and renormalise; vectorised over rows."""
+    move kept entries to the front in their order, and renormalise; vectorised over rows.
+    Also returns each row's kept probability mass before renormalisation."""
     valid = ids != PAD_ID
     mapped = np.where(valid, vmap[np.where(valid, ids, 0)], PAD_ID).astype(np.int32)
     k = mapped.shape[1]
@@ -54,7 +63,8 @@ def map_topk(
     mapped = np.take_along_axis(mapped, order, axis=1)
     scores = np.take_along_axis(logprobs.astype(np.float32), order, axis=1)
     scores[mapped == PAD_ID] = -np.inf
-    return mapped, log_normalise(scores)
+    mass = np.exp(scores.astype(np.float64)).sum(axis=1)
+    return mapped, log_normalise(scores), mass
 
 
 def log_normalise(scores: np.ndarray) -> np.ndarray:
@@ -75,10 +85,13 @@ def project_row(
     source_topk_ids: np.ndarray,
     source_topk_logprobs: np.ndarray,
     path: np.ndarray,
+    target_ends: np.ndarray | None = None,
+    source_ends: np.ndarray | None = None,
 ) -> Projected:
-    """Project one row (``path`` from DTW between the two token sequences)."""
+    """Project one row (``path`` from DTW between the two token sequences; ``*_ends`` from
+    ``Vocabulary.end_offsets`` on the row's text, without them offsets are not checked)."""
     m, k = len(target_ids), source_topk_ids.shape[1]
-    mapped, scores = map_topk(source_topk_ids, source_topk_logprobs, vmap)
+    mapped, scores, kept_mass = map_topk(source_topk_ids, source_topk_logprobs, vmap)
     chosen = np.full(m, -1, dtype=np.int64)
     outcome = np.full(m, ONE_HOT, dtype=np.int8)
     t_ids, s_ids = target_ids.tolist(), source_ids.tolist()
@@ -87,7 +100,14 @@ def project_row(
         if len(matched) == 1:
             b = s_ids[matched[0]]
             if target.key[a] == source.key[b] or int(vmap[b]) == a:
-                chosen[i], outcome[i] = matched[0], FROM_SOURCE
+                if (
+                    target_ends is not None
+                    and source_ends is not None
+                    and (target_ends[i] != source_ends[matched[0]])
+                ):
+                    outcome[i] = OFFSET_MISMATCH
+                else:
+                    chosen[i], outcome[i] = matched[0], FROM_SOURCE
         elif len(matched) > 1:
             joined = b"".join(source.data[s_ids[j]] for j in matched)
             if joined.replace(b" ", b"") == target.data[a].replace(b" ", b""):
@@ -97,15 +117,19 @@ def project_row(
     use = chosen >= 0
     ids[use] = mapped[chosen[use]]
     logprobs[use] = scores[chosen[use]]
+    mass = np.zeros(m, dtype=np.float64)
+    mass[use] = kept_mass[chosen[use]]
     # Nothing of the source's top-k maps into V_T there: fall back like a mismatch.
     nothing = use & (ids[:, 0] == PAD_ID)
     outcome[nothing] = ONE_HOT
-    rows = np.flatnonzero(outcome[:-1] == ONE_HOT)
+    fallback = (outcome == ONE_HOT) | (outcome == OFFSET_MISMATCH)
+    rows = np.flatnonzero(fallback[:-1])
     ids[rows] = PAD_ID
     logprobs[rows] = -np.inf
     ids[rows, 0] = target_ids[rows + 1]
     logprobs[rows, 0] = 0.0
-    if outcome[-1] == ONE_HOT:
+    mass[rows] = 1.0
+    if fallback[-1]:
         outcome[-1] = EMPTY
-        ids[-1], logprobs[-1] = PAD_ID, -np.inf
-    return Projected(ids, logprobs, outcome)
+        ids[-1], logprobs[-1], mass[-1] = PAD_ID, -np.inf, 0.0
+    return Projected(ids, logprobs, outcome, mass)

@@ -32,6 +32,7 @@ from fusion.align.dtw import align
 from fusion.align.project import (
     EMPTY,
     FROM_SOURCE,
+    OFFSET_MISMATCH,
     ONE_HOT,
     ONE_TO_MANY,
     log_normalise,
@@ -44,7 +45,7 @@ from fusion.corpus import load as load_corpus
 from fusion.errors import FusionError
 from fusion.extract import load_tokenizer, models, store_dir
 from fusion.files import write_atomic, write_json_atomic
-from fusion.fuse import Candidate, fuse_row
+from fusion.fuse import Candidate, aligned_ce, fuse_row, uses_aligned_ce, weighting, weights
 from fusion.store import (
     SequenceTopK,
     StoreError,
@@ -57,7 +58,11 @@ from fusion.store import (
 )
 
 OUTCOMES = {FROM_SOURCE: "from_source", ONE_TO_MANY: "one_to_many", ONE_HOT: "one_hot",
+            OFFSET_MISMATCH: "one_hot_offset_mismatch",
             EMPTY: "empty_last_position"}  # fmt: skip
+# The row criteria reported side by side whatever the configured method (the native CE of
+# each model on its own tokens, and the aligned CE of each distribution on the target's).
+CRITERIA = ("min_ce", "min_ce_aligned")
 
 
 def fused_dir(config: FuseConfig) -> Path:
@@ -96,6 +101,7 @@ class Inputs:
         if first.manifest.corpus_fingerprint != corpus.fingerprint:
             raise StoreError(f"{first.path}: extracted from another corpus than {corpus.directory}")
         self.num_rows = len(corpus)
+        self.texts = corpus.rows
         self.index = {name: {int(r): i for i, r in enumerate(s.row_ids())}
                       for name, s in self.stores.items()}  # fmt: skip
 
@@ -185,13 +191,22 @@ def read_paths(directory: Path) -> dict[int, np.ndarray]:
     return out
 
 
-def vocabulary_map(inputs: Inputs, source: str, directory: Path, progress: bool) -> np.ndarray:
-    """The source -> target map of the configured method (cached beside the alignments)."""
+# Bump when the mapping rules change, so that maps cached by older code are recomputed.
+VOCAB_MAP_VERSION = 2
+
+
+def vocabulary_map(inputs: Inputs, source: str, directory: Path,
+                   progress: bool) -> tuple[np.ndarray, dict[str, int]]:  # fmt: skip
+    """The source -> target map of the configured method (cached beside the alignments),
+    and how many source tokens each rule mapped."""
     method = inputs.config.align.vocab_mapping
-    key = {"method": method, "alignments": json.loads((directory / "key.json").read_text())}
+    key = {"method": method, "version": VOCAB_MAP_VERSION,
+           "alignments": json.loads((directory / "key.json").read_text())}  # fmt: skip
     meta, file = directory / "vocab-map.json", directory / "vocab-map.safetensors"
-    if meta.is_file() and file.is_file() and json.loads(meta.read_text())["key"] == key:
-        return load_file(str(file))["vmap"]
+    if meta.is_file() and file.is_file():
+        cached = json.loads(meta.read_text())
+        if cached["key"] == key:
+            return load_file(str(file))["vmap"], cached["rules"]
     counts = None
     if method == "statistics":
         counts = PairCounts()
@@ -201,13 +216,23 @@ def vocabulary_map(inputs: Inputs, source: str, directory: Path, progress: bool)
     sv, tv = inputs.vocabs[source], inputs.vocabs[inputs.target]
     bar, task = _progress(f"vocabulary map {source} ({method})", len(sv), progress)
     with bar:
-        vmap = build_map(method, sv, tv, counts, progress=lambda n: bar.advance(task, n))
+        built = build_map(method, sv, tv, counts, progress=lambda n: bar.advance(task, n))
         bar.update(task, completed=len(sv))
-    width = max(len(vmap), inputs.stores[source].manifest.vocab_size)
-    vmap = np.concatenate([vmap, np.full(width - len(vmap), UNMAPPED, np.int32)])
+    width = max(len(built.ids), inputs.stores[source].manifest.vocab_size)
+    vmap = np.concatenate([built.ids, np.full(width - len(built.ids), UNMAPPED, np.int32)])
+    rules = built.rule_counts()
     write_atomic(file, lambda tmp: save_file({"vmap": vmap}, str(tmp)))
-    write_json_atomic(meta, {"key": key, "coverage": coverage(vmap[: len(sv)])})
-    return vmap
+    write_json_atomic(meta, {"key": key, "coverage": coverage(vmap[: len(sv)]), "rules": rules})
+    return vmap, rules
+
+
+def fused_width(config: FuseConfig, models: int) -> int:
+    """Most entries a fused position can hold: k for MinCE; for the averages the union of
+    every model's k entries, or ``fuse.keep``."""
+    k = config.extract.k
+    if weighting(config.fuse.method) == "min_ce":
+        return k
+    return min(config.fuse.keep or k * models, k * models)
 
 
 def _fused_manifest(inputs: Inputs) -> StoreManifest:
@@ -215,11 +240,12 @@ def _fused_manifest(inputs: Inputs) -> StoreManifest:
     target = inputs.stores[inputs.target].manifest
     return StoreManifest(
         kind="fused", model=inputs.target, tokenizer_fingerprint=target.tokenizer_fingerprint,
-        vocab_size=target.vocab_size, k=config.extract.k,
-        corpus_fingerprint=target.corpus_fingerprint, num_rows=inputs.num_rows,
-        rows_per_shard=config.extract.rows_per_shard,
+        vocab_size=target.vocab_size, k=fused_width(config, len(inputs.entries)),
+        layout="ragged", corpus_fingerprint=target.corpus_fingerprint,
+        num_rows=inputs.num_rows, rows_per_shard=config.extract.rows_per_shard,
         settings={"method": config.fuse.method, "temperature": config.fuse.temperature,
-                  "vocab_mapping": config.align.vocab_mapping,
+                  "keep": config.fuse.keep, "vocab_mapping": config.align.vocab_mapping,
+                  "offset_check": True,
                   "inputs": {name: store_key(s) for name, s in inputs.stores.items()}},
     )  # fmt: skip
 
@@ -241,26 +267,61 @@ def run_align(config: FuseConfig, *, progress: bool = True, overwrite: bool = Fa
                                  "there; pass --overwrite to replace it")  # fmt: skip
             shutil.rmtree(out)
     sources = [e.name for e in inputs.entries[1:]]
-    paths, vmaps = {}, {}
+    paths, vmaps, rules = {}, {}, {}
     for source in sources:
         directory = alignments(inputs, source, progress, say)
         paths[source] = read_paths(directory)
-        vmaps[source] = vocabulary_map(inputs, source, directory, progress)
+        vmaps[source], rules[source] = vocabulary_map(inputs, source, directory, progress)
     report = _fuse(inputs, manifest, paths, vmaps, progress)
+    report["vocabulary_map"] = {"method": config.align.vocab_mapping, "tokens_per_rule": rules}
     write_json_atomic(config.work_dir / "align" / "report.json", report)
     return out
+
+
+def _row_candidates(inputs: Inputs, row: int, paths: dict[str, dict[int, np.ndarray]],
+                    vmaps: dict[str, np.ndarray], outcome_counts: dict[str, dict[str, int]],
+                    ) -> tuple[SequenceTopK, list[Candidate], list[float] | None]:  # fmt: skip
+    """The target's own and each source's projected distribution on one row (ce: the native
+    per-token CE), and the aligned CE of each (``aligned_ce``; None when no position has a
+    projection of every source's own, and then the native CE decides)."""
+    target, tv = inputs.target, inputs.vocabs[inputs.target]
+    text = inputs.texts[row]
+    own = inputs.sequence(target, row)
+    own_lp = own.topk_logprobs.astype(np.float32)
+    cands = [Candidate(own.topk_ids.astype(np.int32), log_normalise(own_lp), own.mean_nll)]
+    own_mass = np.exp(own_lp.astype(np.float64)).sum(axis=1)
+    masses = [np.minimum(own_mass, 1.0)]
+    target_ends = tv.end_offsets(own.token_ids, text)
+    common = np.ones(len(own) - 1, dtype=bool)
+    for entry in inputs.entries[1:]:
+        source, sv = entry.name, inputs.vocabs[entry.name]
+        seq = inputs.sequence(source, row)
+        proj = project_row(tv, sv, vmaps[source], own.token_ids, seq.token_ids, seq.topk_ids,
+                           seq.topk_logprobs, paths[source][row], target_ends,
+                           sv.end_offsets(seq.token_ids, text))  # fmt: skip
+        for code, count in zip(*np.unique(proj.outcome, return_counts=True), strict=True):
+            outcome_counts[source][OUTCOMES[int(code)]] += int(count)
+        common &= np.isin(proj.outcome[:-1], (FROM_SOURCE, ONE_TO_MANY))
+        cands.append(Candidate(proj.ids, proj.logprobs, seq.mean_nll))
+        masses.append(np.minimum(proj.mass, 1.0))
+    positions = np.flatnonzero(common)
+    if not positions.size:
+        return own, cands, None
+    vocab_size = inputs.stores[target].manifest.vocab_size
+    return own, cands, aligned_ce(cands, masses, own.token_ids, positions, vocab_size)
 
 
 def _fuse(inputs: Inputs, manifest: StoreManifest, paths: dict[str, dict[int, np.ndarray]],
           vmaps: dict[str, np.ndarray], progress: bool) -> dict[str, Any]:  # fmt: skip
     config = inputs.config
     writer = StoreWriter(fused_dir(config), manifest)
-    method, k = config.fuse.method, config.extract.k
+    method, keep = config.fuse.method, config.fuse.keep
     temperature = config.fuse.temperature or 1.0
-    target, tv = inputs.target, inputs.vocabs[inputs.target]
     names = [e.name for e in inputs.entries]
     outcome_counts = {s: dict.fromkeys(OUTCOMES.values(), 0) for s in names[1:]}
-    chosen = dict.fromkeys(names, 0)
+    wins = {criterion: dict.fromkeys(names, 0) for criterion in CRITERIA}
+    weight_sum = dict.fromkeys(names, 0.0)
+    no_common, rows_fused, dropped, dropped_max = 0, 0, 0.0, 0.0
     bar, task = _progress(f"fuse ({method})", inputs.num_rows, progress)
     with bar:
         for shard in range(manifest.num_shards):
@@ -275,34 +336,50 @@ def _fuse(inputs: Inputs, manifest: StoreManifest, paths: dict[str, dict[int, np
                 if why:
                     excluded[row] = why
                     continue
-                own = inputs.sequence(target, row)
-                cands = [Candidate(own.topk_ids.astype(np.int32),
-                                   log_normalise(own.topk_logprobs.astype(np.float32)),
-                                   own.mean_nll)]  # fmt: skip
-                for source in names[1:]:
-                    seq = inputs.sequence(source, row)
-                    proj = project_row(tv, inputs.vocabs[source], vmaps[source], own.token_ids,
-                                       seq.token_ids, seq.topk_ids, seq.topk_logprobs,
-                                       paths[source][row])  # fmt: skip
-                    for code, count in zip(
-                        *np.unique(proj.outcome, return_counts=True), strict=True
-                    ):
-                        outcome_counts[source][OUTCOMES[int(code)]] += int(count)
-                    cands.append(Candidate(proj.ids, proj.logprobs, seq.mean_nll))
-                if method == "min_ce":
-                    chosen[names[int(np.argmin([c.ce for c in cands]))]] += 1
-                ids, logprobs = fuse_row(cands, method, k, temperature)
+                own, cands, aligned = _row_candidates(inputs, row, paths, vmaps, outcome_counts)
+                native = [c.ce for c in cands]
+                if aligned is None:
+                    no_common += 1
+                    aligned = native
+                wins["min_ce"][names[int(np.argmin(native))]] += 1
+                wins["min_ce_aligned"][names[int(np.argmin(aligned))]] += 1
+                if uses_aligned_ce(method):
+                    cands = [Candidate(c.ids, c.logprobs, ce)
+                             for c, ce in zip(cands, aligned, strict=True)]  # fmt: skip
+                for name, w in zip(names, weights([c.ce for c in cands], method, temperature),
+                                   strict=True):  # fmt: skip
+                    weight_sum[name] += float(w)
+                ids, logprobs, lost = fuse_row(cands, method, keep, temperature)
+                rows_fused += 1
+                dropped += float(lost.sum())
+                dropped_max = max(dropped_max, float(lost.max(initial=0.0)))
                 kept.append(SequenceTopK(row_id=row, token_ids=own.token_ids, topk_ids=ids,
                                          topk_logprobs=logprobs.astype(np.float16),
                                          nll=own.nll, mean_nll=own.mean_nll))  # fmt: skip
             writer.write_shard(shard, kept, excluded)
     final = writer.finalize()
-    report: dict[str, Any] = {"method": method, "positions": final.positions,
-                              "sequences": final.sequences, "excluded": final.excluded,
-                              "projection": outcome_counts}  # fmt: skip
-    if method == "min_ce":
-        report["rows_per_model"] = chosen  # (rows of this run; a resumed run counts its part)
+    # Counts cover the rows fused by this run (a resumed run counts its own part).
+    report: dict[str, Any] = {
+        "method": method, "positions": final.positions, "sequences": final.sequences,
+        "excluded": final.excluded, "projection": outcome_counts,
+        "rows_won": wins,
+        "rows_without_common_positions": int(no_common),
+        "mean_weight": {n: (w / rows_fused if rows_fused else 0.0) for n, w in weight_sum.items()},
+        "entries_per_position": _mean_entries(fused_dir(config), final),
+    }  # fmt: skip
+    if weighting(method) != "min_ce":
+        report["keep"] = keep
+        report["dropped_mass"] = {"mean_per_position": dropped / max(final.positions, 1),
+                                  "max": dropped_max}  # fmt: skip
     return report
+
+
+def _mean_entries(directory: Path, manifest: StoreManifest) -> float:
+    """Mean number of stored entries per fused position (from the shards' counts)."""
+    total = 0
+    for info in manifest.shards:
+        total += int(load_file(str(directory / info.file))["topk_counts"].astype(np.int64).sum())
+    return total / max(manifest.positions, 1)
 
 
 __all__ = ["run_align", "fused_dir", "FusionError"]

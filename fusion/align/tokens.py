@@ -138,3 +138,26 @@ class Vocabulary:
         """Cost strings of a token sequence."""
         key = self.key
         return [key[i] for i in ids.tolist()]
+
+    def end_offsets(self, ids: np.ndarray, text: str) -> np.ndarray:
+        """Where each token of ``ids`` (a tokenisation of ``text``) ends, as a byte offset into
+        the text's UTF-8 bytes with every space removed (markers and spaces differ between
+        tokenizers; what is left is the same string for all of them).
+
+        A special token counts its spelling when the text holds it there (a chat template's
+        ``<|im_start|>``), else nothing (a BOS the tokenizer inserted). Why by hand: offset
+        mappings are per character, so they cannot place byte-fallback and byte-level pieces
+        of one Korean syllable.
+        """
+        stripped = text.encode("utf-8").replace(b" ", b"")
+        ends = np.empty(len(ids), dtype=np.int64)
+        cursor = 0
+        for n, token in enumerate(ids.tolist()):
+            if token in self.special_ids:
+                spelling = self.data[token].replace(b" ", b"")
+                if spelling and stripped.startswith(spelling, cursor):
+                    cursor += len(spelling)
+            else:
+                cursor += len(self.data[token]) - self.data[token].count(b" ")
+            ends[n] = cursor
+        return ends

@@ -9,17 +9,23 @@ an ordinary one.
   byte-level and ``<0xNN>`` bytes decoded), else unmapped.
 - ``mined`` (FuseLLM): exact, else the target token at the smallest edit distance of the
   texts (ties: lowest target id). Computed by rapidfuzz over the whole vocabulary in blocks.
-- ``statistics`` (FuseChat): from the counts N[a, b] of DTW-aligned (target a, source b)
-  pairs over the corpus, kept sparse (a dict of dicts: a 152k x 32k dense float64 matrix is
-  the reference's ~39 GB); b goes to the candidate with N[a, b] > 0 at the smallest edit
-  distance, ties to the higher count, then the lower id. Tokens never aligned take the
-  ``mined`` mapping (the reference sends them to unk, which only adds mass to unk).
+- ``statistics`` (FuseChat): exact first, as FuseChat does (a token whose identical text is
+  in V_T maps there, however DTW aligned it); else from the counts N[a, b] of DTW-aligned
+  (target a, source b) pairs over the corpus, kept sparse (a dict of dicts: a 152k x 32k
+  dense float64 matrix is the reference's ~39 GB): b goes to the candidate with N[a, b] > 0
+  at the smallest edit distance, ties to the higher count, then the lower id. Tokens neither
+  exact nor ever aligned take the ``mined`` mapping (the reference sends them to unk, which
+  only adds mass to unk).
+
+Every map also says which rule mapped each source token (``RULES``), so that the align
+stage can report how many tokens each rule decided.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import numpy as np
 from rapidfuzz.distance import Levenshtein
@@ -29,6 +35,22 @@ from fusion.align.tokens import Vocabulary
 
 UNMAPPED = -1
 METHODS = ("exact", "mined", "statistics")
+# Which rule mapped a source token: codes are indices into RULES.
+RULES = ("unmapped", "special", "exact", "statistics", "mined")
+R_UNMAPPED, R_SPECIAL, R_EXACT, R_STATISTICS, R_MINED = range(len(RULES))
+
+
+@dataclass
+class VocabMap:
+    """``ids[source id]`` = target id (UNMAPPED: dropped at projection); ``rule[source id]``
+    = the code in RULES of the rule that decided it."""
+
+    ids: np.ndarray
+    rule: np.ndarray
+
+    def rule_counts(self) -> dict[str, int]:
+        """How many source tokens each rule mapped (for align/report.json)."""
+        return {name: int((self.rule == code).sum()) for code, name in enumerate(RULES)}
 
 
 class PairCounts:
@@ -78,7 +100,7 @@ def _ordinary(vocab: Vocabulary) -> list[int]:
     return [i for i in range(len(vocab)) if i not in vocab.special_ids]
 
 
-def exact_map(source: Vocabulary, target: Vocabulary) -> np.ndarray:
+def exact_map(source: Vocabulary, target: Vocabulary) -> VocabMap:
     """Same text after the marker swap, else unmapped."""
     index: dict[str, int] = {}
     for tid in _ordinary(target):
@@ -86,8 +108,12 @@ def exact_map(source: Vocabulary, target: Vocabulary) -> np.ndarray:
     vmap = np.full(len(source), UNMAPPED, dtype=np.int32)
     for sid in _ordinary(source):
         vmap[sid] = index.get(source.text[sid], UNMAPPED)
+    rule = np.where(vmap != UNMAPPED, R_EXACT, R_UNMAPPED).astype(np.int8)
     _special_map(source, target, vmap)
-    return vmap
+    roles = {getattr(source, r) for r in ("unk_id", "bos_id", "eos_id")} - {None}
+    rule[sorted(set(source.special_ids) | roles)] = R_SPECIAL
+    rule[(rule == R_SPECIAL) & (vmap == UNMAPPED)] = R_UNMAPPED
+    return VocabMap(vmap, rule)
 
 
 def nearest(
@@ -109,39 +135,48 @@ def nearest(
     return best, dist
 
 
-def mined_map(source: Vocabulary, target: Vocabulary,
-              progress: Callable[[int], None] | None = None) -> np.ndarray:  # fmt: skip
-    """Exact, else the nearest ordinary target token by edit distance of the texts."""
-    vmap = exact_map(source, target)
-    missing = [sid for sid in _ordinary(source) if vmap[sid] == UNMAPPED]
+def _mine(source: Vocabulary, target: Vocabulary, result: VocabMap,
+          progress: Callable[[int], None] | None = None) -> VocabMap:  # fmt: skip
+    """Map every still-unmapped ordinary token to the nearest ordinary target token."""
+    missing = [sid for sid in _ordinary(source) if result.ids[sid] == UNMAPPED]
     choices = _ordinary(target)
     if missing and choices:
         best, _ = nearest([source.text[s] for s in missing],
                           [target.text[t] for t in choices], progress=progress)  # fmt: skip
-        vmap[np.asarray(missing)] = np.asarray(choices)[best]
-    return vmap
+        result.ids[np.asarray(missing)] = np.asarray(choices)[best]
+        result.rule[np.asarray(missing)] = R_MINED
+    return result
+
+
+def mined_map(source: Vocabulary, target: Vocabulary,
+              progress: Callable[[int], None] | None = None) -> VocabMap:  # fmt: skip
+    """Exact, else the nearest ordinary target token by edit distance of the texts."""
+    return _mine(source, target, exact_map(source, target), progress)
 
 
 def statistics_map(source: Vocabulary, target: Vocabulary, counts: PairCounts,
-                   progress: Callable[[int], None] | None = None) -> np.ndarray:  # fmt: skip
-    """FuseChat's rule over the aligned-pair counts; the mined map where a token has none."""
-    vmap = mined_map(source, target, progress=progress)
+                   progress: Callable[[int], None] | None = None) -> VocabMap:  # fmt: skip
+    """Exact first; else FuseChat's rule over the aligned-pair counts; else mined."""
+    result = exact_map(source, target)
     for sid in _ordinary(source):
+        if result.ids[sid] != UNMAPPED:
+            continue
         candidates = {t: n for t, n in counts.counts.get(sid, {}).items()
                       if t not in target.special_ids}  # fmt: skip
         if not candidates:
             continue
         text = source.text[sid]
-        vmap[sid] = min(
+        result.ids[sid] = min(
             candidates,
             key=lambda t: (Levenshtein.distance(text, target.text[t]), -candidates[t], t),
         )
-    return vmap
+        result.rule[sid] = R_STATISTICS
+    return _mine(source, target, result, progress)
 
 
 def build_map(method: str, source: Vocabulary, target: Vocabulary,
               counts: PairCounts | None = None,
-              progress: Callable[[int], None] | None = None) -> np.ndarray:  # fmt: skip
+              progress: Callable[[int], None] | None = None) -> VocabMap:  # fmt: skip
     """The vocabulary map by name (``counts`` is needed for ``statistics``)."""
     if method == "exact":
         return exact_map(source, target)

@@ -100,7 +100,10 @@ class Collator:
 
     def __call__(self, items: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
         width = max(len(item["input_ids"]) for item in items)
-        k = items[0]["topk_ids"].shape[1]
+        # Ragged (fused) stores pad every position to the store's widest: gather only the
+        # columns some position of this batch uses.
+        k = max(1, max(int((item["topk_ids"] != PAD_ID).sum(axis=1).max(initial=0))
+                       for item in items))  # fmt: skip
         size = len(items)
         input_ids = torch.full((size, width), self.pad_token_id, dtype=torch.long)
         attention = torch.zeros((size, width), dtype=torch.long)
@@ -112,8 +115,10 @@ class Collator:
             input_ids[row, :n] = torch.from_numpy(item["input_ids"])
             attention[row, :n] = 1
             labels[row, :n] = torch.from_numpy(item["labels"])
-            topk_ids[row, :n] = torch.from_numpy(item["topk_ids"].astype(np.int64))
-            topk_logprobs[row, :n] = torch.from_numpy(item["topk_logprobs"].astype(np.float32))
+            topk_ids[row, :n] = torch.from_numpy(item["topk_ids"][:, :k].astype(np.int64))
+            topk_logprobs[row, :n] = torch.from_numpy(
+                item["topk_logprobs"][:, :k].astype(np.float32)
+            )
         return {
             "input_ids": input_ids,
             "attention_mask": attention,

@@ -13,6 +13,7 @@ from fusion.align.dtw import align, matches_per_target
 from fusion.align.project import (
     EMPTY,
     FROM_SOURCE,
+    OFFSET_MISMATCH,
     ONE_HOT,
     ONE_TO_MANY,
     map_topk,
@@ -43,22 +44,29 @@ def levenshtein(a: str, b: str) -> int:
 
 
 def reference_dtw(a: list[str], b: list[str]) -> list[tuple[int, int]]:
-    """FUSION_REFERENCE.md section 2, cell by cell; trace back diagonal > target > source."""
+    """FuseLLM's ``dtw`` (utils/others.py) transcribed: it is called with the *source* as
+    series 1 and the target as series 2, traces back with ``argmin([diag, up, left])`` (first
+    minimum wins), "up" stepping back in the source. Returned as (target, source) pairs."""
+    series_1, series_2 = b, a  # source, target
     inf = float("inf")
-    d = [[inf] * (len(b) + 1) for _ in range(len(a) + 1)]
+    d = [[inf] * (len(series_2) + 1) for _ in range(len(series_1) + 1)]
     d[0][0] = 0
-    for i in range(len(a)):
-        for j in range(len(b)):
-            d[i + 1][j + 1] = levenshtein(a[i], b[j]) + min(d[i][j + 1], d[i + 1][j], d[i][j])
-    i, j = len(a), len(b)
-    path = [(i - 1, j - 1)]
-    while i > 1 or j > 1:
-        options = [d[i - 1][j - 1] if i > 1 and j > 1 else inf,
-                   d[i - 1][j] if i > 1 else inf, d[i][j - 1] if j > 1 else inf]  # fmt: skip
+    for i in range(len(series_1)):
+        for j in range(len(series_2)):
+            d[i + 1][j + 1] = levenshtein(series_1[i], series_2[j]) + min(
+                d[i][j + 1], d[i + 1][j], d[i][j]
+            )
+    m = [row[1:] for row in d[1:]]
+    i, j = len(series_1) - 1, len(series_2) - 1
+    matches = []
+    while i > 0 or j > 0:
+        matches.append((i, j))
+        options = [m[i - 1][j - 1] if i > 0 and j > 0 else inf,
+                   m[i - 1][j] if i > 0 else inf, m[i][j - 1] if j > 0 else inf]  # fmt: skip
         move = options.index(min(options))
         i, j = (i - 1, j - 1) if move == 0 else (i - 1, j) if move == 1 else (i, j - 1)
-        path.append((i - 1, j - 1))
-    return path[::-1]
+    matches.append((0, 0))
+    return [(t, s) for s, t in reversed(matches)]
 
 
 def pairs(path: np.ndarray) -> list[tuple[int, int]]:
@@ -123,6 +131,12 @@ def test_zoo_tokenizers_align_with_the_expected_pairs(zoo: Path) -> None:
     assert pairs(align(llama, gpt2)) == [(0, 0)] + [(i, i - 1) for i in range(1, len(llama))]
 
 
+def test_dtw_tie_between_single_steps_goes_to_the_source_step() -> None:
+    """The issue's counterexample: FuseLLM steps back in the source on such a tie."""
+    target, source = ["bb", "ba", "bb"], ["ba", "ab", "ba"]
+    assert matches_per_target(align(target, source), 3) == [[0], [0], [1, 2]]
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_fast_dtw_equals_the_plain_python_dtw_on_random_cases(seed: int) -> None:
     rng = random.Random(seed)
@@ -172,14 +186,17 @@ def _vocabs() -> tuple[Vocabulary, Vocabulary]:
 def test_exact_map_swaps_markers_and_maps_specials_by_role() -> None:
     target, source = _vocabs()
     # <|endoftext|> is bos and eos: eos wins. ▁영화 -> Ġ영화, 영화 -> 영화, 어요 -> 어요.
-    assert exact_map(source, target).tolist() == [1, 3, 4, -1, -1, -1, 7]
+    result = exact_map(source, target)
+    assert result.ids.tolist() == [1, 3, 4, -1, -1, -1, 7]
+    assert result.rule_counts() == {"unmapped": 3, "special": 1, "exact": 3, "statistics": 0,
+                                    "mined": 0}  # fmt: skip
 
 
 def test_mined_map_takes_the_nearest_text() -> None:
     target, source = _vocabs()
     # ▁재미있 (" 재미있") is one edit from " 재미" (5); 있어요 is one edit from both 어요 (7) and
     # 있어 (8): ties go to the lowest id; a lone byte <0xEB> is one edit from 있 (6).
-    assert mined_map(source, target).tolist() == [1, 3, 4, 5, 7, 6, 7]
+    assert mined_map(source, target).ids.tolist() == [1, 3, 4, 5, 7, 6, 7]
 
 
 def test_statistics_map_prefers_aligned_candidates_by_distance_then_count() -> None:
@@ -191,10 +208,55 @@ def test_statistics_map_prefers_aligned_candidates_by_distance_then_count() -> N
     counts.add(np.array([8] * 5 + [7] * 2 + [4]), np.array([4] * 7 + [3]),
                np.array([[i, i] for i in range(8)]))  # fmt: skip
     vmap = statistics_map(source, target, counts)
-    assert vmap.tolist() == [1, 3, 4, 4, 8, 6, 7]
-    assert build_map("statistics", source, target, counts).tolist() == vmap.tolist()
+    assert vmap.ids.tolist() == [1, 3, 4, 4, 8, 6, 7]
+    assert vmap.rule_counts() == {"unmapped": 0, "special": 1, "exact": 3, "statistics": 2,
+                                  "mined": 1}  # fmt: skip
+    assert build_map("statistics", source, target, counts).ids.tolist() == vmap.ids.tolist()
     again = PairCounts.from_arrays(counts.to_arrays())
-    assert statistics_map(source, target, again).tolist() == vmap.tolist()
+    assert statistics_map(source, target, again).ids.tolist() == vmap.ids.tolist()
+
+
+def test_statistics_map_keeps_exact_matches_whatever_dtw_aligned() -> None:
+    """FuseChat maps a token to its identical target token first; the statistics only decide
+    tokens with no identical target token (today's defect: `$` -> `수`, `"` -> `Ġ`)."""
+    target, source = _vocabs()
+    counts = PairCounts()
+    # ▁영화 (1) and 어요 (6) have exact targets (3 and 7) but were aligned to 있 (6) and 재미
+    # (5) more often; 있어요 (4) has no exact target and was aligned to 있어 (8).
+    counts.add(np.array([6] * 3 + [5] * 3 + [8]), np.array([1] * 3 + [6] * 3 + [4]),
+               np.array([[i, i] for i in range(7)]))  # fmt: skip
+    vmap = statistics_map(source, target, counts)
+    assert vmap.ids[1] == 3 and vmap.ids[6] == 7
+    assert vmap.ids[4] == 8
+
+
+def test_statistics_map_is_exact_first_on_the_zoo_tokenizers(zoo: Path, data_root: Path) -> None:
+    """On real Korean rows and the zoo's tokenizers, every source token whose text is in the
+    target vocabulary maps to that token under ``statistics`` (it did not, for 51 tiny-gpt2
+    and 48 tiny-mistral tokens, before the fix)."""
+    from transformers import AutoTokenizer
+
+    lines = (data_root / "nsmc" / "ratings_test.txt").read_text(encoding="utf-8").splitlines()
+    texts = [line.split("\t")[1] for line in lines[1:201]]
+    tt = AutoTokenizer.from_pretrained(zoo / "tiny-llama")
+    tv = Vocabulary.from_tokenizer(tt)
+    decided_by_statistics = 0
+    for name in ("tiny-gpt2", "tiny-mistral", "tiny-qwen2"):
+        st = AutoTokenizer.from_pretrained(zoo / name)
+        sv = Vocabulary.from_tokenizer(st)
+        counts = PairCounts()
+        for text in texts:
+            a = np.asarray(tt(text)["input_ids"])
+            b = np.asarray(st(text)["input_ids"])
+            counts.add(a, b, align(tv.keys(a), sv.keys(b)))
+        exact = exact_map(sv, tv)
+        stats = statistics_map(sv, tv, counts)
+        has_exact = exact.rule == 2
+        assert has_exact.sum() > 100
+        assert (stats.ids[has_exact] == exact.ids[has_exact]).all(), name
+        assert (stats.rule[has_exact] == 2).all()
+        decided_by_statistics += stats.rule_counts()["statistics"]
+    assert decided_by_statistics > 0  # the statistics rule still decides the other tokens
 
 
 # ---------------------------------------------------------------- projection
@@ -205,8 +267,9 @@ def test_map_topk_drops_unmapped_and_repeated_ids_and_renormalises() -> None:
     ids = np.array([[0, 1, 2, 3], [3, PAD_ID, PAD_ID, PAD_ID]], dtype=np.int32)
     logp = np.log(np.array([[0.4, 0.3, 0.2, 0.1], [0.5, 1, 1, 1]], dtype=np.float32))
     logp[1, 1:] = -np.inf
-    mapped, scores = map_topk(ids, logp, vmap)
+    mapped, scores, mass = map_topk(ids, logp, vmap)
     assert mapped.tolist() == [[5, 7, -1, -1], [7, -1, -1, -1]]
+    np.testing.assert_allclose(mass, [0.5, 0.5], rtol=1e-6)  # 0.4 + 0.1 kept; 0.5
     np.testing.assert_allclose(np.exp(scores[0, :2]), [0.8, 0.2], rtol=1e-6)
     assert scores[1, 0] == pytest.approx(0.0)
 
@@ -248,3 +311,43 @@ def test_projection_of_an_unmatched_last_position_is_empty() -> None:
                       np.zeros((2, 1), np.float32), align(["이", "가"], ["이", "나"]))  # fmt: skip
     assert out.outcome.tolist() == [FROM_SOURCE, EMPTY]
     assert out.ids.tolist() == [[0], [PAD_ID]]
+
+
+def test_one_to_one_pairs_must_end_at_the_same_offset() -> None:
+    """Target 는다 | . against source 는다. | (something): DTW pairs 는다 with 는다., and the
+    vocabulary map sends 는다. to 는다, but the source's distribution there predicts what
+    follows the full stop: the position falls back to the one-hot on the next target token."""
+    text = "는다. 그"
+    t_tokens = [bl("는다"), bl("."), bl(" 그")]
+    s_tokens = ["▁는다.", "▁그"]
+    target = Vocabulary.from_tokens(t_tokens, "byte-level")
+    source = Vocabulary.from_tokens(s_tokens, "metaspace")
+    t_ids, s_ids = np.arange(3), np.arange(2)
+    path = np.array([[0, 0], [1, 0], [2, 1]], dtype=np.int32)
+    vmap = np.array([0, 2], dtype=np.int32)  # 는다. -> 는다 (as a mined map would)
+    topk = np.array([[1, 0], [1, 0]], dtype=np.int32)
+    logp = np.log(np.array([[0.6, 0.4], [0.6, 0.4]])).astype(np.float32)
+    t_ends, s_ends = target.end_offsets(t_ids, text), source.end_offsets(s_ids, text)
+    assert t_ends.tolist() == [6, 7, 10] and s_ends.tolist() == [7, 10]
+    without = project_row(target, source, vmap, t_ids, s_ids, topk, logp, path)
+    assert without.outcome[0] == FROM_SOURCE  # the defect: it took the source's distribution
+    out = project_row(target, source, vmap, t_ids, s_ids, topk, logp, path, t_ends, s_ends)
+    assert out.outcome.tolist()[:2] == [OFFSET_MISMATCH, ONE_HOT]
+    assert out.ids[0].tolist() == [1, PAD_ID] and out.logprobs[0, 0] == 0  # next token: "."
+
+
+def test_end_offsets_agree_across_zoo_tokenizers_on_korean_rows(zoo: Path, data_root: Path) -> None:
+    """Every tokenizer ends its last token at the end of the (space-free) text, and a BOS the
+    tokenizer inserted takes no room: offsets are comparable across tokenizers."""
+    from transformers import AutoTokenizer
+
+    lines = (data_root / "nsmc" / "ratings_test.txt").read_text(encoding="utf-8").splitlines()
+    texts = [line.split("\t")[1] for line in lines[1:61]]
+    for name in ("tiny-llama", "tiny-gpt2", "tiny-qwen2", "tiny-mistral"):
+        tok = AutoTokenizer.from_pretrained(zoo / name)
+        vocab = Vocabulary.from_tokenizer(tok)
+        for text in texts:
+            ids = np.asarray(tok(text)["input_ids"])
+            ends = vocab.end_offsets(ids, text)
+            assert ends[-1] == len(text.encode("utf-8").replace(b" ", b"")), (name, text)
+            assert (np.diff(ends) >= 0).all()

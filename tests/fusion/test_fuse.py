@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from fusion.fuse import Candidate, fuse_row, weights
+from fusion.fuse import Candidate, aligned_ce, fuse_row, weights
 from fusion.store import PAD_ID
 
 
@@ -31,30 +31,71 @@ def test_weights_hand_computed() -> None:
 def test_min_ce_takes_the_lowest_ce_candidate_and_fills_its_empty_positions() -> None:
     target = cand([[1, 2], [3, 4]], [[0.6, 0.4], [0.9, 0.1]], ce=2.0)
     source = cand([[5, PAD_ID], [PAD_ID, PAD_ID]], [[1.0, 0.0], [0.0, 0.0]], ce=1.0)
-    ids, logp = fuse_row([target, source], "min_ce", k=3)
-    assert ids.tolist() == [[5, PAD_ID, PAD_ID], [3, 4, PAD_ID]]  # last: the target's own
+    ids, logp, dropped = fuse_row([target, source], "min_ce")
+    assert ids.tolist() == [[5, PAD_ID], [3, 4]]  # last: the target's own
     np.testing.assert_allclose(np.exp(logp[1, :2]), [0.9, 0.1], rtol=1e-6)
     assert logp[0, 0] == 0 and np.isneginf(logp[0, 1:]).all()
+    assert dropped.tolist() == [0.0, 0.0]
 
 
-def test_avg_ce_sums_the_union_and_keeps_the_top_k() -> None:
+def test_avg_ce_stores_the_whole_mixture() -> None:
+    """The specified mixture, every entry of the union: nothing is cut (the old code kept the
+    k most probable and left the stored target far from the mixture)."""
     # weights w = softmax(exp(-[1, 2])) = softmax([0.3679, 0.1353])
     r = np.exp(-np.array([1.0, 2.0]))
     w = np.exp(r) / np.exp(r).sum()
     target = cand([[1, 2, 3]], [[0.5, 0.3, 0.2]], ce=1.0)
     source = cand([[2, 4, PAD_ID]], [[0.7, 0.3, 0.0]], ce=2.0)
-    ids, logp = fuse_row([target, source], "avg_ce", k=3)
+    ids, logp, dropped = fuse_row([target, source], "avg_ce")
     mass = {1: w[0] * 0.5, 2: w[0] * 0.3 + w[1] * 0.7, 3: w[0] * 0.2, 4: w[1] * 0.3}
-    best = sorted(mass, key=lambda t: -mass[t])[:3]
-    assert ids[0].tolist() == best
-    np.testing.assert_allclose(np.exp(logp[0]), [mass[t] for t in best], rtol=1e-6)
+    order = sorted(mass, key=lambda t: -mass[t])
+    assert ids[0].tolist() == order  # all four, most probable first
+    np.testing.assert_allclose(np.exp(logp[0]), [mass[t] for t in order], rtol=1e-6)
+    assert np.exp(logp[0]).sum() == pytest.approx(1.0)
+    assert dropped.tolist() == [0.0]
+
+
+def test_avg_ce_keep_cuts_and_reports_the_dropped_mass() -> None:
+    r = np.exp(-np.array([1.0, 2.0]))
+    w = np.exp(r) / np.exp(r).sum()
+    target = cand([[1, 2, 3]], [[0.5, 0.3, 0.2]], ce=1.0)
+    source = cand([[2, 4, PAD_ID]], [[0.7, 0.3, 0.0]], ce=2.0)
+    ids, logp, dropped = fuse_row([target, source], "avg_ce", keep=2)
+    mass = {1: w[0] * 0.5, 2: w[0] * 0.3 + w[1] * 0.7, 3: w[0] * 0.2, 4: w[1] * 0.3}
+    order = sorted(mass, key=lambda t: -mass[t])
+    assert ids[0].tolist() == order[:2]
+    assert dropped[0] == pytest.approx(sum(mass[t] for t in order[2:]))
+
+
+def test_positions_keep_their_own_width_with_unused_entries_last() -> None:
+    target = cand([[1, 2], [3, 4]], [[0.5, 0.5], [0.9, 0.1]], ce=1.0)
+    source = cand([[1, PAD_ID], [5, 6]], [[1.0, 0.0], [0.5, 0.5]], ce=1.0)
+    ids, logp, _ = fuse_row([target, source], "avg_ce")
+    assert ids.shape == (2, 4)
+    assert ids[0].tolist()[2:] == [PAD_ID, PAD_ID] and np.isneginf(logp[0, 2:]).all()
+    assert sorted(ids[1].tolist()) == [3, 4, 5, 6]
+
+
+def test_aligned_ce_scores_every_candidate_on_the_target_gold_tokens() -> None:
+    """By hand: gold next tokens 7 then 8. The target holds 7 at 0.5 (mass 0.9 kept) and lacks
+    8 (tail 0.1 over V - 2 = 98 ids); the source holds 7 at 0.25 x 0.8 and 8 at 1.0 x 0.6."""
+    target = cand([[7, 9], [9, 3]], [[0.5 / 0.9, 0.4 / 0.9], [0.5, 0.5]], ce=5.0)
+    source = cand([[1, 7], [8, PAD_ID]], [[0.75, 0.25], [1.0, 0.0]], ce=1.0)
+    masses = [np.array([0.9, 0.9, 1.0]), np.array([0.8, 0.6, 1.0])]
+    gold = np.array([0, 7, 8])
+    ces = aligned_ce([target, source], masses, gold, np.array([0, 1]), vocab_size=100)
+    want_t = -(math.log(0.5) + math.log(0.1 / 98)) / 2
+    want_s = -(math.log(0.25 * 0.8) + math.log(0.6)) / 2
+    assert ces == pytest.approx([want_t, want_s], rel=1e-6)
+    # min_ce_aligned weighs as min_ce, on these scores: the source wins
+    assert weights(ces, "min_ce_aligned").tolist() == [0, 1]
 
 
 def test_avg_ce_sharp_with_a_low_temperature_approaches_min_ce() -> None:
     target = cand([[1, 2]], [[0.5, 0.5]], ce=3.0)
     source = cand([[7, 8]], [[0.9, 0.1]], ce=1.0)
-    ids, logp = fuse_row([target, source], "avg_ce_sharp", k=2, temperature=0.01)
-    assert ids[0].tolist() == [7, 8]
-    np.testing.assert_allclose(np.exp(logp[0]), [0.9, 0.1], rtol=1e-5)
+    ids, logp, _ = fuse_row([target, source], "avg_ce_sharp", temperature=0.01)
+    assert ids[0].tolist()[:2] == [7, 8]
+    np.testing.assert_allclose(np.exp(logp[0, :2]), [0.9, 0.1], rtol=1e-5)
     with pytest.raises(ValueError, match="unknown fusion method"):
         weights([1.0], "max_ce")

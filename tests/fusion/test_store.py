@@ -168,3 +168,35 @@ def test_caller_excluded_rows_are_listed(tmp_path: Path) -> None:
     writer.write_shard(2, rows[4:])
     assert writer.finalize().excluded == {1: "excluded elsewhere"}
     assert TopKStore(tmp_path).row_ids().tolist() == [0, 2, 3, 4]
+
+
+def test_ragged_store_keeps_each_position_s_own_entries(tmp_path: Path) -> None:
+    """The fused store's layout: a one-hot position costs one entry, a mixture its union."""
+    rows = []
+    rng = np.random.default_rng(0)
+    for i, length in enumerate([4, 1, 7, 3, 2]):
+        row = _row(i, length)
+        width = 6
+        ids = np.full((length, width), PAD_ID, np.int32)
+        lp = np.full((length, width), -np.inf, np.float16)
+        for p in range(length):
+            used = int(rng.integers(1, width + 1))
+            ids[p, :used] = rng.permutation(8)[:used]
+            lp[p, :used] = -rng.uniform(0, 5, used)
+        row.topk_ids, row.topk_logprobs = ids, lp
+        rows.append(row)
+    _write(tmp_path, rows, _manifest(k=6, layout="ragged"))
+    store = TopKStore(tmp_path)
+    for want, got in zip(rows, store, strict=True):
+        np.testing.assert_array_equal(got.topk_ids, want.topk_ids)
+        np.testing.assert_array_equal(got.topk_logprobs, want.topk_logprobs)
+        np.testing.assert_array_equal(got.token_ids, want.token_ids)
+    entries = sum(int((r.topk_ids != PAD_ID).sum()) for r in rows)
+    on_disk = sum(p.stat().st_size for p in tmp_path.glob("*.safetensors"))
+    # 2 (count) + 2 (id) + 2 (nll) per position and 4 per entry, plus headers
+    assert on_disk < 17 * 6 + entries * 4 + 3 * 1024
+    # entries must come first: a used entry after an unused one is refused, not stored
+    bad = _row(0, 2)
+    bad.topk_ids = np.array([[PAD_ID, 1], [2, PAD_ID]], np.int32)
+    bad.topk_logprobs = np.array([[-np.inf, -1], [-1, -np.inf]], np.float16)
+    assert "entries first" in bad.problem(6, ragged=True)
