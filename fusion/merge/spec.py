@@ -23,7 +23,9 @@ Method = Literal[
 ]
 # mergekit's implementations (its registry names): every method but VaRM, which mergekit lacks.
 MERGEKIT_METHODS = tuple(method for method in get_args(Method) if method != "varm")
-Granularity = Literal["matrix", "layer", "model"]
+# VaRM's weight groups; layer_fusechat is FuseChat's per-layer statistic (sum of per-tensor
+# means), layer the pooled mean over the layer (fusion/merge/varm.py says why both exist).
+Granularity = Literal["matrix", "layer", "layer_fusechat", "model"]
 ParameterValue = bool | int | float | str | list[bool | int | float | str]
 
 
@@ -56,7 +58,10 @@ class MergeSpec(BaseModel, extra="forbid"):
         description="Method parameters for all models (mergekit's global parameters).",
     )
     granularity: Granularity = Field(
-        "matrix", description="varm only: one weight set per matrix, per layer or per model."
+        "matrix",
+        description="varm only: one weight set per matrix, per layer (layer: pooled mean "
+        "squared change over the layer; layer_fusechat: FuseChat's sum of per-matrix means, "
+        "tensors outside the layers averaged) or per model.",
     )
     dtype: str | None = Field(
         None, description="Output dtype (float32, bfloat16, float16); default: the inputs'."
