@@ -70,6 +70,11 @@ def ends(vocab, ids: np.ndarray, text: str) -> list[int]:
     return out
 
 
+def row_ce(seq) -> float:
+    """Native row CE; a one-token tokenisation has no gold position and cannot win."""
+    return seq.mean_nll if len(seq) > 1 else math.inf
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("work_dir", type=Path, help="a min_ce (or any) work_dir")
@@ -139,7 +144,7 @@ def main() -> None:
             continue
         own = stores[target_name].sequence(index[target_name][row])
         t_ends = ends(tv, own.token_ids, text)
-        cands, native, usable = [], [own.mean_nll], np.ones(len(own) - 1, dtype=bool)
+        cands, native, usable = [], [row_ce(own)], np.ones(len(own) - 1, dtype=bool)
         # the target's own distribution: full-vocabulary log-probs of its top-k
         cands.append((own.topk_ids, own.topk_logprobs.astype(np.float64)))
         for s in sources:
@@ -176,7 +181,7 @@ def main() -> None:
                 kept_mass[i] = mass if ids_here.size else 0.0
             lp = proj.logprobs.astype(np.float64) + np.log(np.maximum(kept_mass, 1e-300))[:, None]
             cands.append((proj.ids, lp))
-            native.append(seq.mean_nll)
+            native.append(row_ce(seq))
         wins_native[names[int(np.argmin(native))]] += 1
         pos = np.flatnonzero(usable)
         if pos.size == 0:
@@ -247,7 +252,7 @@ def avg_tv(work: Path, names, vocabs, zoo, takes_ends) -> tuple[float, float, in
             continue
         own = stores[target].sequence(index[target][row])
         dists = [(own.topk_ids, log_normalise(own.topk_logprobs.astype(np.float32)))]
-        ces = [own.mean_nll]
+        ces = [row_ce(own)]
         for s in sources:
             seq = stores[s].sequence(index[s][row])
             extra = {}
@@ -259,7 +264,7 @@ def avg_tv(work: Path, names, vocabs, zoo, takes_ends) -> tuple[float, float, in
             proj = project_row(tv, vocabs[s], vmaps[s], own.token_ids, seq.token_ids,
                                seq.topk_ids, seq.topk_logprobs, paths[s][row], **extra)  # fmt: skip
             dists.append((proj.ids, proj.logprobs))
-            ces.append(seq.mean_nll)
+            ces.append(row_ce(seq))
         r = np.exp(-np.asarray(ces, dtype=np.float64))
         w = np.exp(r - r.max()) / np.exp(r - r.max()).sum()
         got = fused.sequence(f_index[row])

@@ -57,8 +57,12 @@ class Candidate:
 
 
 def weights(ces: Sequence[float], method: str, temperature: float = 1.0) -> np.ndarray:
-    """Per-candidate weights: one-hot on the min-CE candidate, or a softmax."""
+    """Per-candidate weights: one-hot on the min-CE candidate, or a softmax. A CE of +inf (a
+    model with no gold position on the row) never wins; if every CE is +inf the candidates
+    are treated as equal."""
     ce = np.asarray(ces, dtype=np.float64)
+    if not np.isfinite(ce).any():
+        ce = np.zeros_like(ce)
     if method in METHODS:
         method = weighting(method)
     if method == "min_ce":

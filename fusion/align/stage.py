@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -146,7 +147,7 @@ def alignments(inputs: Inputs, source: str, progress: bool, say: Any) -> Path:
     config = inputs.config
     directory = config.work_dir / "align" / source
     key = {"target": store_key(inputs.stores[inputs.target]),
-           "source": store_key(inputs.stores[source])}  # fmt: skip
+           "source": store_key(inputs.stores[source]), "version": ALIGNMENTS_VERSION}  # fmt: skip
     _fresh_dir(directory, key, say)
     per_shard = config.extract.rows_per_shard
     shards = range(-(-inputs.num_rows // per_shard))
@@ -193,6 +194,9 @@ def read_paths(directory: Path) -> dict[int, np.ndarray]:
 
 # Bump when the mapping rules change, so that maps cached by older code are recomputed.
 VOCAB_MAP_VERSION = 2
+# Bump when what the alignment files hold changes (2: the tie rule, and pair counts saved
+# contiguous; version 1 files hold corrupt counts).
+ALIGNMENTS_VERSION = 2
 
 
 def vocabulary_map(inputs: Inputs, source: str, directory: Path,
@@ -246,6 +250,7 @@ def _fused_manifest(inputs: Inputs) -> StoreManifest:
         settings={"method": config.fuse.method, "temperature": config.fuse.temperature,
                   "keep": config.fuse.keep, "vocab_mapping": config.align.vocab_mapping,
                   "offset_check": True,
+                  "versions": {"alignments": ALIGNMENTS_VERSION, "vocab_map": VOCAB_MAP_VERSION},
                   "inputs": {name: store_key(s) for name, s in inputs.stores.items()}},
     )  # fmt: skip
 
@@ -288,7 +293,7 @@ def _row_candidates(inputs: Inputs, row: int, paths: dict[str, dict[int, np.ndar
     text = inputs.texts[row]
     own = inputs.sequence(target, row)
     own_lp = own.topk_logprobs.astype(np.float32)
-    cands = [Candidate(own.topk_ids.astype(np.int32), log_normalise(own_lp), own.mean_nll)]
+    cands = [Candidate(own.topk_ids.astype(np.int32), log_normalise(own_lp), _row_ce(own))]
     own_mass = np.exp(own_lp.astype(np.float64)).sum(axis=1)
     masses = [np.minimum(own_mass, 1.0)]
     target_ends = tv.end_offsets(own.token_ids, text)
@@ -302,13 +307,19 @@ def _row_candidates(inputs: Inputs, row: int, paths: dict[str, dict[int, np.ndar
         for code, count in zip(*np.unique(proj.outcome, return_counts=True), strict=True):
             outcome_counts[source][OUTCOMES[int(code)]] += int(count)
         common &= np.isin(proj.outcome[:-1], (FROM_SOURCE, ONE_TO_MANY))
-        cands.append(Candidate(proj.ids, proj.logprobs, seq.mean_nll))
+        cands.append(Candidate(proj.ids, proj.logprobs, _row_ce(seq)))
         masses.append(np.minimum(proj.mass, 1.0))
     positions = np.flatnonzero(common)
     if not positions.size:
         return own, cands, None
     vocab_size = inputs.stores[target].manifest.vocab_size
     return own, cands, aligned_ce(cands, masses, own.token_ids, positions, vocab_size)
+
+
+def _row_ce(seq: SequenceTopK) -> float:
+    """A model's native row CE; +inf when its tokenisation of the row has no gold position
+    (a one-token row): its mean of nothing is stored as 0, which must not win MinCE."""
+    return seq.mean_nll if len(seq) > 1 else math.inf
 
 
 def _fuse(inputs: Inputs, manifest: StoreManifest, paths: dict[str, dict[int, np.ndarray]],

@@ -71,7 +71,10 @@ class PairCounts:
         rows = [(s, t, n) for s, targets in self.counts.items() for t, n in targets.items()]
         rows.sort()
         data = np.asarray(rows, dtype=np.int64).reshape(-1, 3)
-        return {"source": data[:, 0], "target": data[:, 1], "count": data[:, 2]}
+        # Contiguous copies: safetensors' save_file writes a strided column view as if it
+        # were contiguous (consecutive elements from its start), corrupting the counts.
+        return {name: np.ascontiguousarray(data[:, i])
+                for i, name in enumerate(("source", "target", "count"))}  # fmt: skip
 
     def counts_update(self, arrays: dict[str, np.ndarray], prefix: str = "counts_") -> None:
         """Add counts saved by ``to_arrays`` (keys optionally prefixed)."""

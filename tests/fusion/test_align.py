@@ -351,3 +351,15 @@ def test_end_offsets_agree_across_zoo_tokenizers_on_korean_rows(zoo: Path, data_
             ends = vocab.end_offsets(ids, text)
             assert ends[-1] == len(text.encode("utf-8").replace(b" ", b"")), (name, text)
             assert (np.diff(ends) >= 0).all()
+
+
+def test_pair_counts_survive_a_safetensors_round_trip(tmp_path: Path) -> None:
+    """to_arrays' columns are saved as they are (a strided view was written as contiguous,
+    corrupting every saved count: found by an independent check)."""
+    from safetensors.numpy import load_file, save_file
+
+    counts = PairCounts()
+    counts.add(np.array([5, 6, 7, 5]), np.array([1, 2, 3, 1]), np.array([[i, i] for i in range(4)]))
+    save_file(counts.to_arrays(), str(tmp_path / "c.safetensors"))
+    again = PairCounts.from_arrays(load_file(str(tmp_path / "c.safetensors")))
+    assert {s: dict(t) for s, t in again.counts.items()} == {1: {5: 2}, 2: {6: 1}, 3: {7: 1}}

@@ -99,3 +99,12 @@ def test_avg_ce_sharp_with_a_low_temperature_approaches_min_ce() -> None:
     np.testing.assert_allclose(np.exp(logp[0, :2]), [0.9, 0.1], rtol=1e-5)
     with pytest.raises(ValueError, match="unknown fusion method"):
         weights([1.0], "max_ce")
+
+
+def test_a_model_without_gold_positions_never_wins() -> None:
+    """A one-token row has no gold position: its stored mean NLL of 0 must not win MinCE."""
+    inf = float("inf")
+    assert weights([8.0, inf, 9.0], "min_ce").tolist() == [1, 0, 0]
+    sharp = weights([8.0, inf, 9.0], "avg_ce_sharp", 1.0)
+    assert sharp[1] == 0 and sharp.sum() == pytest.approx(1.0)
+    assert weights([inf, inf], "avg_ce_sharp").tolist() == [0.5, 0.5]
