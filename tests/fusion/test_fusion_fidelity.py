@@ -156,3 +156,24 @@ def test_report_counts_every_vocabulary_rule_and_offset_fallback(work: Path) -> 
     assert rules["tiny-mistral"]["exact"] > 1000 and rules["tiny-mistral"]["mined"] > 0
     for source in SOURCES:
         assert "one_hot_offset_mismatch" in report["projection"][source]
+
+
+def test_saved_pair_counts_equal_the_counts_of_the_saved_paths(work: Path) -> None:
+    from safetensors.numpy import load_file
+
+    root = work.parent / "work"
+    target = TopKStore(root / "stores" / "tiny-llama")
+    for source in SOURCES:
+        store = TopKStore(root / "stores" / source)
+        want, got = Counter(), Counter()
+        for file in sorted((root / "align" / source).glob("paths-*.safetensors")):
+            data = load_file(str(file))
+            for i, row in enumerate(data["row_ids"].tolist()):
+                pairs = data["pairs"][data["offsets"][i] : data["offsets"][i + 1]]
+                t_ids, s_ids = target.sequence(row).token_ids, store.sequence(row).token_ids
+                want.update(zip(s_ids[pairs[:, 1]].tolist(), t_ids[pairs[:, 0]].tolist()))
+            saved = zip(data["counts_source"].tolist(), data["counts_target"].tolist(),
+                        data["counts_count"].tolist())  # fmt: skip
+            for s, t, n in saved:
+                got[(s, t)] += n
+        assert got == want, source
