@@ -1,15 +1,20 @@
 """Which Korean tokens to add: trained on the corpus, missing from the model, frequent, stable.
 
 1. Train a BPE tokenizer (``tokenizers``, metaspace pre-tokenizer) on the corpus; its pieces
-   become surface strings (``▁`` -> a leading space), and every Hangul syllable of the corpus
-   is a candidate too (EEVE adds frequent single syllables a byte-level vocabulary lacks).
-2. Keep candidates the model's tokenizer does not already encode as one token, used at least
+   become surface strings (``▁`` -> a leading space: ``" 영화"`` is word-initial, ``"는"``
+   word-internal), and every Hangul syllable of the corpus is a candidate too, in the form it
+   is used (``" 가"`` after a space, ``"가"`` elsewhere; EEVE adds frequent single syllables a
+   byte-level vocabulary lacks).
+2. Spell each candidate with the model's tokenizer as it is used in text (``spelling``) and
+   keep those it needs more than one token for (a string already in the vocabulary is never a
+   candidate: ``add_tokens`` would only re-register it as an added token), used at least
    ``min_frequency`` times in the corpus by the trained tokenizer (syllables: occurrences),
    ranked by the tokens they would save (uses x (old pieces - 1)).
-3. Iterate: add the candidates to the model's tokenizer, re-tokenize the corpus, and keep
-   those the expanded tokenizer still uses ``min_frequency`` times (a longer token can make a
-   shorter one useless). The ``limit`` best candidates enter the first round; stop
-   when no token drops out (so at most ``limit`` are added).
+3. Iterate: add the ``limit`` best candidates to a copy of the model's tokenizer, re-tokenize
+   the corpus, drop those the expanded tokenizer uses fewer than ``min_frequency`` times (a
+   longer token can make a shorter one useless) and fill their places with the next best
+   candidates not tried yet; stop when a round drops nothing (so at most ``limit`` are added,
+   and about ``limit`` when the corpus has that many frequent candidates).
 """
 
 from __future__ import annotations
@@ -20,14 +25,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from fusion.vocab.corpus import is_hangul_syllable
+from fusion.vocab.spelling import Speller
 
 
 @dataclass(frozen=True)
 class Selection:
-    """The chosen tokens (most used first) with their use counts, and the rounds it took."""
+    """The chosen tokens (most used first), their use counts and old spellings, the rounds."""
 
     tokens: list[str]
     counts: dict[str, int]
+    pieces: dict[str, list[int]]
     rounds: int
 
 
@@ -49,12 +56,13 @@ def train_pieces(texts: list[str], vocab_size: int) -> Counter[str]:
 
 
 def syllable_counts(texts: list[str]) -> Counter[str]:
-    return Counter(char for text in texts for char in text if is_hangul_syllable(char))
-
-
-def _pieces(tokenizer: Any, surface: str) -> int:
-    """How many tokens the model's tokenizer needs for ``surface`` (1: already in the vocabulary)."""
-    return len(tokenizer(surface, add_special_tokens=False)["input_ids"])
+    """Hangul syllables by use: ``" 가"`` after a space (word-initial), ``"가"`` elsewhere."""
+    counts: Counter[str] = Counter()
+    for text in texts:
+        for index, char in enumerate(text):
+            if is_hangul_syllable(char):
+                counts[" " + char if index and text[index - 1] == " " else char] += 1
+    return counts
 
 
 def _usage(tokenizer: Any, tokens: list[str], texts: list[str]) -> Counter[str]:
@@ -80,18 +88,29 @@ def select_tokens(
     counts = train_pieces(texts, train_vocab_size)
     for syllable, n in syllable_counts(texts).items():
         counts[syllable] = max(counts[syllable], n)
-    pieces = {s: _pieces(tokenizer, s) for s, n in counts.items() if n >= min_frequency}
+    vocabulary = tokenizer.get_vocab()
+    frequent = sorted(s for s, n in counts.items() if n >= min_frequency and s not in vocabulary)
+    speller = Speller(tokenizer)
+    pieces = dict(zip(frequent, speller.many(frequent), strict=True))
     # rank by tokens saved: uses x (old pieces - 1); one-piece strings are not missing
-    chosen = sorted((s for s in pieces if pieces[s] > 1),
-                    key=lambda s: (-counts[s] * (pieces[s] - 1), s))[:limit]  # fmt: skip
+    ranked = sorted((s for s in frequent if len(pieces[s]) > 1),
+                    key=lambda s: (-counts[s] * (len(pieces[s]) - 1), s))  # fmt: skip
+    chosen, waiting = ranked[:limit], ranked[limit:]
+    used: Counter[str] = Counter()
     rounds = 0
-    while rounds < max_rounds:
+    while rounds < max_rounds and chosen:
         rounds += 1
         used = _usage(tokenizer, chosen, texts)
         kept = [s for s in chosen if used[s] >= min_frequency]
-        kept.sort(key=lambda s: (-used[s] * (pieces[s] - 1), s))
-        stable = len(kept) == len(chosen)
-        chosen = kept
-        if stable:
+        if len(kept) == len(chosen):
             break
-    return Selection(tokens=chosen, counts={s: used[s] for s in chosen}, rounds=rounds)
+        refill = limit - len(kept)
+        chosen, waiting = kept + waiting[:refill], waiting[refill:]
+    chosen = [s for s in chosen if used[s] >= min_frequency]  # after the last round too
+    chosen.sort(key=lambda s: (-used[s] * (len(pieces[s]) - 1), s))
+    return Selection(
+        tokens=chosen,
+        counts={s: used[s] for s in chosen},
+        pieces={s: pieces[s] for s in chosen},
+        rounds=rounds,
+    )

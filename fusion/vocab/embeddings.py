@@ -1,7 +1,9 @@
 """Resize a causal LM for added tokens and initialise the new rows from their old spelling.
 
 New input row = mean of the input rows of the old sub-tokens that spell the token; new output
-row = the output row of its first old sub-token (EEVE). A model with tied embeddings is untied
+row = the output row of its first old sub-token (EEVE). The spelling is the token's as it is used
+in text (``spelling.Speller``): ``▁영화`` for a word-initial ``" 영화"``, the three byte tokens
+alone for a word-internal ``"헹"`` (no bare ``▁`` in front). A model with tied embeddings is untied
 first: the two rows get different initial values, and later stages train them separately.
 """
 
@@ -29,11 +31,6 @@ def untie(model: Any) -> bool:
     text_config = model.config.get_text_config()
     text_config.tie_word_embeddings = False
     return True
-
-
-def spellings(old_tokenizer: Any, tokens: list[str]) -> list[list[int]]:
-    """The old token ids that spell each new token (no special tokens)."""
-    return [old_tokenizer(t, add_special_tokens=False)["input_ids"] for t in tokens]
 
 
 def resize_and_init(model: Any, new_ids: list[int], pieces: list[list[int]]) -> int:

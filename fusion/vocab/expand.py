@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +27,8 @@ class ExpandOptions:
     trust_remote_code: bool = False
 
 
-def _load(model: str, trust_remote_code: bool) -> tuple[object, object]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def _load_tokenizer(model: str, trust_remote_code: bool) -> object:
+    from transformers import AutoTokenizer
 
     path = Path(model)
     if not path.is_dir() and (model.startswith((".", "/")) or model.count("/") != 1):
@@ -41,34 +42,37 @@ def _load(model: str, trust_remote_code: bool) -> tuple[object, object]:
             f"--model {model}: {type(tokenizer).__name__} is not a fast (tokenizers-backed) "
             "tokenizer; expansion needs one (convert it with tokenizers first)"
         )
-    loaded = AutoModelForCausalLM.from_pretrained(model, trust_remote_code=trust_remote_code)
-    return loaded, tokenizer
+    return tokenizer
 
 
 def expand(
     model: str, corpus: Path, output: Path, options: ExpandOptions, overwrite: bool = False
 ) -> dict:
     """Expand ``model`` with tokens from ``corpus`` into ``output``; returns the report."""
-    from fusion.vocab.embeddings import resize_and_init, spellings, untie  # torch: load late
+    from transformers import AutoModelForCausalLM  # torch: load late
+
+    from fusion.vocab.embeddings import resize_and_init, untie
 
     if output.exists() and any(output.iterdir()) and not overwrite:
         raise VocabError(f"{output}: exists and is not empty (use --overwrite)")
     texts = read_corpus(corpus, options.text_field, options.max_lines)
     if hangul_count(texts) == 0:
         raise VocabError(f"{corpus}: no Korean (Hangul) text")
-    lm, tokenizer = _load(model, options.trust_remote_code)
+    tokenizer = _load_tokenizer(model, options.trust_remote_code)
     old_tokenizer = copy.deepcopy(tokenizer)
     before = tokens_per_1k_korean(tokenizer, texts)
     train_size = options.train_vocab_size or 2 * options.add + 1000
     selection = select_tokens(tokenizer, texts, options.add, options.min_frequency, train_size)
     tokenizer.add_tokens(selection.tokens)
     new_ids = tokenizer.convert_tokens_to_ids(selection.tokens)
+    check_round_trip(old_tokenizer, tokenizer, texts)  # before the model is even loaded
+    lm = AutoModelForCausalLM.from_pretrained(model, trust_remote_code=options.trust_remote_code)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         untied = untie(lm)
     for warning in caught:
         print(f"warning: {warning.message}")
-    pieces = spellings(old_tokenizer, selection.tokens)
+    pieces = [selection.pieces[token] for token in selection.tokens]
     rows = resize_and_init(lm, new_ids, pieces)
     after = tokens_per_1k_korean(tokenizer, texts)
     report = {
@@ -90,6 +94,39 @@ def expand(
     }
     _save(lm, tokenizer, report, output)
     return report
+
+
+def _round_trips(tokenizer: object, texts: list[str]) -> list[bool]:
+    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]  # type: ignore[operator]
+    decoded = tokenizer.batch_decode(encoded)  # type: ignore[attr-defined]
+    return [text == back for text, back in zip(texts, decoded, strict=True)]
+
+
+def check_round_trip(old_tokenizer: object, tokenizer: object, texts: list[str]) -> None:
+    """Refuse an expansion after which a text the old tokenizer gave back comes back changed.
+
+    Added tokens are matched before pre-tokenization, and the text around them is
+    pre-tokenized on its own: a metaspace tokenizer that prepends ``▁`` to every such piece
+    (``prepend_scheme: always``, SentencePiece's "legacy" mode) would insert a space after
+    each added token. With ``first`` (transformers' Llama default) or ``never``, and with
+    byte-level tokenizers, the text comes back unchanged.
+    """
+    old_ok, new_ok = _round_trips(old_tokenizer, texts), _round_trips(tokenizer, texts)
+    broken = [number for number, (old, new) in enumerate(zip(old_ok, new_ok, strict=True), 1)
+              if old and not new]  # fmt: skip
+    if not broken:
+        return
+    pipeline = tokenizer.backend_tokenizer.to_str()  # type: ignore[attr-defined]
+    cause = (
+        "its Metaspace pre-tokenizer has prepend_scheme 'always' (SentencePiece's legacy "
+        "mode), which puts a ▁ after every added token; 'first' does not"
+        if re.search(r'"prepend_scheme":\s*"always"', pipeline)
+        else "added tokens cannot be used with this tokenizer"
+    )
+    raise VocabError(
+        f"the expanded tokenizer changes {len(broken)} of {len(texts)} corpus texts on an "
+        f"encode-decode round trip (first: text {broken[0]}): {cause}"
+    )
 
 
 def _save(model: object, tokenizer: object, report: dict, output: Path) -> None:
