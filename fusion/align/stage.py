@@ -217,7 +217,7 @@ def _fused_manifest(inputs: Inputs) -> StoreManifest:
         kind="fused", model=inputs.target, tokenizer_fingerprint=target.tokenizer_fingerprint,
         vocab_size=target.vocab_size, k=config.extract.k,
         corpus_fingerprint=target.corpus_fingerprint, num_rows=inputs.num_rows,
-        rows_per_shard=config.extract.rows_per_shard,
+        rows_per_shard=config.extract.rows_per_shard, masked=target.masked,
         settings={"method": config.fuse.method, "temperature": config.fuse.temperature,
                   "vocab_mapping": config.align.vocab_mapping,
                   "inputs": {name: store_key(s) for name, s in inputs.stores.items()}},
@@ -294,7 +294,8 @@ def _fuse(inputs: Inputs, manifest: StoreManifest, paths: dict[str, dict[int, np
                 ids, logprobs = fuse_row(cands, method, k, temperature)
                 kept.append(SequenceTopK(row_id=row, token_ids=own.token_ids, topk_ids=ids,
                                          topk_logprobs=logprobs.astype(np.float16),
-                                         nll=own.nll, mean_nll=own.mean_nll))  # fmt: skip
+                                         nll=own.nll, mean_nll=own.mean_nll,
+                                         loss_mask=own.loss_mask))  # fmt: skip
             writer.write_shard(shard, kept, excluded)
     final = writer.finalize()
     report: dict[str, Any] = {"method": method, "positions": final.positions,
