@@ -41,8 +41,12 @@ def check_messages(value: Any) -> list[dict[str, str]]:
         raise ValueError("`messages` must be a non-empty list of {role, content} objects")
     out = []
     for number, message in enumerate(value):
-        if not isinstance(message, dict) or set(message) - {"role", "content"}:
+        if not isinstance(message, dict):
             raise ValueError(f"message {number}: expected an object with `role` and `content`")
+        extra = sorted(set(message) - {"role", "content"})
+        if extra:
+            raise ValueError(f"message {number}: unexpected key(s) {', '.join(extra)} (only "
+                             "role and content are rendered)")  # fmt: skip
         role, content = message.get("role"), message.get("content")
         if role not in ROLES:
             raise ValueError(f"message {number}: role {role!r}; expected one of {', '.join(ROLES)}")

@@ -163,7 +163,7 @@ def _read_file(path: Path, kind: str, field: str) -> Iterator[tuple[int, Any]]:
             yield line, record[field]
 
 
-Row = tuple[str, str, "list[Span] | None"]  # origin, text, response spans (conversations)
+Row = tuple[str, str, list[Span] | None]  # origin, text, response spans (conversations)
 
 
 def _rendered(where: str, messages: Any, renderer: Renderer) -> tuple[str, list[Span]]:

@@ -10,9 +10,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 from transformers import AutoTokenizer
 
-from fusion.config import CorpusSection
+from fusion.chat import ChatConfig
+from fusion.config import CorpusSection, validate_config
 from fusion.conversation import Renderer, check_messages, token_mask, token_masks
 from fusion.corpus import CorpusError, prepare
 from fusion.store import (
@@ -176,6 +178,8 @@ def _trimming_template(tmp_path: Path, zoo: Path) -> Path:
          "chat.jsonl:1: message 0: role 'bot'"),
         ([{"messages": [{"role": "user", "content": 3}]}], "tiny-llama",
          "chat.jsonl:1: message 0: `content` must be a string"),
+        ([{"messages": [{"role": "user", "content": "a", "name": "x"}]}], "tiny-llama",
+         "chat.jsonl:1: message 0: unexpected key(s) name"),
         ([{"messages": CHAT}, {"text": "plain"}], "tiny-llama", "chat.jsonl:2: no `messages`"),
         ([{"messages": CHAT}], "no-template", "no-template) has no chat template"),
         ([{"messages": [{"role": "user", "content": "a"},
@@ -254,3 +258,9 @@ def test_masked_store_round_trip_and_mixing_is_refused(tmp_path: Path) -> None:
     seq = TopKStore(tmp_path / "p").sequence(0)
     assert seq.loss_mask is None
     assert seq.mean_nll == pytest.approx(float(seq.nll[:-1].astype(np.float32).mean()))
+
+
+def test_example_config_is_a_valid_conversation_chat_config() -> None:
+    path = Path(__file__).resolve().parents[2] / "configs" / "tiny-fusechat-conversations.yaml"
+    config = validate_config(ChatConfig, yaml.safe_load(path.read_text(encoding="utf-8")), path)
+    assert config.corpus.shared == "kobest_boolq_chat"
