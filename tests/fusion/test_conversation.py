@@ -25,6 +25,8 @@ from fusion.store import (
     TopKStore,
     mean_gold_nll,
 )
+from fusion.train.clm_data import ClmDataset
+from fusion.train.loss import IGNORE
 
 ZOO = ("tiny-llama", "tiny-gpt2", "tiny-qwen2", "tiny-mistral")
 # Byte-fallback (emoji on tiny-mistral), a leading space, a newline inside a response.
@@ -264,3 +266,15 @@ def test_example_config_is_a_valid_conversation_chat_config() -> None:
     path = Path(__file__).resolve().parents[2] / "configs" / "tiny-fusechat-conversations.yaml"
     config = validate_config(ChatConfig, yaml.safe_load(path.read_text(encoding="utf-8")), path)
     assert config.corpus.shared == "kobest_boolq_chat"
+
+
+def test_plain_clm_data_of_a_conversation_corpus_is_masked_too(
+    tmp_path: Path, zoo: Path, tokenizers: dict
+) -> None:
+    file = write_jsonl(tmp_path / "chat.jsonl", [{"messages": CHAT}])
+    corpus = prepare(CorpusSection(path=str(file)), tmp_path, chat_model=entry(zoo / "tiny-llama"))
+    tokenizer = tokenizers["tiny-llama"]
+    item = ClmDataset(tmp_path, tokenizer, max_length=512)[0]
+    [(ids, mask)] = token_masks(tokenizer, corpus.rows, corpus.spans, "tiny-llama")
+    assert item["input_ids"].tolist() == ids
+    assert item["labels"].tolist() == np.where(mask == 1, ids[1:] + [IGNORE], IGNORE).tolist()
