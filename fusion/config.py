@@ -35,13 +35,21 @@ class ModelEntry(_Section):
 
 class CorpusSection(_Section):
     path: str | None = Field(
-        None, description="JSONL (field `text_field`) or .txt file, or a directory of them."
+        None,
+        description="JSONL (field `text_field`, or `messages` conversations), .txt or .tsv "
+        "file, or a directory of them.",
     )
-    shared: Literal["nsmc"] | None = Field(
-        None, description="A text set from the shared data directory (FUSEBENCH_DATA_DIR)."
+    shared: Literal["nsmc", "kobest_boolq_chat"] | None = Field(
+        None,
+        description="From the shared data directory (FUSEBENCH_DATA_DIR): nsmc (review texts) "
+        "or kobest_boolq_chat (the BoolQ train split as conversations).",
     )
-    format: Literal["auto", "jsonl", "text", "tsv"] = Field(
-        "auto", description="auto: by suffix (.jsonl, .tsv with a header, else one row a line)."
+    format: Literal["auto", "jsonl", "messages", "text", "tsv"] = Field(
+        "auto",
+        description="auto: by suffix (.jsonl: conversations when its rows have `messages`, "
+        "else text; .tsv with a header; else one row a line). messages: conversation rows "
+        "{messages: [{role, content}, ...]}, rendered with the target's chat template and "
+        "trained on the assistant responses only.",
     )
     hub_dataset: str | None = Field(None, description="Hub dataset id, used when `path` is empty.")
     hub_config: str | None = None
@@ -49,7 +57,10 @@ class CorpusSection(_Section):
     text_field: str = "text"
     max_rows: int | None = Field(None, ge=1)
     max_chars: int = Field(
-        2000, ge=16, description="Rows are pre-split to at most this many characters."
+        2000,
+        ge=16,
+        description="Text rows are pre-split to at most this many characters (conversations "
+        "are never split).",
     )
 
 

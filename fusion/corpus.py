@@ -5,6 +5,12 @@ them, the shared NSMC reviews, or a Hub dataset) and long texts are split to at 
 ``max_chars`` characters at paragraph, sentence or word boundaries, which depend on the text
 only, never on a tokenizer: every model, fused now or later, sees the identical rows. The
 fingerprint (sha256 of rows.jsonl) goes into every store's manifest.
+
+A conversation corpus (JSONL rows with ``messages``, or the shared KoBEST BoolQ train split as
+conversations) is rendered once with the target's chat template (fusion/conversation.py): each
+row's text is the rendering and its ``spans`` are the assistant responses' character ranges,
+the only text trained on. Conversations are never split at ``max_chars`` (a cut would break
+the template); one longer than a model's ``extract.max_length`` is an error naming it.
 """
 
 from __future__ import annotations
@@ -18,12 +24,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fusion.conversation import Renderer, Span, check_messages
 from fusion.errors import FusionError
 from fusion.files import sha256_file, write_atomic, write_json_atomic
 
 ROWS = "rows.jsonl"
 META = "meta.json"
-SHARED = {"nsmc": ("nsmc/ratings_test.txt", "tsv", "document")}
+SHARED = {
+    "nsmc": ("nsmc/ratings_test.txt", "tsv", "document"),
+    "kobest_boolq_chat": ("kobest_v1/boolq/train.tsv", "boolq-chat", ""),
+}
+# The BoolQ train split as conversations: passage and question from the user, the answer from
+# the assistant (the train split only: dev and test are evaluation data).
+BOOLQ_SYSTEM = "주어진 글을 읽고 질문에 예 또는 아니요로 답하세요."
+BOOLQ_ANSWERS = {"TRUE": "예, 맞습니다.", "FALSE": "아니요, 그렇지 않습니다."}
 _SENTENCE_END = re.compile(r"[.!?。…]+[\"')\]]*\s")
 
 
@@ -33,15 +47,21 @@ class CorpusError(FusionError):
 
 @dataclass
 class Corpus:
-    """The pre-split rows, where each came from, and their fingerprint."""
+    """The pre-split rows, where each came from, and their fingerprint; for a conversation
+    corpus also each row's response spans (character ranges of the rendered text)."""
 
     rows: list[str]
     origins: list[str]
     fingerprint: str
     directory: Path
+    spans: list[list[Span]] | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    @property
+    def conversation(self) -> bool:
+        return self.spans is not None
 
     def where(self, row: int) -> str:
         return f"corpus row {row} ({self.origins[row]})"
@@ -81,19 +101,50 @@ def _files(path: Path) -> list[Path]:
     return [path]
 
 
-def _read_file(path: Path, fmt: str, field: str) -> Iterator[tuple[str, str]]:
-    kind = fmt if fmt != "auto" else {".jsonl": "jsonl", ".tsv": "tsv"}.get(path.suffix, "text")
+def _kind(path: Path, fmt: str) -> str:
+    """A file's format: ``fmt``, else by suffix; a .jsonl whose first row has ``messages`` is
+    a conversation file."""
+    if fmt != "auto":
+        return fmt
+    if path.suffix == ".tsv":
+        return "tsv"
+    if path.suffix != ".jsonl":
+        return "text"
+    with path.open(encoding="utf-8") as handle:
+        for raw in handle:
+            if raw.strip():
+                try:
+                    record = json.loads(raw)
+                except ValueError:
+                    return "jsonl"  # the reader names the line
+                return "messages" if isinstance(record, dict) and "messages" in record else "jsonl"
+    return "jsonl"
+
+
+def _boolq_messages(path: Path, line: int, row: dict[str, str]) -> list[dict[str, str]]:
+    passage, question = (row.get("Text") or "").strip(), (row.get("Question") or "").strip()
+    answer = BOOLQ_ANSWERS.get((row.get("Answer") or "").strip().upper())
+    if not passage or not question or answer is None:
+        raise CorpusError(f"{path}:{line}: expected Text, Question and Answer (TRUE or FALSE)")
+    return [{"role": "system", "content": BOOLQ_SYSTEM},
+            {"role": "user", "content": f"{passage}\n질문: {question}"},
+            {"role": "assistant", "content": answer}]  # fmt: skip
+
+
+def _read_file(path: Path, kind: str, field: str) -> Iterator[tuple[int, Any]]:
+    """(line, text), or (line, messages) for the conversation kinds."""
     with path.open(encoding="utf-8", newline="") as handle:
-        if kind == "tsv":
+        if kind in ("tsv", "boolq-chat"):
             reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-            if field not in (reader.fieldnames or []):
+            if kind == "tsv" and field not in (reader.fieldnames or []):
                 raise CorpusError(f"{path}: no column {field!r} in the header (corpus.text_field)")
             for line, row in enumerate(reader, start=2):
-                yield f"{path.name}:{line}", row.get(field) or ""
+                yield line, (_boolq_messages(path, line, row) if kind == "boolq-chat"
+                             else row.get(field) or "")  # fmt: skip
             return
         for line, raw in enumerate(handle, start=1):
             if kind == "text":
-                yield f"{path.name}:{line}", raw
+                yield line, raw
                 continue
             if not raw.strip():
                 continue
@@ -101,20 +152,50 @@ def _read_file(path: Path, fmt: str, field: str) -> Iterator[tuple[str, str]]:
                 record = json.loads(raw)
             except ValueError:
                 raise CorpusError(f"{path}:{line}: not valid JSON") from None
+            if kind == "messages":
+                if not isinstance(record, dict) or "messages" not in record:
+                    raise CorpusError(f"{path}:{line}: no `messages` (a conversation corpus has "
+                                      "them on every row)")  # fmt: skip
+                yield line, record["messages"]
+                continue
             if not isinstance(record, dict) or not isinstance(record.get(field), str):
                 raise CorpusError(f"{path}:{line}: no string field {field!r} (corpus.text_field)")
-            yield f"{path.name}:{line}", record[field]
+            yield line, record[field]
 
 
-def _hub_texts(section: Any) -> Iterator[tuple[str, str]]:
-    """A Hub dataset's texts (real code path for users; tests run offline with files)."""
+Row = tuple[str, str, list[Span] | None]  # origin, text, response spans (conversations)
+
+
+def _rendered(where: str, messages: Any, renderer: Renderer) -> tuple[str, list[Span]]:
+    try:
+        return renderer.render(check_messages(messages))
+    except ValueError as err:
+        raise CorpusError(f"{where}: {err}") from None
+
+
+def _file_rows(path: Path, kind: str, field: str, renderer: Renderer | None) -> Iterator[Row]:
+    for line, value in _read_file(path, kind, field):
+        if renderer is None:
+            yield f"{path.name}:{line}", value, None
+        else:
+            yield f"{path.name}:{line}", *_rendered(f"{path}:{line}", value, renderer)
+
+
+def _hub_rows(section: Any, renderer: Renderer | None) -> Iterator[Row]:
+    """A Hub dataset's texts or conversations (real code path for users; tests run offline
+    with files)."""
     import datasets
 
     data = datasets.load_dataset(section.hub_dataset, section.hub_config, split=section.hub_split)
-    if section.text_field not in data.column_names:
-        raise CorpusError(f"{section.hub_dataset}: no column {section.text_field!r}")
-    for index, text in enumerate(data[section.text_field]):
-        yield f"{section.hub_dataset}[{index}]", text or ""
+    column = "messages" if renderer is not None else section.text_field
+    if column not in data.column_names:
+        raise CorpusError(f"{section.hub_dataset}: no column {column!r}")
+    for index, value in enumerate(data[column]):
+        where = f"{section.hub_dataset}[{index}]"
+        if renderer is None:
+            yield where, value or "", None
+        else:
+            yield where, *_rendered(where, value, renderer)
 
 
 def _sources(section: Any, shared_root: Path | None) -> tuple[list[Path], str, str]:
@@ -134,18 +215,57 @@ def _sources(section: Any, shared_root: Path | None) -> tuple[list[Path], str, s
     return _files(Path(section.path)), section.format, section.text_field
 
 
-def prepare(section: Any, work_dir: Path, shared_root: Path | None = None) -> Corpus:
-    """Write ``work_dir/corpus`` once (a rerun with the same inputs reuses it) and load it."""
+CONVERSATION_KINDS = ("messages", "boolq-chat")
+
+
+def _renderer(chat_model: Any, where: str) -> Renderer:
+    """The target's chat template (``chat_model``: the target's config entry)."""
+    if chat_model is None:
+        raise CorpusError(f"{where}: a conversation corpus is rendered with the target's chat "
+                          "template, and this command has no target model")  # fmt: skip
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(
+        chat_model.path, revision=getattr(chat_model, "revision", None),
+        trust_remote_code=getattr(chat_model, "trust_remote_code", False),
+    )  # fmt: skip
+    try:
+        return Renderer.for_tokenizer(tokenizer, chat_model.path)
+    except ValueError as err:
+        raise CorpusError(f"{where}: {err}") from None
+
+
+def prepare(section: Any, work_dir: Path, shared_root: Path | None = None,
+            chat_model: Any = None) -> Corpus:  # fmt: skip
+    """Write ``work_dir/corpus`` once (a rerun with the same inputs reuses it) and load it.
+
+    ``chat_model`` (the target's config entry: path, revision, trust_remote_code) renders a
+    conversation corpus with its chat template; text corpora do not use it.
+    """
     directory = Path(work_dir) / "corpus"
     if section.path or section.shared:
         files, fmt, field = _sources(section, shared_root)
+        kinds = [_kind(f, fmt) for f in files]
+        conversation = kinds[0] in CONVERSATION_KINDS
+        for file, kind in zip(files, kinds, strict=True):
+            if (kind in CONVERSATION_KINDS) != conversation:
+                raise CorpusError(f"{file}: {'text' if conversation else 'conversation'} rows "
+                                  f"among {'conversation' if conversation else 'text'} files; a "
+                                  "corpus is one or the other")  # fmt: skip
         inputs = [{"file": f.name, "sha256": sha256_file(f)} for f in files]
+        where = str(files[0])
     elif section.hub_dataset:
-        files, fmt, field, inputs = [], "hub", section.text_field, [{"hub": section.hub_dataset}]
+        files, kinds, field = [], [], section.text_field
+        inputs = [{"hub": section.hub_dataset}]
+        conversation, where = section.format == "messages", section.hub_dataset
     else:
         raise CorpusError("corpus: give `path`, `shared` or `hub_dataset`")
-    # What the rows depend on: the splitting settings and the files' content, not where they lie.
+    # What the rows depend on: the splitting settings and the files' content, not where they lie
+    # (and for conversations the template that renders them).
     settings = {"section": section.model_dump(mode="json", exclude={"path"}), "inputs": inputs}
+    renderer = _renderer(chat_model, where) if conversation else None
+    if renderer is not None:
+        settings["chat_template"] = renderer.key()
     meta_file = directory / META
     if meta_file.is_file() and (directory / ROWS).is_file():
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
@@ -155,14 +275,18 @@ def prepare(section: Any, work_dir: Path, shared_root: Path | None = None) -> Co
                 "work_dir belong to those rows, so use a new work_dir"
             )
         return load(work_dir)
-    texts = (_hub_texts(section) if fmt == "hub"
-             else (t for f in files for t in _read_file(f, fmt, field)))  # fmt: skip
-    rows: list[dict[str, str]] = []
+    found = (_hub_rows(section, renderer) if not files
+             else (r for f, k in zip(files, kinds, strict=True)
+                   for r in _file_rows(f, k, field, renderer)))  # fmt: skip
+    rows: list[dict[str, Any]] = []
     empty = 0
-    for origin, text in texts:
-        pieces = split_text(text, section.max_chars)
-        empty += not pieces
-        rows.extend({"text": p, "origin": origin} for p in pieces)
+    for origin, text, spans in found:
+        if spans is not None:  # a conversation: one row, never split
+            rows.append({"text": text, "origin": origin, "spans": [list(s) for s in spans]})
+        else:
+            pieces = split_text(text, section.max_chars)
+            empty += not pieces
+            rows.extend({"text": p, "origin": origin} for p in pieces)
         if section.max_rows is not None and len(rows) >= section.max_rows:
             rows = rows[: section.max_rows]
             break
@@ -171,9 +295,11 @@ def prepare(section: Any, work_dir: Path, shared_root: Path | None = None) -> Co
         raise CorpusError(f"{where}: the corpus has no text rows (empty input)")
     body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
     write_atomic(directory / ROWS, lambda tmp: tmp.write_bytes(body))
-    write_json_atomic(meta_file, {"fingerprint": hashlib.sha256(body).hexdigest(),
-                                  "num_rows": len(rows), "empty_texts_skipped": empty,
-                                  "settings": settings})  # fmt: skip
+    meta = {"fingerprint": hashlib.sha256(body).hexdigest(), "num_rows": len(rows),
+            "empty_texts_skipped": empty, "settings": settings}  # fmt: skip
+    if conversation:
+        meta["conversation"] = True
+    write_json_atomic(meta_file, meta)
     return load(work_dir)
 
 
@@ -189,5 +315,7 @@ def load(work_dir: Path) -> Corpus:
     if fingerprint != meta.get("fingerprint"):
         raise CorpusError(f"{file}: sha256 does not match {META} (the rows were edited)")
     records = [json.loads(line) for line in body.decode("utf-8").splitlines()]
+    spans = ([[(int(a), int(b)) for a, b in r["spans"]] for r in records]
+             if meta.get("conversation") else None)  # fmt: skip
     return Corpus([r["text"] for r in records], [r["origin"] for r in records], fingerprint,
-                  directory)  # fmt: skip
+                  directory, spans)  # fmt: skip

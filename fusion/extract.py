@@ -77,18 +77,45 @@ def tokenize_rows(tokenizer: Any, corpus: corpus_mod.Corpus, rows: range, entry:
     out: dict[int, list[int]] = {}
     for row, ids in zip(rows, encoded, strict=True):
         if len(ids) > max_length:
-            raise ExtractError(
-                f"{corpus.where(row)}: {len(ids)} tokens for {entry.name}, over "
-                f"extract.max_length {max_length}; lower corpus.max_chars or raise max_length"
-            )
+            fix = ("conversations are not split: shorten or drop it, or raise max_length"
+                   if corpus.conversation else "lower corpus.max_chars or raise max_length")  # fmt: skip
+            raise ExtractError(f"{corpus.where(row)}: {len(ids)} tokens for {entry.name}, over "
+                               f"extract.max_length {max_length}; {fix}")  # fmt: skip
         if not ids:
             raise ExtractError(f"{corpus.where(row)}: no tokens for {entry.name}")
         out[row] = ids
     return out
 
 
+def response_masks(tokenizer: Any, corpus: corpus_mod.Corpus, rows: range, entry: ModelEntry,
+                   ids: dict[int, list[int]]) -> dict[int, np.ndarray]:  # fmt: skip
+    """A conversation corpus's per-position loss masks in this model's tokens (``ids``, from
+    tokenize_rows): 1 where the next token is part of a response. A row none of whose tokens
+    is trained is an error naming it. Empty for a text corpus (nothing masked)."""
+    if corpus.spans is None:
+        return {}
+    from fusion.conversation import token_masks
+
+    try:
+        found = token_masks(tokenizer, [corpus.rows[r] for r in rows],
+                            [corpus.spans[r] for r in rows], entry.name)  # fmt: skip
+    except ValueError as err:
+        raise ExtractError(str(err)) from None
+    out: dict[int, np.ndarray] = {}
+    for row, (row_ids, mask) in zip(rows, found, strict=True):
+        if row_ids != ids[row]:
+            raise ExtractError(f"{corpus.where(row)}: {entry.name} tokenizes the row differently "
+                               "with offsets")  # fmt: skip
+        if not mask.any():
+            raise ExtractError(f"{corpus.where(row)}: no response token to train on for "
+                               f"{entry.name} (the row has no assistant text after its first "
+                               "token)")  # fmt: skip
+        out[row] = mask
+    return out
+
+
 def manifest_for(config: FuseConfig, entry: ModelEntry, tokenizer: Any, corpus_fp: str,
-                 num_rows: int, vocab_size: int) -> StoreManifest:  # fmt: skip
+                 num_rows: int, vocab_size: int, masked: bool = False) -> StoreManifest:  # fmt: skip
     section = config.extract
     return StoreManifest(
         kind="topk",
@@ -99,6 +126,7 @@ def manifest_for(config: FuseConfig, entry: ModelEntry, tokenizer: Any, corpus_f
         corpus_fingerprint=corpus_fp,
         num_rows=num_rows,
         rows_per_shard=section.rows_per_shard,
+        masked=masked,
         settings={
             "backend": section.backend,
             "dtype": section.dtype,
@@ -121,8 +149,10 @@ def model_vocab_size(entry: ModelEntry) -> int:
 def check_rows(config: FuseConfig, corpus: corpus_mod.Corpus) -> None:
     """Every row fits every model (run before launching workers: one clear error, once)."""
     for entry in models(config):
-        tokenize_rows(load_tokenizer(entry), corpus, range(len(corpus)), entry,
-                      config.extract.max_length)  # fmt: skip
+        tokenizer = load_tokenizer(entry)
+        rows = range(len(corpus))
+        ids = tokenize_rows(tokenizer, corpus, rows, entry, config.extract.max_length)
+        response_masks(tokenizer, corpus, rows, entry, ids)
 
 
 def _device(config: FuseConfig) -> str:
@@ -145,7 +175,7 @@ def extract_model(config: FuseConfig, entry: ModelEntry, corpus: corpus_mod.Corp
     section = config.extract
     tokenizer = load_tokenizer(entry)
     manifest = manifest_for(config, entry, tokenizer, corpus.fingerprint, len(corpus),
-                            model_vocab_size(entry))  # fmt: skip
+                            model_vocab_size(entry), masked=corpus.conversation)  # fmt: skip
     writer = StoreWriter(store_dir(config, entry), manifest)
     mine = range(rank.rank, manifest.num_shards, rank.world)
     pending = [s for s in mine if not writer.done(s)]
@@ -160,6 +190,9 @@ def extract_model(config: FuseConfig, entry: ModelEntry, corpus: corpus_mod.Corp
                            f"config says {manifest.vocab_size}")  # fmt: skip
     token_ids = {s: tokenize_rows(tokenizer, corpus, writer.shard_rows(s), entry,
                                   section.max_length) for s in pending}  # fmt: skip
+    masks = {row: mask for s in pending
+             for row, mask in response_masks(tokenizer, corpus, writer.shard_rows(s), entry,
+                                             token_ids[s]).items()}  # fmt: skip
     total = sum(len(ids) for rows in token_ids.values() for ids in rows.values())
     started, done_tokens = time.perf_counter(), 0
     columns = (TextColumn(f"{entry.name} [rank {rank.rank}]"), BarColumn(),
@@ -178,7 +211,7 @@ def extract_model(config: FuseConfig, entry: ModelEntry, corpus: corpus_mod.Corp
                     scored[row] = SequenceTopK(
                         row_id=row, token_ids=np.asarray(rows[row], dtype=np.int32),
                         topk_ids=ids, topk_logprobs=lps.astype(np.float16), nll=nll16,
-                        mean_nll=mean_gold_nll(nll),
+                        mean_nll=mean_gold_nll(nll, masks.get(row)), loss_mask=masks.get(row),
                     )  # fmt: skip
                     bar.advance(task, len(rows[row]))
             writer.write_shard(shard, [scored[r] for r in writer.shard_rows(shard)])
@@ -212,7 +245,7 @@ def extract(config: FuseConfig, rank: Rank | None = None, progress: bool = True,
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // rank.world))
     try:
         if rank.rank == 0:
-            corpus_mod.prepare(config.corpus, config.work_dir)
+            corpus_mod.prepare(config.corpus, config.work_dir, chat_model=config.target)
         _barrier(rank)
         corpus = corpus_mod.load(config.work_dir)
         writers = [extract_model(config, entry, corpus, rank, progress, after_shard)

@@ -10,6 +10,9 @@ Each shard holds a run of consecutive corpus rows, unpadded:
     topk_logprobs  float16 [N, k]   their log-probabilities (-inf where the id is PAD_ID)
     nll            float16 [N]      -log p(gold next token); the last position has no gold: 0
     mean_nll       float32 [S]      mean of nll over positions that have a gold next token
+    loss_mask      uint8   [N]      only in a ``masked`` store (a conversation corpus): 1 where
+                                    the next token is part of a response (the positions that
+                                    are trained and that mean_nll averages over), else 0
 
 Token ids are stored in the fewest whole bytes that hold every id of the vocabulary plus the
 pad (manifest ``id_bytes``): uint16 for vocabularies up to 65,535 tokens, three little-endian
@@ -97,6 +100,9 @@ class StoreManifest(BaseModel):
     num_rows: int
     rows_per_shard: int
     settings: dict[str, Any] = Field(default_factory=dict)
+    masked: bool = Field(
+        False, description="Shards carry loss_mask (a conversation corpus: responses only)."
+    )
     complete: bool = False
     shards: list[ShardInfo] = Field(default_factory=list)
     sequences: int = 0
@@ -184,6 +190,7 @@ class SequenceTopK:
     topk_logprobs: np.ndarray
     nll: np.ndarray
     mean_nll: float = field(default=float("nan"))
+    loss_mask: np.ndarray | None = None  # uint8 [n], masked stores only (see the format)
 
     def __len__(self) -> int:
         return int(self.token_ids.shape[0])
@@ -216,12 +223,19 @@ class SequenceTopK:
             return "-inf log-probability on a real (non-pad) id"
         if not np.isfinite(self.nll.astype(np.float32)).all() or not math.isfinite(self.mean_nll):
             return "NaN or inf in the gold-token NLL"
+        if self.loss_mask is not None and (
+            self.loss_mask.shape != (n,) or not np.isin(self.loss_mask, (0, 1)).all()
+        ):
+            return f"loss_mask shaped {self.loss_mask.shape} or not 0/1, not ({n},)"
         return None
 
 
-def mean_gold_nll(nll: np.ndarray) -> float:
-    """Mean NLL over positions with a gold next token (all but the last)."""
+def mean_gold_nll(nll: np.ndarray, loss_mask: np.ndarray | None = None) -> float:
+    """Mean NLL over positions with a gold next token (all but the last); with a loss mask,
+    over the masked-in (response) positions only, as FuseChat computes CE."""
     values = np.asarray(nll, dtype=np.float32)[:-1]
+    if loss_mask is not None:
+        values = values[np.asarray(loss_mask[:-1]) != 0]
     return float(values.mean()) if values.size else 0.0
 
 
@@ -285,6 +299,10 @@ class StoreWriter:
         ragged = self.manifest.layout == "ragged"
         kept: list[SequenceTopK] = []
         for row in rows:
+            if (row.loss_mask is not None) != self.manifest.masked:
+                has = "a" if row.loss_mask is not None else "no"
+                raise StoreError(f"{self.path}: row {row.row_id} has {has} loss_mask, the store "
+                                 f"masked={self.manifest.masked}: masks are all or none")  # fmt: skip
             reason = row.problem(k, ragged)
             if reason is None:
                 kept.append(row)
@@ -371,6 +389,11 @@ def _pack(rows: Sequence[SequenceTopK], k: int, width: int,
         "token_ids": pack_ids(cat("token_ids", np.int64, (0,)), width),
         "nll": cat("nll", np.float16, (0,)),
         "mean_nll": np.asarray([row.mean_nll for row in rows], dtype=np.float32),
+        **(
+            {"loss_mask": cat("loss_mask", np.uint8, (0,))}
+            if rows and rows[0].loss_mask is not None
+            else {}
+        ),
     }
     if not ragged:
         tensors["topk_ids"] = pack_ids(cat("topk_ids", np.int64, (0, k)), width)
@@ -450,6 +473,8 @@ class TopKStore:
         local = i - self._start[index]
         lo, hi = int(data["offsets"][local]), int(data["offsets"][local + 1])
         width = self.manifest.id_bytes or 4
+        if self.manifest.masked and "loss_mask" not in data:
+            raise StoreError(f"{self.path}: shard {index} has no loss_mask; the store is masked")
         if self.manifest.layout == "ragged":
             counts = data["topk_counts"][lo:hi].astype(np.int64)
             start, stop = int(data["entry_offsets"][lo]), int(data["entry_offsets"][hi])
@@ -468,6 +493,7 @@ class TopKStore:
             topk_logprobs=topk_logprobs,
             nll=data["nll"][lo:hi],
             mean_nll=float(data["mean_nll"][local]),
+            loss_mask=data["loss_mask"][lo:hi] if self.manifest.masked else None,
         )
 
     def __iter__(self) -> Iterator[SequenceTopK]:

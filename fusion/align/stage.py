@@ -247,6 +247,7 @@ def _fused_manifest(inputs: Inputs) -> StoreManifest:
         vocab_size=target.vocab_size, k=fused_width(config, len(inputs.entries)),
         layout="ragged", corpus_fingerprint=target.corpus_fingerprint,
         num_rows=inputs.num_rows, rows_per_shard=config.extract.rows_per_shard,
+        masked=target.masked,
         settings={"method": config.fuse.method, "temperature": config.fuse.temperature,
                   "keep": config.fuse.keep, "vocab_mapping": config.align.vocab_mapping,
                   "offset_check": True,
@@ -298,6 +299,8 @@ def _row_candidates(inputs: Inputs, row: int, paths: dict[str, dict[int, np.ndar
     masses = [np.minimum(own_mass, 1.0)]
     target_ends = tv.end_offsets(own.token_ids, text)
     common = np.ones(len(own) - 1, dtype=bool)
+    if own.loss_mask is not None:  # conversations: responses only, as the native CE
+        common &= own.loss_mask[:-1].astype(bool)
     for entry in inputs.entries[1:]:
         source, sv = entry.name, inputs.vocabs[entry.name]
         seq = inputs.sequence(source, row)
@@ -366,7 +369,8 @@ def _fuse(inputs: Inputs, manifest: StoreManifest, paths: dict[str, dict[int, np
                 dropped_max = max(dropped_max, float(lost.max(initial=0.0)))
                 kept.append(SequenceTopK(row_id=row, token_ids=own.token_ids, topk_ids=ids,
                                          topk_logprobs=logprobs.astype(np.float16),
-                                         nll=own.nll, mean_nll=own.mean_nll))  # fmt: skip
+                                         nll=own.nll, mean_nll=own.mean_nll,
+                                         loss_mask=own.loss_mask))  # fmt: skip
             writer.write_shard(shard, kept, excluded)
     final = writer.finalize()
     # Counts cover the rows fused by this run (a resumed run counts its own part).

@@ -1,7 +1,8 @@
 """Plain causal-LM data (``train.objective: clm``): the prepared corpus, tokenized by the model.
 
 Used by ``fusebench vocab train``: there is no fused store, only text. Rows are tokenized once
-when the run starts (with the model's special tokens) and cut to ``max_length``.
+when the run starts (with the model's special tokens) and cut to ``max_length``. A
+conversation corpus is trained on its responses only (labels IGNORE elsewhere), as in fusion.
 """
 
 from __future__ import annotations
@@ -30,8 +31,19 @@ class ClmDataset(Dataset):
                  long_rows: str = "truncate") -> None:  # fmt: skip
         corpus = corpus_mod.load(work_dir)
         self.path = corpus.directory
-        encoded = tokenizer(list(corpus.rows), add_special_tokens=True)["input_ids"]
-        self.rows = [np.asarray(ids, dtype=np.int64) for ids in encoded if len(ids) >= 2]
+        if corpus.spans is not None:
+            from fusion.conversation import token_masks
+
+            try:
+                pairs = token_masks(tokenizer, list(corpus.rows), corpus.spans, "the model")
+            except ValueError as err:
+                raise ClmDataError(f"{self.path}: {err}") from None
+        else:
+            encoded = tokenizer(list(corpus.rows), add_special_tokens=True)["input_ids"]
+            pairs = [(ids, None) for ids in encoded]
+        kept = [(ids, mask) for ids, mask in pairs if len(ids) >= 2]
+        self.rows = [np.asarray(ids, dtype=np.int64) for ids, _ in kept]
+        self.masks = [mask for _, mask in kept]
         if not self.rows:
             raise ClmDataError(f"{self.path}: no row of two or more tokens to train on")
         lengths = np.array([len(r) for r in self.rows])
@@ -52,6 +64,8 @@ class ClmDataset(Dataset):
         ids = self.rows[i]
         labels = np.full(len(ids), IGNORE, dtype=np.int64)
         labels[:-1] = ids[1:]
+        if self.masks[i] is not None:
+            labels[self.masks[i] == 0] = IGNORE
         n = min(len(ids), self.max_length)
         return {"input_ids": ids[:n], "labels": labels[:n]}
 

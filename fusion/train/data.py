@@ -58,7 +58,9 @@ class FusedDataset(Dataset):
 
     Labels are the gold next tokens taken *before* the cut, so a truncated row keeps a label
     at its last kept position; rows longer than ``max_length`` are counted (``truncated``),
-    or refused with ``long_rows='refuse'``.
+    or refused with ``long_rows='refuse'``. In a masked store (a conversation corpus) the
+    positions whose loss_mask is 0 (system, user, template text) get label IGNORE, so neither
+    the CLM nor the fusion term sees them (fused_loss counts only labelled positions).
     """
 
     def __init__(self, store: TopKStore, max_length: int, long_rows: str = "truncate") -> None:
@@ -83,6 +85,8 @@ class FusedDataset(Dataset):
         seq = self.store.sequence(i)
         labels = np.full(len(seq), IGNORE, dtype=np.int64)
         labels[:-1] = seq.token_ids[1:]
+        if seq.loss_mask is not None:
+            labels[seq.loss_mask == 0] = IGNORE
         n = min(len(seq), self.max_length)
         return {
             "input_ids": seq.token_ids[:n].astype(np.int64),

@@ -45,8 +45,11 @@ def do_extract(config: Any, nproc: int, progress: bool) -> list[Path]:
     from fusion.errors import FusionError
     from fusion.extract import check_rows, extract, models, store_dir
 
-    corpus = prepare(config.corpus, config.work_dir)
-    _say(f"corpus: {len(corpus)} rows, fingerprint {corpus.fingerprint[:12]} ({corpus.directory})")
+    corpus = prepare(config.corpus, config.work_dir, chat_model=config.target)
+    kind = (f"conversations rendered with {config.target.name}'s chat template, "
+            if corpus.conversation else "")  # fmt: skip
+    _say(f"corpus: {len(corpus)} rows, {kind}fingerprint {corpus.fingerprint[:12]} "
+         f"({corpus.directory})")  # fmt: skip
     check_rows(config, corpus)
     try:
         if nproc == 1:
