@@ -171,9 +171,11 @@ def test_saved_pair_counts_equal_the_counts_of_the_saved_paths(work: Path) -> No
             for i, row in enumerate(data["row_ids"].tolist()):
                 pairs = data["pairs"][data["offsets"][i] : data["offsets"][i + 1]]
                 t_ids, s_ids = target.sequence(row).token_ids, store.sequence(row).token_ids
-                want.update(zip(s_ids[pairs[:, 1]].tolist(), t_ids[pairs[:, 0]].tolist()))
+                want.update(
+                    zip(s_ids[pairs[:, 1]].tolist(), t_ids[pairs[:, 0]].tolist(), strict=True)
+                )
             saved = zip(data["counts_source"].tolist(), data["counts_target"].tolist(),
-                        data["counts_count"].tolist())  # fmt: skip
+                        data["counts_count"].tolist(), strict=True)  # fmt: skip
             for s, t, n in saved:
                 got[(s, t)] += n
         assert got == want, source
