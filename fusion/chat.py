@@ -31,6 +31,7 @@ from fusion.config import (
     read_yaml_mapping,
     validate_config,
 )
+from fusion.layout import WorkDir
 from fusion.merge.spec import Granularity, InputModel, MergeSpec, Method, ParameterValue
 from fusion.train.config import TrainSection
 
@@ -131,11 +132,11 @@ def _written(config: FuseConfig, file: Path) -> FuseConfig:
 def extraction_config(chat: ChatConfig) -> FuseConfig:
     """Pivot and every source over the shared corpus: ``work_dir/{corpus,stores}``."""
     config = _fuse_config(chat, chat.work_dir, list(chat.sources))
-    return _written(config, chat.work_dir / "configs" / "extract.yaml")
+    return _written(config, WorkDir(chat.work_dir).configs / "extract.yaml")
 
 
 def pair_dir(chat: ChatConfig, source: ModelEntry) -> Path:
-    return chat.work_dir / "pairs" / source.name
+    return WorkDir(chat.work_dir).pair(source.name).root
 
 
 def pair_config(chat: ChatConfig, source: ModelEntry) -> FuseConfig:
@@ -146,10 +147,10 @@ def pair_config(chat: ChatConfig, source: ModelEntry) -> FuseConfig:
 
 def link_shared(chat: ChatConfig, source: ModelEntry) -> None:
     """Point the pair's corpus and its two stores at the shared ones (relative links)."""
-    folder = pair_dir(chat, source)
-    links = {folder / "corpus": chat.work_dir / "corpus"}
+    shared, pair = WorkDir(chat.work_dir), WorkDir(chat.work_dir).pair(source.name)
+    links = {pair.corpus: shared.corpus}
     for entry in (chat.pivot, source):
-        links[folder / "stores" / entry.name] = chat.work_dir / "stores" / entry.name
+        links[pair.store(entry.name)] = shared.store(entry.name)
     for link, target in links.items():
         link.parent.mkdir(parents=True, exist_ok=True)
         if link.is_symlink() or link.exists():
@@ -160,7 +161,7 @@ def link_shared(chat: ChatConfig, source: ModelEntry) -> None:
 
 
 def merged_dir(chat: ChatConfig) -> Path:
-    return chat.work_dir / "merged"
+    return WorkDir(chat.work_dir).merged
 
 
 def merge_spec(chat: ChatConfig, finals: dict[str, Path]) -> MergeSpec:

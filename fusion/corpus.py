@@ -27,6 +27,7 @@ from typing import Any
 from fusion.conversation import Renderer, Span, check_messages
 from fusion.errors import FusionError
 from fusion.files import sha256_file, write_atomic, write_json_atomic
+from fusion.layout import WorkDir
 
 ROWS = "rows.jsonl"
 META = "meta.json"
@@ -242,7 +243,7 @@ def prepare(section: Any, work_dir: Path, shared_root: Path | None = None,
     ``chat_model`` (the target's config entry: path, revision, trust_remote_code) renders a
     conversation corpus with its chat template; text corpora do not use it.
     """
-    directory = Path(work_dir) / "corpus"
+    directory = WorkDir(work_dir).corpus
     if section.path or section.shared:
         files, fmt, field = _sources(section, shared_root)
         kinds = [_kind(f, fmt) for f in files]
@@ -305,7 +306,7 @@ def prepare(section: Any, work_dir: Path, shared_root: Path | None = None,
 
 def load(work_dir: Path) -> Corpus:
     """The rows of ``work_dir/corpus`` (checked against their fingerprint)."""
-    directory = Path(work_dir) / "corpus"
+    directory = WorkDir(work_dir).corpus
     file = directory / ROWS
     if not file.is_file():
         raise CorpusError(f"{directory}: no prepared corpus (run `fusebench fuse extract`)")

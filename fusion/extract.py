@@ -24,6 +24,7 @@ import numpy as np
 from fusion import corpus as corpus_mod
 from fusion.config import FuseConfig, ModelEntry, load_config
 from fusion.errors import FusionError
+from fusion.layout import WorkDir
 from fusion.store import (
     SequenceTopK,
     StoreManifest,
@@ -48,7 +49,7 @@ class Rank:
 
 
 def store_dir(config: FuseConfig, entry: ModelEntry) -> Path:
-    return config.work_dir / "stores" / entry.name
+    return WorkDir(config.work_dir).store(entry.name)
 
 
 def models(config: FuseConfig) -> list[ModelEntry]:

@@ -47,6 +47,7 @@ from fusion.errors import FusionError
 from fusion.extract import load_tokenizer, models, store_dir
 from fusion.files import write_atomic, write_json_atomic
 from fusion.fuse import Candidate, aligned_ce, fuse_row, uses_aligned_ce, weighting, weights
+from fusion.layout import WorkDir
 from fusion.store import (
     SequenceTopK,
     StoreError,
@@ -67,7 +68,7 @@ CRITERIA = ("min_ce", "min_ce_aligned")
 
 
 def fused_dir(config: FuseConfig) -> Path:
-    return config.work_dir / "fused"
+    return WorkDir(config.work_dir).fused
 
 
 def store_key(store: TopKStore) -> str:
@@ -145,7 +146,7 @@ def _fresh_dir(directory: Path, key: dict[str, Any], say: Any) -> None:
 def alignments(inputs: Inputs, source: str, progress: bool, say: Any) -> Path:
     """DTW paths and aligned-pair counts of every row, shard by shard (resumable)."""
     config = inputs.config
-    directory = config.work_dir / "align" / source
+    directory = WorkDir(config.work_dir).alignments(source)
     key = {"target": store_key(inputs.stores[inputs.target]),
            "source": store_key(inputs.stores[source]), "version": ALIGNMENTS_VERSION}  # fmt: skip
     _fresh_dir(directory, key, say)
@@ -280,7 +281,7 @@ def run_align(config: FuseConfig, *, progress: bool = True, overwrite: bool = Fa
         vmaps[source], rules[source] = vocabulary_map(inputs, source, directory, progress)
     report = _fuse(inputs, manifest, paths, vmaps, progress)
     report["vocabulary_map"] = {"method": config.align.vocab_mapping, "tokens_per_rule": rules}
-    write_json_atomic(config.work_dir / "align" / "report.json", report)
+    write_json_atomic(WorkDir(config.work_dir).align_report, report)
     return out
 
 
@@ -325,24 +326,45 @@ def _row_ce(seq: SequenceTopK) -> float:
     return seq.mean_nll if len(seq) > 1 else math.inf
 
 
+def _new_stats(names: list[str]) -> dict[str, Any]:
+    """One shard's fusion statistics (summed over shards for the report)."""
+    return {"projection": {s: dict.fromkeys(OUTCOMES.values(), 0) for s in names[1:]},
+            "rows_won": {criterion: dict.fromkeys(names, 0) for criterion in CRITERIA},
+            "weight_sum": dict.fromkeys(names, 0.0), "rows": 0, "no_common": 0,
+            "dropped": 0.0, "dropped_max": 0.0}  # fmt: skip
+
+
+def _add_stats(total: dict[str, Any], part: dict[str, Any]) -> None:
+    for key, value in part.items():
+        if isinstance(value, dict):
+            _add_stats(total[key], value)
+        elif key == "dropped_max":
+            total[key] = max(total[key], value)
+        else:
+            total[key] += value
+
+
+def _stats_file(directory: Path, shard: int) -> Path:
+    """Beside the shard, inside the fused store: replaced together with it."""
+    return directory / f"stats-{shard:05d}.json"
+
+
 def _fuse(inputs: Inputs, manifest: StoreManifest, paths: dict[str, dict[int, np.ndarray]],
           vmaps: dict[str, np.ndarray], progress: bool) -> dict[str, Any]:  # fmt: skip
     config = inputs.config
-    writer = StoreWriter(fused_dir(config), manifest)
+    out = fused_dir(config)
+    writer = StoreWriter(out, manifest)
     method, keep = config.fuse.method, config.fuse.keep
     temperature = config.fuse.temperature or 1.0
     names = [e.name for e in inputs.entries]
-    outcome_counts = {s: dict.fromkeys(OUTCOMES.values(), 0) for s in names[1:]}
-    wins = {criterion: dict.fromkeys(names, 0) for criterion in CRITERIA}
-    weight_sum = dict.fromkeys(names, 0.0)
-    no_common, rows_fused, dropped, dropped_max = 0, 0, 0.0, 0.0
     bar, task = _progress(f"fuse ({method})", inputs.num_rows, progress)
     with bar:
         for shard in range(manifest.num_shards):
             rows = writer.shard_rows(shard)
-            if writer.done(shard):
+            if writer.done(shard) and _stats_file(out, shard).is_file():
                 bar.advance(task, len(rows))
                 continue
+            stats = _new_stats(names)
             kept, excluded = [], {}
             for row in rows:
                 bar.advance(task)
@@ -350,42 +372,50 @@ def _fuse(inputs: Inputs, manifest: StoreManifest, paths: dict[str, dict[int, np
                 if why:
                     excluded[row] = why
                     continue
-                own, cands, aligned = _row_candidates(inputs, row, paths, vmaps, outcome_counts)
+                own, cands, aligned = _row_candidates(inputs, row, paths, vmaps,
+                                                      stats["projection"])  # fmt: skip
                 native = [c.ce for c in cands]
                 if aligned is None:
-                    no_common += 1
+                    stats["no_common"] += 1
                     aligned = native
-                wins["min_ce"][names[int(np.argmin(native))]] += 1
-                wins["min_ce_aligned"][names[int(np.argmin(aligned))]] += 1
+                stats["rows_won"]["min_ce"][names[int(np.argmin(native))]] += 1
+                stats["rows_won"]["min_ce_aligned"][names[int(np.argmin(aligned))]] += 1
                 if uses_aligned_ce(method):
                     cands = [Candidate(c.ids, c.logprobs, ce)
                              for c, ce in zip(cands, aligned, strict=True)]  # fmt: skip
                 for name, w in zip(names, weights([c.ce for c in cands], method, temperature),
                                    strict=True):  # fmt: skip
-                    weight_sum[name] += float(w)
+                    stats["weight_sum"][name] += float(w)
                 ids, logprobs, lost = fuse_row(cands, method, keep, temperature)
-                rows_fused += 1
-                dropped += float(lost.sum())
-                dropped_max = max(dropped_max, float(lost.max(initial=0.0)))
+                stats["rows"] += 1
+                stats["dropped"] += float(lost.sum())
+                stats["dropped_max"] = max(stats["dropped_max"], float(lost.max(initial=0.0)))
                 kept.append(SequenceTopK(row_id=row, token_ids=own.token_ids, topk_ids=ids,
                                          topk_logprobs=logprobs.astype(np.float16),
                                          nll=own.nll, mean_nll=own.mean_nll,
                                          loss_mask=own.loss_mask))  # fmt: skip
+            # Statistics first: a crash between the two redoes the shard and rewrites them.
+            write_json_atomic(_stats_file(out, shard), stats)
             writer.write_shard(shard, kept, excluded)
     final = writer.finalize()
-    # Counts cover the rows fused by this run (a resumed run counts its own part).
+    # Summed over every shard's file, so a resumed run reports the whole store.
+    total = _new_stats(names)
+    for shard in range(manifest.num_shards):
+        _add_stats(total, json.loads(_stats_file(out, shard).read_text(encoding="utf-8")))
+    rows_fused = total["rows"]
     report: dict[str, Any] = {
         "method": method, "positions": final.positions, "sequences": final.sequences,
-        "excluded": final.excluded, "projection": outcome_counts,
-        "rows_won": wins,
-        "rows_without_common_positions": int(no_common),
-        "mean_weight": {n: (w / rows_fused if rows_fused else 0.0) for n, w in weight_sum.items()},
-        "entries_per_position": _mean_entries(fused_dir(config), final),
+        "excluded": final.excluded, "projection": total["projection"],
+        "rows_won": total["rows_won"],
+        "rows_without_common_positions": total["no_common"],
+        "mean_weight": {n: (w / rows_fused if rows_fused else 0.0)
+                        for n, w in total["weight_sum"].items()},
+        "entries_per_position": _mean_entries(out, final),
     }  # fmt: skip
     if weighting(method) != "min_ce":
         report["keep"] = keep
-        report["dropped_mass"] = {"mean_per_position": dropped / max(final.positions, 1),
-                                  "max": dropped_max}  # fmt: skip
+        report["dropped_mass"] = {"mean_per_position": total["dropped"] / max(final.positions, 1),
+                                  "max": total["dropped_max"]}  # fmt: skip
     return report
 
 

@@ -8,10 +8,6 @@ process rather than one per rank.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,9 +17,8 @@ import yaml
 from fusion.config import TrainRunConfig
 from fusion.errors import FusionError
 from fusion.files import write_json_atomic
+from fusion.launch import run_ranks
 from fusion.train.setup import load_tokenizer, new_row_ids, open_data, run_paths
-
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
 class TrainingFailed(FusionError):
@@ -43,12 +38,6 @@ def check_inputs(config: TrainRunConfig, *, nproc: int, resume: bool) -> None:
     start_point(config, nproc, resume=resume)
 
 
-def torchrun_command(config_file: Path, *, nproc: int, resume: bool) -> list[str]:
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
-               "--nproc_per_node", str(nproc), "-m", "fusion.train.main", str(config_file)]  # fmt: skip
-    return command + (["--resume"] if resume else [])
-
-
 def run_training(config: TrainRunConfig, *, nproc: int, resume: bool) -> Path:
     """Train the target (fused objective, or plain CLM for a vocab stage); returns the final
     Hugging Face model's folder."""
@@ -65,24 +54,10 @@ def run_training(config: TrainRunConfig, *, nproc: int, resume: bool) -> Path:
         encoding="utf-8",
     )
     write_json_atomic(paths.status, {"status": "launching", "nproc": nproc})
-    from fusion.train.setup import child_env
-
-    env = child_env(dict(os.environ))
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in [str(PACKAGE_ROOT), env.get("PYTHONPATH", "")] if p
-    )
-    env["FUSEBENCH_LAUNCHED"] = "1"  # the caller reports the final model itself
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    process = subprocess.Popen(torchrun_command(config_file, nproc=nproc, resume=resume), env=env)
-    # SIGTERM to this process goes on to torchrun, which hands it to every rank (Ctrl-C
-    # reaches them all through the terminal): each finishes its step and checkpoints.
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: process.send_signal(signum))
-    try:
-        code = process.wait()
-    except KeyboardInterrupt:
-        code = process.wait()
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    # FUSEBENCH_LAUNCHED: the caller reports the final model itself.
+    args = [str(config_file), *(["--resume"] if resume else [])]
+    code = run_ranks("fusion.train.main", args, nproc=nproc,
+                     env={"FUSEBENCH_LAUNCHED": "1"}).code  # fmt: skip
     if code == 0:
         return paths.final
     status = _status(paths.status)

@@ -10,6 +10,8 @@ from typing import Any
 
 from fusion.config import TrainRunConfig
 from fusion.errors import FusionError
+from fusion.launch import SINGLE_RANK_MARK
+from fusion.layout import WorkDir
 from fusion.store import tokenizer_fingerprint
 from fusion.train.data import FusedDataset, open_fused_store
 
@@ -42,10 +44,10 @@ class RunPaths:
 
 def run_paths(config: TrainRunConfig) -> RunPaths:
     """work_dir/fused and work_dir/train unless the train section names others."""
-    section = config.train
-    store = Path(section.fused_store) if section.fused_store else Path("fused")
-    output = Path(section.output) if section.output else Path("train")
-    return RunPaths(store=config.work_dir / store, output=config.work_dir / output)
+    section, layout = config.train, WorkDir(config.work_dir)
+    store = config.work_dir / section.fused_store if section.fused_store else layout.fused
+    output = config.work_dir / section.output if section.output else layout.train
+    return RunPaths(store=store, output=output)
 
 
 def load_tokenizer(config: TrainRunConfig) -> Any:
@@ -119,17 +121,3 @@ def single_rank_env() -> None:
          "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
          SINGLE_RANK_MARK: "1"}
     )  # fmt: skip
-
-
-# Set with the variables above, so that a process started later from this one (torchrun for
-# another training, an evaluation) does not inherit a rendezvous whose port is taken.
-SINGLE_RANK_MARK = "FUSEBENCH_SINGLE_RANK"
-SINGLE_RANK_KEYS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
-                    "MASTER_PORT", SINGLE_RANK_MARK)  # fmt: skip
-
-
-def child_env(env: dict[str, str]) -> dict[str, str]:
-    """``env`` without the one-rank rendezvous this process made for itself, if it made one."""
-    if env.get(SINGLE_RANK_MARK) != "1":
-        return dict(env)
-    return {key: value for key, value in env.items() if key not in SINGLE_RANK_KEYS}

@@ -10,11 +10,9 @@ rerun and an interrupted one resumes from its checkpoint. The corpus is prepared
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fusion.config import (
@@ -25,6 +23,7 @@ from fusion.config import (
     read_yaml_mapping,
     validate_config,
 )
+from fusion.layout import WorkDir
 from fusion.train.config import GROUPS, TrainSection
 
 # Set per stage: a value in the shared train section would be overwritten, so it is refused.
@@ -93,7 +92,7 @@ def load_vocab_config(path: Path) -> VocabTrainConfig:
 
 
 def stage_dir(config: VocabTrainConfig, number: int) -> Path:
-    return config.work_dir / "stages" / str(number)
+    return WorkDir(config.work_dir).stage(number)
 
 
 def stage_config(config: VocabTrainConfig, number: int, steps: int, epochs: int) -> TrainRunConfig:
@@ -127,47 +126,3 @@ def plan_steps(stage: Stage, dataset: Any, section: TrainSection, nproc: int) ->
         tokens_per_step = dataset.positions / per_epoch
         steps = max(1, math.ceil((stage.tokens or 0) / tokens_per_step))
     return steps, math.ceil(steps / per_epoch)
-
-
-def train_stages(config: VocabTrainConfig, *, nproc: int = 1,
-                 say: Callable[[str], None] = print) -> Path:  # fmt: skip
-    """Run every stage not yet finished, in order; returns the last stage's final model."""
-    from transformers import AutoTokenizer
-
-    from fusion import corpus as corpus_mod
-    from fusion.train.clm_data import ClmDataset
-    from fusion.train.launch import run_training, shared_process_group
-    from fusion.train.trainer import finished
-    from fusion.vocab.rows import new_rows
-
-    rows = new_rows(Path(config.model))
-    say(f"vocab train: {config.model} ({len(rows.ids)} new rows), {len(config.stages)} stages")
-    corpus = corpus_mod.prepare(config.corpus, config.work_dir)
-    tokenizer = AutoTokenizer.from_pretrained(config.model,
-                                              trust_remote_code=config.trust_remote_code)  # fmt: skip
-    dataset = ClmDataset(
-        config.work_dir, tokenizer, config.train.max_length, config.train.long_rows
-    )
-    say(f"corpus: {len(corpus)} rows, {dataset.positions} tokens ({corpus.directory})")
-    final = Path(config.model)
-    with shared_process_group(nproc):
-        for number, stage in enumerate(config.stages, start=1):
-            steps, epochs = plan_steps(stage, dataset, config.train, nproc)
-            run = stage_config(config, number, steps, epochs)
-            label = (
-                f"stage {number}/{len(config.stages)} ({stage.name}: {', '.join(stage.trainable)})"
-            )
-            done = finished(run)
-            if done:
-                say(f"{label}: finished earlier: {done}")
-                final = done
-                continue
-            say(f"{label}: {steps} steps at lr {stage.learning_rate}")
-            folder = stage_dir(config, number)
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / "stage.yaml").write_text(
-                yaml.safe_dump(run.model_dump(mode="json"), allow_unicode=True, sort_keys=False),
-                encoding="utf-8",
-            )
-            final = run_training(run, nproc=nproc, resume=True)
-        return final

@@ -1,21 +1,20 @@
 """``fusebench fuse extract|align|train|run|chat CONFIG``: the fusion pipeline, stage by stage.
 
 Every stage reads the same YAML config (``configs/tiny-fuse.yaml`` is an example), writes under
-its ``work_dir`` and skips what is already done, so a rerun continues an interrupted one.
+its ``work_dir`` and skips what is already done, so a rerun continues an interrupted one. The
+stage sequences live in ``fusion/pipeline.py``; this module parses arguments and prints.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from harness.cli.fuse_chat_cmd import chat_command
 from harness.cli.fuse_train_cmd import train_command
+from harness.cli.reporting import cli_reporter
 
 app = typer.Typer(help="Knowledge fusion: extract top-k, align and fuse, train.",
                   no_args_is_help=True)  # fmt: skip
@@ -28,66 +27,13 @@ OverwriteOpt = Annotated[bool, typer.Option(help="Replace a fused store made wit
 ProgressOpt = Annotated[bool, typer.Option(help="Show progress bars.")]
 
 
-def _say(message: str) -> None:
-    typer.echo(message, err=True)
-
-
-def _interrupted(stage: str) -> Exception:
-    from harness.errors import Interrupted
-
-    return Interrupted(f"{stage} interrupted: finished shards are kept; rerun to continue")
-
-
-def do_extract(config: Any, nproc: int, progress: bool) -> list[Path]:
-    """Prepare the corpus and check every row fits every model here, then extract (in this
-    process, or in ``nproc`` torchrun workers that split the shards)."""
-    from fusion.corpus import prepare
-    from fusion.errors import FusionError
-    from fusion.extract import check_rows, extract, models, store_dir
-
-    corpus = prepare(config.corpus, config.work_dir, chat_model=config.target)
-    kind = (f"conversations rendered with {config.target.name}'s chat template, "
-            if corpus.conversation else "")  # fmt: skip
-    _say(f"corpus: {len(corpus)} rows, {kind}fingerprint {corpus.fingerprint[:12]} "
-         f"({corpus.directory})")  # fmt: skip
-    check_rows(config, corpus)
-    try:
-        if nproc == 1:
-            paths = extract(config, progress=progress)
-        else:
-            command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                       f"--nproc_per_node={nproc}", "-m", "fusion.extract",
-                       str(config.source_file), *([] if progress else ["--no-progress"])]  # fmt: skip
-            done = subprocess.run(command, env=dict(os.environ), check=False)
-            if done.returncode != 0:
-                raise FusionError(f"extraction failed in a worker (exit code {done.returncode}); "
-                                  "its message is above")  # fmt: skip
-            paths = [store_dir(config, entry) for entry in models(config)]
-    except KeyboardInterrupt:
-        raise _interrupted("extraction") from None
-    for path in paths:
-        typer.echo(f"store: {path}")
-    return paths
-
-
-def do_align(config: Any, overwrite: bool, progress: bool) -> Path:
-    from fusion.align.stage import run_align
-
-    try:
-        out = run_align(config, progress=progress, overwrite=overwrite, say=_say)
-    except KeyboardInterrupt:
-        raise _interrupted("alignment") from None
-    typer.echo(f"fused store: {out}")
-    typer.echo(f"report: {config.work_dir / 'align' / 'report.json'}")
-    return out
-
-
 @app.command("extract")
 def extract_command(config: ConfigArg, nproc: NprocOpt = 1, progress: ProgressOpt = True) -> None:
     """Top-k log-probabilities of the target and every source over the pre-split corpus."""
+    from fusion import pipeline
     from fusion.config import load_config
 
-    do_extract(load_config(config), nproc, progress)
+    pipeline.extract(load_config(config), nproc=nproc, progress=progress, report=cli_reporter())
 
 
 @app.command("align")
@@ -95,9 +41,11 @@ def align_command(
     config: ConfigArg, overwrite: OverwriteOpt = False, progress: ProgressOpt = True
 ) -> None:
     """Align each source to the target, map vocabularies, project, fuse into one store."""
+    from fusion import pipeline
     from fusion.config import load_config
 
-    do_align(load_config(config), overwrite, progress)
+    pipeline.align(load_config(config), overwrite=overwrite, progress=progress,
+                   report=cli_reporter())  # fmt: skip
 
 
 app.command("train")(train_command)
@@ -113,15 +61,8 @@ def run_command(
     progress: ProgressOpt = True,
 ) -> None:
     """extract -> align and fuse -> train, skipping what is finished."""
+    from fusion import pipeline
     from fusion.config import load_config
 
-    loaded = load_config(config)
-    do_extract(loaded, nproc, progress)
-    do_align(loaded, overwrite, progress)
-    from fusion.train.launch import run_training
-
-    try:
-        model = run_training(loaded, nproc=nproc, resume=resume)
-    except KeyboardInterrupt:
-        raise _interrupted("training") from None
-    typer.echo(f"model: {model}")
+    pipeline.fuse(load_config(config), nproc=nproc, overwrite=overwrite, resume=resume,
+                  progress=progress, report=cli_reporter())  # fmt: skip

@@ -25,8 +25,8 @@ def train_command(
     exits 130; --resume continues it exactly. GPUs and several nodes: use the deepspeed
     launcher on `python -m fusion.train.main CONFIG` (see README).
     """
+    from fusion import pipeline
     from fusion.config import load_config
-    from fusion.train.launch import run_training
 
-    final = run_training(load_config(config), nproc=nproc, resume=resume)
+    final = pipeline.train(load_config(config), nproc=nproc, resume=resume)
     typer.echo(f"model: {final}")

@@ -81,8 +81,8 @@ def train_command(
     matrix stay bit-identical (under every ZeRO stage). A rerun skips finished stages
     and resumes an interrupted one from its checkpoint.
     """
-    from fusion.vocab.train import load_vocab_config, train_stages
+    from fusion import pipeline
+    from fusion.vocab.train import load_vocab_config
+    from harness.cli.reporting import cli_reporter
 
-    final = train_stages(load_vocab_config(config), nproc=nproc,
-                         say=lambda text: typer.echo(text, err=True))  # fmt: skip
-    typer.echo(f"model: {final}")
+    pipeline.vocab_train(load_vocab_config(config), nproc=nproc, report=cli_reporter())

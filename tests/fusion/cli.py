@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fusion.train.setup import child_env
+from fusion.launch import child_env
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -179,3 +179,17 @@ def test_saved_pair_counts_equal_the_counts_of_the_saved_paths(work: Path) -> No
             for s, t, n in saved:
                 got[(s, t)] += n
         assert got == want, source
+
+
+def test_report_covers_every_shard_after_a_resume(work: Path) -> None:
+    """A fuse stage that stopped after some shards reports the whole store on its rerun
+    (it reported only the shards of the last run)."""
+    root = work.parent / "work"
+    whole = json.loads((root / "align" / "report.json").read_text())
+    manifest = json.loads((root / "fused" / "manifest.json").read_text())
+    manifest.update(complete=False, shards=[])  # as before finalisation
+    (root / "fused" / "manifest.json").write_text(json.dumps(manifest))
+    (root / "fused" / "shard-00001.json").unlink()  # shard 1 was not finished
+    run_align(load_config(work), progress=False, say=lambda _: None)
+    again = json.loads((root / "align" / "report.json").read_text())
+    assert again == whole

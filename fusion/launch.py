@@ -1,0 +1,81 @@
+"""The one launcher for multi-process stages (extraction and training): torchrun on this
+machine, with a clean child environment, this checkout on PYTHONPATH, SIGTERM forwarded to
+the ranks and their exit code returned.
+
+Why a module of its own: every stage that starts ranks must drop the one-rank rendezvous an
+in-process stage may have set up here (its port is taken), and must pass a scheduler's
+SIGTERM on so that ranks checkpoint; one copy keeps that true for all of them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+
+# Set with the one-rank variables, so that a process started later from this one (torchrun
+# for another stage, an evaluation) does not inherit a rendezvous whose port is taken.
+SINGLE_RANK_MARK = "FUSEBENCH_SINGLE_RANK"
+SINGLE_RANK_KEYS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
+                    "MASTER_PORT", SINGLE_RANK_MARK)  # fmt: skip
+
+
+def child_env(env: dict[str, str]) -> dict[str, str]:
+    """``env`` without the one-rank rendezvous this process made for itself, if it made one."""
+    if env.get(SINGLE_RANK_MARK) != "1":
+        return dict(env)
+    return {key: value for key, value in env.items() if key not in SINGLE_RANK_KEYS}
+
+
+def rank_env(nproc: int, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment ranks start with: clean, this checkout importable, threads shared."""
+    env = child_env(dict(os.environ))
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in [str(PACKAGE_ROOT), env.get("PYTHONPATH", "")] if p
+    )
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    env.update(extra or {})
+    return env
+
+
+def torchrun_command(module: str, args: list[str], nproc: int) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
+            "--nproc_per_node", str(nproc), "-m", module, *args]  # fmt: skip
+
+
+@dataclass
+class Launched:
+    """How the ranks ended: torchrun's exit code, and whether we were told to stop."""
+
+    code: int
+    interrupted: bool
+
+
+def run_ranks(module: str, args: list[str], *, nproc: int,
+              env: dict[str, str] | None = None) -> Launched:  # fmt: skip
+    """Run ``python -m module args`` on ``nproc`` ranks and wait for them.
+
+    SIGTERM to this process goes on to torchrun, which hands it to every rank (Ctrl-C
+    reaches them all through the terminal): each finishes its unit of work, saves, exits.
+    """
+    process = subprocess.Popen(torchrun_command(module, args, nproc), env=rank_env(nproc, env))
+    stopped: list[int] = []
+
+    def forward(signum: int, frame: object) -> None:
+        stopped.append(signum)
+        process.send_signal(signum)
+
+    previous = signal.signal(signal.SIGTERM, forward)
+    try:
+        code = process.wait()
+    except KeyboardInterrupt:
+        stopped.append(signal.SIGINT)
+        code = process.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return Launched(code=code, interrupted=bool(stopped))

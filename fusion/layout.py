@@ -1,0 +1,83 @@
+"""Where everything of one fusion ``work_dir`` lives: the only place its layout is spelled.
+
+    corpus/                  the pre-split rows every model is extracted from
+    stores/<model>/          each model's top-k store
+    align/<source>/          DTW paths, pair counts and the vocabulary map of one source
+    align/report.json        how the fused store was made
+    fused/                   the fused-targets store training reads
+    train/                   checkpoints, log and final model of the fusion training
+    pairs/<source>/          FuseChat: one pair's own work_dir (corpus and stores linked)
+    merged/                  FuseChat: the merged pair targets
+    stages/<n>/              EEVE: one stage's training run
+    configs/                 configs the pipeline derived and wrote (FuseChat extraction)
+
+As ``reports/rundir.py`` owns an evaluation run directory, this class owns a work_dir:
+modules ask it for paths instead of joining string literals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class WorkDir:
+    """The layout of one work_dir (paths only: nothing is created here)."""
+
+    root: Path
+
+    def __init__(self, root: Path | str) -> None:
+        object.__setattr__(self, "root", Path(root))
+
+    @property
+    def corpus(self) -> Path:
+        return self.root / "corpus"
+
+    @property
+    def stores(self) -> Path:
+        return self.root / "stores"
+
+    def store(self, model: str) -> Path:
+        return self.stores / model
+
+    @property
+    def align(self) -> Path:
+        return self.root / "align"
+
+    def alignments(self, source: str) -> Path:
+        return self.align / source
+
+    @property
+    def align_report(self) -> Path:
+        return self.align / "report.json"
+
+    @property
+    def fused(self) -> Path:
+        return self.root / "fused"
+
+    @property
+    def train(self) -> Path:
+        return self.root / "train"
+
+    @property
+    def pairs(self) -> Path:
+        return self.root / "pairs"
+
+    def pair(self, source: str) -> WorkDir:
+        return WorkDir(self.pairs / source)
+
+    @property
+    def merged(self) -> Path:
+        return self.root / "merged"
+
+    @property
+    def stages(self) -> Path:
+        return self.root / "stages"
+
+    def stage(self, number: int) -> Path:
+        return self.stages / str(number)
+
+    @property
+    def configs(self) -> Path:
+        return self.root / "configs"

@@ -1,0 +1,204 @@
+"""The fusion stage sequences, in one place: FuseLLM's extract -> align/fuse -> train,
+FuseChat's pairwise fusion then merge, and EEVE's staged training.
+
+Each function skips what is finished (every stage checks its own outputs), so calling it
+again continues an interrupted run. Progress goes through a ``Reporter``: ``status`` lines
+say what is happening (the CLI prints them on stderr), ``output`` names a result (the CLI
+prints ``label: path`` on stdout, where scripts read it). Nothing here prints, and a Ctrl-C
+or SIGTERM between units of work becomes ``StageInterrupted`` (exit code 130: finished work
+is on disk, a rerun continues).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fusion.errors import FusionError, StageInterrupted
+from fusion.layout import WorkDir
+
+
+def _quiet(*_: Any) -> None:
+    return None
+
+
+@dataclass
+class Reporter:
+    """Where a pipeline reports: status lines and named results."""
+
+    status: Callable[[str], None] = field(default=_quiet)
+    output: Callable[[str, Path], None] = field(default=_quiet)
+
+
+def _interrupted(stage: str) -> StageInterrupted:
+    return StageInterrupted(f"{stage} interrupted: finished shards are kept; rerun to continue")
+
+
+# ------------------------------------------------------------------ FuseLLM stages
+
+
+def extract(config: Any, *, nproc: int = 1, progress: bool = True,
+            report: Reporter | None = None) -> list[Path]:  # fmt: skip
+    """Prepare the corpus and check every row fits every model here, then extract top-k (in
+    this process, or on ``nproc`` ranks that split the shards)."""
+    from fusion.corpus import prepare
+    from fusion.extract import check_rows, models, store_dir
+    from fusion.extract import extract as extract_here
+    from fusion.launch import run_ranks
+
+    report = report or Reporter()
+    corpus = prepare(config.corpus, config.work_dir, chat_model=config.target)
+    report.status(f"corpus: {len(corpus)} rows, fingerprint {corpus.fingerprint[:12]} "
+                  f"({corpus.directory})")  # fmt: skip
+    check_rows(config, corpus)
+    try:
+        if nproc == 1:
+            paths = extract_here(config, progress=progress)
+        else:
+            args = [str(config.source_file), *([] if progress else ["--no-progress"])]
+            launched = run_ranks("fusion.extract", args, nproc=nproc)
+            if launched.interrupted:
+                raise KeyboardInterrupt
+            if launched.code != 0:
+                raise FusionError(f"extraction failed in a worker (exit code {launched.code}); "
+                                  "its message is above")  # fmt: skip
+            paths = [store_dir(config, entry) for entry in models(config)]
+    except KeyboardInterrupt:
+        raise _interrupted("extraction") from None
+    for path in paths:
+        report.output("store", path)
+    return paths
+
+
+def align(config: Any, *, overwrite: bool = False, progress: bool = True,
+          report: Reporter | None = None) -> Path:  # fmt: skip
+    """Align every source to the target, map vocabularies, project and fuse into one store."""
+    from fusion.align.stage import run_align
+
+    report = report or Reporter()
+    try:
+        out = run_align(config, progress=progress, overwrite=overwrite, say=report.status)
+    except KeyboardInterrupt:
+        raise _interrupted("alignment") from None
+    report.output("fused store", out)
+    report.output("report", WorkDir(config.work_dir).align_report)
+    return out
+
+
+def train(config: Any, *, nproc: int = 1, resume: bool = True) -> Path:
+    """Train the target on the fused store (DeepSpeed, here or on ``nproc`` ranks)."""
+    from fusion.train.launch import run_training
+
+    try:
+        return run_training(config, nproc=nproc, resume=resume)
+    except KeyboardInterrupt:
+        raise _interrupted("training") from None
+
+
+def fuse(config: Any, *, nproc: int = 1, overwrite: bool = False, resume: bool = True,
+         progress: bool = True, report: Reporter | None = None) -> Path:  # fmt: skip
+    """FuseLLM end to end: extract -> align and fuse -> train; returns the final model."""
+    report = report or Reporter()
+    extract(config, nproc=nproc, progress=progress, report=report)
+    align(config, overwrite=overwrite, progress=progress, report=report)
+    model = train(config, nproc=nproc, resume=resume)
+    report.output("model", model)
+    return model
+
+
+# ------------------------------------------------------------------ FuseChat
+
+
+def fuse_chat(chat: Any, *, nproc: int = 1, overwrite: bool = False, progress: bool = True,
+              report: Reporter | None = None) -> Path:  # fmt: skip
+    """Fuse each source into the pivot (extract once, then align and train one pair at a
+    time), then merge the pair targets relative to the pivot; returns the merged model."""
+    from fusion.chat import (
+        extraction_config,
+        link_shared,
+        merge_done,
+        merge_spec,
+        merged_dir,
+        pair_config,
+    )
+    from fusion.merge.run import merge
+    from fusion.train.trainer import finished
+
+    report = report or Reporter()
+    pairs = {source.name: pair_config(chat, source) for source in chat.sources}
+    finals = {name: finished(pair) for name, pair in pairs.items()}
+    if not all(finals.values()):
+        extract(extraction_config(chat), nproc=nproc, progress=progress, report=report)
+    for number, source in enumerate(chat.sources, start=1):
+        label = f"pair {number}/{len(pairs)} ({source.name} -> {chat.pivot.name})"
+        if finals[source.name]:
+            report.status(f"{label}: finished earlier: {finals[source.name]}")
+            continue
+        report.status(f"{label}: align and train")
+        link_shared(chat, source)
+        align(pairs[source.name], overwrite=overwrite, progress=progress, report=report)
+        finals[source.name] = train(pairs[source.name], nproc=nproc, resume=True)
+    spec = merge_spec(chat, {name: Path(final) for name, final in finals.items() if final})
+    out = merged_dir(chat)
+    if merge_done(chat, spec):
+        report.status(f"merge: finished earlier: {out}")
+    else:
+        report.status(f"merge: {spec.method} of {len(spec.models)} pair targets relative to "
+                      "the pivot")  # fmt: skip
+        merge(spec, out, overwrite=True, progress=progress)
+    report.output("model", out)
+    return out
+
+
+# ------------------------------------------------------------------ EEVE
+
+
+def vocab_train(config: Any, *, nproc: int = 1, report: Reporter | None = None) -> Path:
+    """EEVE's stages in order, each from the previous stage's model, skipping finished ones
+    and resuming an interrupted one; returns the last stage's final model."""
+    import yaml
+    from transformers import AutoTokenizer
+
+    from fusion import corpus as corpus_mod
+    from fusion.train.clm_data import ClmDataset
+    from fusion.train.launch import shared_process_group
+    from fusion.train.trainer import finished
+    from fusion.vocab.rows import new_rows
+    from fusion.vocab.train import plan_steps, stage_config, stage_dir
+
+    report = report or Reporter()
+    rows = new_rows(Path(config.model))
+    report.status(f"vocab train: {config.model} ({len(rows.ids)} new rows), "
+                  f"{len(config.stages)} stages")  # fmt: skip
+    corpus = corpus_mod.prepare(config.corpus, config.work_dir)
+    tokenizer = AutoTokenizer.from_pretrained(config.model,
+                                              trust_remote_code=config.trust_remote_code)  # fmt: skip
+    dataset = ClmDataset(
+        config.work_dir, tokenizer, config.train.max_length, config.train.long_rows
+    )
+    report.status(f"corpus: {len(corpus)} rows, {dataset.positions} tokens ({corpus.directory})")
+    final = Path(config.model)
+    with shared_process_group(nproc):
+        for number, stage in enumerate(config.stages, start=1):
+            steps, epochs = plan_steps(stage, dataset, config.train, nproc)
+            run = stage_config(config, number, steps, epochs)
+            label = (
+                f"stage {number}/{len(config.stages)} ({stage.name}: {', '.join(stage.trainable)})"
+            )
+            done = finished(run)
+            if done:
+                report.status(f"{label}: finished earlier: {done}")
+                final = done
+                continue
+            report.status(f"{label}: {steps} steps at lr {stage.learning_rate}")
+            folder = stage_dir(config, number)
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "stage.yaml").write_text(
+                yaml.safe_dump(run.model_dump(mode="json"), allow_unicode=True, sort_keys=False),
+                encoding="utf-8",
+            )
+            final = train(run, nproc=nproc, resume=True)
+    report.output("model", final)
+    return final
