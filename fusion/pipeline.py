@@ -50,7 +50,9 @@ def extract(config: Any, *, nproc: int = 1, progress: bool = True,
 
     report = report or Reporter()
     corpus = prepare(config.corpus, config.work_dir, chat_model=config.target)
-    report.status(f"corpus: {len(corpus)} rows, fingerprint {corpus.fingerprint[:12]} "
+    kind = (f"conversations rendered with {config.target.name}'s chat template, "
+            if corpus.conversation else "")  # fmt: skip
+    report.status(f"corpus: {len(corpus)} rows, {kind}fingerprint {corpus.fingerprint[:12]} "
                   f"({corpus.directory})")  # fmt: skip
     check_rows(config, corpus)
     try:
