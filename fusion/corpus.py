@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from fusion.errors import FusionError
-from fusion.files import sha256_file, write_atomic, write_json_atomic
+from runrecords.atomic import write_atomic, write_json_atomic
+from runrecords.digest import sha256_file
 
 ROWS = "rows.jsonl"
 META = "meta.json"

@@ -11,7 +11,6 @@ import contextlib
 import logging
 import math
 import os
-import shutil
 import signal
 import sys
 import time
@@ -23,8 +22,6 @@ import torch
 import torch.distributed as dist
 
 from fusion.config import TrainRunConfig
-from fusion.errors import FusionError
-from fusion.files import write_json_atomic
 from fusion.train import checkpoint
 from fusion.train.clm_data import ClmCollator
 from fusion.train.data import Collator, DataState, MicroBatches
@@ -41,17 +38,13 @@ from fusion.train.setup import (
     run_paths,
     single_rank_env,
 )
+from runrecords.atomic import atomic_directory, write_json_atomic
+from runrecords.errors import Interrupted
+from runrecords.settings import first_difference
 
-INTERRUPTED_EXIT = 130
 # Settings that may change between an interrupted run and its resume (they do not change
 # what is computed); anything else must match the checkpoint.
 RESUMABLE_CHANGES = {"save_every", "log_every", "keep_checkpoints", "tensorboard", "optimizer"}
-
-
-class TrainingInterrupted(FusionError):
-    """SIGTERM or Ctrl-C: the current step finished and was checkpointed; --resume continues."""
-
-    exit_code = INTERRUPTED_EXIT
 
 
 def run_settings(config: TrainRunConfig, world_size: int) -> dict[str, Any]:
@@ -249,7 +242,7 @@ class _Run:
             if stop and step < steps:
                 progress.close()
                 self._status("interrupted", step=step, steps=steps)
-                raise TrainingInterrupted(
+                raise Interrupted(
                     f"train: interrupted after step {step} of {steps}; checkpoint in "
                     f"{self.paths.checkpoints}; rerun with --resume to continue"
                 )
@@ -294,7 +287,7 @@ class _Run:
                 signal.signal(sig, old)
 
     def _save_final(self, engine: Any, tokenizer: Any) -> Path:
-        """A Hugging Face model with its tokenizer, written to a temporary folder then renamed."""
+        """A Hugging Face model with its tokenizer, written to a scratch folder then swapped in."""
         final = self.paths.final
         if self.section.zero_stage == 3:
             # Gathered from every rank's shard (collective), full on rank 0; the call
@@ -303,12 +296,9 @@ class _Run:
         else:
             state_dict = engine.module.state_dict() if self.rank == 0 else None
         if self.rank == 0:
-            tmp = final.with_name(final.name + ".tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            engine.module.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
-            tokenizer.save_pretrained(tmp)
-            shutil.rmtree(final, ignore_errors=True)
-            tmp.rename(final)
+            with atomic_directory(final) as tmp:
+                engine.module.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+                tokenizer.save_pretrained(tmp)
             self._say(f"train: final model: {final}")
         dist.barrier()
         return final
@@ -327,7 +317,7 @@ def start_point(config: TrainRunConfig, world: int, *, resume: bool) -> dict[str
         )
     settings = run_settings(config, world)
     if pointer.get("settings") != settings:
-        diff = _first_difference(pointer.get("settings", {}), settings)
+        diff = first_difference(pointer.get("settings", {}), settings, nested=True, sort=True)
         raise checkpoint.CheckpointError(
             f"{paths.checkpoints / checkpoint.POINTER}: made with other settings ({diff}); "
             "resume with the same config and process count, or start afresh"
@@ -347,14 +337,3 @@ def _status_of(paths: RunPaths) -> str | None:
     if not paths.status.is_file():
         return None
     return json.loads(paths.status.read_text(encoding="utf-8")).get("status")
-
-
-def _first_difference(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> str:
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            if a != b:
-                return _first_difference(a, b, f"{prefix}{key}.")
-        elif a != b:
-            return f"{prefix}{key}: {a!r} there, {b!r} now"
-    return "unknown difference"
