@@ -33,7 +33,7 @@ def _say(message: str) -> None:
 
 
 def _interrupted(stage: str) -> Exception:
-    from harness.errors import Interrupted
+    from runrecords.errors import Interrupted
 
     return Interrupted(f"{stage} interrupted: finished shards are kept; rerun to continue")
 
