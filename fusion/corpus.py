@@ -26,8 +26,9 @@ from typing import Any
 
 from fusion.conversation import Renderer, Span, check_messages
 from fusion.errors import FusionError
-from fusion.files import sha256_file, write_atomic, write_json_atomic
 from fusion.layout import WorkDir
+from runrecords.atomic import write_atomic, write_json_atomic
+from runrecords.digest import sha256_file
 
 ROWS = "rows.jsonl"
 META = "meta.json"

@@ -32,6 +32,7 @@ from fusion.store import (
     mean_gold_nll,
     tokenizer_fingerprint,
 )
+from runrecords.errors import UserError
 
 
 class ExtractError(FusionError):
@@ -270,9 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     try:
         extract(load_config(Path(args[0])), progress="--no-progress" not in args[1:])
-    except FusionError as err:
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr)
-        return getattr(err, "exit_code", 2)
+        return err.exit_code
     return 0
 
 

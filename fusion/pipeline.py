@@ -5,7 +5,7 @@ Each function skips what is finished (every stage checks its own outputs), so ca
 again continues an interrupted run. Progress goes through a ``Reporter``: ``status`` lines
 say what is happening (the CLI prints them on stderr), ``output`` names a result (the CLI
 prints ``label: path`` on stdout, where scripts read it). Nothing here prints, and a Ctrl-C
-or SIGTERM between units of work becomes ``StageInterrupted`` (exit code 130: finished work
+or SIGTERM between units of work becomes ``Interrupted`` (exit code 130: finished work
 is on disk, a rerun continues).
 """
 
@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fusion.errors import FusionError, StageInterrupted
+from fusion.errors import FusionError
 from fusion.layout import WorkDir
+from runrecords.errors import Interrupted
 
 
 def _quiet(*_: Any) -> None:
@@ -32,8 +33,8 @@ class Reporter:
     output: Callable[[str, Path], None] = field(default=_quiet)
 
 
-def _interrupted(stage: str) -> StageInterrupted:
-    return StageInterrupted(f"{stage} interrupted: finished shards are kept; rerun to continue")
+def _interrupted(stage: str) -> Interrupted:
+    return Interrupted(f"{stage} interrupted: finished shards are kept; rerun to continue")
 
 
 # ------------------------------------------------------------------ FuseLLM stages

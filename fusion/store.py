@@ -50,7 +50,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from safetensors.numpy import load_file, save_file
 
 from fusion.errors import FusionError
-from fusion.files import sha256_file, write_atomic, write_json_atomic
+from runrecords.atomic import write_atomic, write_json_atomic
+from runrecords.digest import sha256_file
+from runrecords.settings import first_difference
 
 FORMAT = "fusebench-topk"
 VERSION = 2
@@ -75,6 +77,10 @@ class ShardInfo(BaseModel):
     sequences: int
     positions: int
     excluded: dict[int, str] = Field(default_factory=dict)
+
+
+# What writing a store fills in; the rest are the settings a store is made with.
+_FILLED_IN = {"complete", "shards", "sequences", "positions", "excluded"}
 
 
 class StoreManifest(BaseModel):
@@ -120,8 +126,7 @@ class StoreManifest(BaseModel):
         return max(1, math.ceil(self.num_rows / self.rows_per_shard))
 
     def same_store(self, other: StoreManifest) -> bool:
-        ignore = {"complete", "shards", "sequences", "positions", "excluded"}
-        return self.model_dump(exclude=ignore) == other.model_dump(exclude=ignore)
+        return self.model_dump(exclude=_FILLED_IN) == other.model_dump(exclude=_FILLED_IN)
 
 
 def id_width(vocab_size: int) -> Literal[2, 3, 4]:
@@ -258,9 +263,12 @@ class StoreWriter:
         if existing.is_file():
             old = read_manifest(self.path)
             if not old.same_store(self.manifest):
+                diff = first_difference(
+                    old.model_dump(), self.manifest.model_dump(), ignore=_FILLED_IN
+                )
                 raise StoreError(
-                    f"{self.path}: holds a store made with other settings "
-                    f"({_first_difference(old, self.manifest)}); use another directory"
+                    f"{self.path}: holds a store made with other settings ({diff}); "
+                    "use another directory"
                 )
         else:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -345,17 +353,6 @@ class StoreWriter:
         write_json_atomic(self.path / MANIFEST, final.model_dump(mode="json"))
         self.manifest = final
         return final
-
-
-def _first_difference(old: StoreManifest, new: StoreManifest) -> str:
-    a, b = old.model_dump(), new.model_dump()
-    for key in a:
-        if (
-            key not in {"complete", "shards", "sequences", "positions", "excluded"}
-            and a[key] != b[key]
-        ):
-            return f"{key}: {a[key]!r} there, {b[key]!r} now"
-    return "unknown difference"
 
 
 def _read_sidecar(path: Path, index: int) -> ShardInfo | None:

@@ -15,9 +15,6 @@ import csv
 import dataclasses
 import fcntl
 import json
-import os
-import shutil
-import uuid
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from fusion.errors import FusionError
+from runrecords.atomic import atomic_directory, write_text_atomic
 
 # Bump whenever anything below changes what lands on disk: it keys zoo.json and caches.
 ZOO_VERSION = "1"
@@ -404,11 +402,7 @@ def _fingerprint(spec: ZooSpec, seed: int) -> dict[str, Any]:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON atomically, so readers never see half a file."""
-    text = json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -431,7 +425,7 @@ def _is_built(target: Path, fingerprint: dict[str, Any]) -> bool:
 
 
 def _build_one(spec: ZooSpec, target: Path, corpus: list[str], seed: int) -> dict[str, Any]:
-    """Build into a temporary sibling, then swap it in, so a crash leaves no half model."""
+    """Build into a scratch sibling, then swap it in, so a crash leaves no half model."""
     tokenizer = build_tokenizer(spec, corpus)
     model = build_model(spec, tokenizer, seed)
     entry = {
@@ -445,23 +439,10 @@ def _build_one(spec: ZooSpec, target: Path, corpus: list[str], seed: int) -> dic
         "path": spec.name,
         "seed": seed,
     }
-    staging = target.with_name(f".{spec.name}.{uuid.uuid4().hex}.tmp")
-    staging.mkdir()  # (not mkdtemp: its 0700 mode would stick to the final directory)
-    try:
-        with _quiet_transformers():
-            model.save_pretrained(staging)
-            tokenizer.save_pretrained(staging)
+    with atomic_directory(target) as staging, _quiet_transformers():
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
         _write_json(staging / MARKER, {"fingerprint": _fingerprint(spec, seed), "entry": entry})
-        stale = None
-        if target.exists():
-            stale = target.with_name(f".{spec.name}.{uuid.uuid4().hex}.stale")
-            os.replace(target, stale)
-        os.replace(staging, target)
-        if stale is not None:
-            shutil.rmtree(stale, ignore_errors=True)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return entry
 
 

@@ -19,10 +19,13 @@ from rich.console import Console
 
 from harness import __version__
 from harness.backends import BackendOptions, build_backend
-from harness.errors import HarnessError, Interrupted
+from harness.errors import HarnessError
 from harness.models import cache_key, resolve_model
 from reports import rundir
 from reports.rundir import BackendInfo, Completed, Manifest, TaskEntry
+from runrecords.atomic import write_json_atomic, write_jsonl_atomic
+from runrecords.errors import Interrupted
+from runrecords.settings import differences
 from tasks import catalog
 
 DEFAULT_SEED = 1234
@@ -84,8 +87,7 @@ def _comparable(manifest: Manifest) -> dict[str, Any]:
 
 
 def _check_same_settings(old: Manifest, new: Manifest, run: Path) -> None:
-    a, b = _comparable(old), _comparable(new)
-    differing = [key for key in a if a[key] != b[key]]
+    differing = [d.key for d in differences(_comparable(old), _comparable(new))]
     versions = {t.name: t.version for t in new.tasks}
     differing += [
         f"version of {t.name} ({t.version} -> {versions[t.name]})"
@@ -251,6 +253,6 @@ def run_eval(spec: EvalSpec, console: Console | None = None) -> Path:
 def _store(run: Path, shots: int, task: str, results: dict) -> None:
     """Samples first, then results: a task counts as done only once both are on disk."""
     samples = results.pop("samples", {}).get(task, [])
-    rundir.write_jsonl_atomic(rundir.samples_path(run, shots, task), samples)
+    write_jsonl_atomic(rundir.samples_path(run, shots, task), samples)
     merged = rundir.merge_results(rundir.read_results(run, shots), results)
-    rundir.write_json_atomic(rundir.shot_dir(run, shots) / rundir.RESULTS, merged)
+    write_json_atomic(rundir.shot_dir(run, shots) / rundir.RESULTS, merged)

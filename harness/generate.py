@@ -27,8 +27,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness import __version__
-from harness.errors import HarnessError, Interrupted
+from harness.errors import HarnessError
 from reports import rundir
+from runrecords.atomic import write_json_atomic, write_jsonl_atomic
+from runrecords.digest import sha256_file
+from runrecords.errors import Interrupted
+from runrecords.journal import append_journal, read_journal
+from runrecords.settings import differences
 
 LOGICKOR_DIR = "logickor"
 RECORD = "generation.json"
@@ -60,10 +65,6 @@ def part_path(final: Path) -> Path:
     return final.parent / f".{final.name}.part"
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def check_chat_template(spec: GenerateSpec) -> str | None:
     """The chat template's sha256, or None when the server owns it. A model without one is a
     user error (with the fix): chat models must be prompted in their own format."""
@@ -73,7 +74,7 @@ def check_chat_template(spec: GenerateSpec) -> str | None:
         if spec.serve is None:
             raise HarnessError("--chat-template applies to a server fusebench starts (--serve); "
                                "give it to your own server instead")  # fmt: skip
-        return _sha256(spec.chat_template)
+        return sha256_file(spec.chat_template)
     local = Path(spec.model).is_dir()
     if spec.serve is None and not local:
         return None  # an external server's model: its template is the server's business
@@ -118,9 +119,7 @@ def _open_run(spec: GenerateSpec, model: rundir.ModelInfo, settings: dict) -> di
         if record.get("settings") != settings:
             if not spec.overwrite:
                 old = record.get("settings") or {}
-                changed = sorted(
-                    k for k in set(old) | set(settings) if old.get(k) != settings.get(k)
-                )
+                changed = [d.key for d in differences(old, settings, sort=True)]
                 raise HarnessError(f"{spec.output}: holds a LogicKor generation with other "
                                    f"settings ({', '.join(changed)}); --overwrite replaces it")  # fmt: skip
             for strategy in spec.strategies:
@@ -151,13 +150,13 @@ def _open_run(spec: GenerateSpec, model: rundir.ModelInfo, settings: dict) -> di
     record.update({"fusebench_version": __version__, "settings": settings,
                    "server": spec.serve or "external"})  # fmt: skip
     record.setdefault("strategies", {})
-    rundir.write_json_atomic(record_path, record)
+    write_json_atomic(record_path, record)
     return record
 
 
 def _read_part(path: Path, ids: set) -> dict[Any, dict]:
     """Finished questions; a torn last line (killed mid-write) is dropped and redone."""
-    return {row["id"]: row for row in rundir.read_journal(path) if row.get("id") in ids}
+    return {row["id"]: row for row in read_journal(path) if row.get("id") in ids}
 
 
 def cut_at_stop(text: str, stop: list[str]) -> str:
@@ -267,11 +266,11 @@ def run_generate(spec: GenerateSpec, console: Console | None = None) -> dict[str
                                   out / f"{strategy}.jsonl", done[strategy], lock,
                                   lambda bar=bar: progress.advance(bar))  # fmt: skip
                     final = out / f"{strategy}.jsonl"
-                    rundir.write_jsonl_atomic(final, [done[strategy][q["id"]] for q in questions])
+                    write_jsonl_atomic(final, [done[strategy][q["id"]] for q in questions])
                     part_path(final).unlink(missing_ok=True)
                     record["strategies"][strategy] = {"status": "complete", "questions": len(questions),
                                                       "finished_at": rundir.now()}  # fmt: skip
-                    rundir.write_json_atomic(out / RECORD, record)
+                    write_json_atomic(out / RECORD, record)
                     result[strategy] = {"generated": len(remaining),
                                         "already_done": len(questions) - len(remaining)}  # fmt: skip
         except KeyboardInterrupt:
@@ -293,7 +292,7 @@ def _run_strategy(spec: GenerateSpec, chat: _Chat, strategy: list[dict[str, str]
         try:
             for future in as_completed(futures):
                 row = future.result()
-                rundir.append_journal(part, row, lock)
+                append_journal(part, row, lock)
                 done[row["id"]] = row
                 advance()
         except BaseException:

@@ -15,6 +15,7 @@ from judges.pricing import price_for
 from judges.run import ERROR, OK, UNPARSABLE, Judge, JudgeSettings, read_rows
 from judges.targets import LOGICKOR_DIR, is_run_dir, resolve
 from reports import rundir
+from runrecords.atomic import write_json_atomic
 
 RECORD = "judge.json"
 
@@ -103,7 +104,7 @@ def run_judge(request: JudgeRequest, console: Console | None = None) -> list[Pat
         "cost_usd": summary.cost,
         "price_per_million": None if price is None else [price.per_million_in, price.per_million_out],
     }  # fmt: skip
-    rundir.write_json_atomic(_record_dir(request) / RECORD, record)
+    write_json_atomic(_record_dir(request) / RECORD, record)
     _print_table(request, summary.files, console)
     counts = summary.judgments
     cost = "unknown (no price for this model: --price-in/--price-out)" if summary.cost is None \

@@ -12,7 +12,6 @@ output is written atomically in the input's row order and the part file removed.
 
 from __future__ import annotations
 
-import json
 import statistics
 import threading
 from collections.abc import Callable
@@ -26,7 +25,9 @@ from judges.errors import JudgeError
 from judges.parse import judge_message, parse_score
 from judges.pricing import Price
 from judges.prompts import TURN_KEYS, build_messages
-from reports.rundir import append_journal, read_journal, write_jsonl_atomic
+from runrecords.atomic import write_jsonl_atomic
+from runrecords.journal import append_journal, read_journal
+from tasks.logickor import GENERATED_FIELDS, check_rows
 
 OK, UNPARSABLE, ERROR = "ok", "unparsable", "error"
 
@@ -72,31 +73,8 @@ def read_rows(path: Path) -> list[dict]:
         text = path.read_bytes().decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as err:
         raise JudgeError(f"{path}: unreadable ({err})") from None
-    rows, seen = [], set()
-    for number, line in enumerate(text.split("\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise JudgeError(f"{path}:{number}: not JSON ({err.msg})") from None
-        if not isinstance(row, dict):
-            raise JudgeError(f"{path}:{number}: not a JSON object")
-        for name in ("id", "category", "questions", "outputs"):
-            if name not in row:
-                raise JudgeError(f"{path}:{number}: missing field {name!r}")
-        for name in ("questions", "outputs"):
-            value = row[name]
-            if (
-                not isinstance(value, list)
-                or len(value) < 2
-                or not all(isinstance(v, str) for v in value)
-            ):
-                raise JudgeError(f"{path}:{number}: field {name!r} must hold two strings")
-        if row["id"] in seen:
-            raise JudgeError(f"{path}:{number}: id {row['id']!r} appears twice")
-        seen.add(row["id"])
-        rows.append(row)
+    rows = check_rows(text.split("\n"), lambda line, why: JudgeError(f"{path}:{line}: {why}"),
+                      GENERATED_FIELDS, ["questions", "outputs"])  # fmt: skip
     if not rows:
         raise JudgeError(f"{path}: no rows to judge")
     return rows

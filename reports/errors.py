@@ -1,10 +1,10 @@
 """User errors of the reports package: bad or foreign input files, runs that do not compare."""
 
+from runrecords.errors import UserError
 
-class ReportError(Exception):
+
+class ReportError(UserError):
     """A report or comparison cannot be made: the one-line message names the file or setting."""
-
-    exit_code = 2
 
 
 class BadFile(ReportError):

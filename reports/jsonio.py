@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from reports.errors import BadFile
+from runrecords.jsonl import json_lines
 
 
 def read_text(path: Path) -> str:
@@ -28,15 +29,7 @@ def read_json(path: Path) -> Any:
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line number, object) for each non-blank line.
-
-    Split on newlines only: ``str.splitlines`` would also cut at U+2028 and friends, which
-    ``json.dumps(ensure_ascii=False)`` writes raw inside strings (model outputs contain them).
-    """
-    for number, line in enumerate(read_text(path).split("\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            yield number, json.loads(line)
-        except json.JSONDecodeError as err:
-            raise BadFile(path, f"line {number}: not JSON ({err.msg})") from None
+    """(line number, object) for each non-blank line."""
+    return json_lines(
+        read_text(path).split("\n"), lambda line, why: BadFile(path, f"line {line}: {why}")
+    )

@@ -28,6 +28,7 @@ from typing import Any
 from reports.errors import BadFile
 from reports.jsonio import iter_jsonl
 from reports.rounding import exact
+from tasks.logickor import QUESTION_FIELDS, row_problem
 
 TASK = "logickor"
 CATEGORIES = (
@@ -83,7 +84,7 @@ def read_judged(path: Path) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     seen: set[Any] = set()
     for number, row in iter_jsonl(path):
-        if not isinstance(row, dict) or not {"id", "category", "questions"} <= row.keys():
+        if row_problem(row, QUESTION_FIELDS) is not None:
             raise BadFile(path, f"line {number}: not a LogicKor row (needs id, category, "
                                 "questions, outputs)")  # fmt: skip
         if row.get("id") in seen:

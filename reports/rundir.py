@@ -13,11 +13,6 @@ One shot setting is one lm-eval evaluation, so each gets its own folder: a run m
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-import threading
-from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from reports.errors import BadFile
 from reports.jsonio import read_json
+from runrecords.atomic import write_json_atomic
 
 MANIFEST_FORMAT = "fusebench.run/1"
 MANIFEST = "manifest.json"
@@ -43,90 +39,6 @@ def samples_path(run: Path, num_fewshot: int, task: str) -> Path:
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-# ---------------------------------------------------------------- atomic writes
-
-
-def _json_default(value: Any) -> Any:
-    """numpy scalars and arrays, paths and sets appear in lm-eval's objects."""
-    if hasattr(value, "item") and callable(value.item):
-        try:
-            return value.item()
-        except (ValueError, TypeError):
-            pass
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    return str(value)
-
-
-def dumps(obj: Any, indent: int | None = 2) -> str:
-    return json.dumps(obj, ensure_ascii=False, indent=indent, default=_json_default)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-# What ``open()`` gives a new file; mkstemp's 0600 would hide runs and reports from others.
-# Read once, at import: os.umask can only be read by setting it, which is not thread-safe.
-_FILE_MODE = 0o666 & ~_umask()
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write through a temporary sibling and rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    write_text_atomic(path, dumps(obj) + "\n")
-
-
-def write_jsonl_atomic(path: Path, rows: Iterable[Any]) -> None:
-    write_text_atomic(path, "".join(dumps(row, indent=None) + "\n" for row in rows))
-
-
-# ---------------------------------------------------------------- journals
-# Long jobs (generation, judging) append each finished row to a hidden part file and write
-# the final file atomically at the end; a rerun reads the part file to continue.
-
-
-def append_journal(path: Path, row: Any, lock: threading.Lock) -> None:
-    """Append one row and fsync: a kill -9 loses at most the rows still in flight."""
-    with lock, path.open("a", encoding="utf-8") as handle:
-        handle.write(dumps(row, indent=None) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def read_journal(path: Path) -> list[dict[str, Any]]:
-    """The rows of a part file; a torn last line (killed mid-write) is dropped and redone."""
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").split("\n"):
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
 
 
 # ---------------------------------------------------------------- manifest

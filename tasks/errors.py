@@ -1,7 +1,7 @@
 """User-facing errors raised while locating or parsing benchmark data."""
 
+from runrecords.errors import UserError
 
-class TaskDataError(Exception):
+
+class TaskDataError(UserError):
     """Bad or missing benchmark data: the message names the file, line or field."""
-
-    exit_code = 2

@@ -13,10 +13,12 @@ from __future__ import annotations
 import ast
 import json
 import urllib.request
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runrecords.jsonl import BadLine, json_lines
 from tasks.datadir import ENV_VAR, data_dir
 from tasks.errors import TaskDataError
 
@@ -26,6 +28,9 @@ TEMPLATES = "logickor/templates.json"
 UPSTREAM = "https://raw.githubusercontent.com/instructkr/LogicKor/main"
 TURN_PROMPTS = ("single_turn", "multi_turn")
 _ROLES = {"system", "user", "assistant"}
+# What every LogicKor row holds; generated (and judged) rows add the model's outputs.
+QUESTION_FIELDS = ("id", "category", "questions")
+GENERATED_FIELDS = (*QUESTION_FIELDS, "outputs")
 
 
 @dataclass(frozen=True)
@@ -37,46 +42,62 @@ class Templates:
     judge_system: dict[str, str]
 
 
-def _check_question(row: Any, where: str) -> dict:
+def row_problem(row: Any, fields: Sequence[str], lists: Sequence[str] = (),
+                nonempty: bool = False) -> str | None:  # fmt: skip
+    """What is wrong with a LogicKor row's shared fields, or None: it must be a JSON object
+    holding ``fields``, each of ``lists`` a list of at least two strings (non-empty ones with
+    ``nonempty``). Questions, generated and judged files all hold such rows."""
     if not isinstance(row, dict):
-        raise TaskDataError(f"{where}: not a JSON object")
-    for field in ("id", "category", "questions"):
+        return "not a JSON object"
+    for field in fields:
         if field not in row:
-            raise TaskDataError(f"{where}: missing field {field!r}")
-    questions = row["questions"]
-    # At least two: LogicKor's question 3 carries a third (a reworded second turn) that its
-    # generators ignore; the row keeps it, generation and judging use the first two.
-    if (not isinstance(questions, list) or len(questions) < 2
-            or not all(isinstance(q, str) and q for q in questions)):  # fmt: skip
-        raise TaskDataError(f"{where}: field 'questions' must hold two non-empty strings")
+            return f"missing field {field!r}"
+    for name in lists:
+        # At least two: LogicKor's question 3 carries a third (a reworded second turn) that
+        # its generators ignore; the row keeps it, generation and judging use the first two.
+        value = row[name]
+        if (not isinstance(value, list) or len(value) < 2
+                or not all(isinstance(v, str) and (v or not nonempty) for v in value)):  # fmt: skip
+            return f"field {name!r} must hold two {'non-empty ' if nonempty else ''}strings"
+    return None
+
+
+def check_rows(lines: Iterable[str], bad_line: BadLine, fields: Sequence[str],
+               lists: Sequence[str] = (), nonempty: bool = False,
+               extra: Callable[[dict], str | None] = lambda row: None) -> list[dict]:  # fmt: skip
+    """The rows of a LogicKor JSONL file, each checked by ``row_problem`` and then by
+    ``extra`` (a reason, or None), their ids unique; ``bad_line(line, reason)`` makes the
+    error (the caller's class and file name)."""
+    rows, seen = [], set()
+    for number, row in json_lines(lines, bad_line):
+        reason = row_problem(row, fields, lists, nonempty) or extra(row)
+        if reason is not None:
+            raise bad_line(number, reason)
+        if row["id"] in seen:
+            raise bad_line(number, f"id {row['id']!r} appears twice")
+        seen.add(row["id"])
+        rows.append(row)
+    return rows
+
+
+def _question_problem(row: dict) -> str | None:
     if not isinstance(row["category"], str):
-        raise TaskDataError(f"{where}: field 'category' must be a string")
+        return "field 'category' must be a string"
     references = row.get("references") or [None, None]
     if not isinstance(references, list) or len(references) != 2:
-        raise TaskDataError(f"{where}: field 'references' must be a list of two (or null)")
-    return {"id": row["id"], "category": row["category"], "questions": list(questions),
-            "references": list(references)}  # fmt: skip
+        return "field 'references' must be a list of two (or null)"
+    return None
 
 
 def parse_questions(text: str, source: str) -> list[dict]:
     """Rows of ``questions.jsonl``, checked; errors name ``source:line: field``."""
-    rows, seen = [], set()
-    for number, line in enumerate(text.lstrip("\ufeff").split("\n"), 1):
-        if not line.strip():
-            continue
-        where = f"{source}:{number}"
-        try:
-            raw = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise TaskDataError(f"{where}: not JSON ({err.msg})") from None
-        row = _check_question(raw, where)
-        if row["id"] in seen:
-            raise TaskDataError(f"{where}: id {row['id']!r} appears twice")
-        seen.add(row["id"])
-        rows.append(row)
+    rows = check_rows(text.lstrip("\ufeff").split("\n"),
+                      lambda line, why: TaskDataError(f"{source}:{line}: {why}"),
+                      QUESTION_FIELDS, ["questions"], nonempty=True, extra=_question_problem)  # fmt: skip
     if not rows:
         raise TaskDataError(f"{source}: no questions")
-    return rows
+    return [{"id": row["id"], "category": row["category"], "questions": list(row["questions"]),
+             "references": list(row.get("references") or [None, None])} for row in rows]  # fmt: skip
 
 
 def _check_templates(data: Any, source: str) -> Templates:

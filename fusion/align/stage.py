@@ -45,7 +45,6 @@ from fusion.config import FuseConfig, ModelEntry
 from fusion.corpus import load as load_corpus
 from fusion.errors import FusionError
 from fusion.extract import load_tokenizer, models, store_dir
-from fusion.files import write_atomic, write_json_atomic
 from fusion.fuse import Candidate, aligned_ce, fuse_row, uses_aligned_ce, weighting, weights
 from fusion.layout import WorkDir
 from fusion.store import (
@@ -58,6 +57,7 @@ from fusion.store import (
     read_manifest,
     tokenizer_fingerprint,
 )
+from runrecords.atomic import write_atomic, write_json_atomic
 
 OUTCOMES = {FROM_SOURCE: "from_source", ONE_TO_MANY: "one_to_many", ONE_HOT: "one_hot",
             OFFSET_MISMATCH: "one_hot_offset_mismatch",

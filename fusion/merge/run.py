@@ -7,7 +7,8 @@ from pathlib import Path
 
 from fusion.merge.models import ModelFiles, check_compatible, read_model
 from fusion.merge.spec import MERGEKIT_METHODS, MergeError, MergeSpec
-from fusion.merge.tensors import atomic_directory, copy_side_files, dtype_named
+from fusion.merge.tensors import copy_side_files, dtype_named
+from runrecords.atomic import atomic_directory
 
 # Methods that merge deltas against a base (the pivot); linear is the only one without.
 NO_BASE_METHODS = ("linear",)

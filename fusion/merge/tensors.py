@@ -1,4 +1,4 @@
-"""Tensor-by-tensor input and output, and the atomic output directory.
+"""Tensor-by-tensor input and output.
 
 Reading: safetensors' ``safe_open`` maps the whole file, and every page read stays in the
 process's resident set for as long as the file is open. A merge that keeps three inputs
@@ -9,14 +9,11 @@ kernel's, and it drops it under pressure). The header is re-read each time; it i
 
 from __future__ import annotations
 
-import contextlib
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
-from fusion import files
 from fusion.merge.models import ModelFiles
 from fusion.merge.spec import MergeError
 
@@ -63,16 +60,3 @@ def copy_side_files(source: Path, target: Path) -> list[str]:
             shutil.copy2(source / name, target / name)
             copied.append(name)
     return copied
-
-
-@contextlib.contextmanager
-def atomic_directory(output: Path, overwrite: bool) -> Iterator[Path]:
-    """Yield a scratch folder that becomes ``output`` only when the block succeeds.
-
-    An interrupted merge leaves no half-written model behind under the output name (a
-    merge is cheap to redo, so there is nothing to resume).
-    """
-    if output.exists() and any(output.iterdir()) and not overwrite:
-        raise MergeError(f"{output}: exists and is not empty (use --overwrite)")
-    with files.atomic_directory(output) as scratch:
-        yield scratch

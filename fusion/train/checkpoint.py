@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 
 from fusion.errors import FusionError
-from fusion.files import write_atomic, write_json_atomic
+from runrecords.atomic import write_atomic, write_json_atomic
 
 POINTER = "latest.json"
 

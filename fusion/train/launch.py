@@ -16,9 +16,10 @@ import yaml
 
 from fusion.config import TrainRunConfig
 from fusion.errors import FusionError
-from fusion.files import write_json_atomic
 from fusion.launch import run_ranks
 from fusion.train.setup import load_tokenizer, new_row_ids, open_data, run_paths
+from runrecords.atomic import write_json_atomic
+from runrecords.errors import Interrupted
 
 
 class TrainingFailed(FusionError):
@@ -62,9 +63,7 @@ def run_training(config: TrainRunConfig, *, nproc: int, resume: bool) -> Path:
         return paths.final
     status = _status(paths.status)
     if status.get("status") == "interrupted":
-        from fusion.train.trainer import TrainingInterrupted
-
-        raise TrainingInterrupted(
+        raise Interrupted(
             f"train: interrupted after step {status.get('step')} of {status.get('steps')}; "
             f"checkpoint in {paths.checkpoints}; rerun with --resume to continue"
         )

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fusion.files import write_atomic
+from runrecords.atomic import write_text_atomic
 
 
 class Logbook:
@@ -30,7 +30,7 @@ class Logbook:
         lines = self.path.read_text(encoding="utf-8").splitlines()
         kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
         text = "".join(line + "\n" for line in kept)
-        write_atomic(self.path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        write_text_atomic(self.path, text)
 
     def start_fresh(self) -> None:
         self.path.unlink(missing_ok=True)

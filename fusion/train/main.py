@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from fusion.errors import FusionError
+from runrecords.errors import UserError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         final = train(load_train_config(args.config), resume=args.resume)
-    except FusionError as err:
+    except UserError as err:
         if os.environ.get("RANK", "0") == "0":
             print(f"error: {err}", file=sys.stderr, flush=True)
         return err.exit_code

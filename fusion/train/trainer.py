@@ -23,8 +23,6 @@ import torch
 import torch.distributed as dist
 
 from fusion.config import TrainRunConfig
-from fusion.errors import FusionError
-from fusion.files import write_json_atomic
 from fusion.train import checkpoint
 from fusion.train.clm_data import ClmCollator
 from fusion.train.data import Collator, DataState, MicroBatches
@@ -41,17 +39,15 @@ from fusion.train.setup import (
     run_paths,
     single_rank_env,
 )
+from runrecords.atomic import atomic_directory, write_json_atomic
+from runrecords.errors import Interrupted
+from runrecords.settings import first_difference
 
-INTERRUPTED_EXIT = 130
+# The file DeepSpeed's save_16bit_model writes a ZeRO-3 model's gathered weights to.
+CONSOLIDATED = "consolidated-16bit.bin"
 # Settings that may change between an interrupted run and its resume (they do not change
 # what is computed); anything else must match the checkpoint.
 RESUMABLE_CHANGES = {"save_every", "log_every", "keep_checkpoints", "tensorboard", "optimizer"}
-
-
-class TrainingInterrupted(FusionError):
-    """SIGTERM or Ctrl-C: the current step finished and was checkpointed; --resume continues."""
-
-    exit_code = INTERRUPTED_EXIT
 
 
 def run_settings(config: TrainRunConfig, world_size: int) -> dict[str, Any]:
@@ -249,7 +245,7 @@ class _Run:
             if stop and step < steps:
                 progress.close()
                 self._status("interrupted", step=step, steps=steps)
-                raise TrainingInterrupted(
+                raise Interrupted(
                     f"train: interrupted after step {step} of {steps}; checkpoint in "
                     f"{self.paths.checkpoints}; rerun with --resume to continue"
                 )
@@ -294,21 +290,25 @@ class _Run:
                 signal.signal(sig, old)
 
     def _save_final(self, engine: Any, tokenizer: Any) -> Path:
-        """A Hugging Face model with its tokenizer, written to a temporary folder then renamed."""
+        """A Hugging Face model with its tokenizer, written aside and moved into place only
+        when complete (``atomic_directory``): a crash never leaves a half-written model, nor
+        removes a finished one before its replacement is whole."""
         final = self.paths.final
+        consolidated = final.parent / f".{final.name}.consolidated"
         if self.section.zero_stage == 3:
-            # Gathered from every rank's shard (collective), full on rank 0; the call
-            # engine.save_16bit_model makes, and accelerate's get_state_dict uses.
-            state_dict = engine._zero3_consolidated_16bit_state_dict()
-        else:
-            state_dict = engine.module.state_dict() if self.rank == 0 else None
+            # DeepSpeed's public export gathers every rank's shard (all ranks must call it;
+            # rank 0 writes the full 16-bit state dict).
+            engine.save_16bit_model(str(consolidated), CONSOLIDATED)
         if self.rank == 0:
-            tmp = final.with_name(final.name + ".tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            engine.module.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
-            tokenizer.save_pretrained(tmp)
-            shutil.rmtree(final, ignore_errors=True)
-            tmp.rename(final)
+            if self.section.zero_stage == 3:
+                state_dict = torch.load(consolidated / CONSOLIDATED, weights_only=True)
+            else:
+                state_dict = engine.module.state_dict()
+            with atomic_directory(final) as scratch:
+                engine.module.save_pretrained(scratch, state_dict=state_dict,
+                                              safe_serialization=True)  # fmt: skip
+                tokenizer.save_pretrained(scratch)
+            shutil.rmtree(consolidated, ignore_errors=True)
             self._say(f"train: final model: {final}")
         dist.barrier()
         return final
@@ -327,7 +327,7 @@ def start_point(config: TrainRunConfig, world: int, *, resume: bool) -> dict[str
         )
     settings = run_settings(config, world)
     if pointer.get("settings") != settings:
-        diff = _first_difference(pointer.get("settings", {}), settings)
+        diff = first_difference(pointer.get("settings", {}), settings, nested=True, sort=True)
         raise checkpoint.CheckpointError(
             f"{paths.checkpoints / checkpoint.POINTER}: made with other settings ({diff}); "
             "resume with the same config and process count, or start afresh"
@@ -347,14 +347,3 @@ def _status_of(paths: RunPaths) -> str | None:
     if not paths.status.is_file():
         return None
     return json.loads(paths.status.read_text(encoding="utf-8")).get("status")
-
-
-def _first_difference(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> str:
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            if a != b:
-                return _first_difference(a, b, f"{prefix}{key}.")
-        elif a != b:
-            return f"{prefix}{key}: {a!r} there, {b!r} now"
-    return "unknown difference"

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
+import itertools
 from pathlib import Path
 
 from fusion.errors import FusionError
+from runrecords.jsonl import json_lines
 
 
 class VocabError(FusionError):
@@ -18,22 +19,18 @@ def read_corpus(path: Path, field: str = "text", max_lines: int | None = None) -
         raise VocabError(f"{path}: no such corpus file")
     texts: list[str] = []
     with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if max_lines is not None and len(texts) >= max_lines:
-                break
-            line = line.rstrip("\n")
-            if not line.strip():
-                continue
-            if path.suffix == ".jsonl":
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise VocabError(f"{path}:{number}: not JSON ({exc.msg})") from None
+        # A line is read (and parsed) only while texts are still wanted.
+        lines = itertools.takewhile(lambda _: max_lines is None or len(texts) < max_lines, handle)
+        if path.suffix == ".jsonl":
+            records = json_lines(lines, lambda number, why: VocabError(f"{path}:{number}: {why}"))
+            for number, record in records:
                 if not isinstance(record, dict) or not isinstance(record.get(field), str):
                     raise VocabError(f"{path}:{number}: no string field {field!r}")
                 texts.append(record[field])
-            else:
-                texts.append(line.replace("\t", " "))
+        else:
+            for line in lines:
+                if line.strip():
+                    texts.append(line.rstrip("\n").replace("\t", " "))
     if not texts:
         raise VocabError(f"{path}: no text in the corpus")
     return texts

@@ -9,10 +9,10 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from fusion.files import atomic_directory
 from fusion.vocab.candidates import select_tokens
 from fusion.vocab.corpus import VocabError, hangul_count, read_corpus, tokens_per_1k_korean
 from fusion.vocab.rows import REPORT
+from runrecords.atomic import atomic_directory
 
 
 @dataclass(frozen=True)

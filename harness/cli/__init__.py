@@ -21,7 +21,7 @@ from harness.cli import (
     vocab_cmd,
     zoo_cmd,
 )
-from harness.errors import USER_ERRORS
+from runrecords.errors import UserError
 
 app = typer.Typer(
     name="fusebench",
@@ -72,9 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         app(args=argv)
     except SystemExit as done:
         return int(done.code or 0) if not isinstance(done.code, str) else 1
-    except USER_ERRORS as err:
+    except UserError as err:
         Console(stderr=True).print(f"[red]error:[/] {err}", highlight=False, soft_wrap=True)
-        return getattr(err, "exit_code", 2)
+        return err.exit_code
     return 0
 
 

@@ -38,7 +38,7 @@ def emit(text: str, output: Path | None, what: str) -> None:
     if output is None:
         print(text, end="" if text.endswith("\n") else "\n")
         return
-    from reports.rundir import write_text_atomic
+    from runrecords.atomic import write_text_atomic
 
     if output.is_dir():
         from reports.errors import ReportError

@@ -1,0 +1,108 @@
+"""Atomic writes: a reader (or a resumed run) never sees half a file or half a directory.
+
+A file is written to a temporary sibling, fsync'd and renamed over its name; a directory is
+filled under a scratch name and swapped in when the block that fills it succeeds. A crash
+leaves only a hidden ``.tmp`` file or ``.partial-`` folder beside the output, never a torn
+output under its own name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from runrecords.errors import OutputExists
+
+
+def _json_default(value: Any) -> Any:
+    """numpy scalars and arrays, paths and sets appear in lm-eval's objects."""
+    if hasattr(value, "item") and callable(value.item):
+        try:
+            return value.item()
+        except (ValueError, TypeError):
+            pass
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return str(value)
+
+
+def dumps(obj: Any, indent: int | None = 2) -> str:
+    """JSON as fusebench writes it: UTF-8 text unescaped, numpy values as plain numbers."""
+    return json.dumps(obj, ensure_ascii=False, indent=indent, default=_json_default)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# What ``open()`` gives a new file; mkstemp's 0600 would hide runs and reports from others.
+# Read once, at import: os.umask can only be read by setting it, which is not thread-safe.
+_FILE_MODE = 0o666 & ~_umask()
+
+
+def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary sibling, fsync it, then rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.chmod(tmp, _FILE_MODE)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    write_text_atomic(path, dumps(obj) + "\n")
+
+
+def write_jsonl_atomic(path: Path, rows: Iterable[Any]) -> None:
+    write_text_atomic(path, "".join(dumps(row, indent=None) + "\n" for row in rows))
+
+
+@contextlib.contextmanager
+def atomic_directory(output: Path, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a scratch folder that becomes ``output`` only when the block succeeds.
+
+    An interrupted save leaves no half-written model under the output name: the scratch
+    folder is removed, and a previous ``output`` stays as it was. With ``overwrite=False`` an
+    existing, non-empty ``output`` is refused (``OutputExists``) before anything is written.
+    """
+    if not overwrite and output.exists() and any(output.iterdir()):
+        raise OutputExists(f"{output}: exists and is not empty (use --overwrite)")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex[:8]
+    scratch = output.parent / f".{output.name}.partial-{tag}"
+    scratch.mkdir()  # (not mkdtemp: its 0700 mode would stick to the final directory)
+    try:
+        yield scratch
+        # The old output is moved aside, not deleted in place: a crash mid-delete would
+        # leave a half model under the output name.
+        stale = output.parent / f".{output.name}.stale-{tag}"
+        if output.exists():
+            os.replace(output, stale)
+        os.replace(scratch, output)
+        shutil.rmtree(stale, ignore_errors=True)
+    finally:
+        if scratch.exists():
+            shutil.rmtree(scratch, ignore_errors=True)
