@@ -7,12 +7,13 @@ from typing import Annotated
 
 import typer
 
+from fusion.merge.methods import METHODS
 from fusion.merge.spec import describe_fields
 
+_MERGEKIT = ", ".join(name for name, backend in METHODS.items() if backend == "mergekit")
 _HELP = f"""Merge models of one architecture (mergekit methods, or VaRM) into one model.
 
-Methods: linear, task_arithmetic, ties, dare_ties, dare_linear, slerp, model_stock, sce
-(mergekit) and varm (FuseChat's variance-based merge).
+Methods: {_MERGEKIT} (mergekit) and varm (FuseChat's variance-based merge).
 
 CONFIG is YAML with these keys (example: configs/merge_varm.yaml):
 
