@@ -32,6 +32,7 @@ from fusion.config import (
     validate_config,
 )
 from fusion.layout import WorkDir
+from fusion.merge.methods import method as merge_method
 from fusion.merge.spec import Granularity, InputModel, MergeSpec, Method, ParameterValue
 from fusion.train.config import TrainSection
 
@@ -81,6 +82,11 @@ class ChatConfig(BaseModel):
         unknown = set(self.merge.model_parameters) - set(names)
         if unknown:
             raise ValueError(f"merge.model_parameters: {sorted(unknown)[0]!r} is not a source")
+        # the merge's parameters now, not after every pair has trained
+        per_source = [(name, f"merge.model_parameters.{name}",
+                       self.merge.model_parameters.get(name, {})) for name in names]  # fmt: skip
+        merge_method(self.merge.method).check_parameters(self.merge.parameters, per_source,
+                                                         shared_key="merge.parameters")  # fmt: skip
         for key in PER_PAIR:
             if key in self.train.model_fields_set:
                 raise ValueError(f"train.{key} is set per pair by the pipeline, not here")
@@ -165,12 +171,10 @@ def merged_dir(chat: ChatConfig) -> Path:
 
 
 def merge_spec(chat: ChatConfig, finals: dict[str, Path]) -> MergeSpec:
-    """Stage 2's merge: the pair targets relative to the pivot (linear takes no base: with
-    one, mergekit would average the pivot in as a third model)."""
-    from fusion.merge.run import NO_BASE_METHODS
-
+    """Stage 2's merge: the pair targets relative to the pivot, for methods that need a base
+    (linear takes none: with one, mergekit would average the pivot in as a third model)."""
     section = chat.merge
-    base = None if section.method in NO_BASE_METHODS else chat.pivot.path
+    base = chat.pivot.path if merge_method(section.method).needs_base else None
     models = [InputModel(model=str(finals[s.name]),
                          parameters=section.model_parameters.get(s.name, {}))
               for s in chat.sources]  # fmt: skip

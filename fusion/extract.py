@@ -157,6 +157,10 @@ def check_rows(config: FuseConfig, corpus: corpus_mod.Corpus) -> None:
         response_masks(tokenizer, corpus, rows, entry, ids)
 
 
+def _quiet(text: str) -> None:
+    return None
+
+
 def _device(config: FuseConfig) -> str:
     import torch
 
@@ -169,8 +173,9 @@ def _device(config: FuseConfig) -> str:
 
 def extract_model(config: FuseConfig, entry: ModelEntry, corpus: corpus_mod.Corpus, rank: Rank,
                   progress: bool = True,
-                  after_shard: Callable[[int], None] | None = None) -> StoreWriter:  # fmt: skip
-    """Write this rank's unfinished shards of one model's store."""
+                  after_shard: Callable[[int], None] | None = None,
+                  say: Callable[[str], None] = _quiet) -> StoreWriter:  # fmt: skip
+    """Write this rank's unfinished shards of one model's store; its throughput to ``say``."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -221,8 +226,8 @@ def extract_model(config: FuseConfig, entry: ModelEntry, corpus: corpus_mod.Corp
             if after_shard is not None:
                 after_shard(shard)
     seconds = max(time.perf_counter() - started, 1e-9)
-    console.print(f"{entry.name} rank {rank.rank}: {done_tokens} tokens in {seconds:.1f} s "
-                  f"({done_tokens / seconds:,.0f} tokens/s)", highlight=False)  # fmt: skip
+    say(f"{entry.name} rank {rank.rank}: {done_tokens} tokens in {seconds:.1f} s "
+        f"({done_tokens / seconds:,.0f} tokens/s)")  # fmt: skip
     return writer
 
 
@@ -234,8 +239,10 @@ def _barrier(rank: Rank) -> None:
 
 
 def extract(config: FuseConfig, rank: Rank | None = None, progress: bool = True,
-            after_shard: Callable[[int], None] | None = None) -> list[Path]:  # fmt: skip
-    """Extract every model; returns the store directories (finalised by rank 0)."""
+            after_shard: Callable[[int], None] | None = None,
+            say: Callable[[str], None] = _quiet) -> list[Path]:  # fmt: skip
+    """Extract every model; returns the store directories (finalised by rank 0). Each rank's
+    throughput per model goes to ``say``."""
     rank = rank or Rank.from_env()
     if rank.world > 1:
         import torch
@@ -250,7 +257,7 @@ def extract(config: FuseConfig, rank: Rank | None = None, progress: bool = True,
             corpus_mod.prepare(config.corpus, config.work_dir, chat_model=config.target)
         _barrier(rank)
         corpus = corpus_mod.load(config.work_dir)
-        writers = [extract_model(config, entry, corpus, rank, progress, after_shard)
+        writers = [extract_model(config, entry, corpus, rank, progress, after_shard, say)
                    for entry in models(config)]  # fmt: skip
         _barrier(rank)
         if rank.rank == 0:
@@ -270,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     """Worker entry point for ``torch.distributed.run``."""
     args = sys.argv[1:] if argv is None else argv
     try:
-        extract(load_config(Path(args[0])), progress="--no-progress" not in args[1:])
+        extract(load_config(Path(args[0])), progress="--no-progress" not in args[1:],
+                say=lambda text: print(text, file=sys.stderr, flush=True))  # fmt: skip
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code

@@ -58,7 +58,7 @@ def extract(config: Any, *, nproc: int = 1, progress: bool = True,
     check_rows(config, corpus)
     try:
         if nproc == 1:
-            paths = extract_here(config, progress=progress)
+            paths = extract_here(config, progress=progress, say=report.status)
         else:
             args = [str(config.source_file), *([] if progress else ["--no-progress"])]
             launched = run_ranks("fusion.extract", args, nproc=nproc)
@@ -90,12 +90,15 @@ def align(config: Any, *, overwrite: bool = False, progress: bool = True,
     return out
 
 
-def train(config: Any, *, nproc: int = 1, resume: bool = True) -> Path:
+def train(config: Any, *, nproc: int = 1, resume: bool = True, progress: bool = True,
+          report: Reporter | None = None) -> Path:  # fmt: skip
     """Train the target on the fused store (DeepSpeed, here or on ``nproc`` ranks)."""
     from fusion.train.launch import run_training
 
+    report = report or Reporter()
     try:
-        return run_training(config, nproc=nproc, resume=resume)
+        return run_training(config, nproc=nproc, resume=resume, progress=progress,
+                            say=report.status)  # fmt: skip
     except KeyboardInterrupt:
         raise _interrupted("training") from None
 
@@ -106,7 +109,7 @@ def fuse(config: Any, *, nproc: int = 1, overwrite: bool = False, resume: bool =
     report = report or Reporter()
     extract(config, nproc=nproc, progress=progress, report=report)
     align(config, overwrite=overwrite, progress=progress, report=report)
-    model = train(config, nproc=nproc, resume=resume)
+    model = train(config, nproc=nproc, resume=resume, progress=progress, report=report)
     report.output("model", model)
     return model
 
@@ -142,7 +145,8 @@ def fuse_chat(chat: Any, *, nproc: int = 1, overwrite: bool = False, progress: b
         report.status(f"{label}: align and train")
         link_shared(chat, source)
         align(pairs[source.name], overwrite=overwrite, progress=progress, report=report)
-        finals[source.name] = train(pairs[source.name], nproc=nproc, resume=True)
+        finals[source.name] = train(pairs[source.name], nproc=nproc, resume=True,
+                                    progress=progress, report=report)  # fmt: skip
     spec = merge_spec(chat, {name: Path(final) for name, final in finals.items() if final})
     out = merged_dir(chat)
     if merge_done(chat, spec):
@@ -158,7 +162,8 @@ def fuse_chat(chat: Any, *, nproc: int = 1, overwrite: bool = False, progress: b
 # ------------------------------------------------------------------ EEVE
 
 
-def vocab_train(config: Any, *, nproc: int = 1, report: Reporter | None = None) -> Path:
+def vocab_train(config: Any, *, nproc: int = 1, progress: bool = True,
+                report: Reporter | None = None) -> Path:  # fmt: skip
     """EEVE's stages in order, each from the previous stage's model, skipping finished ones
     and resuming an interrupted one; returns the last stage's final model."""
     import yaml
@@ -202,6 +207,6 @@ def vocab_train(config: Any, *, nproc: int = 1, report: Reporter | None = None) 
                 yaml.safe_dump(run.model_dump(mode="json"), allow_unicode=True, sort_keys=False),
                 encoding="utf-8",
             )
-            final = train(run, nproc=nproc, resume=True)
+            final = train(run, nproc=nproc, resume=True, progress=progress, report=report)
     report.output("model", final)
     return final

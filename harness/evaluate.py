@@ -11,16 +11,16 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
 from harness import __version__
-from harness.backends import BackendOptions, build_backend
+from harness.backends import build_backend
 from harness.errors import HarnessError
 from harness.models import cache_key, resolve_model
+from harness.specs import EvalSpec
 from reports import rundir
 from reports.rundir import BackendInfo, Completed, Manifest, TaskEntry
 from runrecords.atomic import write_json_atomic, write_jsonl_atomic
@@ -28,23 +28,8 @@ from runrecords.errors import Interrupted
 from runrecords.settings import differences
 from tasks import catalog
 
-DEFAULT_SEED = 1234
 # Settings that are free to change between a run and its resumption.
 _FREE_BACKEND_ARGS = {"batch_size", "device"}
-
-
-@dataclass
-class EvalSpec:
-    model: str
-    tasks: list[str]
-    output: Path
-    num_fewshot: list[int] = field(default_factory=lambda: [0])
-    backend: str = "hf"
-    options: BackendOptions = field(default_factory=BackendOptions)
-    limit: float | None = None
-    seed: int = DEFAULT_SEED
-    overwrite: bool = False
-    cache_dir: Path | None = None
 
 
 def git_commit() -> str | None:

@@ -19,7 +19,6 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from harness import __version__
 from harness.errors import HarnessError
+from harness.specs import GenerateSpec
 from reports import rundir
 from runrecords.atomic import write_json_atomic, write_jsonl_atomic
 from runrecords.digest import sha256_file
@@ -37,28 +37,6 @@ from runrecords.settings import differences
 
 LOGICKOR_DIR = "logickor"
 RECORD = "generation.json"
-# LogicKor's generator stops on these (chat-format markers of common model families).
-DEFAULT_STOP = ("<|endoftext|>", "</s>", "<|im_end|>", "[INST]", "[/INST]", "<end_of_turn>",
-                "<start_of_turn>")  # fmt: skip
-
-
-@dataclass
-class GenerateSpec:
-    model: str
-    output: Path
-    strategies: list[str]
-    base_url: str | None = None
-    serve: str | None = None
-    chat_template: Path | None = None
-    max_tokens: int = 1024
-    stop: list[str] = field(default_factory=lambda: list(DEFAULT_STOP))
-    concurrency: int = 1
-    timeout: float = 600.0
-    api_key: str | None = None  # never written
-    device: str = "cpu"
-    trust_remote_code: bool = False
-    overwrite: bool = False
-    quiet: bool = False
 
 
 def part_path(final: Path) -> Path:

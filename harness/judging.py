@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness import __version__
+from harness.specs import JudgeRequest
 from judges import cache as reply_cache
 from judges.client import ClientSettings, JudgeClient
 from judges.pricing import price_for
@@ -18,32 +18,6 @@ from reports import rundir
 from runrecords.atomic import write_json_atomic
 
 RECORD = "judge.json"
-
-
-@dataclass(frozen=True)
-class JudgeRequest:
-    target: Path
-    output: Path | None
-    judge_model: str
-    base_url: str
-    api_key: str | None  # never written anywhere
-    api_key_env: str
-    public_base_url: str
-    template: str = "logickor"
-    repeats: int = 1
-    temperature: float = 0.0
-    max_tokens: int | None = None
-    concurrency: int = 8
-    requests_per_minute: int | None = None
-    timeout: float = 120.0
-    max_retries: int = 6
-    backoff: float = 1.0
-    max_asks: int = 3
-    cache: Path | None = None
-    use_cache: bool = True
-    price_in: float | None = None
-    price_out: float | None = None
-    quiet: bool = False
 
 
 def _judge_system(template: str) -> dict[str, str]:

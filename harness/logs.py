@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
 
 # lm-eval warns once per task that custom_dataset kwargs can be passed via --metadata:
@@ -40,3 +41,13 @@ def configure(verbose: bool = False) -> None:
 
         datasets.disable_progress_bars()
         transformers.utils.logging.set_verbosity_error()
+
+
+def hide_progress_bars() -> None:
+    """``--quiet``: the libraries' progress bars off too (transformers' weight loading and
+    saving, the Hub's downloads), in this process and in the ranks it starts."""
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # read by huggingface_hub and transformers
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()

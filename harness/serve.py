@@ -40,8 +40,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.specs import Server
 
-SERVERS = ("transformers", "vllm")
+SERVERS = tuple(server.value for server in Server)
 
 
 @dataclass(frozen=True)

@@ -25,18 +25,7 @@ import openai
 
 from judges.cache import Cached, ReplyCache, cache_key
 from judges.errors import JudgeError
-
-
-@dataclass(frozen=True)
-class ClientSettings:
-    base_url: str
-    model: str
-    timeout: float = 120.0  # seconds per request
-    max_retries: int = 6  # transient failures retried per call
-    backoff_base: float = 1.0  # seconds; attempt k waits up to base * 2**k (full jitter)
-    backoff_max: float = 60.0
-    retry_after_max: float = 600.0  # a longer Retry-After is an error, not a 10-minute nap
-    requests_per_minute: int | None = None
+from judges.settings import ClientSettings
 
 
 @dataclass

@@ -14,10 +14,17 @@ output contract (``평가: ...`` then ``점수: N``, N from 0 to 10).
 
 from __future__ import annotations
 
-from typing import Literal
+from enum import Enum
 
-Template = Literal["logickor", "fusebench"]
-TEMPLATES: tuple[str, ...] = ("logickor", "fusebench")
+
+class Template(str, Enum):
+    """The judge prompt templates (``fusebench judge --template``)."""
+
+    logickor = "logickor"
+    fusebench = "fusebench"
+
+
+TEMPLATES: tuple[str, ...] = tuple(template.value for template in Template)
 TURN_KEYS = {"query_single": "single_turn", "query_multi": "multi_turn"}
 
 # LogicKor evaluator.py's user-prompt glue, verbatim (see the module docstring).

@@ -25,27 +25,12 @@ from judges.errors import JudgeError
 from judges.parse import judge_message, parse_score
 from judges.pricing import Price
 from judges.prompts import TURN_KEYS, build_messages
+from judges.settings import JudgeSettings
 from runrecords.atomic import write_jsonl_atomic
 from runrecords.journal import append_journal, read_journal
 from tasks.logickor import GENERATED_FIELDS, check_rows
 
 OK, UNPARSABLE, ERROR = "ok", "unparsable", "error"
-
-
-@dataclass(frozen=True)
-class JudgeSettings:
-    template: str = "logickor"
-    repeats: int = 1
-    max_asks: int = 3  # asks per repeat while the reply has no valid score
-    temperature: float = 0.0
-    max_tokens: int | None = None
-    concurrency: int = 8
-
-    def sampling(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"temperature": self.temperature}
-        if self.max_tokens is not None:
-            out["max_tokens"] = self.max_tokens
-        return out
 
 
 @dataclass(frozen=True)

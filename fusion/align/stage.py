@@ -258,8 +258,9 @@ def _fused_manifest(inputs: Inputs) -> StoreManifest:
 
 
 def run_align(config: FuseConfig, *, progress: bool = True, overwrite: bool = False,
-              say: Any = print) -> Path:  # fmt: skip
-    """Every sub-step of stage 2; returns the fused store's directory."""
+              say: Any = lambda text: None) -> Path:  # fmt: skip
+    """Every sub-step of stage 2; returns the fused store's directory. Status lines go to
+    ``say`` (``fusion.pipeline``'s reporter; nothing by default)."""
     inputs = Inputs(config)
     out = fused_dir(config)
     manifest = _fused_manifest(inputs)

@@ -1,8 +1,9 @@
 """The mergekit methods, through mergekit's Python API (``run_merge``), not its CLI.
 
-The spec is checked against the method's own declared schema first (parameter names,
-required parameters, base and input-count contract), so a config mistake is one line
-before mergekit starts rather than an exception from inside its task graph.
+The spec is checked against the method's own declared schema first (fusion/merge/methods.py
+reads parameter names, required parameters, base and input-count contract from mergekit),
+so a config mistake is one line before mergekit starts rather than an exception from inside
+its task graph.
 
 ``sce`` is mergekit's SCE, which differs from FuseChat 2.0's script: with
 ``select_topk`` < 1 the top-k variance mask is applied to the task vectors themselves
@@ -19,49 +20,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from fusion.merge.errors import MergeError
 from fusion.merge.models import ModelFiles
-from fusion.merge.spec import MergeError, MergeSpec
-
-
-def _method(name: str) -> Any:
-    try:
-        from mergekit.merge_methods import registry
-    except ImportError:
-        raise MergeError(f"method {name} needs mergekit: pip install 'fusebench[merge]'") from None
-    return registry.get(name)
-
-
-def check_parameters(spec: MergeSpec, base: ModelFiles | None, models: list[ModelFiles]) -> None:
-    """Parameter names, required parameters and the base/input contract, per mergekit."""
-    method = _method(spec.method)
-    declared = {parameter.name: parameter for parameter in method.spec.parameters}
-    places = [("parameters", spec.parameters)] + [
-        (f"models.{index}.parameters", entry.parameters) for index, entry in enumerate(spec.models)
-    ]
-    for where, given in places:
-        for key in given:
-            if key not in declared:
-                known = ", ".join(declared) or "none"
-                raise MergeError(
-                    f"{where}.{key}: {spec.method} has no such parameter (known: {known})"
-                )
-    for parameter in declared.values():
-        if parameter.required and parameter.name not in spec.parameters:
-            missing = [
-                entry.model for entry in spec.models if parameter.name not in entry.parameters
-            ]
-            if missing:
-                raise MergeError(
-                    f"{spec.method} needs parameter {parameter.name!r}: set it under parameters "
-                    f"or for {missing[0]}"
-                )
-    ids = [model.path for model in models]
-    if base is not None and base.path not in ids:
-        ids.append(base.path)
-    try:
-        method.validate_inputs(ids, base.path if base is not None else None)
-    except ValueError as exc:
-        raise MergeError(f"{spec.method}: {exc} (base_model counts as an input)") from None
+from fusion.merge.spec import MergeSpec
 
 
 @contextlib.contextmanager

@@ -5,18 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from fusion.merge.errors import MergeError
+from fusion.merge.methods import method
 from fusion.merge.models import ModelFiles, check_compatible, read_model
-from fusion.merge.spec import MERGEKIT_METHODS, MergeError, MergeSpec
+from fusion.merge.spec import MergeSpec
 from fusion.merge.tensors import copy_side_files, dtype_named
 from runrecords.atomic import atomic_directory
-
-# Methods that merge deltas against a base (the pivot); linear is the only one without.
-NO_BASE_METHODS = ("linear",)
 
 
 def read_inputs(spec: MergeSpec) -> tuple[ModelFiles | None, list[ModelFiles]]:
     """The base (pivot) and the models, resolved, indexed and checked against each other."""
-    if spec.base_model is None and spec.method not in NO_BASE_METHODS:
+    if spec.base_model is None and method(spec.method).needs_base:
         raise MergeError(f"base_model: method {spec.method} needs a base (pivot) model")
     remote = spec.trust_remote_code
     base = read_model(spec.base_model, "base_model", remote) if spec.base_model else None
@@ -31,33 +30,44 @@ def read_inputs(spec: MergeSpec) -> tuple[ModelFiles | None, list[ModelFiles]]:
 
 def merge(spec: MergeSpec, output: Path, overwrite: bool = False, progress: bool = True) -> Path:
     """Merge as ``spec`` says into ``output`` (a Hugging Face model directory)."""
-    dtype = dtype_named(spec.dtype)
+    dtype_named(spec.dtype)  # a bad dtype is refused before anything is read
+    chosen = method(spec.method)
     base, models = read_inputs(spec)
-    if spec.method in MERGEKIT_METHODS:
-        from fusion.merge.mergekit_backend import check_parameters, merge_with_mergekit
-
-        check_parameters(spec, base, models)
-        with atomic_directory(output, overwrite) as scratch:
-            merge_with_mergekit(spec, base, models, scratch, progress)
-            _write_spec(spec, scratch)
-        return output
-    if spec.parameters or any(entry.parameters for entry in spec.models):
-        raise MergeError("parameters: varm takes none (its weights come from the models)")
-    from fusion.merge.varm import merge_varm
-
-    assert base is not None  # read_inputs insists
+    chosen.check_parameters(spec.parameters, [(entry.model, f"models.{index}.parameters",
+                                               entry.parameters)
+                                              for index, entry in enumerate(spec.models)])  # fmt: skip
+    chosen.check_inputs([model.path for model in models], base.path if base else None)
+    run = _BACKENDS[chosen.backend]
     with atomic_directory(output, overwrite) as scratch:
-        weights = merge_varm(
-            base, models, scratch, spec.granularity, dtype, spec.shard_size, progress
-        )
-        copy_side_files(base.path, scratch)
-        if dtype is not None:
-            _set_config_dtype(scratch / "config.json", spec.dtype or "")
-        report = {"granularity": spec.granularity, "models": [m.label for m in models],
-                  "weights": weights}  # fmt: skip
-        (scratch / "varm_weights.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+        run(spec, base, models, scratch, progress)
         _write_spec(spec, scratch)
     return output
+
+
+def _run_mergekit(spec: MergeSpec, base: ModelFiles | None, models: list[ModelFiles],
+                  scratch: Path, progress: bool) -> None:  # fmt: skip
+    from fusion.merge.mergekit_backend import merge_with_mergekit
+
+    merge_with_mergekit(spec, base, models, scratch, progress)
+
+
+def _run_varm(spec: MergeSpec, base: ModelFiles | None, models: list[ModelFiles],
+              scratch: Path, progress: bool) -> None:  # fmt: skip
+    from fusion.merge.varm import merge_varm
+
+    assert base is not None  # read_inputs insists (varm needs a base)
+    dtype = dtype_named(spec.dtype)
+    weights = merge_varm(base, models, scratch, spec.granularity, dtype, spec.shard_size, progress)
+    copy_side_files(base.path, scratch)
+    if dtype is not None:
+        _set_config_dtype(scratch / "config.json", spec.dtype or "")
+    report = {"granularity": spec.granularity, "models": [m.label for m in models],
+              "weights": weights}  # fmt: skip
+    (scratch / "varm_weights.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+
+
+# Who runs a method, by the backend its registry entry names.
+_BACKENDS = {"mergekit": _run_mergekit, "varm": _run_varm}
 
 
 def _set_config_dtype(config_file: Path, dtype: str) -> None:

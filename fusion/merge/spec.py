@@ -3,34 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from fusion.config import read_yaml_mapping, validate_config
-from fusion.errors import FusionError
+from fusion.merge.errors import MergeError
+from fusion.merge.methods import check_name
 
-Method = Literal[
-    "linear",
-    "task_arithmetic",
-    "ties",
-    "dare_ties",
-    "dare_linear",
-    "slerp",
-    "model_stock",
-    "sce",
-    "varm",
-]
-# mergekit's implementations (its registry names): every method but VaRM, which mergekit lacks.
-MERGEKIT_METHODS = tuple(method for method in get_args(Method) if method != "varm")
+__all__ = ["Granularity", "InputModel", "MergeError", "MergeSpec", "Method", "ParameterValue",
+           "describe_fields", "load_spec"]  # fmt: skip
+
+# A merge method's name, checked against the registry (fusion/merge/methods.py).
+Method = Annotated[str, AfterValidator(check_name)]
 # VaRM's weight groups; layer_fusechat is FuseChat's per-layer statistic (sum of per-tensor
 # means), layer the pooled mean over the layer (fusion/merge/varm.py says why both exist).
 Granularity = Literal["matrix", "layer", "layer_fusechat", "model"]
 ParameterValue = bool | int | float | str | list[bool | int | float | str]
-
-
-class MergeError(FusionError):
-    """A merge cannot run: bad config, missing or mismatching models."""
 
 
 class InputModel(BaseModel, extra="forbid"):
@@ -46,7 +35,7 @@ class InputModel(BaseModel, extra="forbid"):
 class MergeSpec(BaseModel, extra="forbid"):
     """What ``fusebench merge CONFIG`` reads."""
 
-    method: Method = Field(description="Merge method.")
+    method: Method = Field(description="Merge method (fusion/merge/methods.py).")
     models: list[InputModel] = Field(min_length=1, description="Models to merge.")
     base_model: str | None = Field(
         None,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
+from fusion.merge.errors import MergeError
 from fusion.merge.models import ModelFiles
-from fusion.merge.spec import MergeError
 
 # Files copied from the pivot next to the merged weights (config, tokenizer, templates).
 SIDE_FILES = (

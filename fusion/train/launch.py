@@ -8,7 +8,7 @@ process rather than one per rank.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -39,14 +39,16 @@ def check_inputs(config: TrainRunConfig, *, nproc: int, resume: bool) -> None:
     start_point(config, nproc, resume=resume)
 
 
-def run_training(config: TrainRunConfig, *, nproc: int, resume: bool) -> Path:
+def run_training(config: TrainRunConfig, *, nproc: int, resume: bool, progress: bool = True,
+                 say: Callable[[str], None] | None = None) -> Path:  # fmt: skip
     """Train the target (fused objective, or plain CLM for a vocab stage); returns the final
-    Hugging Face model's folder."""
+    Hugging Face model's folder. Status lines go to ``say`` (the ranks of a multi-process
+    run print theirs on stderr), with a progress bar unless ``progress`` is off."""
     check_inputs(config, nproc=nproc, resume=resume)
     if nproc == 1:
         from fusion.train.trainer import train
 
-        return train(config, resume=resume)
+        return train(config, resume=resume, progress=progress, say=say or _quiet)
     paths = run_paths(config)
     paths.output.mkdir(parents=True, exist_ok=True)
     config_file = paths.output / "launch-config.yaml"
@@ -56,7 +58,8 @@ def run_training(config: TrainRunConfig, *, nproc: int, resume: bool) -> Path:
     )
     write_json_atomic(paths.status, {"status": "launching", "nproc": nproc})
     # FUSEBENCH_LAUNCHED: the caller reports the final model itself.
-    args = [str(config_file), *(["--resume"] if resume else [])]
+    args = [str(config_file), *(["--resume"] if resume else []),
+            *([] if progress else ["--no-progress"])]  # fmt: skip
     code = run_ranks("fusion.train.main", args, nproc=nproc,
                      env={"FUSEBENCH_LAUNCHED": "1"}).code  # fmt: skip
     if code == 0:
@@ -96,6 +99,10 @@ def shared_process_group(nproc: int) -> Iterator[None]:
     finally:
         if started and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _quiet(text: str) -> None:
+    return None
 
 
 def _status(path: Path) -> dict:

@@ -20,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--resume", action="store_true", help="Continue from the latest checkpoint."
     )
+    parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None,
                         help=argparse.SUPPRESS)  # fmt: skip  # the deepspeed launcher passes it
     args = parser.parse_args(argv)
@@ -29,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     from fusion.train.trainer import train
 
     try:
-        final = train(load_train_config(args.config), resume=args.resume)
+        final = train(load_train_config(args.config), resume=args.resume,
+                      progress=not args.no_progress, say=_stderr)  # fmt: skip
     except UserError as err:
         if os.environ.get("RANK", "0") == "0":
             print(f"error: {err}", file=sys.stderr, flush=True)
@@ -37,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get("RANK", "0") == "0" and not os.environ.get("FUSEBENCH_LAUNCHED"):
         print(f"model: {final}", flush=True)
     return 0
+
+
+def _stderr(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

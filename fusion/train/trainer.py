@@ -15,6 +15,7 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -56,9 +57,15 @@ def run_settings(config: TrainRunConfig, world_size: int) -> dict[str, Any]:
     return {"train": section, "world_size": world_size, "target": config.target.path}
 
 
-def train(config: TrainRunConfig, *, resume: bool = False) -> Path:
+def _quiet(text: str) -> None:
+    return None
+
+
+def train(config: TrainRunConfig, *, resume: bool = False, progress: bool = True,
+          say: Callable[[str], None] = _quiet) -> Path:  # fmt: skip
     """Train on the fused (or, with objective clm, the CLM) objective; returns the final model's
-    directory."""
+    directory. Rank 0 reports status lines through ``say`` and shows a progress bar unless
+    ``progress`` is off."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     single_rank_env()
     import deepspeed
@@ -70,15 +77,17 @@ def train(config: TrainRunConfig, *, resume: bool = False) -> Path:
     if cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     try:
-        return _Run(config, resume=resume, cuda=cuda).run()
+        return _Run(config, resume=resume, cuda=cuda, progress=progress, say=say).run()
     finally:
         if started_here and dist.is_initialized():
             dist.destroy_process_group()
 
 
 class _Run:
-    def __init__(self, config: TrainRunConfig, *, resume: bool, cuda: bool) -> None:
+    def __init__(self, config: TrainRunConfig, *, resume: bool, cuda: bool, progress: bool,
+                 say: Callable[[str], None]) -> None:  # fmt: skip
         self.config, self.section, self.resume, self.cuda = config, config.train, resume, cuda
+        self.progress, self.say = progress, say
         self.paths: RunPaths = run_paths(config)
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         self.stop_signal = 0
@@ -88,7 +97,7 @@ class _Run:
 
     def _say(self, text: str) -> None:
         if self.rank == 0:
-            print(text, file=sys.stderr, flush=True)
+            self.say(text)
 
     def _status(self, status: str, **extra: Any) -> None:
         if self.rank == 0:
@@ -210,7 +219,8 @@ class _Run:
         section, gas = self.section, self.section.gradient_accumulation_steps
         stream = iter(batches)
         progress = tqdm(total=steps, initial=step, desc="train", unit="step",
-                        disable=self.rank != 0, file=sys.stderr, mininterval=1.0)  # fmt: skip
+                        disable=self.rank != 0 or not self.progress, file=sys.stderr,
+                        mininterval=1.0)  # fmt: skip
         while step < steps:
             began = time.perf_counter()
             lr = float(scheduler.get_last_lr()[0])

@@ -6,7 +6,8 @@ import copy
 import json
 import re
 import warnings
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fusion.vocab.candidates import select_tokens
@@ -15,16 +16,27 @@ from fusion.vocab.rows import REPORT
 from runrecords.atomic import atomic_directory
 
 
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
 @dataclass(frozen=True)
 class ExpandOptions:
-    """Knobs of the expansion (the CLI's defaults live here)."""
+    """Knobs of the expansion (the CLI's defaults and help live here)."""
 
-    add: int = 1000
-    min_frequency: int = 20
-    train_vocab_size: int = 0  # 0: 2 x add + 1000
-    text_field: str = "text"
-    max_lines: int | None = None
-    trust_remote_code: bool = False
+    add: int = field(default=1000, metadata=_help("Add at most this many tokens."))
+    min_frequency: int = field(
+        default=20, metadata=_help("Uses in the corpus a token needs to be kept.")
+    )
+    train_vocab_size: int = field(
+        default=0,
+        metadata=_help("Size of the tokenizer trained on the corpus (0: 2 x add + 1000)."),
+    )
+    text_field: str = field(default="text", metadata=_help("JSONL field holding the text."))
+    max_lines: int | None = field(
+        default=None, metadata=_help("Read at most this many texts from the corpus.")
+    )
+    trust_remote_code: bool = field(default=False, metadata=_help("Run model code from the Hub."))
 
 
 def _load_tokenizer(model: str, trust_remote_code: bool) -> object:
@@ -32,23 +44,29 @@ def _load_tokenizer(model: str, trust_remote_code: bool) -> object:
 
     path = Path(model)
     if not path.is_dir() and (model.startswith((".", "/")) or model.count("/") != 1):
-        raise VocabError(f"--model {model}: no such model directory")
+        raise VocabError(f"model {model}: no such model directory")
     try:
         tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
-        raise VocabError(f"--model {model}: no loadable tokenizer ({exc})") from None
+        raise VocabError(f"model {model}: no loadable tokenizer ({exc})") from None
     if not tokenizer.is_fast:
         raise VocabError(
-            f"--model {model}: {type(tokenizer).__name__} is not a fast (tokenizers-backed) "
+            f"model {model}: {type(tokenizer).__name__} is not a fast (tokenizers-backed) "
             "tokenizer; expansion needs one (convert it with tokenizers first)"
         )
     return tokenizer
 
 
+def _quiet(text: str) -> None:
+    return None
+
+
 def expand(
-    model: str, corpus: Path, output: Path, options: ExpandOptions, overwrite: bool = False
-) -> dict:
-    """Expand ``model`` with tokens from ``corpus`` into ``output``; returns the report."""
+    model: str, corpus: Path, output: Path, options: ExpandOptions, overwrite: bool = False,
+    say: Callable[[str], None] = _quiet,
+) -> dict:  # fmt: skip
+    """Expand ``model`` with tokens from ``corpus`` into ``output``; returns the report.
+    Warnings (an untied embedding) go to ``say``."""
     from transformers import AutoModelForCausalLM  # torch: load late
 
     from fusion.vocab.embeddings import resize_and_init, untie
@@ -71,7 +89,7 @@ def expand(
         warnings.simplefilter("always")
         untied = untie(lm)
     for warning in caught:
-        print(f"warning: {warning.message}")
+        say(f"warning: {warning.message}")
     pieces = [selection.pieces[token] for token in selection.tokens]
     rows = resize_and_init(lm, new_ids, pieces)
     after = tokens_per_1k_korean(tokenizer, texts)

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import importlib
+from enum import Enum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.errors import HarnessError
 
+
+class Backend(str, Enum):
+    """``fusebench eval --backend``."""
+
+    hf = "hf"
+    hf_lm_eval = "hf-lm-eval"
+    vllm = "vllm"
+
+
 BACKENDS: dict[str, str] = {
-    "hf": "harness.backends.hf:build",
-    "hf-lm-eval": "harness.backends.hf:build_lm_eval",
-    "vllm": "harness.backends.vllm:build",
+    Backend.hf.value: "harness.backends.hf:build",
+    Backend.hf_lm_eval.value: "harness.backends.hf:build_lm_eval",
+    Backend.vllm.value: "harness.backends.vllm:build",
 }
 
 
@@ -21,12 +31,19 @@ class BackendOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    batch_size: int = Field(8, ge=1)
-    device: str | None = None
-    dtype: str = "auto"
-    trust_remote_code: bool = False
-    revision: str | None = None
-    max_length: int | None = None
+    batch_size: int = Field(
+        8, ge=1, description="Sequences per forward pass (hf: contexts, whose answer choices "
+        "then share one more pass)."
+    )  # fmt: skip
+    device: str | None = Field(
+        None, description="cpu, cuda, cuda:1 ... (default: cuda when available)."
+    )
+    dtype: str = Field("auto", description="auto, float32, bfloat16, float16.")
+    trust_remote_code: bool = Field(
+        False, description="Run code shipped with the model (off unless asked)."
+    )
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
+    max_length: int | None = Field(None, description="Context length (default: the model's).")
     extra: dict[str, Any] = Field(default_factory=dict)
 
     def recorded(self) -> dict[str, Any]:

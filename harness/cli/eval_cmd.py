@@ -7,10 +7,15 @@ from typing import Annotated
 
 import typer
 
+from harness.backends import Backend, BackendOptions
+from harness.cli.options import FromSpec
 from harness.errors import HarnessError
+from harness.specs import EvalSpec
 
 _B = "Backend"
 _R = "Run"
+_E, _O = FromSpec(EvalSpec), FromSpec(BackendOptions)
+_DE, _DO = _E.defaults, _O.defaults
 
 
 def _parse_shots(value: str) -> list[int]:
@@ -30,80 +35,27 @@ def _default_device() -> str:
 
 
 def eval_command(
-    model: Annotated[str, typer.Argument(help="Local model directory or Hub id.")],
+    model: Annotated[str, _E.argument("model")],
     tasks: Annotated[
-        str, typer.Option(help="Comma-separated task or group names (see `fusebench tasks`).")
-    ] = "ko_fusellm",
-    num_fewshot: Annotated[
-        str, typer.Option(help="Shot counts, one or a list such as 0,5 (all run in this command).")
-    ] = "0",
-    output: Annotated[
-        Path,
-        typer.Option(
-            help="Run directory to write (resumed if it holds the same run).", rich_help_panel=_R
-        ),
-    ] = Path("runs/eval"),
-    limit: Annotated[
-        float | None,
-        typer.Option(
-            help="Documents per task (a fraction if < 1); for quick checks only.",
-            rich_help_panel=_R,
-        ),
-    ] = None,
-    seed: Annotated[
-        int,
-        typer.Option(
-            help="Seed for python, numpy, torch and few-shot sampling.", rich_help_panel=_R
-        ),
-    ] = 1234,
-    overwrite: Annotated[
-        bool,
-        typer.Option(help="Replace a run with different settings in --output.", rich_help_panel=_R),
-    ] = False,
-    cache_dir: Annotated[
-        Path | None,
-        typer.Option(
-            help="Cache model responses here, keyed by model weights, backend and dtype.",
-            rich_help_panel=_R,
-        ),
-    ] = None,
-    backend: Annotated[
-        str,
-        typer.Option(
-            help="hf (transformers; each context run once per question), hf-lm-eval "
-            "(lm-eval's own transformers model, for comparison) or vllm (GPU).",
-            rich_help_panel=_B,
-        ),
-    ] = "hf",
-    batch_size: Annotated[
-        int,
-        typer.Option(
-            help="Sequences per forward pass (hf: contexts, whose answer choices then share "
-            "one more pass).",
-            rich_help_panel=_B,
-        ),
-    ] = 8,
-    device: Annotated[
-        str | None,
-        typer.Option(
-            help="cpu, cuda, cuda:1 ... (default: cuda when available).", rich_help_panel=_B
-        ),
-    ] = None,
-    dtype: Annotated[
-        str, typer.Option(help="auto, float32, bfloat16, float16.", rich_help_panel=_B)
-    ] = "auto",
-    revision: Annotated[
-        str | None, typer.Option(help="Hub revision (branch, tag or commit).", rich_help_panel=_B)
-    ] = None,
-    max_length: Annotated[
-        int | None, typer.Option(help="Context length (default: the model's).", rich_help_panel=_B)
-    ] = None,
+        str, _E.option("tasks", help="Comma-separated task or group names (see `fusebench tasks`).")
+    ] = ",".join(_DE.tasks),
+    num_fewshot: Annotated[str, _E.option("num_fewshot")] = ",".join(
+        str(shots) for shots in _DE.num_fewshot
+    ),
+    output: Annotated[Path, _E.option("output", rich_help_panel=_R)] = _DE.output,
+    limit: Annotated[float | None, _E.option("limit", rich_help_panel=_R)] = _DE.limit,
+    seed: Annotated[int, _E.option("seed", rich_help_panel=_R)] = _DE.seed,
+    overwrite: Annotated[bool, _E.option("overwrite", rich_help_panel=_R)] = _DE.overwrite,
+    cache_dir: Annotated[Path | None, _E.option("cache_dir", rich_help_panel=_R)] = _DE.cache_dir,
+    backend: Annotated[Backend, _E.option("backend", rich_help_panel=_B)] = _DE.backend,
+    batch_size: Annotated[int, _O.option("batch_size", rich_help_panel=_B)] = _DO.batch_size,
+    device: Annotated[str | None, _O.option("device", rich_help_panel=_B)] = _DO.device,
+    dtype: Annotated[str, _O.option("dtype", rich_help_panel=_B)] = _DO.dtype,
+    revision: Annotated[str | None, _O.option("revision", rich_help_panel=_B)] = _DO.revision,
+    max_length: Annotated[int | None, _O.option("max_length", rich_help_panel=_B)] = _DO.max_length,
     trust_remote_code: Annotated[
-        bool,
-        typer.Option(
-            help="Run code shipped with the model (off unless asked).", rich_help_panel=_B
-        ),
-    ] = False,
+        bool, _O.option("trust_remote_code", rich_help_panel=_B)
+    ] = _DO.trust_remote_code,
     tensor_parallel_size: Annotated[
         int, typer.Option(help="vllm: GPUs per model replica.", rich_help_panel=_B)
     ] = 1,
@@ -114,12 +66,11 @@ def eval_command(
 ) -> None:
     """Evaluate MODEL on kobest / nsmc / korunsmile with lm-eval; writes --output."""
     from harness import logs
-    from harness.backends import BackendOptions
-    from harness.evaluate import EvalSpec, run_eval
+    from harness.evaluate import run_eval
 
     logs.configure(verbose)
     extra = {}
-    if backend == "vllm":
+    if backend is Backend.vllm:
         extra = {"tensor_parallel_size": tensor_parallel_size,
                  "data_parallel_size": data_parallel_size}  # fmt: skip
     if limit is not None and limit <= 0:

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from harness.cli.options import LegacyProgressOption, QuietOption, progress_bars
+
 
 def chat_command(
     config: Annotated[Path, typer.Argument(help="The FuseChat YAML config.")],
@@ -16,7 +18,8 @@ def chat_command(
     overwrite: Annotated[
         bool, typer.Option(help="Replace a pair's fused store made with other settings.")
     ] = False,
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    quiet: QuietOption = False,
+    progress: LegacyProgressOption = True,
 ) -> None:
     """Fuse each source into the pivot (extract -> align -> train, one pair at a time), then
     merge the pair targets relative to the pivot (merge.method, VaRM by default).
@@ -29,5 +32,6 @@ def chat_command(
     from fusion.chat import load_chat_config
     from harness.cli.reporting import cli_reporter
 
+    shown = progress_bars(quiet, progress)
     pipeline.fuse_chat(load_chat_config(config), nproc=nproc, overwrite=overwrite,
-                       progress=progress, report=cli_reporter())  # fmt: skip
+                       progress=shown, report=cli_reporter())  # fmt: skip

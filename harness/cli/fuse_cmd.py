@@ -14,6 +14,7 @@ import typer
 
 from harness.cli.fuse_chat_cmd import chat_command
 from harness.cli.fuse_train_cmd import train_command
+from harness.cli.options import LegacyProgressOption, QuietOption, progress_bars
 from harness.cli.reporting import cli_reporter
 
 app = typer.Typer(help="Knowledge fusion: extract top-k, align and fuse, train.",
@@ -24,28 +25,28 @@ NprocOpt = Annotated[
     int, typer.Option("--nproc", min=1, help="Extraction processes (torchrun ranks).")
 ]
 OverwriteOpt = Annotated[bool, typer.Option(help="Replace a fused store made with other settings.")]
-ProgressOpt = Annotated[bool, typer.Option(help="Show progress bars.")]
 
 
 @app.command("extract")
-def extract_command(config: ConfigArg, nproc: NprocOpt = 1, progress: ProgressOpt = True) -> None:
+def extract_command(config: ConfigArg, nproc: NprocOpt = 1, quiet: QuietOption = False,
+                    progress: LegacyProgressOption = True) -> None:  # fmt: skip
     """Top-k log-probabilities of the target and every source over the pre-split corpus."""
     from fusion import pipeline
     from fusion.config import load_config
 
-    pipeline.extract(load_config(config), nproc=nproc, progress=progress, report=cli_reporter())
+    shown = progress_bars(quiet, progress)
+    pipeline.extract(load_config(config), nproc=nproc, progress=shown, report=cli_reporter())
 
 
 @app.command("align")
-def align_command(
-    config: ConfigArg, overwrite: OverwriteOpt = False, progress: ProgressOpt = True
-) -> None:
+def align_command(config: ConfigArg, overwrite: OverwriteOpt = False, quiet: QuietOption = False,
+                  progress: LegacyProgressOption = True) -> None:  # fmt: skip
     """Align each source to the target, map vocabularies, project, fuse into one store."""
     from fusion import pipeline
     from fusion.config import load_config
 
-    pipeline.align(load_config(config), overwrite=overwrite, progress=progress,
-                   report=cli_reporter())  # fmt: skip
+    shown = progress_bars(quiet, progress)
+    pipeline.align(load_config(config), overwrite=overwrite, progress=shown, report=cli_reporter())
 
 
 app.command("train")(train_command)
@@ -58,11 +59,13 @@ def run_command(
     nproc: NprocOpt = 1,
     overwrite: OverwriteOpt = False,
     resume: Annotated[bool, typer.Option(help="Continue training from its checkpoint.")] = True,
-    progress: ProgressOpt = True,
+    quiet: QuietOption = False,
+    progress: LegacyProgressOption = True,
 ) -> None:
     """extract -> align and fuse -> train, skipping what is finished."""
     from fusion import pipeline
     from fusion.config import load_config
 
+    shown = progress_bars(quiet, progress)
     pipeline.fuse(load_config(config), nproc=nproc, overwrite=overwrite, resume=resume,
-                  progress=progress, report=cli_reporter())  # fmt: skip
+                  progress=shown, report=cli_reporter())  # fmt: skip

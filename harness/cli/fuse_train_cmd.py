@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from harness.cli.options import QuietOption, progress_bars
+
 
 def train_command(
     config: Annotated[Path, typer.Argument(help="Fusion config YAML (its `train` section).")],
@@ -17,6 +19,7 @@ def train_command(
     resume: Annotated[
         bool, typer.Option(help="Continue from the latest checkpoint in the output folder.")
     ] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Train the target on L = lambda * CLM + (1 - lambda) * L_fuse with DeepSpeed.
 
@@ -27,6 +30,9 @@ def train_command(
     """
     from fusion import pipeline
     from fusion.config import load_config
+    from harness.cli.reporting import cli_reporter
 
-    final = pipeline.train(load_config(config), nproc=nproc, resume=resume)
+    shown = progress_bars(quiet)
+    final = pipeline.train(load_config(config), nproc=nproc, resume=resume, progress=shown,
+                           report=cli_reporter())  # fmt: skip
     typer.echo(f"model: {final}")

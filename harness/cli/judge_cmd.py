@@ -9,11 +9,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 import typer
 
+from harness.cli.options import FromSpec, QuietOption
+from harness.specs import JudgeRequest, Template
 from judges.errors import JudgeError
 
-_J = "Judge"
+_P = "Judge"
 _R = "Robustness"
 _C = "Cost"
+_J = FromSpec(JudgeRequest)
+_D = _J.defaults
 
 
 def public_url(url: str) -> str:
@@ -35,116 +39,41 @@ def _api_key(var: str, base_url: str) -> str | None:
 
 
 def judge_command(
-    target: Annotated[
-        Path,
-        typer.Argument(
-            help="Run directory, or LogicKor <org>/<model>/<strategy>.jsonl files or folders."
-        ),  # fmt: skip
-    ],
-    judge_model: Annotated[str, typer.Option(help="Judge model name.", rich_help_panel=_J)] = (
-        "gpt-4-1106-preview"
-    ),
-    base_url: Annotated[
-        str, typer.Option(help="OpenAI-compatible endpoint.", rich_help_panel=_J)
-    ] = "https://api.openai.com/v1",
-    api_key_env: Annotated[
-        str, typer.Option(help="Environment variable holding the API key.", rich_help_panel=_J)
-    ] = "OPENAI_API_KEY",
-    template: Annotated[
-        str,
-        typer.Option(
-            help="logickor (LogicKor's judge prompts, exactly) or fusebench "
-            "(the project's own Korean rubric).",
-            rich_help_panel=_J,
-        ),  # fmt: skip
-    ] = "logickor",
-    repeats: Annotated[
-        int,
-        typer.Option(
-            min=1,
-            help="Judgments per answer; the score is their mean, and "
-            "every score and their spread are kept.",
-            rich_help_panel=_J,
-        ),  # fmt: skip
-    ] = 1,
-    temperature: Annotated[
-        float, typer.Option(help="Judge temperature.", rich_help_panel=_J)
-    ] = 0.0,
-    max_tokens: Annotated[
-        int | None,
-        typer.Option(
-            help="Judge reply length limit (default: the server's).", rich_help_panel=_J
-        ),  # fmt: skip
-    ] = None,
-    output: Annotated[
-        Path | None,
-        typer.Option(
-            help="Folder for the judged files (required unless TARGET is a run "
-            "directory, which is judged in place)."
-        ),  # fmt: skip
-    ] = None,
+    target: Annotated[Path, _J.argument("target")],
+    judge_model: Annotated[str, _J.option("judge_model", rich_help_panel=_P)] = _D.judge_model,
+    base_url: Annotated[str, _J.option("base_url", rich_help_panel=_P)] = _D.base_url,
+    api_key_env: Annotated[str, _J.option("api_key_env", rich_help_panel=_P)] = _D.api_key_env,
+    template: Annotated[Template, _J.option("template", rich_help_panel=_P)] = _D.template,
+    repeats: Annotated[int, _J.option("repeats", min=1, rich_help_panel=_P)] = _D.repeats,
+    temperature: Annotated[float, _J.option("temperature", rich_help_panel=_P)] = _D.temperature,
+    max_tokens: Annotated[int | None, _J.option("max_tokens", rich_help_panel=_P)] = _D.max_tokens,
+    output: Annotated[Path | None, _J.option("output")] = _D.output,
     concurrency: Annotated[
-        int, typer.Option(min=1, help="Requests in flight at most.", rich_help_panel=_R)
-    ] = 8,
+        int, _J.option("concurrency", min=1, rich_help_panel=_R)
+    ] = _D.concurrency,
     requests_per_minute: Annotated[
-        int | None,
-        typer.Option(
-            min=1, help="Request budget per minute (default: none).", rich_help_panel=_R
-        ),  # fmt: skip
-    ] = None,
-    timeout: Annotated[
-        float, typer.Option(help="Seconds per request.", rich_help_panel=_R)
-    ] = 120.0,
+        int | None, _J.option("requests_per_minute", min=1, rich_help_panel=_R)
+    ] = _D.requests_per_minute,
+    timeout: Annotated[float, _J.option("timeout", rich_help_panel=_R)] = _D.timeout,
     max_retries: Annotated[
-        int,
-        typer.Option(
-            min=0,
-            help="Retries of a failed request (429, 5xx, timeout, connection, malformed reply).",
-            rich_help_panel=_R,
-        ),  # fmt: skip
-    ] = 6,
-    backoff: Annotated[
-        float, typer.Option(help="Base of the exponential backoff, seconds.", rich_help_panel=_R)
-    ] = 1.0,
-    max_asks: Annotated[
-        int,
-        typer.Option(
-            min=1,
-            help="Asks per judgment while the reply has no valid score; "
-            "then it is recorded as unparsable.",
-            rich_help_panel=_R,
-        ),  # fmt: skip
-    ] = 3,
-    cache: Annotated[
-        Path | None,
-        typer.Option(
-            help="Reply cache (SQLite) [default: $XDG_CACHE_HOME/fusebench/judge-cache.sqlite].",
-            rich_help_panel=_R,
-        ),  # fmt: skip
-    ] = None,
+        int, _J.option("max_retries", min=0, rich_help_panel=_R)
+    ] = _D.max_retries,
+    backoff: Annotated[float, _J.option("backoff", rich_help_panel=_R)] = _D.backoff,
+    max_asks: Annotated[int, _J.option("max_asks", min=1, rich_help_panel=_R)] = _D.max_asks,
+    cache: Annotated[Path | None, _J.option("cache", rich_help_panel=_R)] = _D.cache,
     no_cache: Annotated[
         bool, typer.Option(help="Do not cache replies.", rich_help_panel=_R)
-    ] = False,
-    price_in: Annotated[
-        float | None,
-        typer.Option(
-            help="USD per 1M prompt tokens (default: known models' list price, else cost unknown).",
-            rich_help_panel=_C,
-        ),  # fmt: skip
-    ] = None,
-    price_out: Annotated[
-        float | None, typer.Option(help="USD per 1M completion tokens.", rich_help_panel=_C)
-    ] = None,
-    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    ] = not _D.use_cache,
+    price_in: Annotated[float | None, _J.option("price_in", rich_help_panel=_C)] = _D.price_in,
+    price_out: Annotated[float | None, _J.option("price_out", rich_help_panel=_C)] = _D.price_out,
+    quiet: QuietOption = _D.quiet,
     verbose: Annotated[bool, typer.Option(help="Show library logs.")] = False,
 ) -> None:
     """Judge LogicKor answers in TARGET with an LLM; prints LogicKor's table at the end."""
     from harness import logs
-    from harness.judging import JudgeRequest, run_judge
+    from harness.judging import run_judge
 
     logs.configure(verbose)
-    if template not in ("logickor", "fusebench"):
-        raise JudgeError(f"--template {template!r}: expected logickor or fusebench")
     request = JudgeRequest(
         target=target, output=output, judge_model=judge_model, base_url=base_url,
         api_key=_api_key(api_key_env, base_url), api_key_env=api_key_env,

@@ -7,12 +7,14 @@ from typing import Annotated
 
 import typer
 
+from fusion.merge.methods import METHODS
 from fusion.merge.spec import describe_fields
+from harness.cli.options import QuietOption, progress_bars
 
+_MERGEKIT = ", ".join(name for name, backend in METHODS.items() if backend == "mergekit")
 _HELP = f"""Merge models of one architecture (mergekit methods, or VaRM) into one model.
 
-Methods: linear, task_arithmetic, ties, dare_ties, dare_linear, slerp, model_stock, sce
-(mergekit) and varm (FuseChat's variance-based merge).
+Methods: {_MERGEKIT} (mergekit) and varm (FuseChat's variance-based merge).
 
 CONFIG is YAML with these keys (example: configs/merge_varm.yaml):
 
@@ -26,7 +28,7 @@ def merge_command(
         Path | None, typer.Option(help="Output model directory (overrides the config's).")
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output directory.")] = False,
-    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     from fusion.merge.run import merge
     from fusion.merge.spec import MergeError, load_spec
@@ -35,7 +37,7 @@ def merge_command(
     target = output or spec.output
     if target is None:
         raise MergeError(f"{config}: no output: set the output key or pass --output")
-    merge(spec, target, overwrite=overwrite, progress=not quiet)
+    merge(spec, target, overwrite=overwrite, progress=progress_bars(quiet))
     typer.echo(f"merged model ({spec.method}): {target}")
 
 

@@ -8,42 +8,42 @@ from typing import Annotated
 import typer
 
 from fusion.vocab.expand import ExpandOptions
+from harness.cli.options import FromSpec, QuietOption, progress_bars
 
 app = typer.Typer(help="Korean vocabulary expansion (EEVE).", no_args_is_help=True)
-_D = ExpandOptions()
+_X = FromSpec(ExpandOptions)
+_D = _X.defaults
 _T = "Token selection"
 
 
 @app.command("expand")
 def expand_command(
-    model: Annotated[str, typer.Option(help="Local model directory or Hub id.")],
     corpus: Annotated[
         Path, typer.Option(help="Korean corpus: .jsonl (one object per line) or text lines.")
     ],
     output: Annotated[Path, typer.Option(help="Directory for the expanded model.")],
-    add: Annotated[int, typer.Option(min=1, help="Add at most this many tokens.")] = _D.add,
-    min_frequency: Annotated[
-        int,
-        typer.Option(
-            min=1, help="Uses in the corpus a token needs to be kept.", rich_help_panel=_T
+    model: Annotated[
+        str | None,
+        typer.Argument(
+            help="Local model directory or Hub id.", metavar="MODEL", show_default=False
         ),
+    ] = None,
+    add: Annotated[int, _X.option("add", min=1)] = _D.add,
+    min_frequency: Annotated[
+        int, _X.option("min_frequency", min=1, rich_help_panel=_T)
     ] = _D.min_frequency,
     train_vocab_size: Annotated[
-        int,
-        typer.Option(
-            min=0,
-            help="Size of the tokenizer trained on the corpus (0: 2 x add + 1000).",
-            rich_help_panel=_T,
-        ),
+        int, _X.option("train_vocab_size", min=0, rich_help_panel=_T)
     ] = _D.train_vocab_size,
-    text_field: Annotated[str, typer.Option(help="JSONL field holding the text.")] = _D.text_field,
-    max_lines: Annotated[
-        int | None, typer.Option(help="Read at most this many texts from the corpus.")
-    ] = _D.max_lines,
+    text_field: Annotated[str, _X.option("text_field")] = _D.text_field,
+    max_lines: Annotated[int | None, _X.option("max_lines")] = _D.max_lines,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output directory.")] = False,
-    trust_remote_code: Annotated[
-        bool, typer.Option(help="Run model code from the Hub.")
-    ] = _D.trust_remote_code,
+    trust_remote_code: Annotated[bool, _X.option("trust_remote_code")] = _D.trust_remote_code,
+    quiet: QuietOption = False,
+    model_option: Annotated[
+        str | None,
+        typer.Option("--model", hidden=True, help="Deprecated: give MODEL as an argument."),
+    ] = None,
 ) -> None:
     """Add frequent Korean tokens missing from MODEL's vocabulary and initialise their embeddings.
 
@@ -54,10 +54,18 @@ def expand_command(
     """
     from fusion.vocab.expand import expand
 
+    if model is not None and model_option is not None and model != model_option:
+        raise typer.BadParameter(f"{model!r}, and --model {model_option!r}: give one",
+                                 param_hint="MODEL")  # fmt: skip
+    model = model or model_option
+    if model is None:
+        raise typer.BadParameter("required: a local model directory or Hub id",
+                                 param_hint="MODEL")  # fmt: skip
+    progress_bars(quiet)
     options = ExpandOptions(add=add, min_frequency=min_frequency, text_field=text_field,
                             train_vocab_size=train_vocab_size, max_lines=max_lines,
                             trust_remote_code=trust_remote_code)  # fmt: skip
-    report = expand(model, corpus, output, options, overwrite=overwrite)
+    report = expand(model, corpus, output, options, overwrite=overwrite, say=typer.echo)
     typer.echo(
         f"added {len(report['added'])} tokens ({report['rounds']} rounds); tokens per 1,000 "
         f"Korean characters: {report['tokens_per_1k_korean_before']} -> "
@@ -72,6 +80,7 @@ def train_command(
     nproc: Annotated[
         int, typer.Option(min=1, help="Training processes; >1 starts them through torchrun.")
     ] = 1,
+    quiet: QuietOption = False,
 ) -> None:
     """EEVE's staged training of an expanded model (configs/tiny-vocab-train.yaml).
 
@@ -85,4 +94,6 @@ def train_command(
     from fusion.vocab.train import load_vocab_config
     from harness.cli.reporting import cli_reporter
 
-    pipeline.vocab_train(load_vocab_config(config), nproc=nproc, report=cli_reporter())
+    shown = progress_bars(quiet)
+    pipeline.vocab_train(load_vocab_config(config), nproc=nproc, progress=shown,
+                         report=cli_reporter())  # fmt: skip

@@ -96,6 +96,8 @@ def test_fuse_chat_end_to_end_and_rerun(tmp_path: Path, zoo: Path, data_root: Pa
         ({"sources": [{"name": "tiny-llama-again", "path": "PIVOT"}]},
          "source 'tiny-llama-again' is the pivot itself"),
         ({"merge": {"method": "average_all"}}, "field merge.method:"),
+        ({"merge": {"method": "ties", "parameters": {"weight": 0.5, "densty": 0.5}}},
+         "merge.parameters.densty: ties has no such parameter"),
         ({"train": {"output": "elsewhere"}}, "train.output is set per pair"),
     ],
 )  # fmt: skip

@@ -18,8 +18,8 @@ HELD_OUT = "kobest_v1/hellaswag/dev.tsv"  # same kind of text, not seen by the e
 
 
 def _expand(zoo: Path, data_root: Path, name: str, out: Path, add: int = 200) -> dict:
-    args = ["vocab", "expand", "--model", str(zoo / name), "--corpus", str(data_root / CORPUS),
-            "--add", str(add), "--output", str(out)]  # fmt: skip
+    args = ["vocab", "expand", str(zoo / name), "--corpus", str(data_root / CORPUS),
+            "--add", str(add), "--output", str(out), "--quiet"]  # fmt: skip
     assert main(args) == 0
     return json.loads((out / "vocab_expansion.json").read_text(encoding="utf-8"))
 
@@ -119,13 +119,13 @@ def test_bad_input(zoo: Path, data_root: Path, tmp_path: Path,
         (slow / name).unlink()
     ByT5Tokenizer().save_pretrained(slow)  # a pure-Python tokenizer
     base = ["vocab", "expand", "--corpus", corpus, "--output", str(tmp_path / "out")]
-    err = _fails([*base, "--model", str(slow)], capsys)
+    err = _fails([*base, str(slow)], capsys)
     assert "ByT5Tokenizer is not a fast (tokenizers-backed) tokenizer" in err
-    err = _fails([*base, "--model", str(tmp_path / "nope")], capsys)
-    assert "no such model directory" in err
+    err = _fails([*base, "--model", str(tmp_path / "nope")], capsys)  # the former option
+    assert f"model {tmp_path / 'nope'}: no such model directory" in err
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "안녕하세요"}\n{"text": 3}\n', encoding="utf-8")
-    args = ["vocab", "expand", "--model", str(zoo / "tiny-llama"), "--corpus", str(bad),
+    args = ["vocab", "expand", str(zoo / "tiny-llama"), "--corpus", str(bad),
             "--output", str(tmp_path / "out")]  # fmt: skip
     err = _fails(args, capsys)
     assert f"{bad}:2: no string field 'text'" in err
