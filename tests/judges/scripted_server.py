@@ -124,6 +124,13 @@ class ScriptedJudge:
                     return self._send(500, b'{"error": {"message": "boom"}}')
                 if name == "always500":
                     return self._send(500, b'{"error": {"message": "down"}}')
+                if name == "unauthorized":
+                    return self._send(401, b'{"error": {"message": "bad key"}}')
+                if name == "badrequest":
+                    return self._send(400, b'{"error": {"message": "prompt too long"}}')
+                if name == "ratelimit-long":
+                    return self._send(429, b'{"error": {"message": "quota"}}',
+                                      {"Retry-After": "3600"})  # fmt: skip
                 if name == "hang" and attempt == 1:
                     time.sleep(judge.hang)
                 if name == "malformed" and attempt == 1:
