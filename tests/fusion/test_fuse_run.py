@@ -10,15 +10,13 @@ import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from fusion.store import TopKStore
-from tests.fusion.cli import run_fusebench
-from tests.fusion.test_extract import nsmc_rows, write_config
 
 
 def test_fuse_run_extracts_aligns_and_trains_on_two_processes(
-    tmp_path: Path, zoo: Path, data_root: Path
+    tmp_path: Path, zoo: Path, fuse_config, nsmc_rows, run_fusebench
 ) -> None:
-    config = write_config(
-        tmp_path, zoo, nsmc_rows(data_root, 24),
+    config = fuse_config(
+        tmp_path, nsmc_rows(24),
         sources=[{"name": "tiny-gpt2", "path": str(zoo / "tiny-gpt2")},
                  {"name": "tiny-mistral", "path": str(zoo / "tiny-mistral")}],
         train={"zero_stage": 2, "precision": "fp32", "micro_batch_size": 4,

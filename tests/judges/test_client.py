@@ -12,13 +12,13 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from judges.cache import ReplyCache
 from judges.client import CallFailed, ClientSettings, JudgeClient, RateBudget, retry_after
 from judges.errors import JudgeError
-from tests.judges.scripted_server import ScriptedJudge
 
 SAMPLING = {"temperature": 0.0}
 INDEX = {"repeat": 0, "ask": 0}
@@ -40,15 +40,15 @@ def messages(behaviour: str, system: str = "평가하라.") -> list[dict[str, st
 
 
 @pytest.fixture
-def server() -> Iterator[ScriptedJudge]:
-    with ScriptedJudge(hang=1.0) as judge:
+def server(scripted_judge) -> Iterator:
+    with scripted_judge(hang=1.0) as judge:
         yield judge
 
 
 class Client:
     """A client on the scripted server with recorded sleeps; ``tries`` counts server requests."""
 
-    def __init__(self, server: ScriptedJudge, cache: Path | None, **settings: float) -> None:
+    def __init__(self, server: Any, cache: Path | None, **settings: float) -> None:
         self.server = server
         self.sleeps: list[float] = []
         options = {"timeout": 5.0, "max_retries": 3, "backoff_base": 0.5, **settings}
@@ -65,7 +65,7 @@ class Client:
 
 
 @pytest.fixture
-def client(server: ScriptedJudge, tmp_path: Path) -> Iterator[Client]:
+def client(server: Any, tmp_path: Path) -> Iterator[Client]:
     made = Client(server, tmp_path / "cache.sqlite")
     yield made
     made.client.close()
@@ -102,7 +102,7 @@ def test_server_errors_are_retried_with_exponential_backoff(client: Client) -> N
     assert client.client.stats.retries == 2
 
 
-def test_backoff_is_capped(server: ScriptedJudge, tmp_path: Path) -> None:
+def test_backoff_is_capped(server: Any, tmp_path: Path) -> None:
     capped = Client(server, None, backoff_base=1.0, backoff_max=1.5, max_retries=4)
     with pytest.raises(CallFailed):
         capped.ask("always500")
@@ -127,7 +127,7 @@ def test_retry_after_beyond_the_limit_fails_the_call_at_once(client: Client) -> 
     [("hang", "timeout"), ("malformed", "malformed"), ("dropped", "connection")],
 )
 def test_transient_failures_are_retried(
-    server: ScriptedJudge, tmp_path: Path, behaviour: str, reason: str
+    server: Any, tmp_path: Path, behaviour: str, reason: str
 ) -> None:
     quick = Client(server, None, timeout=0.3)  # the scripted hang lasts 1 s
     reply = quick.ask(behaviour)

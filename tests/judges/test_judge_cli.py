@@ -12,11 +12,11 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from harness.cli import main
-from tests.judges.scripted_server import ScriptedJudge
 
 SECRET = "sk-test-DO-NOT-LEAK-4f2a9c"
 KEY_ENV = "FUSEBENCH_TEST_JUDGE_KEY"
@@ -37,7 +37,7 @@ def _write_target(root: Path, data_root: Path, behaviours: list[tuple[str, str]]
     return root
 
 
-def _judge(target: Path, out: Path, server: ScriptedJudge, cache: Path, *extra: str) -> int:
+def _judge(target: Path, out: Path, server: Any, cache: Path, *extra: str) -> int:
     return main(["judge", str(target), "--output", str(out), "--base-url", server.base_url,
                  "--judge-model", "scripted-judge", "--api-key-env", KEY_ENV,
                  "--cache", str(cache), "--backoff", "0.05", "--timeout", "1",
@@ -78,11 +78,11 @@ class FirstRun:
 
 
 @pytest.fixture(scope="module")
-def first(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> FirstRun:
+def first(tmp_path_factory: pytest.TempPathFactory, data_root: Path, scripted_judge) -> FirstRun:
     tmp = tmp_path_factory.mktemp("judge")
     target = _write_target(tmp / "in", data_root, BEHAVIOURS)
     out, cache = tmp / "out", tmp / "cache.sqlite"
-    with pytest.MonkeyPatch.context() as patch, ScriptedJudge() as server:
+    with pytest.MonkeyPatch.context() as patch, scripted_judge() as server:
         patch.setenv(KEY_ENV, SECRET)
         with contextlib.redirect_stdout(io.StringIO()) as stdout:
             assert _judge(target, out, server, cache, "--max-retries", "3") == 0
@@ -179,11 +179,11 @@ def test_the_api_key_is_sent_and_written_nowhere(first: FirstRun) -> None:
 
 
 def test_concurrency_is_bounded_and_prices_give_a_cost(
-    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch, capsys
+    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch, capsys, scripted_judge
 ) -> None:
     monkeypatch.setenv(KEY_ENV, SECRET)
     target = _write_target(tmp_path / "in", data_root, [("plain", "plain")] * 12)
-    with ScriptedJudge(delay=0.15) as server:
+    with scripted_judge(delay=0.15) as server:
         assert _judge(target, tmp_path / "out", server, tmp_path / "c.sqlite", "--concurrency", "3",
                       "--price-in", "10", "--price-out", "30", "--repeats", "2") == 0  # fmt: skip
         assert server.max_in_flight == 3
@@ -203,14 +203,14 @@ def test_concurrency_is_bounded_and_prices_give_a_cost(
 
 
 def test_interrupted_run_resumes_from_its_part_file(
-    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch, scripted_judge
 ) -> None:
     """Rows already appended to the part file (a killed run) are not judged again, even with
     no cache; a torn last line is dropped and redone."""
     monkeypatch.setenv(KEY_ENV, SECRET)
     target = _write_target(tmp_path / "in", data_root, [("plain", "bold")] * 6)
     out = tmp_path / "out"
-    with ScriptedJudge() as server:
+    with scripted_judge() as server:
         assert _judge(target, out, server, tmp_path / "c.sqlite", "--no-cache") == 0
         full = _rows(out)
         final = out / "org" / "model" / "default.jsonl"
