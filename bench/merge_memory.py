@@ -1,7 +1,7 @@
 """Peak resident memory of merging three models, against the size of one model.
 
     PYTHONPATH=. python bench/merge_memory.py            # ~95 MB Llama (hidden 512, 6 layers)
-    PYTHONPATH=. python bench/merge_memory.py --quick    # seconds; for the test suite
+    PYTHONPATH=. python bench/merge_memory.py --quick    # seconds; a smoke run (fixed costs dominate)
 
 Builds a random-initialised Llama with the zoo's tiny-llama tokenizer (the pivot) and three
 perturbed copies (the targets), then merges the three against the pivot in one child process
@@ -38,14 +38,17 @@ def _status_kib(key: str) -> int:
     raise RuntimeError(f"no {key} in /proc/self/status")
 
 
-def build_inputs(root: Path, hidden: int, layers: int) -> tuple[Path, list[Path]]:
-    """A random Llama of the given size (tiny-llama's tokenizer) and three perturbed copies."""
+def build_inputs(
+    root: Path, hidden: int, layers: int, zoo: Path | None = None
+) -> tuple[Path, list[Path]]:
+    """A random Llama of the given size (tiny-llama's tokenizer from ``zoo``, by default the
+    checkout's cached zoo) and three perturbed copies."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     from fusion.zoo import cached_zoo
 
-    tokenizer = AutoTokenizer.from_pretrained(cached_zoo() / "tiny-llama")
+    tokenizer = AutoTokenizer.from_pretrained((zoo or cached_zoo()) / "tiny-llama")
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=hidden,
@@ -138,6 +141,7 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=512)
     parser.add_argument("--layers", type=int, default=6)
     parser.add_argument("--runs", default=",".join(RUNS), help=f"Subset of {','.join(RUNS)}.")
+    parser.add_argument("--zoo", type=Path, help="A built zoo (default: the checkout's .cache).")
     parser.add_argument("--child", choices=RUNS, help=argparse.SUPPRESS)
     parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -147,7 +151,7 @@ def main() -> None:
     hidden, layers = (128, 2) if args.quick else (args.hidden, args.layers)
     with tempfile.TemporaryDirectory(prefix="merge-memory-") as tmp:
         root = Path(tmp)
-        pivot, _ = build_inputs(root, hidden, layers)
+        pivot, _ = build_inputs(root, hidden, layers, args.zoo)
         size_kib = (pivot / "model.safetensors").stat().st_size / 1024
         print(f"model: Llama hidden {hidden}, {layers} layers, {size_kib / 1024:.1f} MiB of "
               "weights; three targets merged against the pivot")  # fmt: skip

@@ -529,7 +529,9 @@ def build_zoo(
 
 
 def cached_zoo(cache_root: Path | None = None) -> Path:
-    """The quick zoo, built once per zoo version and then reused (tests, demos)."""
+    """The quick zoo, built once per zoo version and then reused: in ``cache_root`` when given
+    (the test suite's ``zoo`` fixture passes a folder in pytest's cache), else in the checkout's
+    ``.cache/zoo-<version>`` (bench scripts and the README's worked examples)."""
     root = (
         Path(cache_root) if cache_root is not None else REPO_ROOT / ".cache" / f"zoo-{ZOO_VERSION}"
     )

@@ -21,7 +21,7 @@ fi
 # shellcheck disable=SC2086
 "$VENV/bin/python" -m pip install --quiet $TORCH_SPEC
 # compat mode puts the checkout on sys.path: the package has several top-level packages
-# (harness, fusion, tasks, judges, reports, tests), which the default editable finder
+# (harness, fusion, tasks, judges, reports), which the default editable finder
 # handles poorly.
 # The merge extra (mergekit==0.1.5) asks for torch>=2.0 and transformers>=5,<6: the torch
 # installed above satisfies it and stays; mergekit adds immutables, peft, sentencepiece and

@@ -1,4 +1,5 @@
-"""Shared fixtures: the Hub off, HF caches in a temporary folder, the tiny-model zoo built once."""
+"""Shared fixtures: the Hub off, HF caches in a temporary folder, the tiny-model zoo built once
+into pytest's cache; and the fixture modules every test directory may use."""
 
 from __future__ import annotations
 
@@ -17,6 +18,14 @@ os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="fusebench-hf-"))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Fixture modules (helpers reach tests as fixtures, never by importing from tests).
+pytest_plugins = [
+    "tests.fusion.cli",
+    "tests.fusion.fuse_fixtures",
+    "tests.fusion.train_fixtures",
+    "tests.judges.scripted_server",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -40,11 +49,16 @@ def data_root() -> Path:
 
 
 @pytest.fixture(scope="session")
-def zoo() -> Path:
-    """The quick zoo, built once per machine into .cache/ (deterministic, so reusable)."""
-    from fusion.zoo import cached_zoo
+def zoo(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The quick zoo, built once into pytest's cache directory and reused by later sessions
+    (deterministic, keyed by the zoo version); with the cache provider off (``-p
+    no:cacheprovider``), built into this session's temporary directory. Never into the checkout."""
+    from fusion.zoo import ZOO_VERSION, cached_zoo
 
-    return cached_zoo()
+    cache = getattr(request.config, "cache", None)
+    root = (cache.mkdir("fusebench-zoo") if cache is not None
+            else tmp_path_factory.mktemp("fusebench-zoo"))  # fmt: skip
+    return cached_zoo(root / f"zoo-{ZOO_VERSION}")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

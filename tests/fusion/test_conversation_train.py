@@ -26,7 +26,6 @@ from fusion.store import (
 )
 from fusion.train.data import Collator, FusedDataset
 from fusion.train.loss import IGNORE, fused_loss
-from tests.fusion.cli import run_fusebench
 
 
 def boolq_conversations(data_root: Path, count: int) -> list[list[dict[str, str]]]:
@@ -152,7 +151,7 @@ def _chat_config(tmp_path: Path, zoo: Path, data_root: Path) -> Path:
 
 
 def test_fuse_chat_on_conversations_trains_on_responses_only(
-    tmp_path: Path, zoo: Path, data_root: Path
+    tmp_path: Path, zoo: Path, data_root: Path, run_fusebench
 ) -> None:
     config = _chat_config(tmp_path, zoo, data_root)
     done = run_fusebench("fuse", "chat", str(config), "--no-progress")
@@ -193,7 +192,9 @@ def test_fuse_chat_on_conversations_trains_on_responses_only(
     assert (work / "merged" / "model.safetensors").is_file()
 
 
-def test_row_without_a_response_token_is_refused_with_its_line(tmp_path: Path, zoo: Path) -> None:
+def test_row_without_a_response_token_is_refused_with_its_line(
+    tmp_path: Path, zoo: Path, run_fusebench
+) -> None:
     """A template that writes only the content: an assistant-only row of one token has no
     position that predicts a response token."""
     tokenizer = AutoTokenizer.from_pretrained(zoo / "tiny-gpt2")

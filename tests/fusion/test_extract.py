@@ -4,49 +4,14 @@ resume redoes only unfinished shards; and the fused store that the align stage w
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from fusion.config import load_config
 from fusion.extract import Rank, extract
 from fusion.store import PAD_ID, TopKStore
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def nsmc_rows(data_root: Path, n: int) -> list[str]:
-    lines = (data_root / "nsmc" / "ratings_test.txt").read_text(encoding="utf-8").splitlines()
-    return [line.split("\t")[1] for line in lines[1 : n + 1]]
-
-
-def write_config(tmp: Path, zoo: Path, texts: list[str], **sections: dict) -> Path:
-    corpus = tmp / "corpus.jsonl"
-    corpus.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts),
-                      encoding="utf-8")  # fmt: skip
-    raw = {
-        "work_dir": "work",
-        "target": {"name": "tiny-llama", "path": str(zoo / "tiny-llama")},
-        "sources": [{"name": "tiny-mistral", "path": str(zoo / "tiny-mistral")}],
-        "corpus": {"path": "corpus.jsonl", "max_chars": 200},
-        "extract": {
-            "k": 5,
-            "max_length": 256,
-            "batch_size": 3,
-            "rows_per_shard": 4,
-            "dtype": "float32",
-        },  # fmt: skip
-    }
-    for key, value in sections.items():
-        raw[key] = {**raw.get(key, {}), **value} if isinstance(value, dict) else value
-    path = tmp / "fuse.yaml"
-    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
-    return path
 
 
 def store_arrays(path: Path) -> list[tuple]:
@@ -55,9 +20,9 @@ def store_arrays(path: Path) -> list[tuple]:
 
 
 @pytest.fixture(scope="module")
-def extracted(tmp_path_factory: pytest.TempPathFactory, zoo: Path, data_root: Path) -> Path:
+def extracted(tmp_path_factory: pytest.TempPathFactory, fuse_config, nsmc_rows) -> Path:
     tmp = tmp_path_factory.mktemp("extract")
-    config = load_config(write_config(tmp, zoo, nsmc_rows(data_root, 10)))
+    config = load_config(fuse_config(tmp, nsmc_rows(10)))
     extract(config, Rank(0, 1), progress=False)
     return tmp
 
@@ -91,9 +56,9 @@ def test_stored_topk_equals_a_direct_full_softmax(extracted: Path, zoo: Path) ->
             assert seq.mean_nll == pytest.approx(float(gold.mean()), rel=1e-3)
 
 
-def test_resume_redoes_only_unfinished_shards(extracted: Path, zoo: Path, data_root: Path,
-                                             tmp_path: Path) -> None:  # fmt: skip
-    config = load_config(write_config(tmp_path, zoo, nsmc_rows(data_root, 10)))
+def test_resume_redoes_only_unfinished_shards(extracted: Path, tmp_path: Path, fuse_config,
+                                             nsmc_rows) -> None:  # fmt: skip
+    config = load_config(fuse_config(tmp_path, nsmc_rows(10)))
     written: list[int] = []
 
     def stop_after_two(shard: int) -> None:
@@ -118,13 +83,12 @@ def test_resume_redoes_only_unfinished_shards(extracted: Path, zoo: Path, data_r
         assert ours == clean
 
 
-def test_two_torchrun_processes_write_the_same_store_as_one(extracted: Path, zoo: Path,
-                                                            data_root: Path, tmp_path: Path) -> None:  # fmt: skip
-    config_file = write_config(tmp_path, zoo, nsmc_rows(data_root, 10))
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run([str(Path(sys.executable).parent / "fusebench"), "fuse", "extract",
-                           str(config_file), "--nproc", "2", "--no-progress"],
-                          env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+def test_two_torchrun_processes_write_the_same_store_as_one(
+    extracted: Path, tmp_path: Path, fuse_config, nsmc_rows, run_fusebench
+) -> None:
+    config_file = fuse_config(tmp_path, nsmc_rows(10))
+    done = run_fusebench("fuse", "extract", str(config_file), "--nproc", "2", "--no-progress",
+                         timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert "rank 1:" in done.stderr  # both ranks worked
     for name in ("tiny-llama", "tiny-mistral"):

@@ -11,13 +11,9 @@ import torch
 import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from tests.fusion.cli import run_fusebench
-from tests.fusion.test_extract import nsmc_rows
 
-
-def _config(tmp_path: Path, zoo: Path, data_root: Path, **change: object) -> Path:
+def _config(tmp_path: Path, zoo: Path, rows: list[str], **change: object) -> Path:
     corpus = tmp_path / "corpus.jsonl"
-    rows = nsmc_rows(data_root, 16)
     corpus.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in rows),
                       encoding="utf-8")  # fmt: skip
     raw = {
@@ -38,8 +34,10 @@ def _config(tmp_path: Path, zoo: Path, data_root: Path, **change: object) -> Pat
     return file
 
 
-def test_fuse_chat_end_to_end_and_rerun(tmp_path: Path, zoo: Path, data_root: Path) -> None:
-    config = _config(tmp_path, zoo, data_root)
+def test_fuse_chat_end_to_end_and_rerun(
+    tmp_path: Path, zoo: Path, nsmc_rows, run_fusebench
+) -> None:
+    config = _config(tmp_path, zoo, nsmc_rows(16))
     done = run_fusebench("fuse", "chat", str(config), "--nproc", "2", "--no-progress")
     assert done.returncode == 0, done.stderr[-3000:]
     work = tmp_path / "work"
@@ -77,7 +75,7 @@ def test_fuse_chat_end_to_end_and_rerun(tmp_path: Path, zoo: Path, data_root: Pa
     assert (work / "merged" / "model.safetensors").stat().st_mtime_ns == stamp
 
     # Another merge method on the same pairs: only stage 2 runs again.
-    config = _config(tmp_path, zoo, data_root,
+    config = _config(tmp_path, zoo, nsmc_rows(16),
                      merge={"method": "linear", "parameters": {"weight": 0.5}})  # fmt: skip
     linear = run_fusebench("fuse", "chat", str(config), "--no-progress")
     assert linear.returncode == 0, linear.stderr[-3000:]
@@ -102,11 +100,11 @@ def test_fuse_chat_end_to_end_and_rerun(tmp_path: Path, zoo: Path, data_root: Pa
     ],
 )  # fmt: skip
 def test_bad_input_is_one_line(
-    tmp_path: Path, zoo: Path, data_root: Path, change: dict, expected: str
+    tmp_path: Path, zoo: Path, nsmc_rows, run_fusebench, change: dict, expected: str
 ) -> None:
     if change.get("sources") and change["sources"][0]["path"] == "PIVOT":
         change["sources"][0]["path"] = str(zoo / "tiny-llama")
-    config = _config(tmp_path, zoo, data_root, **change)
+    config = _config(tmp_path, zoo, nsmc_rows(16), **change)
     if change.get("pivot", "") is None:
         raw = yaml.safe_load(config.read_text())
         del raw["pivot"]

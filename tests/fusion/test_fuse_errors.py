@@ -14,7 +14,6 @@ from fusion.config import load_config
 from fusion.extract import Rank, extract
 from fusion.store import StoreManifest, StoreWriter, TopKStore
 from harness.cli import main
-from tests.fusion.test_extract import nsmc_rows, write_config
 
 
 def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
@@ -23,12 +22,10 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
 
 
 @pytest.fixture(scope="module")
-def done(tmp_path_factory: pytest.TempPathFactory, zoo: Path, data_root: Path) -> Path:
+def done(tmp_path_factory: pytest.TempPathFactory, fuse_config, nsmc_rows) -> Path:
     """A finished extraction to copy and damage."""
     tmp = tmp_path_factory.mktemp("bad")
-    extract(
-        load_config(write_config(tmp, zoo, nsmc_rows(data_root, 6))), Rank(0, 1), progress=False
-    )
+    extract(load_config(fuse_config(tmp, nsmc_rows(6))), Rank(0, 1), progress=False)
     return tmp
 
 
@@ -37,27 +34,26 @@ def copy(done: Path, tmp_path: Path) -> Path:
     return tmp_path / "run" / "fuse.yaml"
 
 
-def test_empty_corpus(tmp_path: Path, zoo: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = write_config(tmp_path, zoo, [])
+def test_empty_corpus(tmp_path: Path, fuse_config, capsys: pytest.CaptureFixture[str]) -> None:
+    config = fuse_config(tmp_path, [])
     (tmp_path / "corpus.jsonl").write_text("\n\n", encoding="utf-8")
     code, err = cli(capsys, "extract", str(config))
     assert code == 2 and "the corpus has no text rows" in err and "Traceback" not in err
 
 
 def test_over_long_row_is_named(
-    tmp_path: Path, zoo: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, fuse_config, capsys: pytest.CaptureFixture[str]
 ) -> None:
     texts = ["짧은 리뷰", "아주 " * 150]
-    config = write_config(tmp_path, zoo, texts, corpus={"max_chars": 1000},
-                          extract={"max_length": 64})  # fmt: skip
+    config = fuse_config(tmp_path, texts, corpus={"max_chars": 1000}, extract={"max_length": 64})
     code, err = cli(capsys, "extract", str(config))
     assert code == 2 and "corpus row 1 (corpus.jsonl:2)" in err and "max_length 64" in err
 
 
 def test_bad_jsonl_line_is_named(
-    tmp_path: Path, zoo: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, fuse_config, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = write_config(tmp_path, zoo, ["좋아요"])
+    config = fuse_config(tmp_path, ["좋아요"])
     with (tmp_path / "corpus.jsonl").open("a", encoding="utf-8") as handle:
         handle.write("{not json\n")
     code, err = cli(capsys, "extract", str(config))
@@ -86,12 +82,12 @@ def test_store_of_another_tokenizer(done: Path, tmp_path: Path, zoo: Path,
     assert code == 2 and "tokenizer_fingerprint" in err and "use another directory" in err
 
 
-def test_stores_of_different_corpora(done: Path, tmp_path: Path, zoo: Path, data_root: Path,
+def test_stores_of_different_corpora(done: Path, tmp_path: Path, fuse_config, nsmc_rows,
                                      capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     config = copy(done, tmp_path)
     other = tmp_path / "other"
     other.mkdir()
-    extract(load_config(write_config(other, zoo, nsmc_rows(data_root, 7)[1:])), Rank(0, 1),
+    extract(load_config(fuse_config(other, nsmc_rows(7)[1:])), Rank(0, 1),
             progress=False)  # fmt: skip
     mine = tmp_path / "run" / "work" / "stores" / "tiny-mistral"
     shutil.rmtree(mine)

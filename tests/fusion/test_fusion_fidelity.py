@@ -19,16 +19,15 @@ from fusion.align.tokens import Vocabulary
 from fusion.config import load_config
 from fusion.extract import Rank, extract
 from fusion.store import PAD_ID, TopKStore
-from tests.fusion.test_extract import nsmc_rows, write_config
 
 SOURCES = ("tiny-gpt2", "tiny-mistral")
 
 
 @pytest.fixture(scope="module")
-def work(zoo: Path, data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def work(zoo: Path, tmp_path_factory: pytest.TempPathFactory, fuse_config, nsmc_rows) -> Path:
     tmp = tmp_path_factory.mktemp("fidelity")
-    config = write_config(
-        tmp, zoo, nsmc_rows(data_root, 40),
+    config = fuse_config(
+        tmp, nsmc_rows(40),
         sources=[{"name": n, "path": str(zoo / n)} for n in SOURCES],
         align={"vocab_mapping": "statistics"}, fuse={"method": "avg_ce"},
     )  # fmt: skip

@@ -20,17 +20,16 @@ import torch
 from fusion.config import load_config
 from fusion.train.launch import run_training
 from fusion.train.logbook import read_log
-from tests.fusion.train_fixtures import write_config
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = dict(precision="fp32", max_length=24, learning_rate=1e-3, warmup_ratio=0.1, seed=3)
 
 
 def _config(
-    tmp: Path, zoo: Path, store: Path, name: str = "c", file: str = "", **train: object
+    tmp: Path, train_config, store: Path, name: str = "c", file: str = "", **train: object
 ) -> Path:
     settings = {**FAST, "fused_store": str(store), **train}
-    return write_config(tmp / f"{file or name}.yaml", zoo / "tiny-llama", tmp / name, **settings)
+    return train_config(tmp / f"{file or name}.yaml", tmp / name, **settings)
 
 
 def _main(config: Path, *extra: str) -> subprocess.Popen:
@@ -57,8 +56,10 @@ def _loads_and_generates(final: Path, original: Path) -> None:
     assert any(not torch.equal(before[k], after[k]) for k in before)  # it trained
 
 
-def test_two_process_zero2_trains_end_to_end(tmp_path: Path, zoo: Path, fused_store: Path) -> None:
-    cfg = _config(tmp_path, zoo, fused_store, zero_stage=2, micro_batch_size=2, epochs=2,
+def test_two_process_zero2_trains_end_to_end(
+    tmp_path: Path, zoo: Path, fused_store: Path, train_config
+) -> None:
+    cfg = _config(tmp_path, train_config, fused_store, zero_stage=2, micro_batch_size=2, epochs=2,
                   gradient_accumulation_steps=1, save_every=4)  # fmt: skip
     final = run_training(load_config(cfg), nproc=2, resume=False)
     log = read_log(tmp_path / "c" / "train" / "log.jsonl")
@@ -87,16 +88,16 @@ def test_two_process_zero2_trains_end_to_end(tmp_path: Path, zoo: Path, fused_st
 
 
 def test_sigterm_then_resume_reproduces_the_uninterrupted_losses(
-    tmp_path: Path, zoo: Path, fused_store: Path
+    tmp_path: Path, fused_store: Path, train_config
 ) -> None:
     settings = dict(zero_stage=2, micro_batch_size=2, gradient_accumulation_steps=2, epochs=3,
                     save_every=100)  # fmt: skip
-    reference = _main(_config(tmp_path, zoo, fused_store, "ref", **settings))
+    reference = _main(_config(tmp_path, train_config, fused_store, "ref", **settings))
     assert reference.wait(timeout=300) == 0, reference.stderr.read()
     want = read_log(tmp_path / "ref" / "train" / "log.jsonl")
     assert len(want) == 18  # 24 rows / (2 x 2) per step, 3 epochs
 
-    cfg = _config(tmp_path, zoo, fused_store, "cut", **settings)
+    cfg = _config(tmp_path, train_config, fused_store, "cut", **settings)
     log = tmp_path / "cut" / "train" / "log.jsonl"
     run = _main(cfg)
     deadline = time.monotonic() + 240
@@ -118,7 +119,7 @@ def test_sigterm_then_resume_reproduces_the_uninterrupted_losses(
     assert refused.wait(timeout=120) == 2
     assert "pass --resume" in refused.stderr.read()
     other = _config(
-        tmp_path, zoo, fused_store, "cut", "other", **{**settings, "learning_rate": 5e-4}
+        tmp_path, train_config, fused_store, "cut", "other", **{**settings, "learning_rate": 5e-4}
     )
     mixed = _main(other, "--resume")
     assert mixed.wait(timeout=120) == 2
@@ -132,9 +133,9 @@ def test_sigterm_then_resume_reproduces_the_uninterrupted_losses(
 
 @pytest.mark.parametrize("stage", [3])
 def test_zero3_consolidates_the_final_model(tmp_path: Path, zoo: Path, fused_store: Path,
-                                            stage: int) -> None:  # fmt: skip
-    cfg = _config(tmp_path, zoo, fused_store, zero_stage=stage, micro_batch_size=4, max_steps=4,
-                  save_every=2, keep_checkpoints=1)  # fmt: skip
+                                            train_config, stage: int) -> None:  # fmt: skip
+    cfg = _config(tmp_path, train_config, fused_store, zero_stage=stage, micro_batch_size=4,
+                  max_steps=4, save_every=2, keep_checkpoints=1)  # fmt: skip
     final = run_training(load_config(cfg), nproc=1, resume=False)
     log = read_log(tmp_path / "c" / "train" / "log.jsonl")
     assert [r["step"] for r in log] == [1, 2, 3, 4]

@@ -1,4 +1,5 @@
-"""A small, real fused-targets store for training tests (no extraction code needed).
+"""A small, real fused-targets store for training tests (no extraction code needed), and the
+fixtures that hand it to them (a pytest plugin: ``tests/conftest.py`` registers it).
 
 Korean NSMC reviews are tokenised with the target's tokenizer; the fused targets are the
 top-k of a *teacher* that shares the target's vocabulary but not its weights (the target's
@@ -9,9 +10,11 @@ fused store may. Real distributions from a real forward pass, not constants.
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import yaml
 
@@ -109,3 +112,28 @@ def write_config(path: Path, target: Path, work_dir: Path, **train: object) -> P
     }
     path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session", name="korean_rows")
+def korean_rows_fixture(data_root: Path) -> Callable[..., list[str]]:
+    """``korean_rows(count, skip=0)``: :func:`korean_rows` from the data directory."""
+    return lambda count, skip=0: korean_rows(data_root, count, skip)
+
+
+@pytest.fixture(scope="session", name="build_fused_store")
+def build_fused_store_fixture() -> Callable[..., Path]:
+    """:func:`build_fused_store` (target, out, texts, k=, kind=, tokenizer_dir=, ...)."""
+    return build_fused_store
+
+
+@pytest.fixture(scope="session")
+def train_config(zoo: Path) -> Callable[..., Path]:
+    """``train_config(path, work_dir, **train)``: :func:`write_config` for the zoo's tiny-llama."""
+    return lambda path, work_dir, **train: write_config(path, zoo / "tiny-llama", work_dir, **train)
+
+
+@pytest.fixture(scope="session")
+def fused_store(zoo: Path, data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tiny-llama's fused targets over 24 NSMC reviews (top-4 of a teacher in its vocabulary)."""
+    out = tmp_path_factory.mktemp("fused") / "fused"
+    return build_fused_store(zoo / "tiny-llama", out, korean_rows(data_root, 24))

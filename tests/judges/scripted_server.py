@@ -5,7 +5,8 @@ reads a behaviour marker from the answer being judged (``S:<name>`` in the first
 single-turn prompts, ``M:<name>`` in the second for multi-turn ones) and answers accordingly,
 counting requests per prompt so that "fail twice, then answer" is scriptable. It records
 every request, the largest number in flight at once, the times of requests per prompt and the
-Authorization headers it saw.
+Authorization headers it saw. A pytest plugin (``tests/conftest.py`` registers it): tests get
+the class from the ``scripted_judge`` fixture.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
 
 _MARKER = {"S": re.compile(r"S:([\w-]+)"), "M": re.compile(r"M:([\w-]+)")}
 
@@ -124,6 +127,13 @@ class ScriptedJudge:
                     return self._send(500, b'{"error": {"message": "boom"}}')
                 if name == "always500":
                     return self._send(500, b'{"error": {"message": "down"}}')
+                if name == "unauthorized":
+                    return self._send(401, b'{"error": {"message": "bad key"}}')
+                if name == "badrequest":
+                    return self._send(400, b'{"error": {"message": "prompt too long"}}')
+                if name == "ratelimit-long":
+                    return self._send(429, b'{"error": {"message": "quota"}}',
+                                      {"Retry-After": "3600"})  # fmt: skip
                 if name == "hang" and attempt == 1:
                     time.sleep(judge.hang)
                 if name == "malformed" and attempt == 1:
@@ -135,3 +145,9 @@ class ScriptedJudge:
                 return self._reply("평가: 이제야 답한다.\n점수: 4", model)
 
         return Handler
+
+
+@pytest.fixture(scope="session")
+def scripted_judge() -> type[ScriptedJudge]:
+    """The :class:`ScriptedJudge` class: ``with scripted_judge(delay=..., hang=...) as server``."""
+    return ScriptedJudge

@@ -7,13 +7,16 @@ run makes zero requests), the concurrency bound, resume, and no API key in any w
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from harness.cli import main
-from tests.judges.scripted_server import ScriptedJudge
 
 SECRET = "sk-test-DO-NOT-LEAK-4f2a9c"
 KEY_ENV = "FUSEBENCH_TEST_JUDGE_KEY"
@@ -34,7 +37,7 @@ def _write_target(root: Path, data_root: Path, behaviours: list[tuple[str, str]]
     return root
 
 
-def _judge(target: Path, out: Path, server: ScriptedJudge, cache: Path, *extra: str) -> int:
+def _judge(target: Path, out: Path, server: Any, cache: Path, *extra: str) -> int:
     return main(["judge", str(target), "--output", str(out), "--base-url", server.base_url,
                  "--judge-model", "scripted-judge", "--api-key-env", KEY_ENV,
                  "--cache", str(cache), "--backoff", "0.05", "--timeout", "1",
@@ -52,6 +55,7 @@ def _without_requests(rows: dict) -> dict:
                     else t) for k, t in row.items()} for i, row in rows.items()}  # fmt: skip
 
 
+# (first turn, second turn) of each row: every scripted behaviour once.
 BEHAVIOURS = [
     ("plain", "bold"), ("spaced", "decimal"), ("fullwidth", "trailing"),
     ("noscore", "outofrange"), ("noscore-once", "ratelimit"), ("error500", "hang"),
@@ -59,71 +63,127 @@ BEHAVIOURS = [
 ]  # fmt: skip
 
 
-def test_every_failure_mode_statuses_retries_cache_and_no_key(
-    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch, capsys
-) -> None:
-    monkeypatch.setenv(KEY_ENV, SECRET)
-    target = _write_target(tmp_path / "in", data_root, BEHAVIOURS)
-    out, cache = tmp_path / "out", tmp_path / "cache.sqlite"
-    with ScriptedJudge() as server:
-        assert _judge(target, out, server, cache, "--max-retries", "3") == 0
-        first = server.requests
-        printed = capsys.readouterr().out
+@dataclass
+class FirstRun:
+    """One judge run over every behaviour, then a second on the same cache."""
+
+    tmp: Path
+    judged: dict[str, dict]  # behaviour -> its judgment
+    rows: dict
+    printed: str  # stdout of the first run, lines joined
+    second_run_requests: int
+    rerun_rows: dict
+    by_behaviour: dict[str, list[float]]
+    authorizations: set[str]
+
+
+@pytest.fixture(scope="module")
+def first(tmp_path_factory: pytest.TempPathFactory, data_root: Path, scripted_judge) -> FirstRun:
+    tmp = tmp_path_factory.mktemp("judge")
+    target = _write_target(tmp / "in", data_root, BEHAVIOURS)
+    out, cache = tmp / "out", tmp / "cache.sqlite"
+    with pytest.MonkeyPatch.context() as patch, scripted_judge() as server:
+        patch.setenv(KEY_ENV, SECRET)
+        with contextlib.redirect_stdout(io.StringIO()) as stdout:
+            assert _judge(target, out, server, cache, "--max-retries", "3") == 0
+        first_requests = server.requests
         rows = _rows(out)
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert _judge(target, tmp / "out2", server, cache, "--max-retries", "3") == 0
+    ids = list(rows)
+    single = {b[0]: rows[ids[i]]["query_single"] for i, b in enumerate(BEHAVIOURS)}
+    multi = {b[1]: rows[ids[i]]["query_multi"] for i, b in enumerate(BEHAVIOURS)}
+    return FirstRun(tmp, {**single, **multi}, rows, stdout.getvalue().replace("\n", " "),
+                    server.requests - first_requests, _rows(tmp / "out2"),
+                    server.by_behaviour, server.authorizations)  # fmt: skip
 
-        ids = list(rows)
-        single = {b[0]: rows[ids[i]]["query_single"] for i, b in enumerate(BEHAVIOURS)}
-        multi = {b[1]: rows[ids[i]]["query_multi"] for i, b in enumerate(BEHAVIOURS)}
-        judged = {**single, **multi}
-        expected = {"plain": 8.0, "bold": 8.0, "spaced": 8.0, "decimal": 7.5, "fullwidth": 9.0,
-                    "trailing": 6.0, "noscore-once": 5.0, "ratelimit": 4.0, "error500": 4.0,
-                    "hang": 4.0, "malformed": 4.0, "dropped": 4.0}  # fmt: skip
-        for name, score in expected.items():
-            assert judged[name]["status"] == "ok", (name, judged[name])
-            assert judged[name]["judge_score"] == score, name
-        for name in ("noscore", "outofrange"):  # asked 3 times, then unparsable, never 0
-            assert judged[name]["status"] == "unparsable" and judged[name]["judge_score"] is None
-            assert judged[name]["asks"] == 3 and judged[name]["raw_reply"]
-        assert judged["always500"]["status"] == "error"
-        assert judged["always500"]["judge_score"] is None
-        assert judged["always500"]["requests"] == 4  # 1 + --max-retries 3
-        # Retries: what each transient failure cost, as the server counted it.
-        assert judged["noscore-once"]["asks"] == 2
-        for name in ("ratelimit", "hang", "malformed", "dropped"):
-            assert judged[name]["requests"] == 2, name
-        assert judged["error500"]["requests"] == 3
-        # Retry-After: 1 was honoured.
-        first_try, retry = server.by_behaviour["ratelimit"]
-        assert retry - first_try >= 1.0
-        # LogicKor's fields and fusebench's.
-        ok = judged["plain"]
-        assert ok["judge_message"] == "질문의 요구를 잘 반영했다."
-        assert ok["judge_model"] == "scripted-judge" and ok["template"] == "logickor"
-        assert ok["tokens"] == {"prompt": 100, "completion": 20}
-        assert ok["cost"] is None  # unknown model, no --price-in/--price-out: not 0
-        # The table: the unparsable and errored judgments are counted, not averaged as 0.
-        assert "| Model | Strategy | 추론 |" in printed
-        assert "2 unparsable, 1 error" in printed.replace("\n", " ")
-        assert "judgments: 13 ok, 2 unparsable, 1 error" in printed.replace("\n", " ")
 
-        # Second run, same cache: every reply comes from the cache (unparsable ones too);
-        # only the errored judgment is tried again (errors are never cached).
-        assert _judge(target, tmp_path / "out2", server, cache, "--max-retries", "3") == 0
-        assert server.requests == first + 4
-        assert _without_requests(_rows(tmp_path / "out2")) == _without_requests(rows)
-    assert server.authorizations == {f"Bearer {SECRET}"}  # the key was sent ...
-    for path in [*tmp_path.rglob("*")]:  # ... and written nowhere
+SCORED = {"plain": 8.0, "bold": 8.0, "spaced": 8.0, "decimal": 7.5, "fullwidth": 9.0,
+          "trailing": 6.0, "noscore-once": 5.0, "ratelimit": 4.0, "error500": 4.0,
+          "hang": 4.0, "malformed": 4.0, "dropped": 4.0}  # fmt: skip
+
+
+@pytest.mark.parametrize(("behaviour", "score"), SCORED.items(), ids=list(SCORED))
+def test_every_reply_format_and_recovered_failure_is_scored(
+    first: FirstRun, behaviour: str, score: float
+) -> None:
+    judged = first.judged[behaviour]
+    assert judged["status"] == "ok", judged
+    assert judged["judge_score"] == score
+
+
+@pytest.mark.parametrize("behaviour", ["noscore", "outofrange"])
+def test_a_reply_without_a_valid_score_is_unparsable_never_zero(
+    first: FirstRun, behaviour: str
+) -> None:
+    judged = first.judged[behaviour]  # asked 3 times, then unparsable
+    assert judged["status"] == "unparsable" and judged["judge_score"] is None
+    assert judged["asks"] == 3 and judged["raw_reply"]
+
+
+def test_a_judgment_whose_calls_keep_failing_is_an_error(first: FirstRun) -> None:
+    judged = first.judged["always500"]
+    assert judged["status"] == "error" and judged["judge_score"] is None
+    assert judged["requests"] == 4  # 1 + --max-retries 3
+
+
+def test_an_unparsable_reply_is_asked_again(first: FirstRun) -> None:
+    assert first.judged["noscore-once"]["asks"] == 2
+
+
+@pytest.mark.parametrize("behaviour", ["ratelimit", "hang", "malformed", "dropped"])
+def test_a_transient_failure_costs_one_retry(first: FirstRun, behaviour: str) -> None:
+    assert first.judged[behaviour]["requests"] == 2  # as the server counted them
+
+
+def test_two_server_errors_cost_two_retries(first: FirstRun) -> None:
+    assert first.judged["error500"]["requests"] == 3
+
+
+def test_retry_after_is_honoured(first: FirstRun) -> None:
+    first_try, retry = first.by_behaviour["ratelimit"]
+    assert retry - first_try >= 1.0  # Retry-After: 1
+
+
+def test_judged_rows_carry_logickor_and_fusebench_fields(first: FirstRun) -> None:
+    ok = first.judged["plain"]
+    assert ok["judge_message"] == "질문의 요구를 잘 반영했다."
+    assert ok["judge_model"] == "scripted-judge" and ok["template"] == "logickor"
+    assert ok["tokens"] == {"prompt": 100, "completion": 20}
+
+
+def test_an_unknown_price_is_no_cost_not_zero(first: FirstRun) -> None:
+    assert first.judged["plain"]["cost"] is None  # unknown model, no --price-in/--price-out
+
+
+def test_the_table_counts_failures_instead_of_averaging_zeros(first: FirstRun) -> None:
+    assert "| Model | Strategy | 추론 |" in first.printed
+    assert "2 unparsable, 1 error" in first.printed
+    assert "judgments: 13 ok, 2 unparsable, 1 error" in first.printed
+
+
+def test_a_rerun_takes_every_reply_from_the_cache_and_retries_only_errors(
+    first: FirstRun,
+) -> None:
+    # Unparsable replies are cached too; errors never are, so only always500 is asked again.
+    assert first.second_run_requests == 4
+    assert _without_requests(first.rerun_rows) == _without_requests(first.rows)
+
+
+def test_the_api_key_is_sent_and_written_nowhere(first: FirstRun) -> None:
+    assert first.authorizations == {f"Bearer {SECRET}"}
+    for path in first.tmp.rglob("*"):
         if path.is_file():
             assert SECRET.encode() not in path.read_bytes(), path
-    assert SECRET not in printed
+    assert SECRET not in first.printed
 
 
 def test_concurrency_is_bounded_and_prices_give_a_cost(
-    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch, capsys
+    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch, capsys, scripted_judge
 ) -> None:
     monkeypatch.setenv(KEY_ENV, SECRET)
     target = _write_target(tmp_path / "in", data_root, [("plain", "plain")] * 12)
-    with ScriptedJudge(delay=0.15) as server:
+    with scripted_judge(delay=0.15) as server:
         assert _judge(target, tmp_path / "out", server, tmp_path / "c.sqlite", "--concurrency", "3",
                       "--price-in", "10", "--price-out", "30", "--repeats", "2") == 0  # fmt: skip
         assert server.max_in_flight == 3
@@ -143,14 +203,14 @@ def test_concurrency_is_bounded_and_prices_give_a_cost(
 
 
 def test_interrupted_run_resumes_from_its_part_file(
-    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch, scripted_judge
 ) -> None:
     """Rows already appended to the part file (a killed run) are not judged again, even with
     no cache; a torn last line is dropped and redone."""
     monkeypatch.setenv(KEY_ENV, SECRET)
     target = _write_target(tmp_path / "in", data_root, [("plain", "bold")] * 6)
     out = tmp_path / "out"
-    with ScriptedJudge() as server:
+    with scripted_judge() as server:
         assert _judge(target, out, server, tmp_path / "c.sqlite", "--no-cache") == 0
         full = _rows(out)
         final = out / "org" / "model" / "default.jsonl"

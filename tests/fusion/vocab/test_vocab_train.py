@@ -17,7 +17,6 @@ from safetensors.torch import load_file
 from fusion.train.freeze import apply_trainable
 from fusion.vocab.rows import new_rows
 from harness.cli import main
-from tests.fusion.cli import fusebench_env, run_fusebench
 
 CORPUS = "kobest_v1/hellaswag/train.tsv"
 EMBED, HEAD = "model.embed_tokens.weight", "lm_head.weight"
@@ -74,7 +73,7 @@ def test_hook_zeroes_old_gradient_rows(expanded: Path) -> None:
     [(0, 1), (2, 2), pytest.param(3, 2, marks=pytest.mark.slow)],
 )
 def test_old_rows_stay_bit_identical(
-    expanded: Path, data_root: Path, tmp_path: Path, zero_stage: int, nproc: int
+    expanded: Path, data_root: Path, tmp_path: Path, run_fusebench, zero_stage: int, nproc: int
 ) -> None:
     """EEVE stage 1 (new input rows) then stage 2 (new output rows), on real DeepSpeed ranks."""
     stages = [
@@ -101,7 +100,7 @@ def test_old_rows_stay_bit_identical(
 
 
 def test_multi_stage_run_completes_and_resumes(
-    expanded: Path, data_root: Path, tmp_path: Path
+    expanded: Path, data_root: Path, tmp_path: Path, run_fusebench
 ) -> None:
     """EEVE stages 1, 4 and 6 (one by token budget); a rerun skips them; a new stage runs."""
     stages = [
@@ -153,7 +152,7 @@ def test_multi_stage_run_completes_and_resumes(
     ],
 )  # fmt: skip
 def test_bad_config_is_one_line(
-    expanded: Path, data_root: Path, tmp_path: Path, change: dict, expected: str
+    expanded: Path, data_root: Path, tmp_path: Path, run_fusebench, change: dict, expected: str
 ) -> None:
     stage = {"name": "s1", "trainable": ["all"], "learning_rate": 1e-3, "max_steps": 1}
     file = _config(tmp_path, expanded, data_root, [stage])
@@ -166,7 +165,7 @@ def test_bad_config_is_one_line(
 
 
 def test_sigterm_mid_stage_then_rerun_resumes_exactly(
-    expanded: Path, data_root: Path, tmp_path: Path
+    expanded: Path, data_root: Path, tmp_path: Path, fusebench_env: dict[str, str]
 ) -> None:
     """A stage stopped by SIGTERM checkpoints; the rerun skips stage 1 and continues stage 2
     from its checkpoint, logging exactly the losses of an uninterrupted run."""
@@ -180,7 +179,7 @@ def test_sigterm_mid_stage_then_rerun_resumes_exactly(
         folder = tmp_path / name
         folder.mkdir()
         config = _config(folder, expanded, data_root, stages, zero_stage=2, save_every=100)
-        env = fusebench_env()
+        env = fusebench_env
         command = [str(Path(sys.executable).parent / "fusebench"), "vocab", "train", str(config)]
         run = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)  # fmt: skip
@@ -204,7 +203,7 @@ def test_sigterm_mid_stage_then_rerun_resumes_exactly(
     stopped = json.loads((stage / "status.json").read_text())["step"]
     assert 3 <= stopped < 40 and not (stage / "final").exists()
 
-    env = fusebench_env()
+    env = fusebench_env
     config = tmp_path / "cut" / "vocab-train.yaml"
     again = subprocess.run([str(Path(sys.executable).parent / "fusebench"), "vocab", "train",
                             str(config)], env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
