@@ -40,8 +40,13 @@ def window(context: Sequence[int], continuation: Sequence[int], max_length: int)
     final one, so a long context loses tokens from the left, by an amount that depends on the
     continuation's length (choices of one question may see different contexts).
     """
-    whole = (list(context) + list(continuation))[-(max_length + 1) :]
+    whole = [*context, *continuation][-(max_length + 1) :]
     return whole[: len(whole) - len(continuation)]
+
+
+def window_size(context: int, continuation: int, max_length: int) -> int:
+    """How many context tokens ``window`` keeps, from the two lengths."""
+    return min(context + continuation, max_length + 1) - continuation
 
 
 def is_truncated(context: Sequence[int], continuation: Sequence[int], max_length: int) -> bool:
@@ -70,7 +75,7 @@ class Grouping:
         return [scores[slot] for slot in self.slots]
 
 
-def group(pairs: Iterable[tuple[Sequence[int], Sequence[int]]], max_length: int) -> Grouping:
+def group(pairs: Iterable[tuple[list[int], list[int]]], max_length: int) -> Grouping:
     """Group ``(context, continuation)`` token pairs by the context the model will see.
 
     Every pair must be scorable: a non-empty continuation of at most ``max_length`` tokens
@@ -83,7 +88,7 @@ def group(pairs: Iterable[tuple[Sequence[int], Sequence[int]]], max_length: int)
         seen = window(context, continuation, max_length)
         key, cont_key = tuple(seen), tuple(continuation)
         entry = contexts.setdefault(key, Context(seen))
-        entry.continuations.setdefault(cont_key, list(continuation))
+        entry.continuations.setdefault(cont_key, continuation)
         slots.append((key, cont_key))
     return Grouping(contexts, slots, truncated)
 

@@ -146,9 +146,10 @@ class SharedContextLM(HFLM):
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # Per-call state, set only while a ``loglikelihood`` call runs: the task and document
-        # of each request's strings, and the encodings of the strings lm-eval will ask for.
-        self._sources: dict[tuple[str, str], str] | None = None
+        # Per-call state, set only while a ``loglikelihood`` call runs: the first request of
+        # each (context, continuation) (its task and document name it in errors), and the
+        # encodings of the strings lm-eval will ask for.
+        self._sources: dict[tuple[str, str], Instance] | None = None
         self._memo: dict[_MemoKey, list[int]] | None = None
         super().__init__(*args, **kwargs)
         self.strategy: Strategy | None = self._choose_strategy()
@@ -245,7 +246,7 @@ class SharedContextLM(HFLM):
         then lm-eval's tokenisation, which calls ``_loglikelihood_tokens``."""
         if self.strategy is None:
             return super().loglikelihood(requests, disable_tqdm=disable_tqdm)
-        sources: dict[tuple[str, str], str] = {}
+        sources: dict[tuple[str, str], Instance] = {}
         for request in requests:
             context, continuation = request.args
             if not continuation.strip():
@@ -253,7 +254,7 @@ class SharedContextLM(HFLM):
                     f"{_describe(request)}: continuation {continuation!r} is empty (an empty "
                     "answer choice?); there is no text to score"
                 )
-            sources.setdefault((context, continuation), _describe(request))
+            sources.setdefault((context, continuation), request)
         self._sources, self._memo = sources, {}
         try:
             self._prefill([request.args for request in requests])
@@ -297,26 +298,30 @@ class SharedContextLM(HFLM):
 
     def _check(
         self,
-        sources: dict[tuple[str, str], str],
+        sources: dict[tuple[str, str], Instance],
         strings: tuple[str, str],
         context_enc: list[int],
         continuation_enc: list[int],
     ) -> None:
         """Rejects a request that cannot be scored, naming its task and document."""
+        n_context, n_continuation = len(context_enc), len(continuation_enc)
+        fits = 0 < n_continuation <= self.max_length
+        if fits and mc_plan.window_size(n_context, n_continuation, self.max_length) > 0:
+            return
         context, continuation = strings
-        where = sources.get(tuple(strings), "(unknown request)")  # type: ignore[arg-type]
+        source = sources.get(strings)
+        where = _describe(source) if source is not None else "(unknown request)"
         if not continuation_enc:
             raise HarnessError(
                 f"{where}: continuation {continuation!r} tokenises to nothing after its "
                 "context; nothing to score"
             )
-        if len(continuation_enc) > self.max_length:
+        if n_continuation > self.max_length:
             raise HarnessError(
-                f"{where}: continuation of {len(continuation_enc)} tokens is longer than the "
+                f"{where}: continuation of {n_continuation} tokens is longer than the "
                 f"model's maximum length ({self.max_length})"
             )
-        if not mc_plan.window(context_enc, continuation_enc, self.max_length):
-            raise HarnessError(f"{where}: context {context!r} has no tokens to condition on")
+        raise HarnessError(f"{where}: context {context!r} has no tokens to condition on")
 
     def _score_contexts(
         self, contexts: dict[Tokens, mc_plan.Context], disable_tqdm: bool

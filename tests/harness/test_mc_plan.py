@@ -168,3 +168,12 @@ def test_plans_score_every_continuation_as_token_by_token(order: str) -> None:
         assert math.isclose(total, expected, rel_tol=1e-12)
         assert is_greedy == all(_greedy(tuple(seen + continuation[:i])) == t
                                 for i, t in enumerate(continuation))  # fmt: skip
+
+
+@pytest.mark.parametrize("max_length", [1, 3, 5, 8])
+def test_window_size_is_the_window_s_length(max_length: int) -> None:
+    for n_context in range(0, 7):
+        for n_continuation in range(1, max_length + 1):
+            context, continuation = list(range(n_context)), [99] * n_continuation
+            expected = len(mc_plan.window(context, continuation, max_length))
+            assert mc_plan.window_size(n_context, n_continuation, max_length) == expected
