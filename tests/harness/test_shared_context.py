@@ -15,7 +15,8 @@ from lm_eval import simple_evaluate
 from lm_eval.api.instance import Instance
 from lm_eval.models.huggingface import HFLM
 
-from harness.backends import shared_context
+from harness.backends import mc_plan
+from harness.backends.mc_strategies import Forward, KVCacheStrategy, PackedStrategy
 from harness.backends.shared_context import (
     MODEL_NAME,
     SharedContextLM,
@@ -92,8 +93,8 @@ def test_mixed_requests_in_one_call(
     the packed single pass (sdpa/eager attention) and through the KV-cache path (other
     attention kernels) with the continuations' tails in one pass each batch or in many."""
     if path == "cached-split":
-        monkeypatch.setattr(shared_context, "_PASS_COST_TOKENS", 0)
-        monkeypatch.setattr(shared_context, "_PASS_COST_SHARE", 0.0)
+        monkeypatch.setattr(mc_plan, "PASS_COST_TOKENS", 0)
+        monkeypatch.setattr(mc_plan, "PASS_COST_SHARE", 0.0)
     texts = ["안녕하세요. 오늘 영화는 정말 재미있었다. " * 6, "짧은 글", "질문: 무엇인가요? 답변:"]
     choices = [" 예", " 아니오", " (긍정)", " 그렇다고 생각하지 않는다"]
     pairs = [(text, choice) for text in texts for choice in choices]
@@ -108,9 +109,14 @@ def test_mixed_requests_in_one_call(
     for batch_size in (1, 2, 8):
         shared = SharedContextLM(pretrained=reference.model, tokenizer=reference.tokenizer,
                                  batch_size=batch_size, max_length=48)  # fmt: skip
-        shared._packs = path == "packed"
+        forward = Forward(shared.model, shared.device, None, None)
+        shared.strategy = (
+            PackedStrategy(forward, shared.model.dtype)
+            if path == "packed"
+            else KVCacheStrategy(forward)
+        )
         scored = []
-        monkeypatch.setattr(shared, "_collect", _spy(shared._collect, scored))
+        monkeypatch.setattr(shared.strategy, "score", _spy(shared.strategy.score, scored))
         got = shared.loglikelihood(requests, disable_tqdm=True)
         assert scored  # the shared path ran, not lm-eval's fallback
         for (ref_ll, ref_greedy), (ll, greedy) in zip(expected, got, strict=True):
@@ -225,17 +231,52 @@ def test_sliding_window_models_fall_back_to_lm_eval_path(zoo: Path) -> None:
     ]
     expected = reference.loglikelihood(requests)
     assert shared.loglikelihood(requests) == expected
-    assert shared._cache_ok is False
+    assert shared.strategy is None
     # Had the config check missed it, the cache the model returns is checked as well.
     forced = SharedContextLM(**common)
-    forced._cache_ok = True
+    forced.strategy = KVCacheStrategy(Forward(forced.model, forced.device, None, None))
     assert forced.loglikelihood(requests) == expected
-    assert forced._cache_ok is False
+    assert forced.strategy is None
 
 
-def test_tails_split_only_where_padding_dominates() -> None:
-    from harness.backends.shared_context import _chunks
+def test_strategy_is_chosen_once_at_construction(zoo: Path) -> None:
+    from transformers import AutoModelForCausalLM
 
-    assert _chunks([2, 2, 1, 1]) == [slice(0, 4)]  # a pass costs more than the padding
-    assert _chunks([40] * 4 + [3] * 28) == [slice(0, 4), slice(4, 32)]
-    assert _chunks([5]) == [slice(0, 1)]
+    _, shared = _pair(zoo, "tiny-llama", batch_size=2)
+    assert isinstance(shared.strategy, PackedStrategy)  # sdpa on CPU
+    tokenizer = shared.tokenizer
+    model = AutoModelForCausalLM.from_pretrained(zoo / "tiny-llama", attn_implementation="eager")
+    eager = SharedContextLM(pretrained=model, tokenizer=tokenizer, batch_size=2)
+    assert isinstance(eager.strategy, PackedStrategy)
+    model.config._attn_implementation = "flash_attention_2"  # takes no 4D mask (not run here)
+    flash = SharedContextLM(pretrained=model, tokenizer=tokenizer, batch_size=2)
+    assert isinstance(flash.strategy, KVCacheStrategy)
+    auto = SharedContextLM(pretrained=model, tokenizer=tokenizer, batch_size="auto")
+    assert auto.strategy is None  # HFLM's path sizes its own batches
+
+
+def test_lm_eval_tokenises_and_calls_the_scoring_hook(
+    zoo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """lm-eval's ``TemplateLM.loglikelihood`` makes the tokens (``_encode_pair``, the empty
+    context's prefix token) and hands them to ``_loglikelihood_tokens``; rolling windows go
+    to HFLM's own ``_loglikelihood_tokens``."""
+    reference, shared = _pair(zoo, "tiny-llama", batch_size=2)
+    pairs = [("질문: 무엇? ", "예"), ("질문: 무엇? ", "아니오"), ("", "처음부터")]
+    requests = [Instance("loglikelihood", {}, pair, i) for i, pair in enumerate(pairs)]
+    seen: list = []
+    hook = shared._loglikelihood_tokens
+
+    def spy(triples, *args, **kwargs):
+        seen.append(list(triples))
+        return hook(triples, *args, **kwargs)
+
+    monkeypatch.setattr(shared, "_loglikelihood_tokens", spy)
+    expected = reference.loglikelihood(requests, disable_tqdm=True)
+    got = shared.loglikelihood(requests, disable_tqdm=True)
+    assert [(s, list(c), list(x)) for s, c, x in seen[0]] == [
+        (pair, *encode_request(reference, *pair)) for pair in pairs
+    ]
+    assert seen[0][2][1] == [reference.prefix_token_id]  # the empty context, as lm-eval does
+    for (ref_ll, ref_greedy), (ll, greedy) in zip(expected, got, strict=True):
+        assert ll == pytest.approx(ref_ll, abs=TOLERANCE) and greedy == ref_greedy
