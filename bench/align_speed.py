@@ -72,8 +72,10 @@ def main() -> None:
     zoo = cached_zoo()
     toks = [AutoTokenizer.from_pretrained(zoo / n) for n in ("tiny-llama", "tiny-mistral")]
     vocabs = [Vocabulary.from_tokenizer(t) for t in toks]
-    pairs = [tuple(v.keys(np.asarray(t(row)["input_ids"]))
-                   for t, v in zip(toks, vocabs, strict=True)) for row in rows]  # fmt: skip
+    pairs = [
+        tuple(v.keys(np.asarray(t(row)["input_ids"])) for t, v in zip(toks, vocabs, strict=True))
+        for row in rows
+    ]
     align(*pairs[0])  # compile (numba caches to disk; the first call of a fresh install compiles)
 
     start = time.perf_counter()
@@ -85,8 +87,10 @@ def main() -> None:
     for ours, theirs in zip(fast, slow, strict=True):
         assert [tuple(p) for p in ours.tolist()] == theirs, "alignments differ"
     tokens = np.mean([len(a) + len(b) for a, b in pairs]) / 2
-    print(f"{len(pairs)} rows of <= {args.max_chars} chars, {tokens:.0f} tokens per side on "
-          f"average; alignments identical")  # fmt: skip
+    print(
+        f"{len(pairs)} rows of <= {args.max_chars} chars, {tokens:.0f} tokens per side on "
+        f"average; alignments identical"
+    )
     print(f"reference method: {len(pairs) / slow_s:10.1f} rows/s")
     print(f"fusebench:        {len(pairs) / fast_s:10.1f} rows/s")
     print(f"ratio: {slow_s / fast_s:.1f}x (goal >= 20x)")

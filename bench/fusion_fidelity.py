@@ -45,14 +45,21 @@ def load(work: Path) -> dict:
     from fusion.align.tokens import Vocabulary
     from fusion.store import TopKStore
 
-    rows = [json.loads(line)["text"] for line in
-            (work / "corpus" / "rows.jsonl").read_text(encoding="utf-8").splitlines()]  # fmt: skip
+    rows = [
+        json.loads(line)["text"]
+        for line in (work / "corpus" / "rows.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
     stores = {p.name: TopKStore(p) for p in sorted((work / "stores").iterdir())}
     tokenizers = {}
     for name, store in stores.items():
         tokenizers[name] = store.manifest.model
-    return {"rows": rows, "stores": stores, "load_file": load_file, "Vocabulary": Vocabulary,
-            "AutoTokenizer": AutoTokenizer}  # fmt: skip
+    return {
+        "rows": rows,
+        "stores": stores,
+        "load_file": load_file,
+        "Vocabulary": Vocabulary,
+        "AutoTokenizer": AutoTokenizer,
+    }
 
 
 def ends(vocab, ids: np.ndarray, text: str) -> list[int]:
@@ -92,10 +99,13 @@ def main() -> None:
 
     work = args.work_dir
     report = json.loads((work / "align" / "report.json").read_text())
-    rows = [json.loads(line)["text"] for line in
-            (work / "corpus" / "rows.jsonl").read_text(encoding="utf-8").splitlines()]  # fmt: skip
-    key = json.loads((work / "stores" / next(iter(report["projection"])) / "manifest.json")
-                     .read_text())  # fmt: skip
+    rows = [
+        json.loads(line)["text"]
+        for line in (work / "corpus" / "rows.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
+    key = json.loads(
+        (work / "stores" / next(iter(report["projection"])) / "manifest.json").read_text()
+    )
     del key
     # Model paths: from the zoo folder beside the work_dir's run (demo layout) or --zoo.
     zoo = args.zoo or work.resolve().parent.parent / "zoo"
@@ -119,8 +129,13 @@ def main() -> None:
             for i, row in enumerate(data["row_ids"].tolist()):
                 paths[s][row] = data["pairs"][data["offsets"][i] : data["offsets"][i + 1]]
         sv = vocabs[s]
-        wrong = [i for i in range(len(sv)) if i not in sv.special_ids
-                 and sv.text[i] in t_index and vmaps[s][i] != t_index[sv.text[i]]]  # fmt: skip
+        wrong = [
+            i
+            for i in range(len(sv))
+            if i not in sv.special_ids
+            and sv.text[i] in t_index
+            and vmaps[s][i] != t_index[sv.text[i]]
+        ]
         wrong_set = set(wrong)
         entries = total = 0
         for seq in stores[s]:
@@ -162,8 +177,17 @@ def main() -> None:
                     one_to_one[s] += 1
                     mismatched[s] += t_ends[i] != s_ends[js[0]]
             extra = {"target_ends": np.asarray(t_ends), "source_ends": np.asarray(s_ends)}
-            proj = project_row(tv, sv, vmaps[s], own.token_ids, seq.token_ids, seq.topk_ids,
-                               seq.topk_logprobs, paths[s][row], **(extra if takes_ends else {}))  # fmt: skip
+            proj = project_row(
+                tv,
+                sv,
+                vmaps[s],
+                own.token_ids,
+                seq.token_ids,
+                seq.topk_ids,
+                seq.topk_logprobs,
+                paths[s][row],
+                **(extra if takes_ends else {}),
+            )
             usable &= np.isin(proj.outcome[:-1], [FROM_SOURCE, ONE_TO_MANY])
             # un-normalised mass of the mapped entries: renormalised log-probs x kept mass
             raw = seq.topk_logprobs.astype(np.float64)
@@ -230,8 +254,10 @@ def avg_tv(work: Path, names, vocabs, zoo, takes_ends) -> tuple[float, float, in
     from fusion.store import PAD_ID, TopKStore
 
     target, sources = names[0], names[1:]
-    rows = [json.loads(line)["text"] for line in
-            (work / "corpus" / "rows.jsonl").read_text(encoding="utf-8").splitlines()]  # fmt: skip
+    rows = [
+        json.loads(line)["text"]
+        for line in (work / "corpus" / "rows.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
     stores = {n: TopKStore(work / "stores" / n) for n in names}
     fused = TopKStore(work / "fused")
     index = {n: {int(r): i for i, r in enumerate(stores[n].row_ids())} for n in names}
@@ -261,8 +287,17 @@ def avg_tv(work: Path, names, vocabs, zoo, takes_ends) -> tuple[float, float, in
                     "target_ends": tv.end_offsets(own.token_ids, text),
                     "source_ends": vocabs[s].end_offsets(seq.token_ids, text),
                 }
-            proj = project_row(tv, vocabs[s], vmaps[s], own.token_ids, seq.token_ids,
-                               seq.topk_ids, seq.topk_logprobs, paths[s][row], **extra)  # fmt: skip
+            proj = project_row(
+                tv,
+                vocabs[s],
+                vmaps[s],
+                own.token_ids,
+                seq.token_ids,
+                seq.topk_ids,
+                seq.topk_logprobs,
+                paths[s][row],
+                **extra,
+            )
             dists.append((proj.ids, proj.logprobs))
             ces.append(row_ce(seq))
         r = np.exp(-np.asarray(ces, dtype=np.float64))

@@ -50,9 +50,14 @@ def _load_model(
     config = AutoConfig.from_pretrained(path)
     width = hidden or config.hidden_size
     heads = max(1, width // 64)
-    updates = {"hidden_size": width, "num_hidden_layers": layers or config.num_hidden_layers,
-               "num_attention_heads": heads, "num_key_value_heads": heads,
-               "intermediate_size": width * 8 // 3, "head_dim": width // heads}  # fmt: skip
+    updates = {
+        "hidden_size": width,
+        "num_hidden_layers": layers or config.num_hidden_layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": heads,
+        "intermediate_size": width * 8 // 3,
+        "head_dim": width // heads,
+    }
     if config.model_type == "gpt2":
         updates = {"n_embd": width, "n_layer": layers or config.n_layer, "n_head": heads}
     if hidden is None and layers is None:
@@ -79,9 +84,15 @@ def _requests_and_results(lm: Any, task: str, args: argparse.Namespace, task_man
 
     lm.loglikelihood = loglikelihood  # lm-eval looks the method up on the instance
     try:
-        results = simple_evaluate(model=lm, tasks=[task], limit=args.limit,
-                                  num_fewshot=args.num_fewshot, log_samples=True,
-                                  task_manager=task_manager, bootstrap_iters=0)  # fmt: skip
+        results = simple_evaluate(
+            model=lm,
+            tasks=[task],
+            limit=args.limit,
+            num_fewshot=args.num_fewshot,
+            log_samples=True,
+            task_manager=task_manager,
+            bootstrap_iters=0,
+        )
     finally:
         del lm.loglikelihood
     return captured, results
@@ -146,28 +157,37 @@ def main(argv: list[str] | None = None) -> int:
     common = dict(pretrained=model, tokenizer=tokenizer, batch_size=args.batch_size)
     backends = {"hf": HFLM(**common), "fusebench-hf": SharedContextLM(**common)}
     task_manager = catalog.task_manager()
-    print(f"model {args.model} ({model.config.model_type}, {params / 1e6:.2f} M parameters, "
-          f"hidden {model.config.hidden_size}, {model.config.num_hidden_layers} layers, "
-          f"vocab {model.config.vocab_size}, "
-          f"{args.dtype}, {args.device}), {args.num_fewshot}-shot, limit {args.limit}, "
-          f"batch size {args.batch_size}, torch threads {torch.get_num_threads()}")  # fmt: skip
-    print(f"{'task':<18}{'docs':>6}{'hf docs/s':>12}{'shared docs/s':>15}{'ratio':>8}"
-          f"{'cpu ratio':>11}{'max |dLL|':>12}{'greedy diff':>13}")  # fmt: skip
+    print(
+        f"model {args.model} ({model.config.model_type}, {params / 1e6:.2f} M parameters, "
+        f"hidden {model.config.hidden_size}, {model.config.num_hidden_layers} layers, "
+        f"vocab {model.config.vocab_size}, "
+        f"{args.dtype}, {args.device}), {args.num_fewshot}-shot, limit {args.limit}, "
+        f"batch size {args.batch_size}, torch threads {torch.get_num_threads()}"
+    )
+    print(
+        f"{'task':<18}{'docs':>6}{'hf docs/s':>12}{'shared docs/s':>15}{'ratio':>8}"
+        f"{'cpu ratio':>11}{'max |dLL|':>12}{'greedy diff':>13}"
+    )
     for task in args.tasks.split(","):
         outputs, requests = {}, []
         for name, lm in backends.items():
             requests, outputs[name] = _requests_and_results(lm, task, args, task_manager)
         seconds, cpu = _fastest(backends, requests, args.repeats)
         a, b = (outputs[n]["samples"][task] for n in backends)
-        pairs = [(ra[0], rb[0]) for sa, sb in zip(a, b, strict=True)
-                 for ra, rb in zip(sa["resps"], sb["resps"], strict=True)]  # fmt: skip
+        pairs = [
+            (ra[0], rb[0])
+            for sa, sb in zip(a, b, strict=True)
+            for ra, rb in zip(sa["resps"], sb["resps"], strict=True)
+        ]
         worst = max(abs(x[0] - y[0]) for x, y in pairs)
         flips = sum(x[1] != y[1] for x, y in pairs)
         docs = len(a)
         rate = {n: docs / s for n, s in seconds.items()}
-        print(f"{task:<18}{docs:>6}{rate['hf']:>12.1f}{rate['fusebench-hf']:>15.1f}"
-              f"{rate['fusebench-hf'] / rate['hf']:>7.2f}x"
-              f"{cpu['hf'] / cpu['fusebench-hf']:>10.2f}x{worst:>12.1e}{flips:>13}")  # fmt: skip
+        print(
+            f"{task:<18}{docs:>6}{rate['hf']:>12.1f}{rate['fusebench-hf']:>15.1f}"
+            f"{rate['fusebench-hf'] / rate['hf']:>7.2f}x"
+            f"{cpu['hf'] / cpu['fusebench-hf']:>10.2f}x{worst:>12.1e}{flips:>13}"
+        )
     return 0
 
 

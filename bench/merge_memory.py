@@ -97,8 +97,12 @@ def _fusebench(method: str, pivot: Path, targets: list[Path], out: Path) -> None
     from fusion.merge.spec import MergeSpec
 
     parameters = {"weight": 0.3, "density": 0.6} if method == "ties" else {}
-    spec = MergeSpec(method=method, base_model=str(pivot), parameters=parameters,
-                     models=[{"model": str(t)} for t in targets])  # fmt: skip
+    spec = MergeSpec(
+        method=method,
+        base_model=str(pivot),
+        parameters=parameters,
+        models=[{"model": str(t)} for t in targets],
+    )
     merge(spec, out, progress=False)
 
 
@@ -153,22 +157,30 @@ def main() -> None:
         root = Path(tmp)
         pivot, _ = build_inputs(root, hidden, layers, args.zoo)
         size_kib = (pivot / "model.safetensors").stat().st_size / 1024
-        print(f"model: Llama hidden {hidden}, {layers} layers, {size_kib / 1024:.1f} MiB of "
-              "weights; three targets merged against the pivot")  # fmt: skip
-        print(f"{'run':<6} {'baseline MiB':>12} {'peak MiB':>9} {'growth MiB':>10} "
-              f"{'x one model':>11}")  # fmt: skip
+        print(
+            f"model: Llama hidden {hidden}, {layers} layers, {size_kib / 1024:.1f} MiB of "
+            "weights; three targets merged against the pivot"
+        )
+        print(
+            f"{'run':<6} {'baseline MiB':>12} {'peak MiB':>9} {'growth MiB':>10} "
+            f"{'x one model':>11}"
+        )
         results = {}
         for run in args.runs.split(","):
             result = measure(run, root)
             growth = result["peak_kib"] - result["before_kib"]
             results[run] = growth / size_kib
-            print(f"{run:<6} {result['before_kib'] / 1024:>12.0f} {result['peak_kib'] / 1024:>9.0f} "
-                  f"{growth / 1024:>10.1f} {results[run]:>10.2f}x")  # fmt: skip
+            print(
+                f"{run:<6} {result['before_kib'] / 1024:>12.0f} {result['peak_kib'] / 1024:>9.0f} "
+                f"{growth / 1024:>10.1f} {results[run]:>10.2f}x"
+            )
         if "naive" in results:
             for run in results:
                 if run != "naive":
-                    print(f"ratio {run}: {results[run]:.2f}x one model "
-                          f"(naive {results['naive']:.2f}x; {results['naive'] / results[run]:.1f}x less)")  # fmt: skip
+                    print(
+                        f"ratio {run}: {results[run]:.2f}x one model "
+                        f"(naive {results['naive']:.2f}x; {results['naive'] / results[run]:.1f}x less)"
+                    )
 
 
 if __name__ == "__main__":

@@ -100,11 +100,15 @@ def main() -> None:
     print(f"  V=152,064 (3-byte ids):        {large / positions:6.1f} B/position")
     print(f"  int32 ids (first format):      {wide / positions:6.1f} B/position")
     for method in ("min_ce", "avg_ce"):
-        print(f"  fused store, {method + ':':8s}          {fused[method] / positions:6.1f} B/position "
-              f"({fused[method + '_entries']:.1f} entries per position, ragged)")  # fmt: skip
-    print(f"ratio int32 / uint16: {wide / small:.2f}x; vs the reference's ~100 B + padding: "
-          f"{100 / (small / positions):.1f}x (unpadded), vs ~420 B aligned: "
-          f"{420 / (small / positions):.1f}x  (goal <= 64 B)")  # fmt: skip
+        print(
+            f"  fused store, {method + ':':8s}          {fused[method] / positions:6.1f} B/position "
+            f"({fused[method + '_entries']:.1f} entries per position, ragged)"
+        )
+    print(
+        f"ratio int32 / uint16: {wide / small:.2f}x; vs the reference's ~100 B + padding: "
+        f"{100 / (small / positions):.1f}x (unpadded), vs ~420 B aligned: "
+        f"{420 / (small / positions):.1f}x  (goal <= 64 B)"
+    )
 
 
 if __name__ == "__main__":

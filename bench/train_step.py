@@ -62,10 +62,15 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=args.vocab, hidden_size=args.hidden,
-                         intermediate_size=args.hidden * 8 // 3, num_hidden_layers=args.layers,
-                         num_attention_heads=max(1, args.hidden // 64), num_key_value_heads=max(1, args.hidden // 128),
-                         max_position_embeddings=args.seq)  # fmt: skip
+    config = LlamaConfig(
+        vocab_size=args.vocab,
+        hidden_size=args.hidden,
+        intermediate_size=args.hidden * 8 // 3,
+        num_hidden_layers=args.layers,
+        num_attention_heads=max(1, args.hidden // 64),
+        num_key_value_heads=max(1, args.hidden // 128),
+        max_position_embeddings=args.seq,
+    )
     model = LlamaForCausalLM(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, weight_decay=0.1)
     input_ids = torch.randint(0, args.vocab, (args.batch, args.seq))
@@ -104,23 +109,29 @@ def main() -> None:
                 times[kind].append(elapsed)
                 cpu[kind].append(used)
     params = sum(p.numel() for p in model.parameters()) / 1e6
-    print(f"model: llama, vocab {args.vocab}, hidden {args.hidden}, {args.layers} layers "
-          f"({params:.1f}M params); batch {args.batch} x {args.seq} tokens, k={args.k}; "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"{args.repeats} repeats after {args.warmup} warm-up")  # fmt: skip
+    print(
+        f"model: llama, vocab {args.vocab}, hidden {args.hidden}, {args.layers} layers "
+        f"({params:.1f}M params); batch {args.batch} x {args.seq} tokens, k={args.k}; "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
+        f"{args.repeats} repeats after {args.warmup} warm-up"
+    )
     base, base_cpu = statistics.median(times["clm"]), statistics.median(cpu["clm"])
     print("| step | median wall s | min wall s | wall ratio | median CPU s | CPU ratio |")
     print("| --- | --- | --- | --- | --- | --- |")
     for kind in kinds:
         med, med_cpu = statistics.median(times[kind]), statistics.median(cpu[kind])
-        print(f"| {kind} | {med:.4f} | {min(times[kind]):.4f} | {med / base:.3f}x "
-              f"| {med_cpu:.4f} | {med_cpu / base_cpu:.3f}x |")  # fmt: skip
+        print(
+            f"| {kind} | {med:.4f} | {min(times[kind]):.4f} | {med / base:.3f}x "
+            f"| {med_cpu:.4f} | {med_cpu / base_cpu:.3f}x |"
+        )
     ratio = statistics.median(times["fused"]) / base
     ratio_cpu = statistics.median(cpu["fused"]) / base_cpu
     verdict = "met" if max(ratio, ratio_cpu) <= 1.3 else "NOT met"
     # CPU time (process_time, all threads) is the steadier figure on a shared machine.
-    print(f"fused / CLM-only step time: {ratio:.3f}x wall, {ratio_cpu:.3f}x CPU "
-          f"(goal <= 1.3x: {verdict})")  # fmt: skip
+    print(
+        f"fused / CLM-only step time: {ratio:.3f}x wall, {ratio_cpu:.3f}x CPU "
+        f"(goal <= 1.3x: {verdict})"
+    )
 
 
 if __name__ == "__main__":

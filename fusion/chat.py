@@ -83,10 +83,13 @@ class ChatConfig(BaseModel):
         if unknown:
             raise ValueError(f"merge.model_parameters: {sorted(unknown)[0]!r} is not a source")
         # the merge's parameters now, not after every pair has trained
-        per_source = [(name, f"merge.model_parameters.{name}",
-                       self.merge.model_parameters.get(name, {})) for name in names]  # fmt: skip
-        merge_method(self.merge.method).check_parameters(self.merge.parameters, per_source,
-                                                         shared_key="merge.parameters")  # fmt: skip
+        per_source = [
+            (name, f"merge.model_parameters.{name}", self.merge.model_parameters.get(name, {}))
+            for name in names
+        ]
+        merge_method(self.merge.method).check_parameters(
+            self.merge.parameters, per_source, shared_key="merge.parameters"
+        )
         for key in PER_PAIR:
             if key in self.train.model_fields_set:
                 raise ValueError(f"train.{key} is set per pair by the pipeline, not here")
@@ -122,9 +125,16 @@ def _local(base: Path, reference: str, file: Path, field: str) -> str:
 
 
 def _fuse_config(chat: ChatConfig, work_dir: Path, sources: list[ModelEntry]) -> FuseConfig:
-    return FuseConfig(work_dir=work_dir, target=chat.pivot, sources=sources, corpus=chat.corpus,
-                      extract=chat.extract, align=chat.align, fuse=chat.fuse,
-                      train=chat.train)  # fmt: skip
+    return FuseConfig(
+        work_dir=work_dir,
+        target=chat.pivot,
+        sources=sources,
+        corpus=chat.corpus,
+        extract=chat.extract,
+        align=chat.align,
+        fuse=chat.fuse,
+        train=chat.train,
+    )
 
 
 def _written(config: FuseConfig, file: Path) -> FuseConfig:
@@ -175,14 +185,22 @@ def merge_spec(chat: ChatConfig, finals: dict[str, Path]) -> MergeSpec:
     (linear takes none: with one, mergekit would average the pivot in as a third model)."""
     section = chat.merge
     base = chat.pivot.path if merge_method(section.method).needs_base else None
-    models = [InputModel(model=str(finals[s.name]),
-                         parameters=section.model_parameters.get(s.name, {}))
-              for s in chat.sources]  # fmt: skip
-    return MergeSpec(method=section.method, models=models, base_model=base,
-                     parameters=section.parameters, granularity=section.granularity,
-                     dtype=section.dtype, output=merged_dir(chat), seed=section.seed,
-                     device=section.device,
-                     trust_remote_code=chat.pivot.trust_remote_code)  # fmt: skip
+    models = [
+        InputModel(model=str(finals[s.name]), parameters=section.model_parameters.get(s.name, {}))
+        for s in chat.sources
+    ]
+    return MergeSpec(
+        method=section.method,
+        models=models,
+        base_model=base,
+        parameters=section.parameters,
+        granularity=section.granularity,
+        dtype=section.dtype,
+        output=merged_dir(chat),
+        seed=section.seed,
+        device=section.device,
+        trust_remote_code=chat.pivot.trust_remote_code,
+    )
 
 
 def merge_done(chat: ChatConfig, spec: MergeSpec) -> bool:

@@ -45,8 +45,10 @@ def check_messages(value: Any) -> list[dict[str, str]]:
             raise ValueError(f"message {number}: expected an object with `role` and `content`")
         extra = sorted(set(message) - {"role", "content"})
         if extra:
-            raise ValueError(f"message {number}: unexpected key(s) {', '.join(extra)} (only "
-                             "role and content are rendered)")  # fmt: skip
+            raise ValueError(
+                f"message {number}: unexpected key(s) {', '.join(extra)} (only "
+                "role and content are rendered)"
+            )
         role, content = message.get("role"), message.get("content")
         if role not in ROLES:
             raise ValueError(f"message {number}: role {role!r}; expected one of {', '.join(ROLES)}")
@@ -68,24 +70,29 @@ class Renderer:
     @classmethod
     def for_tokenizer(cls, tokenizer: Any, name: str) -> Renderer:
         if not getattr(tokenizer, "chat_template", None):
-            raise ValueError(f"the target's tokenizer ({name}) has no chat template to render "
-                             "conversations with")  # fmt: skip
+            raise ValueError(
+                f"the target's tokenizer ({name}) has no chat template to render conversations with"
+            )
         bos = tokenizer.bos_token
         probe = "a"
         with_special = tokenizer(probe, add_special_tokens=True)["input_ids"]
         without = tokenizer(probe, add_special_tokens=False)["input_ids"]
-        adds_bos = (bos is not None and with_special[:1] == [tokenizer.bos_token_id]
-                    and with_special[1:] == without)  # fmt: skip
+        adds_bos = (
+            bos is not None
+            and with_special[:1] == [tokenizer.bos_token_id]
+            and with_special[1:] == without
+        )
         return cls(tokenizer, bos if adds_bos else None)
 
     def key(self) -> dict[str, Any]:
         """What the renderings depend on (goes into the corpus settings)."""
         template = self.tokenizer.chat_template
         text = template if isinstance(template, str) else repr(template)
-        return {"chat_template_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
-                "special_tokens": {"bos": self.tokenizer.bos_token,
-                                   "eos": self.tokenizer.eos_token},
-                "dropped_bos": self.drop_bos}  # fmt: skip
+        return {
+            "chat_template_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+            "special_tokens": {"bos": self.tokenizer.bos_token, "eos": self.tokenizer.eos_token},
+            "dropped_bos": self.drop_bos,
+        }
 
     def _apply(self, messages: list[dict[str, str]], generation_prompt: bool) -> str:
         try:
@@ -112,8 +119,10 @@ class Renderer:
             content = message["content"]
             start = full.find(content, len(before), len(turn))
             if start < 0 or (spans and start < spans[-1][1]):
-                raise ValueError(f"message {number}: the chat template does not render the "
-                                 "assistant content verbatim")  # fmt: skip
+                raise ValueError(
+                    f"message {number}: the chat template does not render the "
+                    "assistant content verbatim"
+                )
             end = start + len(content)
             end += len(full[end : len(turn)].rstrip())  # the end-of-turn marker
             if end == start:
@@ -139,13 +148,18 @@ def token_mask(offsets: Sequence[Sequence[int]], spans: Sequence[Sequence[int]])
     return mask
 
 
-def token_masks(tokenizer: Any, texts: list[str], spans: list[list[Span]],
-                name: str) -> list[tuple[list[int], np.ndarray]]:  # fmt: skip
+def token_masks(
+    tokenizer: Any, texts: list[str], spans: list[list[Span]], name: str
+) -> list[tuple[list[int], np.ndarray]]:
     """Each row's token ids (special tokens as the tokenizer adds them) and its response mask."""
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(f"{name}: response masks need a fast tokenizer (character offsets)")
     if not texts:
         return []
     encoded = tokenizer(texts, add_special_tokens=True, return_offsets_mapping=True)
-    return [(ids, token_mask(offsets, row_spans)) for ids, offsets, row_spans
-            in zip(encoded["input_ids"], encoded["offset_mapping"], spans, strict=True)]  # fmt: skip
+    return [
+        (ids, token_mask(offsets, row_spans))
+        for ids, offsets, row_spans in zip(
+            encoded["input_ids"], encoded["offset_mapping"], spans, strict=True
+        )
+    ]

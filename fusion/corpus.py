@@ -128,9 +128,11 @@ def _boolq_messages(path: Path, line: int, row: dict[str, str]) -> list[dict[str
     answer = BOOLQ_ANSWERS.get((row.get("Answer") or "").strip().upper())
     if not passage or not question or answer is None:
         raise CorpusError(f"{path}:{line}: expected Text, Question and Answer (TRUE or FALSE)")
-    return [{"role": "system", "content": BOOLQ_SYSTEM},
-            {"role": "user", "content": f"{passage}\n질문: {question}"},
-            {"role": "assistant", "content": answer}]  # fmt: skip
+    return [
+        {"role": "system", "content": BOOLQ_SYSTEM},
+        {"role": "user", "content": f"{passage}\n질문: {question}"},
+        {"role": "assistant", "content": answer},
+    ]
 
 
 def _read_file(path: Path, kind: str, field: str) -> Iterator[tuple[int, Any]]:
@@ -141,8 +143,14 @@ def _read_file(path: Path, kind: str, field: str) -> Iterator[tuple[int, Any]]:
             if kind == "tsv" and field not in (reader.fieldnames or []):
                 raise CorpusError(f"{path}: no column {field!r} in the header (corpus.text_field)")
             for line, row in enumerate(reader, start=2):
-                yield line, (_boolq_messages(path, line, row) if kind == "boolq-chat"
-                             else row.get(field) or "")  # fmt: skip
+                yield (
+                    line,
+                    (
+                        _boolq_messages(path, line, row)
+                        if kind == "boolq-chat"
+                        else row.get(field) or ""
+                    ),
+                )
             return
         for line, raw in enumerate(handle, start=1):
             if kind == "text":
@@ -156,8 +164,10 @@ def _read_file(path: Path, kind: str, field: str) -> Iterator[tuple[int, Any]]:
                 raise CorpusError(f"{path}:{line}: not valid JSON") from None
             if kind == "messages":
                 if not isinstance(record, dict) or "messages" not in record:
-                    raise CorpusError(f"{path}:{line}: no `messages` (a conversation corpus has "
-                                      "them on every row)")  # fmt: skip
+                    raise CorpusError(
+                        f"{path}:{line}: no `messages` (a conversation corpus has "
+                        "them on every row)"
+                    )
                 yield line, record["messages"]
                 continue
             if not isinstance(record, dict) or not isinstance(record.get(field), str):
@@ -207,8 +217,9 @@ def _sources(section: Any, shared_root: Path | None) -> tuple[list[Path], str, s
 
             shared_root = data_dir()
             if shared_root is None:
-                raise CorpusError(f"corpus.shared: {section.shared} needs the data directory "
-                                  f"({ENV_VAR})")  # fmt: skip
+                raise CorpusError(
+                    f"corpus.shared: {section.shared} needs the data directory ({ENV_VAR})"
+                )
         relative, fmt, field = SHARED[section.shared]
         file = shared_root / relative
         if not file.is_file():
@@ -223,22 +234,26 @@ CONVERSATION_KINDS = ("messages", "boolq-chat")
 def _renderer(chat_model: Any, where: str) -> Renderer:
     """The target's chat template (``chat_model``: the target's config entry)."""
     if chat_model is None:
-        raise CorpusError(f"{where}: a conversation corpus is rendered with the target's chat "
-                          "template, and this command has no target model")  # fmt: skip
+        raise CorpusError(
+            f"{where}: a conversation corpus is rendered with the target's chat "
+            "template, and this command has no target model"
+        )
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(
-        chat_model.path, revision=getattr(chat_model, "revision", None),
+        chat_model.path,
+        revision=getattr(chat_model, "revision", None),
         trust_remote_code=getattr(chat_model, "trust_remote_code", False),
-    )  # fmt: skip
+    )
     try:
         return Renderer.for_tokenizer(tokenizer, chat_model.path)
     except ValueError as err:
         raise CorpusError(f"{where}: {err}") from None
 
 
-def prepare(section: Any, work_dir: Path, shared_root: Path | None = None,
-            chat_model: Any = None) -> Corpus:  # fmt: skip
+def prepare(
+    section: Any, work_dir: Path, shared_root: Path | None = None, chat_model: Any = None
+) -> Corpus:
     """Write ``work_dir/corpus`` once (a rerun with the same inputs reuses it) and load it.
 
     ``chat_model`` (the target's config entry: path, revision, trust_remote_code) renders a
@@ -251,9 +266,11 @@ def prepare(section: Any, work_dir: Path, shared_root: Path | None = None,
         conversation = kinds[0] in CONVERSATION_KINDS
         for file, kind in zip(files, kinds, strict=True):
             if (kind in CONVERSATION_KINDS) != conversation:
-                raise CorpusError(f"{file}: {'text' if conversation else 'conversation'} rows "
-                                  f"among {'conversation' if conversation else 'text'} files; a "
-                                  "corpus is one or the other")  # fmt: skip
+                raise CorpusError(
+                    f"{file}: {'text' if conversation else 'conversation'} rows "
+                    f"among {'conversation' if conversation else 'text'} files; a "
+                    "corpus is one or the other"
+                )
         inputs = [{"file": f.name, "sha256": sha256_file(f)} for f in files]
         where = str(files[0])
     elif section.hub_dataset:
@@ -277,9 +294,13 @@ def prepare(section: Any, work_dir: Path, shared_root: Path | None = None,
                 "work_dir belong to those rows, so use a new work_dir"
             )
         return load(work_dir)
-    found = (_hub_rows(section, renderer) if not files
-             else (r for f, k in zip(files, kinds, strict=True)
-                   for r in _file_rows(f, k, field, renderer)))  # fmt: skip
+    found = (
+        _hub_rows(section, renderer)
+        if not files
+        else (
+            r for f, k in zip(files, kinds, strict=True) for r in _file_rows(f, k, field, renderer)
+        )
+    )
     rows: list[dict[str, Any]] = []
     empty = 0
     for origin, text, spans in found:
@@ -297,8 +318,12 @@ def prepare(section: Any, work_dir: Path, shared_root: Path | None = None,
         raise CorpusError(f"{where}: the corpus has no text rows (empty input)")
     body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
     write_atomic(directory / ROWS, lambda tmp: tmp.write_bytes(body))
-    meta = {"fingerprint": hashlib.sha256(body).hexdigest(), "num_rows": len(rows),
-            "empty_texts_skipped": empty, "settings": settings}  # fmt: skip
+    meta = {
+        "fingerprint": hashlib.sha256(body).hexdigest(),
+        "num_rows": len(rows),
+        "empty_texts_skipped": empty,
+        "settings": settings,
+    }
     if conversation:
         meta["conversation"] = True
     write_json_atomic(meta_file, meta)
@@ -317,7 +342,11 @@ def load(work_dir: Path) -> Corpus:
     if fingerprint != meta.get("fingerprint"):
         raise CorpusError(f"{file}: sha256 does not match {META} (the rows were edited)")
     records = [json.loads(line) for line in body.decode("utf-8").splitlines()]
-    spans = ([[(int(a), int(b)) for a, b in r["spans"]] for r in records]
-             if meta.get("conversation") else None)  # fmt: skip
-    return Corpus([r["text"] for r in records], [r["origin"] for r in records], fingerprint,
-                  directory, spans)  # fmt: skip
+    spans = (
+        [[(int(a), int(b)) for a, b in r["spans"]] for r in records]
+        if meta.get("conversation")
+        else None
+    )
+    return Corpus(
+        [r["text"] for r in records], [r["origin"] for r in records], fingerprint, directory, spans
+    )

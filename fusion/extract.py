@@ -70,8 +70,9 @@ def load_tokenizer(entry: ModelEntry) -> Any:
     )
 
 
-def tokenize_rows(tokenizer: Any, corpus: corpus_mod.Corpus, rows: range, entry: ModelEntry,
-                  max_length: int) -> dict[int, list[int]]:  # fmt: skip
+def tokenize_rows(
+    tokenizer: Any, corpus: corpus_mod.Corpus, rows: range, entry: ModelEntry, max_length: int
+) -> dict[int, list[int]]:
     """Token ids of the rows (special tokens as the tokenizer adds them); an over-long row is
     an error naming it: pre-split the corpus shorter (corpus.max_chars) rather than cut it."""
     texts = [corpus.rows[r] for r in rows]
@@ -79,18 +80,28 @@ def tokenize_rows(tokenizer: Any, corpus: corpus_mod.Corpus, rows: range, entry:
     out: dict[int, list[int]] = {}
     for row, ids in zip(rows, encoded, strict=True):
         if len(ids) > max_length:
-            fix = ("conversations are not split: shorten or drop it, or raise max_length"
-                   if corpus.conversation else "lower corpus.max_chars or raise max_length")  # fmt: skip
-            raise ExtractError(f"{corpus.where(row)}: {len(ids)} tokens for {entry.name}, over "
-                               f"extract.max_length {max_length}; {fix}")  # fmt: skip
+            fix = (
+                "conversations are not split: shorten or drop it, or raise max_length"
+                if corpus.conversation
+                else "lower corpus.max_chars or raise max_length"
+            )
+            raise ExtractError(
+                f"{corpus.where(row)}: {len(ids)} tokens for {entry.name}, over "
+                f"extract.max_length {max_length}; {fix}"
+            )
         if not ids:
             raise ExtractError(f"{corpus.where(row)}: no tokens for {entry.name}")
         out[row] = ids
     return out
 
 
-def response_masks(tokenizer: Any, corpus: corpus_mod.Corpus, rows: range, entry: ModelEntry,
-                   ids: dict[int, list[int]]) -> dict[int, np.ndarray]:  # fmt: skip
+def response_masks(
+    tokenizer: Any,
+    corpus: corpus_mod.Corpus,
+    rows: range,
+    entry: ModelEntry,
+    ids: dict[int, list[int]],
+) -> dict[int, np.ndarray]:
     """A conversation corpus's per-position loss masks in this model's tokens (``ids``, from
     tokenize_rows): 1 where the next token is part of a response. A row none of whose tokens
     is trained is an error naming it. Empty for a text corpus (nothing masked)."""
@@ -99,25 +110,36 @@ def response_masks(tokenizer: Any, corpus: corpus_mod.Corpus, rows: range, entry
     from fusion.conversation import token_masks
 
     try:
-        found = token_masks(tokenizer, [corpus.rows[r] for r in rows],
-                            [corpus.spans[r] for r in rows], entry.name)  # fmt: skip
+        found = token_masks(
+            tokenizer, [corpus.rows[r] for r in rows], [corpus.spans[r] for r in rows], entry.name
+        )
     except ValueError as err:
         raise ExtractError(str(err)) from None
     out: dict[int, np.ndarray] = {}
     for row, (row_ids, mask) in zip(rows, found, strict=True):
         if row_ids != ids[row]:
-            raise ExtractError(f"{corpus.where(row)}: {entry.name} tokenizes the row differently "
-                               "with offsets")  # fmt: skip
+            raise ExtractError(
+                f"{corpus.where(row)}: {entry.name} tokenizes the row differently with offsets"
+            )
         if not mask.any():
-            raise ExtractError(f"{corpus.where(row)}: no response token to train on for "
-                               f"{entry.name} (the row has no assistant text after its first "
-                               "token)")  # fmt: skip
+            raise ExtractError(
+                f"{corpus.where(row)}: no response token to train on for "
+                f"{entry.name} (the row has no assistant text after its first "
+                "token)"
+            )
         out[row] = mask
     return out
 
 
-def manifest_for(config: FuseConfig, entry: ModelEntry, tokenizer: Any, corpus_fp: str,
-                 num_rows: int, vocab_size: int, masked: bool = False) -> StoreManifest:  # fmt: skip
+def manifest_for(
+    config: FuseConfig,
+    entry: ModelEntry,
+    tokenizer: Any,
+    corpus_fp: str,
+    num_rows: int,
+    vocab_size: int,
+    masked: bool = False,
+) -> StoreManifest:
     section = config.extract
     return StoreManifest(
         kind="topk",
@@ -134,7 +156,7 @@ def manifest_for(config: FuseConfig, entry: ModelEntry, tokenizer: Any, corpus_f
             "dtype": section.dtype,
             "max_length": section.max_length,
             "revision": entry.revision,
-        },  # fmt: skip
+        },
     )
 
 
@@ -142,8 +164,9 @@ def model_vocab_size(entry: ModelEntry) -> int:
     """The logits width from the model's config (the store's id range), without the weights."""
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(entry.path, revision=entry.revision,
-                                        trust_remote_code=entry.trust_remote_code)  # fmt: skip
+    config = AutoConfig.from_pretrained(
+        entry.path, revision=entry.revision, trust_remote_code=entry.trust_remote_code
+    )
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     return int(text.vocab_size)
 
@@ -171,18 +194,30 @@ def _device(config: FuseConfig) -> str:
     return "cpu"
 
 
-def extract_model(config: FuseConfig, entry: ModelEntry, corpus: corpus_mod.Corpus, rank: Rank,
-                  progress: bool = True,
-                  after_shard: Callable[[int], None] | None = None,
-                  say: Callable[[str], None] = _quiet) -> StoreWriter:  # fmt: skip
+def extract_model(
+    config: FuseConfig,
+    entry: ModelEntry,
+    corpus: corpus_mod.Corpus,
+    rank: Rank,
+    progress: bool = True,
+    after_shard: Callable[[int], None] | None = None,
+    say: Callable[[str], None] = _quiet,
+) -> StoreWriter:
     """Write this rank's unfinished shards of one model's store; its throughput to ``say``."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     section = config.extract
     tokenizer = load_tokenizer(entry)
-    manifest = manifest_for(config, entry, tokenizer, corpus.fingerprint, len(corpus),
-                            model_vocab_size(entry), masked=corpus.conversation)  # fmt: skip
+    manifest = manifest_for(
+        config,
+        entry,
+        tokenizer,
+        corpus.fingerprint,
+        len(corpus),
+        model_vocab_size(entry),
+        masked=corpus.conversation,
+    )
     writer = StoreWriter(store_dir(config, entry), manifest)
     mine = range(rank.rank, manifest.num_shards, rank.world)
     pending = [s for s in mine if not writer.done(s)]
@@ -193,17 +228,29 @@ def extract_model(config: FuseConfig, entry: ModelEntry, corpus: corpus_mod.Corp
 
     backend = make_backend(section.backend, entry, section, _device(config))
     if backend.vocab_size != manifest.vocab_size:
-        raise ExtractError(f"{entry.name}: the model has {backend.vocab_size} logits, its "
-                           f"config says {manifest.vocab_size}")  # fmt: skip
-    token_ids = {s: tokenize_rows(tokenizer, corpus, writer.shard_rows(s), entry,
-                                  section.max_length) for s in pending}  # fmt: skip
-    masks = {row: mask for s in pending
-             for row, mask in response_masks(tokenizer, corpus, writer.shard_rows(s), entry,
-                                             token_ids[s]).items()}  # fmt: skip
+        raise ExtractError(
+            f"{entry.name}: the model has {backend.vocab_size} logits, its "
+            f"config says {manifest.vocab_size}"
+        )
+    token_ids = {
+        s: tokenize_rows(tokenizer, corpus, writer.shard_rows(s), entry, section.max_length)
+        for s in pending
+    }
+    masks = {
+        row: mask
+        for s in pending
+        for row, mask in response_masks(
+            tokenizer, corpus, writer.shard_rows(s), entry, token_ids[s]
+        ).items()
+    }
     total = sum(len(ids) for rows in token_ids.values() for ids in rows.values())
     started, done_tokens = time.perf_counter(), 0
-    columns = (TextColumn(f"{entry.name} [rank {rank.rank}]"), BarColumn(),
-               TextColumn("{task.completed}/{task.total} tokens"), TimeRemainingColumn())  # fmt: skip
+    columns = (
+        TextColumn(f"{entry.name} [rank {rank.rank}]"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} tokens"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=console, disable=not progress or rank.rank != 0) as bar:
         task = bar.add_task("extract", total=total)
         for shard in pending:
@@ -212,22 +259,29 @@ def extract_model(config: FuseConfig, entry: ModelEntry, corpus: corpus_mod.Corp
             scored: dict[int, SequenceTopK] = {}
             for start in range(0, len(order), section.batch_size):
                 chunk = order[start : start + section.batch_size]
-                for row, (ids, lps, nll) in zip(chunk, backend.score([rows[r] for r in chunk]),
-                                                strict=True):  # fmt: skip
+                for row, (ids, lps, nll) in zip(
+                    chunk, backend.score([rows[r] for r in chunk]), strict=True
+                ):
                     nll16 = nll.astype(np.float16)
                     scored[row] = SequenceTopK(
-                        row_id=row, token_ids=np.asarray(rows[row], dtype=np.int32),
-                        topk_ids=ids, topk_logprobs=lps.astype(np.float16), nll=nll16,
-                        mean_nll=mean_gold_nll(nll, masks.get(row)), loss_mask=masks.get(row),
-                    )  # fmt: skip
+                        row_id=row,
+                        token_ids=np.asarray(rows[row], dtype=np.int32),
+                        topk_ids=ids,
+                        topk_logprobs=lps.astype(np.float16),
+                        nll=nll16,
+                        mean_nll=mean_gold_nll(nll, masks.get(row)),
+                        loss_mask=masks.get(row),
+                    )
                     bar.advance(task, len(rows[row]))
             writer.write_shard(shard, [scored[r] for r in writer.shard_rows(shard)])
             done_tokens += sum(len(ids) for ids in rows.values())
             if after_shard is not None:
                 after_shard(shard)
     seconds = max(time.perf_counter() - started, 1e-9)
-    say(f"{entry.name} rank {rank.rank}: {done_tokens} tokens in {seconds:.1f} s "
-        f"({done_tokens / seconds:,.0f} tokens/s)")  # fmt: skip
+    say(
+        f"{entry.name} rank {rank.rank}: {done_tokens} tokens in {seconds:.1f} s "
+        f"({done_tokens / seconds:,.0f} tokens/s)"
+    )
     return writer
 
 
@@ -238,9 +292,13 @@ def _barrier(rank: Rank) -> None:
         dist.barrier()
 
 
-def extract(config: FuseConfig, rank: Rank | None = None, progress: bool = True,
-            after_shard: Callable[[int], None] | None = None,
-            say: Callable[[str], None] = _quiet) -> list[Path]:  # fmt: skip
+def extract(
+    config: FuseConfig,
+    rank: Rank | None = None,
+    progress: bool = True,
+    after_shard: Callable[[int], None] | None = None,
+    say: Callable[[str], None] = _quiet,
+) -> list[Path]:
     """Extract every model; returns the store directories (finalised by rank 0). Each rank's
     throughput per model goes to ``say``."""
     rank = rank or Rank.from_env()
@@ -257,8 +315,10 @@ def extract(config: FuseConfig, rank: Rank | None = None, progress: bool = True,
             corpus_mod.prepare(config.corpus, config.work_dir, chat_model=config.target)
         _barrier(rank)
         corpus = corpus_mod.load(config.work_dir)
-        writers = [extract_model(config, entry, corpus, rank, progress, after_shard, say)
-                   for entry in models(config)]  # fmt: skip
+        writers = [
+            extract_model(config, entry, corpus, rank, progress, after_shard, say)
+            for entry in models(config)
+        ]
         _barrier(rank)
         if rank.rank == 0:
             for writer in writers:
@@ -277,8 +337,11 @@ def main(argv: list[str] | None = None) -> int:
     """Worker entry point for ``torch.distributed.run``."""
     args = sys.argv[1:] if argv is None else argv
     try:
-        extract(load_config(Path(args[0])), progress="--no-progress" not in args[1:],
-                say=lambda text: print(text, file=sys.stderr, flush=True))  # fmt: skip
+        extract(
+            load_config(Path(args[0])),
+            progress="--no-progress" not in args[1:],
+            say=lambda text: print(text, file=sys.stderr, flush=True),
+        )
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code

@@ -103,8 +103,11 @@ def fuse_row(
     w = weights([c.ce for c in cands], method, temperature)
     if weighting(method) == "min_ce":
         best = cands[int(np.argmax(w))]
-        return (best.ids.astype(np.int32), best.logprobs.astype(np.float32),
-                np.zeros(len(best.ids)))  # fmt: skip
+        return (
+            best.ids.astype(np.int32),
+            best.logprobs.astype(np.float32),
+            np.zeros(len(best.ids)),
+        )
     ids = np.concatenate([c.ids for c in cands], axis=1)
     mass = np.concatenate(
         [wm * np.exp(c.logprobs.astype(np.float64)) for wm, c in zip(w, cands, strict=True)],

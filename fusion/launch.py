@@ -21,8 +21,15 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 # Set with the one-rank variables, so that a process started later from this one (torchrun
 # for another stage, an evaluation) does not inherit a rendezvous whose port is taken.
 SINGLE_RANK_MARK = "FUSEBENCH_SINGLE_RANK"
-SINGLE_RANK_KEYS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
-                    "MASTER_PORT", SINGLE_RANK_MARK)  # fmt: skip
+SINGLE_RANK_KEYS = (
+    "RANK",
+    "LOCAL_RANK",
+    "WORLD_SIZE",
+    "LOCAL_WORLD_SIZE",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    SINGLE_RANK_MARK,
+)
 
 
 def child_env(env: dict[str, str]) -> dict[str, str]:
@@ -44,8 +51,19 @@ def rank_env(nproc: int, extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def torchrun_command(module: str, args: list[str], nproc: int) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
-            "--nproc_per_node", str(nproc), "-m", module, *args]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nnodes",
+        "1",
+        "--nproc_per_node",
+        str(nproc),
+        "-m",
+        module,
+        *args,
+    ]
 
 
 @dataclass
@@ -56,8 +74,9 @@ class Launched:
     interrupted: bool
 
 
-def run_ranks(module: str, args: list[str], *, nproc: int,
-              env: dict[str, str] | None = None) -> Launched:  # fmt: skip
+def run_ranks(
+    module: str, args: list[str], *, nproc: int, env: dict[str, str] | None = None
+) -> Launched:
     """Run ``python -m module args`` on ``nproc`` ranks and wait for them.
 
     SIGTERM to this process goes on to torchrun, which hands it to every rank (Ctrl-C

@@ -40,8 +40,9 @@ def _interrupted(stage: str) -> Interrupted:
 # ------------------------------------------------------------------ FuseLLM stages
 
 
-def extract(config: Any, *, nproc: int = 1, progress: bool = True,
-            report: Reporter | None = None) -> list[Path]:  # fmt: skip
+def extract(
+    config: Any, *, nproc: int = 1, progress: bool = True, report: Reporter | None = None
+) -> list[Path]:
     """Prepare the corpus and check every row fits every model here, then extract top-k (in
     this process, or on ``nproc`` ranks that split the shards)."""
     from fusion.corpus import prepare
@@ -51,10 +52,15 @@ def extract(config: Any, *, nproc: int = 1, progress: bool = True,
 
     report = report or Reporter()
     corpus = prepare(config.corpus, config.work_dir, chat_model=config.target)
-    kind = (f"conversations rendered with {config.target.name}'s chat template, "
-            if corpus.conversation else "")  # fmt: skip
-    report.status(f"corpus: {len(corpus)} rows, {kind}fingerprint {corpus.fingerprint[:12]} "
-                  f"({corpus.directory})")  # fmt: skip
+    kind = (
+        f"conversations rendered with {config.target.name}'s chat template, "
+        if corpus.conversation
+        else ""
+    )
+    report.status(
+        f"corpus: {len(corpus)} rows, {kind}fingerprint {corpus.fingerprint[:12]} "
+        f"({corpus.directory})"
+    )
     check_rows(config, corpus)
     try:
         if nproc == 1:
@@ -65,8 +71,10 @@ def extract(config: Any, *, nproc: int = 1, progress: bool = True,
             if launched.interrupted:
                 raise KeyboardInterrupt
             if launched.code != 0:
-                raise FusionError(f"extraction failed in a worker (exit code {launched.code}); "
-                                  "its message is above")  # fmt: skip
+                raise FusionError(
+                    f"extraction failed in a worker (exit code {launched.code}); "
+                    "its message is above"
+                )
             paths = [store_dir(config, entry) for entry in models(config)]
     except KeyboardInterrupt:
         raise _interrupted("extraction") from None
@@ -75,8 +83,9 @@ def extract(config: Any, *, nproc: int = 1, progress: bool = True,
     return paths
 
 
-def align(config: Any, *, overwrite: bool = False, progress: bool = True,
-          report: Reporter | None = None) -> Path:  # fmt: skip
+def align(
+    config: Any, *, overwrite: bool = False, progress: bool = True, report: Reporter | None = None
+) -> Path:
     """Align every source to the target, map vocabularies, project and fuse into one store."""
     from fusion.align.stage import run_align
 
@@ -90,21 +99,35 @@ def align(config: Any, *, overwrite: bool = False, progress: bool = True,
     return out
 
 
-def train(config: Any, *, nproc: int = 1, resume: bool = True, progress: bool = True,
-          report: Reporter | None = None) -> Path:  # fmt: skip
+def train(
+    config: Any,
+    *,
+    nproc: int = 1,
+    resume: bool = True,
+    progress: bool = True,
+    report: Reporter | None = None,
+) -> Path:
     """Train the target on the fused store (DeepSpeed, here or on ``nproc`` ranks)."""
     from fusion.train.launch import run_training
 
     report = report or Reporter()
     try:
-        return run_training(config, nproc=nproc, resume=resume, progress=progress,
-                            say=report.status)  # fmt: skip
+        return run_training(
+            config, nproc=nproc, resume=resume, progress=progress, say=report.status
+        )
     except KeyboardInterrupt:
         raise _interrupted("training") from None
 
 
-def fuse(config: Any, *, nproc: int = 1, overwrite: bool = False, resume: bool = True,
-         progress: bool = True, report: Reporter | None = None) -> Path:  # fmt: skip
+def fuse(
+    config: Any,
+    *,
+    nproc: int = 1,
+    overwrite: bool = False,
+    resume: bool = True,
+    progress: bool = True,
+    report: Reporter | None = None,
+) -> Path:
     """FuseLLM end to end: extract -> align and fuse -> train; returns the final model."""
     report = report or Reporter()
     extract(config, nproc=nproc, progress=progress, report=report)
@@ -117,8 +140,14 @@ def fuse(config: Any, *, nproc: int = 1, overwrite: bool = False, resume: bool =
 # ------------------------------------------------------------------ FuseChat
 
 
-def fuse_chat(chat: Any, *, nproc: int = 1, overwrite: bool = False, progress: bool = True,
-              report: Reporter | None = None) -> Path:  # fmt: skip
+def fuse_chat(
+    chat: Any,
+    *,
+    nproc: int = 1,
+    overwrite: bool = False,
+    progress: bool = True,
+    report: Reporter | None = None,
+) -> Path:
     """Fuse each source into the pivot (extract once, then align and train one pair at a
     time), then merge the pair targets relative to the pivot; returns the merged model."""
     from fusion.chat import (
@@ -145,15 +174,17 @@ def fuse_chat(chat: Any, *, nproc: int = 1, overwrite: bool = False, progress: b
         report.status(f"{label}: align and train")
         link_shared(chat, source)
         align(pairs[source.name], overwrite=overwrite, progress=progress, report=report)
-        finals[source.name] = train(pairs[source.name], nproc=nproc, resume=True,
-                                    progress=progress, report=report)  # fmt: skip
+        finals[source.name] = train(
+            pairs[source.name], nproc=nproc, resume=True, progress=progress, report=report
+        )
     spec = merge_spec(chat, {name: Path(final) for name, final in finals.items() if final})
     out = merged_dir(chat)
     if merge_done(chat, spec):
         report.status(f"merge: finished earlier: {out}")
     else:
-        report.status(f"merge: {spec.method} of {len(spec.models)} pair targets relative to "
-                      "the pivot")  # fmt: skip
+        report.status(
+            f"merge: {spec.method} of {len(spec.models)} pair targets relative to the pivot"
+        )
         merge(spec, out, overwrite=True, progress=progress)
     report.output("model", out)
     return out
@@ -162,8 +193,9 @@ def fuse_chat(chat: Any, *, nproc: int = 1, overwrite: bool = False, progress: b
 # ------------------------------------------------------------------ EEVE
 
 
-def vocab_train(config: Any, *, nproc: int = 1, progress: bool = True,
-                report: Reporter | None = None) -> Path:  # fmt: skip
+def vocab_train(
+    config: Any, *, nproc: int = 1, progress: bool = True, report: Reporter | None = None
+) -> Path:
     """EEVE's stages in order, each from the previous stage's model, skipping finished ones
     and resuming an interrupted one; returns the last stage's final model."""
     import yaml
@@ -178,11 +210,13 @@ def vocab_train(config: Any, *, nproc: int = 1, progress: bool = True,
 
     report = report or Reporter()
     rows = new_rows(Path(config.model))
-    report.status(f"vocab train: {config.model} ({len(rows.ids)} new rows), "
-                  f"{len(config.stages)} stages")  # fmt: skip
+    report.status(
+        f"vocab train: {config.model} ({len(rows.ids)} new rows), {len(config.stages)} stages"
+    )
     corpus = corpus_mod.prepare(config.corpus, config.work_dir)
-    tokenizer = AutoTokenizer.from_pretrained(config.model,
-                                              trust_remote_code=config.trust_remote_code)  # fmt: skip
+    tokenizer = AutoTokenizer.from_pretrained(
+        config.model, trust_remote_code=config.trust_remote_code
+    )
     dataset = ClmDataset(
         config.work_dir, tokenizer, config.train.max_length, config.train.long_rows
     )

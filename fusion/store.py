@@ -206,9 +206,12 @@ class SequenceTopK:
         n = len(self)
         if n == 0:
             return "empty sequence"
-        shape_ok = (self.topk_ids.shape == self.topk_logprobs.shape
-                    and self.topk_ids.ndim == 2 and self.topk_ids.shape[0] == n
-                    and (self.topk_ids.shape[1] <= k if ragged else self.topk_ids.shape[1] == k))  # fmt: skip
+        shape_ok = (
+            self.topk_ids.shape == self.topk_logprobs.shape
+            and self.topk_ids.ndim == 2
+            and self.topk_ids.shape[0] == n
+            and (self.topk_ids.shape[1] <= k if ragged else self.topk_ids.shape[1] == k)
+        )
         if not shape_ok:
             want = f"({n}, <={k})" if ragged else f"({n}, {k})"
             return (
@@ -301,16 +304,20 @@ class StoreWriter:
         excluded = dict(excluded or {})
         got = [row.row_id for row in rows]
         if got != [row for row in expected if row not in excluded]:
-            raise StoreError(f"{self.path}: shard {index} must hold rows {expected.start}-"
-                             f"{expected.stop - 1} in order, got {got[:3]}...")  # fmt: skip
+            raise StoreError(
+                f"{self.path}: shard {index} must hold rows {expected.start}-"
+                f"{expected.stop - 1} in order, got {got[:3]}..."
+            )
         k = self.manifest.k
         ragged = self.manifest.layout == "ragged"
         kept: list[SequenceTopK] = []
         for row in rows:
             if (row.loss_mask is not None) != self.manifest.masked:
                 has = "a" if row.loss_mask is not None else "no"
-                raise StoreError(f"{self.path}: row {row.row_id} has {has} loss_mask, the store "
-                                 f"masked={self.manifest.masked}: masks are all or none")  # fmt: skip
+                raise StoreError(
+                    f"{self.path}: row {row.row_id} has {has} loss_mask, the store "
+                    f"masked={self.manifest.masked}: masks are all or none"
+                )
             reason = row.problem(k, ragged)
             if reason is None:
                 kept.append(row)
@@ -367,8 +374,9 @@ def _read_sidecar(path: Path, index: int) -> ShardInfo | None:
         )
 
 
-def _pack(rows: Sequence[SequenceTopK], k: int, width: int,
-          ragged: bool = False) -> dict[str, np.ndarray]:  # fmt: skip
+def _pack(
+    rows: Sequence[SequenceTopK], k: int, width: int, ragged: bool = False
+) -> dict[str, np.ndarray]:
     lengths = [len(row) for row in rows]
     offsets = np.zeros(len(rows) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
@@ -401,8 +409,11 @@ def _pack(rows: Sequence[SequenceTopK], k: int, width: int,
     flat_ids = (
         np.concatenate([i[u] for i, u in zip(ids, used, strict=True)]) if rows else np.zeros(0)
     )
-    flat_lp = (np.concatenate([np.asarray(r.topk_logprobs)[u] for r, u in zip(rows, used, strict=True)])
-               if rows else np.zeros(0))  # fmt: skip
+    flat_lp = (
+        np.concatenate([np.asarray(r.topk_logprobs)[u] for r, u in zip(rows, used, strict=True)])
+        if rows
+        else np.zeros(0)
+    )
     counts = np.concatenate([u.sum(axis=1) for u in used]) if rows else np.zeros(0)
     tensors["topk_counts"] = counts.astype(np.uint16)
     tensors["topk_ids"] = pack_ids(flat_ids.astype(np.int64), width)
@@ -410,8 +421,7 @@ def _pack(rows: Sequence[SequenceTopK], k: int, width: int,
     return tensors
 
 
-def _unravel(counts: np.ndarray, entries: np.ndarray, k: int, fill: Any,
-             dtype: Any) -> np.ndarray:  # fmt: skip
+def _unravel(counts: np.ndarray, entries: np.ndarray, k: int, fill: Any, dtype: Any) -> np.ndarray:
     """Ragged entries (``counts`` per position, back to back) -> [n, k], the rest filled."""
     out = np.full((len(counts), k), fill, dtype=dtype)
     rows = np.repeat(np.arange(len(counts)), counts)
@@ -476,10 +486,12 @@ class TopKStore:
             counts = data["topk_counts"][lo:hi].astype(np.int64)
             start, stop = int(data["entry_offsets"][lo]), int(data["entry_offsets"][hi])
             k = self.manifest.k
-            topk_ids = _unravel(counts, unpack_ids(data["topk_ids"][start:stop], width), k,
-                                PAD_ID, np.int32)  # fmt: skip
-            topk_logprobs = _unravel(counts, data["topk_logprobs"][start:stop], k, -np.inf,
-                                     np.float16)  # fmt: skip
+            topk_ids = _unravel(
+                counts, unpack_ids(data["topk_ids"][start:stop], width), k, PAD_ID, np.int32
+            )
+            topk_logprobs = _unravel(
+                counts, data["topk_logprobs"][start:stop], k, -np.inf, np.float16
+            )
         else:
             topk_ids = unpack_ids(data["topk_ids"][lo:hi], width)
             topk_logprobs = data["topk_logprobs"][lo:hi]

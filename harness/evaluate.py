@@ -53,7 +53,7 @@ def git_commit() -> str | None:
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
-    return head + ("-dirty" if dirty else "")  # fmt: skip
+    return head + ("-dirty" if dirty else "")
 
 
 def seeds_for(seed: int) -> dict[str, int]:
@@ -76,8 +76,9 @@ def _check_same_settings(old: Manifest, new: Manifest, run: Path) -> None:
     versions = {t.name: t.version for t in new.tasks}
     differing += [
         f"version of {t.name} ({t.version} -> {versions[t.name]})"
-        for t in old.tasks if t.name in versions and versions[t.name] != t.version
-    ]  # fmt: skip
+        for t in old.tasks
+        if t.name in versions and versions[t.name] != t.version
+    ]
     if differing:
         raise HarnessError(
             f"{run} holds a run with different settings ({'; '.join(differing)}); "
@@ -88,13 +89,15 @@ def _check_same_settings(old: Manifest, new: Manifest, run: Path) -> None:
 def _merge_manifests(old: Manifest, new: Manifest) -> Manifest:
     """Resume: keep what was finished and the union of tasks and shots asked for."""
     tasks = {t.name: t for t in old.tasks} | {t.name: t for t in new.tasks}
-    return new.model_copy(update={
-        "tasks": list(tasks.values()),
-        "requested_tasks": list(dict.fromkeys(old.requested_tasks + new.requested_tasks)),
-        "num_fewshot": sorted(set(old.num_fewshot) | set(new.num_fewshot)),
-        "completed": old.completed,
-        "started_at": old.started_at,
-    })  # fmt: skip
+    return new.model_copy(
+        update={
+            "tasks": list(tasks.values()),
+            "requested_tasks": list(dict.fromkeys(old.requested_tasks + new.requested_tasks)),
+            "num_fewshot": sorted(set(old.num_fewshot) | set(new.num_fewshot)),
+            "completed": old.completed,
+            "started_at": old.started_at,
+        }
+    )
 
 
 def open_run(spec: EvalSpec, manifest: Manifest) -> Manifest:
@@ -119,18 +122,25 @@ def open_run(spec: EvalSpec, manifest: Manifest) -> Manifest:
 def _task_entries(names: list[str]) -> list[TaskEntry]:
     infos = catalog.all_tasks()
     return [
-        TaskEntry(name=n, version=infos[n].version, benchmark=infos[n].benchmark,
-                  source=infos[n].source, split=infos[n].split, metric=infos[n].metric)
+        TaskEntry(
+            name=n,
+            version=infos[n].version,
+            benchmark=infos[n].benchmark,
+            source=infos[n].source,
+            split=infos[n].split,
+            metric=infos[n].metric,
+        )
         for n in names
-    ]  # fmt: skip
+    ]
 
 
 def _quiet_git_hash() -> str | None:
     """lm-eval records ``git describe`` of the current directory and lets git print
     "fatal: not a git repository" to the terminal outside one; same value, no noise."""
     try:
-        done = subprocess.run(["git", "describe", "--always"], capture_output=True, text=True,
-                              timeout=10)  # fmt: skip
+        done = subprocess.run(
+            ["git", "describe", "--always"], capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout.strip() or None
@@ -179,10 +189,15 @@ def run_eval(spec: EvalSpec, console: Console | None = None) -> Path:
     )
     manifest = open_run(spec, manifest)
     run = spec.output
-    pending = [(t, n) for n in sorted(set(spec.num_fewshot)) for t in task_names
-               if not manifest.is_done(t, n)]  # fmt: skip
-    for task, shots in [(t, n) for n in spec.num_fewshot for t in task_names
-                        if manifest.is_done(t, n)]:  # fmt: skip
+    pending = [
+        (t, n)
+        for n in sorted(set(spec.num_fewshot))
+        for t in task_names
+        if not manifest.is_done(t, n)
+    ]
+    for task, shots in [
+        (t, n) for n in spec.num_fewshot for t in task_names if manifest.is_done(t, n)
+    ]:
         console.print(f"[dim]skip[/] {task} {shots}-shot: already in {run}")
     if not pending:
         manifest.status, manifest.finished_at = "complete", manifest.finished_at or rundir.now()
@@ -208,15 +223,22 @@ def run_eval(spec: EvalSpec, console: Console | None = None) -> Path:
             results = _evaluate_one(lm, task, shots, spec, task_manager, use_cache)
             truncated = truncated_documents(lm, results, task)
             if truncated:
-                console.print(f"  [yellow]{truncated} document(s) longer than the model's "
-                              "maximum length: truncated from the left[/]")  # fmt: skip
+                console.print(
+                    f"  [yellow]{truncated} document(s) longer than the model's "
+                    "maximum length: truncated from the left[/]"
+                )
             n_samples = len(results.get("samples", {}).get(task, []))
             _store(run, shots, task, results)
-            manifest.completed.append(Completed(
-                task=task, num_fewshot=shots, finished_at=rundir.now(),
-                seconds=round(time.monotonic() - started, 2),
-                n_samples=n_samples, truncated=truncated,
-            ))  # fmt: skip
+            manifest.completed.append(
+                Completed(
+                    task=task,
+                    num_fewshot=shots,
+                    finished_at=rundir.now(),
+                    seconds=round(time.monotonic() - started, 2),
+                    n_samples=n_samples,
+                    truncated=truncated,
+                )
+            )
             rundir.write_manifest(run, manifest)
     except KeyboardInterrupt:
         manifest.status = "interrupted"

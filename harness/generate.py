@@ -50,8 +50,10 @@ def check_chat_template(spec: GenerateSpec) -> str | None:
         if not spec.chat_template.is_file():
             raise HarnessError(f"--chat-template {spec.chat_template}: no such file")
         if spec.serve is None:
-            raise HarnessError("--chat-template applies to a server fusebench starts (--serve); "
-                               "give it to your own server instead")  # fmt: skip
+            raise HarnessError(
+                "--chat-template applies to a server fusebench starts (--serve); "
+                "give it to your own server instead"
+            )
         return sha256_file(spec.chat_template)
     local = Path(spec.model).is_dir()
     if spec.serve is None and not local:
@@ -59,14 +61,17 @@ def check_chat_template(spec: GenerateSpec) -> str | None:
     from transformers import AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(spec.model,
-                                                  trust_remote_code=spec.trust_remote_code)  # fmt: skip
+        tokenizer = AutoTokenizer.from_pretrained(
+            spec.model, trust_remote_code=spec.trust_remote_code
+        )
     except (OSError, ValueError) as err:
         raise HarnessError(f"{spec.model}: cannot load its tokenizer ({err})") from None
     template = tokenizer.chat_template
     if not template:
-        raise HarnessError(f"{spec.model}: the tokenizer has no chat template; give one with "
-                           "--chat-template FILE (a Jinja template)")  # fmt: skip
+        raise HarnessError(
+            f"{spec.model}: the tokenizer has no chat template; give one with "
+            "--chat-template FILE (a Jinja template)"
+        )
     text = template if isinstance(template, str) else json.dumps(template, sort_keys=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -81,9 +86,14 @@ def _model_info(model: str) -> rundir.ModelInfo:
 
 def _settings(spec: GenerateSpec, model: rundir.ModelInfo, template_sha: str | None) -> dict:
     """What the outputs depend on: a rerun with other settings is refused (or --overwrite)."""
-    return {"model": model.name_or_path, "sha256": model.sha256, "max_tokens": spec.max_tokens,
-            "stop": list(spec.stop), "chat_template_sha256": template_sha,
-            "temperature": 0.0}  # fmt: skip
+    return {
+        "model": model.name_or_path,
+        "sha256": model.sha256,
+        "max_tokens": spec.max_tokens,
+        "stop": list(spec.stop),
+        "chat_template_sha256": template_sha,
+        "temperature": 0.0,
+    }
 
 
 def _open_run(spec: GenerateSpec, model: rundir.ModelInfo, settings: dict) -> dict:
@@ -98,8 +108,10 @@ def _open_run(spec: GenerateSpec, model: rundir.ModelInfo, settings: dict) -> di
             if not spec.overwrite:
                 old = record.get("settings") or {}
                 changed = [d.key for d in differences(old, settings, sort=True)]
-                raise HarnessError(f"{spec.output}: holds a LogicKor generation with other "
-                                   f"settings ({', '.join(changed)}); --overwrite replaces it")  # fmt: skip
+                raise HarnessError(
+                    f"{spec.output}: holds a LogicKor generation with other "
+                    f"settings ({', '.join(changed)}); --overwrite replaces it"
+                )
             for strategy in spec.strategies:
                 (out / f"{strategy}.jsonl").unlink(missing_ok=True)
                 part_path(out / f"{strategy}.jsonl").unlink(missing_ok=True)
@@ -108,25 +120,45 @@ def _open_run(spec: GenerateSpec, model: rundir.ModelInfo, settings: dict) -> di
     if manifest_path.is_file():
         manifest = rundir.read_manifest(spec.output)
         if manifest.model.name_or_path != model.name_or_path and not spec.overwrite:
-            raise HarnessError(f"{manifest_path}: a run of {manifest.model.name_or_path}, not "
-                               f"{model.name_or_path}; choose another --output")  # fmt: skip
+            raise HarnessError(
+                f"{manifest_path}: a run of {manifest.model.name_or_path}, not "
+                f"{model.name_or_path}; choose another --output"
+            )
     else:
         from harness.evaluate import git_commit
         from tasks import logickor
 
-        rundir.write_manifest(spec.output, rundir.Manifest(
-            fusebench_version=__version__, git_commit=git_commit(), model=model,
-            backend=rundir.BackendInfo(name=f"openai ({spec.serve or 'external server'})",
-                                       args={"max_tokens": spec.max_tokens, "stop": spec.stop}),
-            requested_tasks=["logickor"],
-            tasks=[rundir.TaskEntry(name="logickor", version=logickor.VERSION,
-                                    benchmark="LogicKor", source=logickor.source_description(),
-                                    split="test", metric="judge score 0-10")],
-            num_fewshot=[], seeds={}, limit=None, started_at=rundir.now(),
-        ))  # fmt: skip
+        rundir.write_manifest(
+            spec.output,
+            rundir.Manifest(
+                fusebench_version=__version__,
+                git_commit=git_commit(),
+                model=model,
+                backend=rundir.BackendInfo(
+                    name=f"openai ({spec.serve or 'external server'})",
+                    args={"max_tokens": spec.max_tokens, "stop": spec.stop},
+                ),
+                requested_tasks=["logickor"],
+                tasks=[
+                    rundir.TaskEntry(
+                        name="logickor",
+                        version=logickor.VERSION,
+                        benchmark="LogicKor",
+                        source=logickor.source_description(),
+                        split="test",
+                        metric="judge score 0-10",
+                    )
+                ],
+                num_fewshot=[],
+                seeds={},
+                limit=None,
+                started_at=rundir.now(),
+            ),
+        )
     record.setdefault("started_at", rundir.now())
-    record.update({"fusebench_version": __version__, "settings": settings,
-                   "server": spec.serve or "external"})  # fmt: skip
+    record.update(
+        {"fusebench_version": __version__, "settings": settings, "server": spec.serve or "external"}
+    )
     record.setdefault("strategies", {})
     write_json_atomic(record_path, record)
     return record
@@ -148,8 +180,9 @@ class _Chat:
 
         # The openai client's own retries (exponential backoff, Retry-After) suffice for a
         # model server; judging needs more control (see judges.client).
-        self._client = openai.OpenAI(base_url=base_url, api_key=spec.api_key or "none",
-                                     timeout=spec.timeout, max_retries=3)  # fmt: skip
+        self._client = openai.OpenAI(
+            base_url=base_url, api_key=spec.api_key or "none", timeout=spec.timeout, max_retries=3
+        )
         self.model, self.spec = model, spec
 
     def __call__(self, messages: list[dict[str, str]]) -> str:
@@ -157,12 +190,17 @@ class _Chat:
 
         try:
             response = self._client.chat.completions.create(
-                model=self.model, messages=messages, temperature=0.0,  # type: ignore[arg-type]
-                max_tokens=self.spec.max_tokens, stop=self.spec.stop or None,
-            )  # fmt: skip
+                model=self.model,
+                messages=messages,
+                temperature=0.0,  # type: ignore[arg-type]
+                max_tokens=self.spec.max_tokens,
+                stop=self.spec.stop or None,
+            )
         except openai.APIStatusError as err:
-            raise HarnessError(f"model server refused a request (HTTP {err.status_code}): "
-                               f"{' '.join(str(err).split())[:300]}") from None  # fmt: skip
+            raise HarnessError(
+                f"model server refused a request (HTTP {err.status_code}): "
+                f"{' '.join(str(err).split())[:300]}"
+            ) from None
         except openai.APIConnectionError as err:
             raise HarnessError(f"model server unreachable ({err})") from None
         text = response.choices[0].message.content if response.choices else None
@@ -172,17 +210,22 @@ class _Chat:
         self._client.close()
 
 
-def answer(chat: Callable[[list[dict[str, str]]], str], strategy: list[dict[str, str]],
-           question: dict) -> dict:  # fmt: skip
+def answer(
+    chat: Callable[[list[dict[str, str]]], str], strategy: list[dict[str, str]], question: dict
+) -> dict:
     first, second = question["questions"][:2]
     turn1 = [*strategy, {"role": "user", "content": first}]
     out1 = chat(turn1)
     out2 = chat(
         [*turn1, {"role": "assistant", "content": out1}, {"role": "user", "content": second}]
     )
-    return {"id": question["id"], "category": question["category"],
-            "questions": question["questions"], "outputs": [out1, out2],
-            "references": question["references"]}  # fmt: skip
+    return {
+        "id": question["id"],
+        "category": question["category"],
+        "questions": question["questions"],
+        "outputs": [out1, out2],
+        "references": question["references"],
+    }
 
 
 @contextlib.contextmanager
@@ -190,9 +233,14 @@ def _endpoint(spec: GenerateSpec, log: Path) -> Iterator[tuple[str, str]]:
     if spec.serve is not None:
         from harness.serve import serve
 
-        with serve(spec.model, spec.serve, chat_template=spec.chat_template,
-                   trust_remote_code=spec.trust_remote_code, device=spec.device,
-                   log=log) as served:  # fmt: skip
+        with serve(
+            spec.model,
+            spec.serve,
+            chat_template=spec.chat_template,
+            trust_remote_code=spec.trust_remote_code,
+            device=spec.device,
+            log=log,
+        ) as served:
             yield served.base_url, served.model
     else:
         assert spec.base_url is not None
@@ -210,8 +258,9 @@ def run_generate(spec: GenerateSpec, console: Console | None = None) -> dict[str
     questions, templates = load_questions(), load_templates()
     unknown = [s for s in spec.strategies if s not in templates.strategies]
     if unknown:
-        raise HarnessError(f"--strategies: unknown {', '.join(unknown)} (known: "
-                           f"{', '.join(templates.strategies)})")  # fmt: skip
+        raise HarnessError(
+            f"--strategies: unknown {', '.join(unknown)} (known: {', '.join(templates.strategies)})"
+        )
     template_sha = check_chat_template(spec)
     model = _model_info(spec.model)
     record = _open_run(spec, model, _settings(spec, model, template_sha))
@@ -232,37 +281,64 @@ def run_generate(spec: GenerateSpec, console: Console | None = None) -> dict[str
     lock = threading.Lock()
     with _endpoint(spec, out / "server.log") as (base_url, served_model):
         chat = _Chat(base_url, served_model, spec)
-        progress = Progress(TextColumn("generating {task.description}"), BarColumn(),
-                            MofNCompleteColumn(), TimeElapsedColumn(),
-                            console=Console(stderr=True), disable=spec.quiet)  # fmt: skip
+        progress = Progress(
+            TextColumn("generating {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            disable=spec.quiet,
+        )
         try:
             with progress:
                 for strategy, remaining in todo.items():
-                    bar = progress.add_task(strategy, total=len(questions),
-                                            completed=len(done[strategy]))  # fmt: skip
-                    _run_strategy(spec, chat, templates.strategies[strategy], remaining,
-                                  out / f"{strategy}.jsonl", done[strategy], lock,
-                                  lambda bar=bar: progress.advance(bar))  # fmt: skip
+                    bar = progress.add_task(
+                        strategy, total=len(questions), completed=len(done[strategy])
+                    )
+                    _run_strategy(
+                        spec,
+                        chat,
+                        templates.strategies[strategy],
+                        remaining,
+                        out / f"{strategy}.jsonl",
+                        done[strategy],
+                        lock,
+                        lambda bar=bar: progress.advance(bar),
+                    )
                     final = out / f"{strategy}.jsonl"
                     write_jsonl_atomic(final, [done[strategy][q["id"]] for q in questions])
                     part_path(final).unlink(missing_ok=True)
-                    record["strategies"][strategy] = {"status": "complete", "questions": len(questions),
-                                                      "finished_at": rundir.now()}  # fmt: skip
+                    record["strategies"][strategy] = {
+                        "status": "complete",
+                        "questions": len(questions),
+                        "finished_at": rundir.now(),
+                    }
                     write_json_atomic(out / RECORD, record)
-                    result[strategy] = {"generated": len(remaining),
-                                        "already_done": len(questions) - len(remaining)}  # fmt: skip
+                    result[strategy] = {
+                        "generated": len(remaining),
+                        "already_done": len(questions) - len(remaining),
+                    }
         except KeyboardInterrupt:
             finished = {s: len(d) for s, d in done.items()}
-            raise Interrupted(f"interrupted; finished questions kept ({finished}); rerun the "
-                              "same command to continue") from None  # fmt: skip
+            raise Interrupted(
+                f"interrupted; finished questions kept ({finished}); rerun the "
+                "same command to continue"
+            ) from None
         finally:
             chat.close()
     return result
 
 
-def _run_strategy(spec: GenerateSpec, chat: _Chat, strategy: list[dict[str, str]],
-                  remaining: list[dict], final: Path, done: dict, lock: threading.Lock,
-                  advance: Callable[[], None]) -> None:  # fmt: skip
+def _run_strategy(
+    spec: GenerateSpec,
+    chat: _Chat,
+    strategy: list[dict[str, str]],
+    remaining: list[dict],
+    final: Path,
+    done: dict,
+    lock: threading.Lock,
+    advance: Callable[[], None],
+) -> None:
     part = part_path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(max_workers=spec.concurrency) as pool:

@@ -37,26 +37,42 @@ def run_judge(request: JudgeRequest, console: Console | None = None) -> list[Pat
     cache_path = (request.cache or reply_cache.default_path()) if request.use_cache else None
     replies = reply_cache.ReplyCache(cache_path)
     settings = ClientSettings(
-        base_url=request.base_url, model=request.judge_model, timeout=request.timeout,
-        max_retries=request.max_retries, backoff_base=request.backoff,
+        base_url=request.base_url,
+        model=request.judge_model,
+        timeout=request.timeout,
+        max_retries=request.max_retries,
+        backoff_base=request.backoff,
         requests_per_minute=request.requests_per_minute,
-    )  # fmt: skip
+    )
     client = JudgeClient(settings, request.api_key, replies)
     judge_settings = JudgeSettings(
-        template=request.template, repeats=request.repeats, max_asks=request.max_asks,
-        temperature=request.temperature, max_tokens=request.max_tokens,
+        template=request.template,
+        repeats=request.repeats,
+        max_asks=request.max_asks,
+        temperature=request.temperature,
+        max_tokens=request.max_tokens,
         concurrency=request.concurrency,
-    )  # fmt: skip
+    )
     price = price_for(request.judge_model, request.price_in, request.price_out)
     total = sum(2 * len(r) for r in rows.values())
-    progress = Progress(TextColumn("judging {task.description}"), BarColumn(),
-                        MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=Console(stderr=True), disable=request.quiet)  # fmt: skip
+    progress = Progress(
+        TextColumn("judging {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        disable=request.quiet,
+    )
     try:
         with progress:
             bar = progress.add_task("", total=total)
-            judge = Judge(client, judge_settings, _judge_system(request.template), price,
-                          lambda n: progress.advance(bar, n))  # fmt: skip
+            judge = Judge(
+                client,
+                judge_settings,
+                _judge_system(request.template),
+                price,
+                lambda n: progress.advance(bar, n),
+            )
             for job in jobs:
                 progress.update(bar, description=job.label)
                 judge.run(job, rows[job])
@@ -65,33 +81,53 @@ def run_judge(request: JudgeRequest, console: Console | None = None) -> list[Pat
         replies.close()
     summary = judge.summary
     record = {
-        "fusebench_version": __version__, "started_at": started, "finished_at": rundir.now(),
-        "target": str(request.target), "judge_model": request.judge_model,
-        "base_url": request.public_base_url, "api_key_env": request.api_key_env,
-        "template": request.template, "repeats": request.repeats,
-        "sampling": judge_settings.sampling(), "max_asks": request.max_asks,
-        "files": [str(f) for f in summary.files], "judgments": summary.judgments,
-        "requests": client.stats.requests, "retries": client.stats.retries,
-        "cache_hits": client.stats.cache_hits, "cache": str(cache_path) if cache_path else None,
-        "tokens_spent": {"prompt": client.stats.prompt_tokens,
-                         "completion": client.stats.completion_tokens},
+        "fusebench_version": __version__,
+        "started_at": started,
+        "finished_at": rundir.now(),
+        "target": str(request.target),
+        "judge_model": request.judge_model,
+        "base_url": request.public_base_url,
+        "api_key_env": request.api_key_env,
+        "template": request.template,
+        "repeats": request.repeats,
+        "sampling": judge_settings.sampling(),
+        "max_asks": request.max_asks,
+        "files": [str(f) for f in summary.files],
+        "judgments": summary.judgments,
+        "requests": client.stats.requests,
+        "retries": client.stats.retries,
+        "cache_hits": client.stats.cache_hits,
+        "cache": str(cache_path) if cache_path else None,
+        "tokens_spent": {
+            "prompt": client.stats.prompt_tokens,
+            "completion": client.stats.completion_tokens,
+        },
         "cost_usd": summary.cost,
-        "price_per_million": None if price is None else [price.per_million_in, price.per_million_out],
-    }  # fmt: skip
+        "price_per_million": None
+        if price is None
+        else [price.per_million_in, price.per_million_out],
+    }
     write_json_atomic(_record_dir(request) / RECORD, record)
     _print_table(request, summary.files, console)
     counts = summary.judgments
-    cost = "unknown (no price for this model: --price-in/--price-out)" if summary.cost is None \
-        else f"${summary.cost:.4f}"  # fmt: skip
+    cost = (
+        "unknown (no price for this model: --price-in/--price-out)"
+        if summary.cost is None
+        else f"${summary.cost:.4f}"
+    )
     console.print(
         f"judgments: {counts[OK]} ok, {counts[UNPARSABLE]} unparsable, {counts[ERROR]} error "
         f"(unparsable and error are left out of the means, never scored 0); "
         f"requests {client.stats.requests} ({client.stats.retries} retries, "
         f"{client.stats.cache_hits} from the cache); tokens spent "
         f"{client.stats.prompt_tokens} in / {client.stats.completion_tokens} out; "
-        f"cost of these judgments {cost}", highlight=False, soft_wrap=True)  # fmt: skip
-    console.print(f"judged files: {', '.join(str(f) for f in summary.files)}", highlight=False,
-                  soft_wrap=True)  # fmt: skip
+        f"cost of these judgments {cost}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print(
+        f"judged files: {', '.join(str(f) for f in summary.files)}", highlight=False, soft_wrap=True
+    )
     return summary.files
 
 

@@ -49,9 +49,11 @@ def resolve_model(name: str, revision: str | None = None) -> ModelInfo:
         if not any(p.suffix in WEIGHT_SUFFIXES for p in path.rglob("*")):
             raise HarnessError(f"{name}: no weight files ({', '.join(WEIGHT_SUFFIXES)})")
         return ModelInfo(
-            name_or_path=str(path.resolve()), revision=None, local=True,
+            name_or_path=str(path.resolve()),
+            revision=None,
+            local=True,
             sha256=weights_sha256(path),
-        )  # fmt: skip
+        )
     if not _HUB_ID.match(name) or name.startswith((".", "/", "~")):
         raise HarnessError(f"{name}: model path does not exist")
     if _hub_offline():

@@ -75,8 +75,10 @@ def _with_template(model: str, template: Path, workdir: Path) -> str:
     (``transformers serve`` has no chat-template option)."""
     source = Path(model)
     if not source.is_dir():
-        raise HarnessError(f"--chat-template with --serve transformers needs a local model "
-                           f"directory; {model} is not one")  # fmt: skip
+        raise HarnessError(
+            f"--chat-template with --serve transformers needs a local model "
+            f"directory; {model} is not one"
+        )
     folder = workdir / source.name
     folder.mkdir()
     for item in source.iterdir():
@@ -94,14 +96,40 @@ def _with_template(model: str, template: Path, workdir: Path) -> str:
     return str(folder)
 
 
-def command(kind: str, model: str, port: int, chat_template: Path | None,
-            trust_remote_code: bool, device: str) -> list[str]:  # fmt: skip
+def command(
+    kind: str,
+    model: str,
+    port: int,
+    chat_template: Path | None,
+    trust_remote_code: bool,
+    device: str,
+) -> list[str]:
     if kind == "transformers":
-        cmd = [_executable("transformers"), "serve", model, "--host", "127.0.0.1",
-               "--port", str(port), "--device", device, "--log-level", "warning"]  # fmt: skip
+        cmd = [
+            _executable("transformers"),
+            "serve",
+            model,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--device",
+            device,
+            "--log-level",
+            "warning",
+        ]
     elif kind == "vllm":  # GPU path, untested here
-        cmd = [_executable("vllm"), "serve", model, "--host", "127.0.0.1", "--port", str(port),
-               "--served-model-name", model]  # fmt: skip
+        cmd = [
+            _executable("vllm"),
+            "serve",
+            model,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--served-model-name",
+            model,
+        ]
         if chat_template is not None:
             cmd += ["--chat-template", str(chat_template)]
     else:
@@ -134,9 +162,16 @@ def _tail(log: Path, lines: int = 5) -> str:
 
 
 @contextlib.contextmanager
-def serve(model: str, kind: str = "transformers", *, chat_template: Path | None = None,
-          trust_remote_code: bool = False, device: str = "cpu", log: Path | None = None,
-          startup_timeout: float = 600.0) -> Iterator[Served]:  # fmt: skip
+def serve(
+    model: str,
+    kind: str = "transformers",
+    *,
+    chat_template: Path | None = None,
+    trust_remote_code: bool = False,
+    device: str = "cpu",
+    log: Path | None = None,
+    startup_timeout: float = 600.0,
+) -> Iterator[Served]:
     """Run the server for the duration of the ``with`` block. It is stopped on every exit:
     normal, an exception, Ctrl-C, or SIGTERM (which the CLI turns into KeyboardInterrupt)."""
     with tempfile.TemporaryDirectory(prefix="fusebench-serve-") as workdir:
@@ -148,8 +183,13 @@ def serve(model: str, kind: str = "transformers", *, chat_template: Path | None 
         log_path.parent.mkdir(parents=True, exist_ok=True)
         cmd = command(kind, served_model, port, chat_template, trust_remote_code, device)
         with log_path.open("ab") as log_file:
-            process = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+            process = subprocess.Popen(
+                cmd,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         try:
             _wait_healthy(process, port, startup_timeout, log_path, kind)
             yield Served(f"http://127.0.0.1:{port}/v1", served_model)
@@ -157,14 +197,17 @@ def serve(model: str, kind: str = "transformers", *, chat_template: Path | None 
             _stop(process)
 
 
-def _wait_healthy(process: subprocess.Popen, port: int, timeout: float, log: Path,
-                  kind: str) -> None:  # fmt: skip
+def _wait_healthy(
+    process: subprocess.Popen, port: int, timeout: float, log: Path, kind: str
+) -> None:
     deadline = time.monotonic() + timeout
     url = f"http://127.0.0.1:{port}/health"
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise HarnessError(f"{kind} serve exited with code {process.returncode} before "
-                               f"answering ({log}: {_tail(log)})")  # fmt: skip
+            raise HarnessError(
+                f"{kind} serve exited with code {process.returncode} before "
+                f"answering ({log}: {_tail(log)})"
+            )
         try:
             with urllib.request.urlopen(url, timeout=2.0) as response:
                 if response.status == 200:

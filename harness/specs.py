@@ -18,14 +18,30 @@ from harness.backends import Backend, BackendOptions
 from judges.prompts import Template
 from judges.settings import ClientSettings, JudgeSettings
 
-__all__ = ["DEFAULT_API_KEY_ENV", "DEFAULT_SEED", "DEFAULT_STOP", "Backend", "EvalSpec",
-           "GenerateSpec", "JudgeRequest", "Server", "Template"]  # fmt: skip
+__all__ = [
+    "DEFAULT_API_KEY_ENV",
+    "DEFAULT_SEED",
+    "DEFAULT_STOP",
+    "Backend",
+    "EvalSpec",
+    "GenerateSpec",
+    "JudgeRequest",
+    "Server",
+    "Template",
+]
 
 DEFAULT_SEED = 1234
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
 # LogicKor's generator stops on these (chat-format markers of common model families).
-DEFAULT_STOP = ("<|endoftext|>", "</s>", "<|im_end|>", "[INST]", "[/INST]", "<end_of_turn>",
-                "<start_of_turn>")  # fmt: skip
+DEFAULT_STOP = (
+    "<|endoftext|>",
+    "</s>",
+    "<|im_end|>",
+    "[INST]",
+    "[/INST]",
+    "<end_of_turn>",
+    "<start_of_turn>",
+)
 
 # Enum-typed fields hold the Enum's value (a str), defaults included.
 _CONFIG = ConfigDict(use_enum_values=True, validate_default=True)

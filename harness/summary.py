@@ -27,7 +27,11 @@ def summary_table(run: Path) -> Table:
             stderr = row.get(f"{metric}_stderr,none")
             n = results.get("n-samples", {}).get(task, {}).get("effective", "")
             table.add_row(
-                task, str(shots), metric, f"{row[f'{metric},none']:.4f}",
-                f"{stderr:.4f}" if isinstance(stderr, (int, float)) else "n/a", str(n),
-            )  # fmt: skip
+                task,
+                str(shots),
+                metric,
+                f"{row[f'{metric},none']:.4f}",
+                f"{stderr:.4f}" if isinstance(stderr, (int, float)) else "n/a",
+                str(n),
+            )
     return table

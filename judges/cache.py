@@ -32,8 +32,12 @@ def default_path() -> Path:
 
 
 def cache_key(model: str, messages: list[dict[str, str]], sampling: dict[str, Any]) -> str:
-    payload = json.dumps({"model": model, "messages": messages, "sampling": sampling},
-                         ensure_ascii=False, sort_keys=True, separators=(",", ":"))  # fmt: skip
+    payload = json.dumps(
+        {"model": model, "messages": messages, "sampling": sampling},
+        ensure_ascii=False,
+        sort_keys=True,
+        separators=(",", ":"),
+    )
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 

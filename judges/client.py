@@ -97,15 +97,27 @@ _TRANSIENT_STATUS = (openai.RateLimitError, openai.InternalServerError, openai.C
 class JudgeClient:
     """Chat completions for the judge, through the cache. Thread-safe."""
 
-    def __init__(self, settings: ClientSettings, api_key: str | None, cache: ReplyCache,
-                 *, sleep: Any = time.sleep, rng: random.Random | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        settings: ClientSettings,
+        api_key: str | None,
+        cache: ReplyCache,
+        *,
+        sleep: Any = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
         self.settings = settings
         self.cache = cache
         # The key lives only inside the client object; it is never logged or written.
-        self._client = openai.OpenAI(base_url=settings.base_url, api_key=api_key or "none",
-                                     max_retries=0, timeout=settings.timeout)  # fmt: skip
-        self._budget = (RateBudget(settings.requests_per_minute)
-                        if settings.requests_per_minute else None)  # fmt: skip
+        self._client = openai.OpenAI(
+            base_url=settings.base_url,
+            api_key=api_key or "none",
+            max_retries=0,
+            timeout=settings.timeout,
+        )
+        self._budget = (
+            RateBudget(settings.requests_per_minute) if settings.requests_per_minute else None
+        )
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._rng_lock = threading.Lock()
@@ -116,15 +128,17 @@ class JudgeClient:
 
     def _backoff(self, attempt: int, asked: float | None) -> float:
         with self._rng_lock:
-            jitter = self._rng.uniform(0, min(self.settings.backoff_max,
-                                              self.settings.backoff_base * 2**attempt))  # fmt: skip
+            jitter = self._rng.uniform(
+                0, min(self.settings.backoff_max, self.settings.backoff_base * 2**attempt)
+            )
         if asked is None:
             return jitter
         # Wait what the server asked, plus a little jitter so waiters do not return together.
         return asked + jitter * 0.1
 
-    def ask(self, messages: list[dict[str, str]], sampling: dict[str, Any],
-            index: dict[str, int]) -> Reply:  # fmt: skip
+    def ask(
+        self, messages: list[dict[str, str]], sampling: dict[str, Any], index: dict[str, int]
+    ) -> Reply:
         """The judge's reply to ``messages``; ``index`` (repeat, ask) separates deliberate
         re-asks of the same prompt in the cache."""
         key = cache_key(self.settings.model, messages, {**sampling, **index})
@@ -145,8 +159,10 @@ class JudgeClient:
                 )
                 text, usage = _content(response)
             except _FATAL as err:
-                raise JudgeError(f"judge endpoint {self.settings.base_url} refused the request "
-                                 f"(HTTP {err.status_code}): {_short(err)}") from None  # fmt: skip
+                raise JudgeError(
+                    f"judge endpoint {self.settings.base_url} refused the request "
+                    f"(HTTP {err.status_code}): {_short(err)}"
+                ) from None
             except _TRANSIENT_STATUS as err:
                 asked = retry_after(err.response.headers)
                 reason = f"HTTP {err.status_code}"
@@ -161,8 +177,7 @@ class JudgeClient:
             except (openai.APIResponseValidationError, json.JSONDecodeError, _Malformed) as err:
                 reason = f"malformed response ({_short(err)})"
             else:
-                self.cache.put(key, self.settings.model,
-                               Cached(text, usage[0], usage[1]), _now())  # fmt: skip
+                self.cache.put(key, self.settings.model, Cached(text, usage[0], usage[1]), _now())
                 self.stats.add(prompt_tokens=usage[0] or 0, completion_tokens=usage[1] or 0)
                 return Reply(text, usage[0], usage[1], False, requests, attempt)
             if attempt == self.settings.max_retries:

@@ -28,8 +28,9 @@ class Price:
     def cost(self, prompt_tokens: int | None, completion_tokens: int | None) -> float | None:
         if prompt_tokens is None or completion_tokens is None:
             return None
-        return (prompt_tokens * self.per_million_in
-                + completion_tokens * self.per_million_out) / 1_000_000  # fmt: skip
+        return (
+            prompt_tokens * self.per_million_in + completion_tokens * self.per_million_out
+        ) / 1_000_000
 
 
 def price_for(model: str, price_in: float | None, price_out: float | None) -> Price | None:
@@ -38,6 +39,8 @@ def price_for(model: str, price_in: float | None, price_out: float | None) -> Pr
         return Price(price_in, price_out)
     if model in KNOWN:
         known_in, known_out = KNOWN[model]
-        return Price(price_in if price_in is not None else known_in,
-                     price_out if price_out is not None else known_out)  # fmt: skip
+        return Price(
+            price_in if price_in is not None else known_in,
+            price_out if price_out is not None else known_out,
+        )
     return None

@@ -98,15 +98,20 @@ def _fusebench_user(row: dict, multi: bool) -> str:
     return "\n\n".join(parts) + "\n\n위 기준과 출력 형식에 따라 채점하세요."
 
 
-def build_messages(row: dict, turn_key: str, template: str,
-                   judge_system: dict[str, str]) -> list[dict[str, str]]:  # fmt: skip
+def build_messages(
+    row: dict, turn_key: str, template: str, judge_system: dict[str, str]
+) -> list[dict[str, str]]:
     """The chat messages that judge ``row`` at ``turn_key`` (query_single or query_multi)."""
     turn = TURN_KEYS[turn_key]
     multi = turn == "multi_turn"
     if template == "logickor":
-        return [{"role": "system", "content": judge_system[turn]},
-                {"role": "user", "content": _logickor_user(row, multi)}]  # fmt: skip
+        return [
+            {"role": "system", "content": judge_system[turn]},
+            {"role": "user", "content": _logickor_user(row, multi)},
+        ]
     if template == "fusebench":
-        return [{"role": "system", "content": _FB_SYSTEM[turn]},
-                {"role": "user", "content": _fusebench_user(row, multi)}]  # fmt: skip
+        return [
+            {"role": "system", "content": _FB_SYSTEM[turn]},
+            {"role": "user", "content": _fusebench_user(row, multi)},
+        ]
     raise ValueError(f"unknown template {template!r}")

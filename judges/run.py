@@ -58,8 +58,12 @@ def read_rows(path: Path) -> list[dict]:
         text = path.read_bytes().decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as err:
         raise JudgeError(f"{path}: unreadable ({err})") from None
-    rows = check_rows(text.split("\n"), lambda line, why: JudgeError(f"{path}:{line}: {why}"),
-                      GENERATED_FIELDS, ["questions", "outputs"])  # fmt: skip
+    rows = check_rows(
+        text.split("\n"),
+        lambda line, why: JudgeError(f"{path}:{line}: {why}"),
+        GENERATED_FIELDS,
+        ["questions", "outputs"],
+    )
     if not rows:
         raise JudgeError(f"{path}: no rows to judge")
     return rows
@@ -78,9 +82,14 @@ def _read_part(path: Path, signature: dict) -> dict[Any, dict]:
 class Judge:
     """Judges jobs with one client; ``progress(n)`` is called per finished judgment."""
 
-    def __init__(self, client: JudgeClient, settings: JudgeSettings,
-                 judge_system: dict[str, str], price: Price | None,
-                 progress: Callable[[int], None] = lambda n: None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        client: JudgeClient,
+        settings: JudgeSettings,
+        judge_system: dict[str, str],
+        price: Price | None,
+        progress: Callable[[int], None] = lambda n: None,
+    ) -> None:
         self.client, self.settings, self.price = client, settings, price
         self.judge_system = judge_system
         self.progress = progress
@@ -96,14 +105,21 @@ class Judge:
         requests, reply_text, error = 0, None, None
         for ask in range(self.settings.max_asks):
             try:
-                reply = self.client.ask(messages, self.settings.sampling(),
-                                        {"repeat": repeat, "ask": ask})  # fmt: skip
+                reply = self.client.ask(
+                    messages, self.settings.sampling(), {"repeat": repeat, "ask": ask}
+                )
             except CallFailed as err:
                 requests += err.requests
                 error = str(err)
-                return {"status": ERROR, "score": None, "reply": reply_text, "error": error,
-                        "tokens": tokens if known_tokens else None, "requests": requests,
-                        "asks": ask + 1}  # fmt: skip
+                return {
+                    "status": ERROR,
+                    "score": None,
+                    "reply": reply_text,
+                    "error": error,
+                    "tokens": tokens if known_tokens else None,
+                    "requests": requests,
+                    "asks": ask + 1,
+                }
             requests += reply.requests
             if reply.prompt_tokens is None or reply.completion_tokens is None:
                 known_tokens = False
@@ -113,13 +129,24 @@ class Judge:
             reply_text = reply.text
             score = parse_score(reply.text)
             if score is not None:
-                return {"status": OK, "score": score, "reply": reply.text, "error": None,
-                        "tokens": tokens if known_tokens else None, "requests": requests,
-                        "asks": ask + 1}  # fmt: skip
-        return {"status": UNPARSABLE, "score": None, "reply": reply_text,
-                "error": f"no score in {self.settings.max_asks} replies",
-                "tokens": tokens if known_tokens else None, "requests": requests,
-                "asks": self.settings.max_asks}  # fmt: skip
+                return {
+                    "status": OK,
+                    "score": score,
+                    "reply": reply.text,
+                    "error": None,
+                    "tokens": tokens if known_tokens else None,
+                    "requests": requests,
+                    "asks": ask + 1,
+                }
+        return {
+            "status": UNPARSABLE,
+            "score": None,
+            "reply": reply_text,
+            "error": f"no score in {self.settings.max_asks} replies",
+            "tokens": tokens if known_tokens else None,
+            "requests": requests,
+            "asks": self.settings.max_asks,
+        }
 
     def _judgment(self, row: dict, turn_key: str) -> dict[str, Any]:
         messages = build_messages(row, turn_key, self.settings.template, self.judge_system)
@@ -130,10 +157,19 @@ class Judge:
         status = OK if valid else (UNPARSABLE if UNPARSABLE in statuses else ERROR)
         chosen = next((r for r in repeats if r["status"] == OK), repeats[-1])
         known = all(r["tokens"] is not None for r in repeats)
-        tokens = ({"prompt": sum(r["tokens"][0] for r in repeats),
-                   "completion": sum(r["tokens"][1] for r in repeats)} if known else None)  # fmt: skip
-        cost = (self.price.cost(tokens["prompt"], tokens["completion"])
-                if self.price is not None and tokens is not None else None)  # fmt: skip
+        tokens = (
+            {
+                "prompt": sum(r["tokens"][0] for r in repeats),
+                "completion": sum(r["tokens"][1] for r in repeats),
+            }
+            if known
+            else None
+        )
+        cost = (
+            self.price.cost(tokens["prompt"], tokens["completion"])
+            if self.price is not None and tokens is not None
+            else None
+        )
         out: dict[str, Any] = {
             # LogicKor's two fields first: its tools read only these.
             "judge_message": judge_message(chosen["reply"]) if status == OK else "",
@@ -151,8 +187,15 @@ class Judge:
         if self.settings.repeats > 1:
             out["scores"] = scores
             out["statuses"] = statuses
-            out["spread"] = ({"stdev": statistics.stdev(valid) if len(valid) > 1 else None,
-                              "min": min(valid), "max": max(valid)} if valid else None)  # fmt: skip
+            out["spread"] = (
+                {
+                    "stdev": statistics.stdev(valid) if len(valid) > 1 else None,
+                    "min": min(valid),
+                    "max": max(valid),
+                }
+                if valid
+                else None
+            )
         self.progress(1)
         return out
 
@@ -171,24 +214,32 @@ class Judge:
     def signature(self) -> dict[str, Any]:
         """What makes two judged rows comparable: a part file from other settings is not
         resumed (its calls are still in the cache)."""
-        return {"model": self.client.settings.model, "template": self.settings.template,
-                "repeats": self.settings.repeats, "max_asks": self.settings.max_asks,
-                "sampling": self.settings.sampling()}  # fmt: skip
+        return {
+            "model": self.client.settings.model,
+            "template": self.settings.template,
+            "repeats": self.settings.repeats,
+            "max_asks": self.settings.max_asks,
+            "sampling": self.settings.sampling(),
+        }
 
     def run(self, job: Job, rows: list[dict]) -> Path:
         signature = self.signature()
         part = part_path(job.output)
         job.output.parent.mkdir(parents=True, exist_ok=True)
-        done = {k: v for k, v in _read_part(part, signature).items()
-                if k in {r["id"] for r in rows}}  # fmt: skip
+        done = {
+            k: v for k, v in _read_part(part, signature).items() if k in {r["id"] for r in rows}
+        }
         if not done:
             part.unlink(missing_ok=True)
         self.progress(2 * len(done))
         write_lock = threading.Lock()
         todo = [r for r in rows if r["id"] not in done]
         with ThreadPoolExecutor(max_workers=self.settings.concurrency) as pool:
-            futures = {pool.submit(self._judgment, row, key): (index, key)
-                       for index, row in enumerate(todo) for key in TURN_KEYS}  # fmt: skip
+            futures = {
+                pool.submit(self._judgment, row, key): (index, key)
+                for index, row in enumerate(todo)
+                for key in TURN_KEYS
+            }
             pending: dict[int, dict[str, Any]] = {}
             try:
                 for future in as_completed(futures):

@@ -37,8 +37,10 @@ def resolve(target: Path, output: Path | None) -> list[Job]:
         out_dir = (output / LOGICKOR_DIR) if output is not None else target / LOGICKOR_DIR
         return [Job(f, out_dir / f.name, f"{target.name}/{f.stem}") for f in files]
     if output is None:
-        raise JudgeError(f"{target}: not a run directory; give --output DIR for the judged "
-                         "files (LogicKor files are never written over)")  # fmt: skip
+        raise JudgeError(
+            f"{target}: not a run directory; give --output DIR for the judged "
+            "files (LogicKor files are never written over)"
+        )
     if target.is_file():
         if target.suffix != ".jsonl":
             raise JudgeError(f"{target}: not a LogicKor .jsonl file or run directory")
@@ -46,8 +48,10 @@ def resolve(target: Path, output: Path | None) -> list[Job]:
         return [Job(target, output / relative, str(relative.with_suffix("")))]
     files = sorted(f for f in target.rglob("*.jsonl") if _visible(f, target))
     if not files:
-        raise JudgeError(f"{target}: no .jsonl files (LogicKor <org>/<model>/<strategy>.jsonl) "
-                         "or run directory found")  # fmt: skip
+        raise JudgeError(
+            f"{target}: no .jsonl files (LogicKor <org>/<model>/<strategy>.jsonl) "
+            "or run directory found"
+        )
     jobs = []
     for f in files:
         relative = f.relative_to(target)

@@ -83,8 +83,12 @@ def differences(base: RunInfo, other: RunInfo) -> list[str]:
 
 def _docs(samples: pd.DataFrame, run: str, task: str, setting: Any, metric: str) -> pd.DataFrame:
     column = "strategy" if isinstance(setting, str) else "num_fewshot"
-    rows = samples[(samples["run"] == run) & (samples["task"] == task)
-                   & (samples[column] == setting) & (samples["metric"] == metric)]  # fmt: skip
+    rows = samples[
+        (samples["run"] == run)
+        & (samples["task"] == task)
+        & (samples[column] == setting)
+        & (samples["metric"] == metric)
+    ]
     return rows.drop_duplicates("doc_id").set_index("doc_id")
 
 
@@ -95,16 +99,22 @@ def _pair(base: pd.DataFrame, other: pd.DataFrame, where: str, force: bool, note
     differ = hashes["a"].notna() & hashes["b"].notna() & (hashes["a"] != hashes["b"])
     if differ.any():
         first = hashes.index[differ][0]
-        message = (f"{where}: {int(differ.sum())} doc_id(s) hold different documents in the two "
-                   f"runs (first: doc_id {first}, doc_hash differs)")  # fmt: skip
+        message = (
+            f"{where}: {int(differ.sum())} doc_id(s) hold different documents in the two "
+            f"runs (first: doc_id {first}, doc_hash differs)"
+        )
         if not force:
-            raise ReportError(f"{message}; were they evaluated on different data? "
-                              "(--force compares the documents that match)")  # fmt: skip
+            raise ReportError(
+                f"{message}; were they evaluated on different data? "
+                "(--force compares the documents that match)"
+            )
         notes.append(message + "; those were left out")
         common = hashes.index[~differ]
     if len(common) < max(len(base), len(other)):
-        notes.append(f"{where}: paired over the {len(common)} documents both runs scored "
-                     f"({len(base)} and {len(other)} scored)")  # fmt: skip
+        notes.append(
+            f"{where}: paired over the {len(common)} documents both runs scored "
+            f"({len(base)} and {len(other)} scored)"
+        )
     return common
 
 
@@ -122,8 +132,15 @@ def _statistic(docs: pd.DataFrame) -> stats.Statistic:
     return stats.mean if docs["value"].notna().all() else stats.macro_f1
 
 
-def _lmeval_row(loaded: Loaded, base: str, other: str, key: tuple, values: tuple,
-                options: dict, notes: list[str]) -> MetricRow:  # fmt: skip
+def _lmeval_row(
+    loaded: Loaded,
+    base: str,
+    other: str,
+    key: tuple,
+    values: tuple,
+    options: dict,
+    notes: list[str],
+) -> MetricRow:
     task, setting, metric = key
     row = MetricRow(task, metric, setting, values[0], values[1])
     a = _docs(loaded.samples, base, task, setting, metric)
@@ -146,23 +163,30 @@ def _lmeval_row(loaded: Loaded, base: str, other: str, key: tuple, values: tuple
             return row
     xa, xb = _arrays(a, ids), _arrays(b, ids)
     row.n = len(ids)
-    row.bootstrap = stats.paired_bootstrap(xa, xb, statistic, options["resamples"],
-                                           options["seed"])  # fmt: skip
+    row.bootstrap = stats.paired_bootstrap(xa, xb, statistic, options["resamples"], options["seed"])
     if statistic is stats.mean and np.isin(np.concatenate([xa, xb]), (0.0, 1.0)).all():
         row.mcnemar = stats.mcnemar_exact(xa, xb)
     return row
 
 
-def _per_question(single: pd.DataFrame, multi: pd.DataFrame, ids: pd.Index,
-                  column: str) -> np.ndarray:  # fmt: skip
+def _per_question(
+    single: pd.DataFrame, multi: pd.DataFrame, ids: pd.Index, column: str
+) -> np.ndarray:
     """A turn's score for the turn columns, the mean of both turns for the others."""
     s = single.loc[ids, "value"].to_numpy(dtype=float)
     m = multi.loc[ids, "value"].to_numpy(dtype=float)
     return {logickor.SINGLE: s, logickor.MULTI: m}.get(column, (s + m) / 2)
 
 
-def _logickor_rows(loaded: Loaded, base: str, other: str, strategy: str, values: dict,
-                   options: dict, notes: list[str]) -> list[MetricRow]:  # fmt: skip
+def _logickor_rows(
+    loaded: Loaded,
+    base: str,
+    other: str,
+    strategy: str,
+    values: dict,
+    options: dict,
+    notes: list[str],
+) -> list[MetricRow]:
     """Every LogicKor column is a mean of per-question values (a turn's score, or the mean
     of both turns) over some questions: bootstrap those questions, paired by id."""
     per_run = []
@@ -174,8 +198,7 @@ def _logickor_rows(loaded: Loaded, base: str, other: str, strategy: str, values:
     ids = _pair(sa, sb, f"logickor {strategy}", options["force"], notes)
     rows = []
     for column, (va, vb) in values.items():
-        row = MetricRow(logickor.TASK, column, strategy, va, vb,
-                        primary=column == logickor.OVERALL)  # fmt: skip
+        row = MetricRow(logickor.TASK, column, strategy, va, vb, primary=column == logickor.OVERALL)
         if column in (logickor.SINGLE, logickor.MULTI, logickor.OVERALL):
             chosen = ids
         else:
@@ -183,9 +206,12 @@ def _logickor_rows(loaded: Loaded, base: str, other: str, strategy: str, values:
         if len(chosen):
             row.n = len(chosen)
             row.bootstrap = stats.paired_bootstrap(
-                _per_question(sa, ma, chosen, column), _per_question(sb, mb, chosen, column),
-                stats.mean, options["resamples"], options["seed"],
-            )  # fmt: skip
+                _per_question(sa, ma, chosen, column),
+                _per_question(sb, mb, chosen, column),
+                stats.mean,
+                options["resamples"],
+                options["seed"],
+            )
         rows.append(row)
     return rows
 
@@ -199,20 +225,28 @@ def _values(scores: pd.DataFrame, run: str) -> dict[tuple, float]:
     return out
 
 
-def compare_pair(loaded: Loaded, base: RunInfo, other: RunInfo, force: bool = False,
-                 resamples: int = stats.DEFAULT_RESAMPLES,
-                 seed: int = stats.DEFAULT_SEED) -> Comparison:  # fmt: skip
+def compare_pair(
+    loaded: Loaded,
+    base: RunInfo,
+    other: RunInfo,
+    force: bool = False,
+    resamples: int = stats.DEFAULT_RESAMPLES,
+    seed: int = stats.DEFAULT_SEED,
+) -> Comparison:
     """``other`` against ``base``; a ReportError when they do not compare and not ``force``."""
     comparison = Comparison(base, other)
     problems = differences(base, other)
     if problems and not force:
-        raise ReportError(f"{other.label} and {base.label} do not compare: {'; '.join(problems)} "
-                          "(--force compares what they share)")  # fmt: skip
+        raise ReportError(
+            f"{other.label} and {base.label} do not compare: {'; '.join(problems)} "
+            "(--force compares what they share)"
+        )
     comparison.notes += [f"forced past: {p}" for p in problems]
     for info in (base, other):
         if info.status not in (None, "complete"):
-            comparison.notes.append(f"{info.label} is {info.status}: only its finished "
-                                    "evaluations are compared")  # fmt: skip
+            comparison.notes.append(
+                f"{info.label} is {info.status}: only its finished evaluations are compared"
+            )
     options = {"force": force, "resamples": resamples, "seed": seed}
     va, vb = _values(loaded.scores, base.label), _values(loaded.scores, other.label)
     shared = [key for key in va if key in vb]
@@ -223,24 +257,40 @@ def compare_pair(loaded: Loaded, base: RunInfo, other: RunInfo, force: bool = Fa
     for task in dict.fromkeys(k[0] for k in lmeval_keys):
         primaries[task] = primary_metric(task, {k[2] for k in lmeval_keys if k[0] == task})
     for key in sorted(lmeval_keys, key=lambda k: (k[0], k[1], k[2] != primaries[k[0]], k[2])):
-        row = _lmeval_row(loaded, base.label, other.label, key, (va[key], vb[key]), options,
-                          comparison.notes)  # fmt: skip
+        row = _lmeval_row(
+            loaded, base.label, other.label, key, (va[key], vb[key]), options, comparison.notes
+        )
         row.primary = key[2] == primaries[key[0]]
         comparison.rows.append(row)
     strategies = dict.fromkeys(k[1] for k in shared if k[0] == logickor.TASK)
     for strategy in strategies:
-        columns = logickor.columns([k[2] for k in shared if k[0] == logickor.TASK
-                                    and k[1] == strategy and k[2] not in logickor.SHORT
-                                    and k[2] not in logickor.COUNT_METRICS])  # fmt: skip
-        values = {c: (va[(logickor.TASK, strategy, c)], vb[(logickor.TASK, strategy, c)])
-                  for c in columns if (logickor.TASK, strategy, c) in va}  # fmt: skip
-        comparison.rows += _logickor_rows(loaded, base.label, other.label, strategy, values,
-                                          options, comparison.notes)  # fmt: skip
+        columns = logickor.columns(
+            [
+                k[2]
+                for k in shared
+                if k[0] == logickor.TASK
+                and k[1] == strategy
+                and k[2] not in logickor.SHORT
+                and k[2] not in logickor.COUNT_METRICS
+            ]
+        )
+        values = {
+            c: (va[(logickor.TASK, strategy, c)], vb[(logickor.TASK, strategy, c)])
+            for c in columns
+            if (logickor.TASK, strategy, c) in va
+        }
+        comparison.rows += _logickor_rows(
+            loaded, base.label, other.label, strategy, values, options, comparison.notes
+        )
     return comparison
 
 
-def compare(loaded: Loaded, force: bool = False, resamples: int = stats.DEFAULT_RESAMPLES,
-            seed: int = stats.DEFAULT_SEED) -> list[Comparison]:  # fmt: skip
+def compare(
+    loaded: Loaded,
+    force: bool = False,
+    resamples: int = stats.DEFAULT_RESAMPLES,
+    seed: int = stats.DEFAULT_SEED,
+) -> list[Comparison]:
     """Every run after the first against the first."""
     if len(loaded.runs) < 2:
         raise ReportError("compare needs two runs: BASE and at least one other")
@@ -262,8 +312,9 @@ class Failure:
     reason: str
 
 
-def gate(comparisons: list[Comparison], max_drop: float | None,
-         max_drop_rel: float | None) -> list[Failure]:  # fmt: skip
+def gate(
+    comparisons: list[Comparison], max_drop: float | None, max_drop_rel: float | None
+) -> list[Failure]:
     """Every primary score (a task's metric per setting; LogicKor's overall per strategy) that
     fell by more than ``max_drop`` (in the metric's own units) or ``max_drop_rel`` (a fraction
     of the base value). Higher is better for every metric fusebench reports."""
@@ -279,8 +330,17 @@ def gate(comparisons: list[Comparison], max_drop: float | None,
             if max_drop_rel is not None and row.base > 0 and drop / row.base > max_drop_rel:
                 reasons.append(f"relative drop {drop / row.base:.2%} > {max_drop_rel:.2%}")
             if reasons:
-                failures.append(Failure(comparison.other.label, row.task, row.setting,
-                                        row.metric, row.base, row.other, "; ".join(reasons)))  # fmt: skip
+                failures.append(
+                    Failure(
+                        comparison.other.label,
+                        row.task,
+                        row.setting,
+                        row.metric,
+                        row.base,
+                        row.other,
+                        "; ".join(reasons),
+                    )
+                )
     return failures
 
 

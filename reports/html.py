@@ -41,35 +41,61 @@ def _cell(text: Any, cls: str = "") -> dict[str, str]:
 
 
 def board_view(board: Board, rounding: str) -> dict[str, Any]:
-    header = ["Model", "Shots" if board.setting == "num_fewshot" else "Strategy",
-              *[board.headers[c] for c in board.columns]]  # fmt: skip
-    rows = [[_cell(r.model), _cell(r.setting),
-             *[_cell(fmt(r.scores[c], board.places), "num") for c in board.columns]]
-            for r in board.rows]  # fmt: skip
+    header = [
+        "Model",
+        "Shots" if board.setting == "num_fewshot" else "Strategy",
+        *[board.headers[c] for c in board.columns],
+    ]
+    rows = [
+        [
+            _cell(r.model),
+            _cell(r.setting),
+            *[_cell(fmt(r.scores[c], board.places), "num") for c in board.columns],
+        ]
+        for r in board.rows
+    ]
     title = "LogicKor" if board.kind == "logickor" else "lm-eval tasks"
-    return {"title": title, "header": header, "rows": rows,
-            "note": render.board_note(board, rounding)}  # fmt: skip
+    return {
+        "title": title,
+        "header": header,
+        "rows": rows,
+        "note": render.board_note(board, rounding),
+    }
 
 
 def logickor_charts(board: Board) -> list[dict[str, str]]:
     """Per-category scores: grouped bars for a few rows, a heatmap per strategy for many."""
     categories = [c for c in board.columns if c not in logickor.SHORT]
     if len(board.rows) <= _BARS_MAX_ROWS:
-        series = [plots.Series(f"{r.model} · {r.setting}",
-                               [float(r.scores[c]) if r.scores[c] is not None else None
-                                for c in categories]) for r in board.rows]  # fmt: skip
+        series = [
+            plots.Series(
+                f"{r.model} · {r.setting}",
+                [float(r.scores[c]) if r.scores[c] is not None else None for c in categories],
+            )
+            for r in board.rows
+        ]
         title = "LogicKor per category"
-        return [{"title": title, "uri": plots.grouped_bars(
-            title, categories, series, "score (0-10)", ylim=(0, 10))}]  # fmt: skip
+        return [
+            {
+                "title": title,
+                "uri": plots.grouped_bars(title, categories, series, "score (0-10)", ylim=(0, 10)),
+            }
+        ]
     charts = []
     columns = board.columns
     for strategy in dict.fromkeys(r.setting for r in board.rows):
         rows = [r for r in board.rows if r.setting == strategy]
         title = f"LogicKor per category · {strategy}"
-        values = [[float(r.scores[c]) if r.scores[c] is not None else None for c in columns]
-                  for r in rows]  # fmt: skip
-        uri = plots.heatmap(title, [r.model for r in rows],
-                            [logickor.short_name(c) for c in columns], values, vmax=10)  # fmt: skip
+        values = [
+            [float(r.scores[c]) if r.scores[c] is not None else None for c in columns] for r in rows
+        ]
+        uri = plots.heatmap(
+            title,
+            [r.model for r in rows],
+            [logickor.short_name(c) for c in columns],
+            values,
+            vmax=10,
+        )
         charts.append({"title": title, "uri": uri})
     return charts
 
@@ -89,21 +115,48 @@ def comparison_charts(comparisons: list[Comparison]) -> list[dict[str, str]]:
     primary = [(r.task, r.metric) for r in first.rows if r.primary and r.kind == "lm-eval"]
     for task, metric in dict.fromkeys(primary):
         groups = sorted({r.setting for r in first.rows if (r.task, r.metric) == (task, metric)})
-        series = _series(comparisons, lambda r, t=task, m=metric: (r.task, r.metric) == (t, m),
-                         groups)  # fmt: skip
-        notes = ["\n".join(_delta(r) for c in comparisons for r in c.rows
-                           if (r.task, r.metric, r.setting) == (task, metric, g)) for g in groups]  # fmt: skip
+        series = _series(
+            comparisons, lambda r, t=task, m=metric: (r.task, r.metric) == (t, m), groups
+        )
+        notes = [
+            "\n".join(
+                _delta(r)
+                for c in comparisons
+                for r in c.rows
+                if (r.task, r.metric, r.setting) == (task, metric, g)
+            )
+            for g in groups
+        ]
         title = f"{task} ({metric})"
-        charts.append({"title": title, "uri": plots.grouped_bars(
-            title, [setting_label(g) for g in groups], series, metric, notes, ylim=(0, 1.15))})  # fmt: skip
+        charts.append(
+            {
+                "title": title,
+                "uri": plots.grouped_bars(
+                    title, [setting_label(g) for g in groups], series, metric, notes, ylim=(0, 1.15)
+                ),
+            }
+        )
     for strategy in dict.fromkeys(r.setting for r in first.rows if r.kind == "logickor"):
         columns = [r.metric for r in first.rows if r.kind == "logickor" and r.setting == strategy]
-        series = _series(comparisons, lambda r, s=strategy: r.kind == "logickor" and r.setting == s,
-                         columns, by="metric")  # fmt: skip
+        series = _series(
+            comparisons,
+            lambda r, s=strategy: r.kind == "logickor" and r.setting == s,
+            columns,
+            by="metric",
+        )
         title = f"LogicKor · {strategy}"
-        charts.append({"title": title, "uri": plots.grouped_bars(
-            title, [logickor.short_name(c) for c in columns], series, "score (0-10)",
-            ylim=(0, 10.5))})  # fmt: skip
+        charts.append(
+            {
+                "title": title,
+                "uri": plots.grouped_bars(
+                    title,
+                    [logickor.short_name(c) for c in columns],
+                    series,
+                    "score (0-10)",
+                    ylim=(0, 10.5),
+                ),
+            }
+        )
     return charts
 
 
@@ -115,13 +168,22 @@ def _series(comparisons: list[Comparison], keep, groups: list, by: str = "settin
         return getattr(row.bootstrap, which) if row is not None and row.bootstrap else None
 
     base_rows = [pick(comparisons[0], g) for g in groups]
-    out = [plots.Series(comparisons[0].base.label,
-                        [r.base if r else None for r in base_rows],
-                        [ci(r, "base") for r in base_rows])]  # fmt: skip
+    out = [
+        plots.Series(
+            comparisons[0].base.label,
+            [r.base if r else None for r in base_rows],
+            [ci(r, "base") for r in base_rows],
+        )
+    ]
     for c in comparisons:
         rows = [pick(c, g) for g in groups]
-        out.append(plots.Series(c.other.label, [r.other if r else None for r in rows],
-                                [ci(r, "other") for r in rows]))  # fmt: skip
+        out.append(
+            plots.Series(
+                c.other.label,
+                [r.other if r else None for r in rows],
+                [ci(r, "other") for r in rows],
+            )
+        )
     return out
 
 
@@ -133,11 +195,18 @@ def comparison_view(c: Comparison) -> dict[str, Any]:
         classes = ["", "", "", "num", "num", diff_cls, "num", "num", "num"]
         rows.append([_cell(text, cls) for text, cls in zip(cells, classes, strict=True)])
     resamples = next((r.bootstrap.resamples for r in c.rows if r.bootstrap), 0)
-    legend = (f"* primary metric (gated). Δ = {c.other.label} − {c.base.label}. 95% CI: paired "
-              f"bootstrap over the documents both runs scored ({resamples:,} resamples). "
-              "McNemar: exact two-sided binomial test on the documents the runs disagree on.")  # fmt: skip
-    return {"title": f"{c.other.label} vs {c.base.label}", "header": render.comparison_header(c),
-            "rows": rows, "notes": c.notes, "legend": legend}  # fmt: skip
+    legend = (
+        f"* primary metric (gated). Δ = {c.other.label} − {c.base.label}. 95% CI: paired "
+        f"bootstrap over the documents both runs scored ({resamples:,} resamples). "
+        "McNemar: exact two-sided binomial test on the documents the runs disagree on."
+    )
+    return {
+        "title": f"{c.other.label} vs {c.base.label}",
+        "header": render.comparison_header(c),
+        "rows": rows,
+        "notes": c.notes,
+        "legend": legend,
+    }
 
 
 def page(
@@ -161,9 +230,10 @@ def page(
         "logickor_charts": [c for b in boards if b.kind == "logickor" for c in logickor_charts(b)],
         "comparisons": [comparison_view(c) for c in comparisons or []],
         "comparison_charts": comparison_charts(comparisons) if comparisons else [],
-        "model_card": {"header": ["Dataset", *card.columns],
-                       "rows": render.model_card_rows(card)} if card else None,
+        "model_card": {"header": ["Dataset", *card.columns], "rows": render.model_card_rows(card)}
+        if card
+        else None,
         "gate": {"passed": not failures, "lines": gate_lines} if gate_lines else None,
         "sample_groups": samples.groups(loaded.samples, max_samples),
-    }  # fmt: skip
+    }
     return _environment().get_template("report.html.j2").render(**context)

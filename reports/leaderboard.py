@@ -75,8 +75,10 @@ def _label_models(scores: pd.DataFrame, setting: str) -> dict[str, str]:
     pairs = scores[["run", "model", setting]].drop_duplicates()
     clashes = pairs.groupby(["model", setting])["run"].nunique()
     clashing = {model for (model, _), count in clashes.items() if count > 1}
-    return {run: f"{model} [{run}]" if model in clashing else model
-            for run, model in pairs[["run", "model"]].drop_duplicates().itertuples(index=False)}  # fmt: skip
+    return {
+        run: f"{model} [{run}]" if model in clashing else model
+        for run, model in pairs[["run", "model"]].drop_duplicates().itertuples(index=False)
+    }
 
 
 def _sort(rows: list[Row]) -> list[Row]:
@@ -94,16 +96,26 @@ def lmeval_board(scores: pd.DataFrame, rounding: Rounding) -> Board | None:
             metrics[task] = metric
     order = list(_catalogue_metrics())
     tasks = sorted(metrics, key=lambda t: (t not in order, order.index(t) if t in order else 0, t))
-    board = Board("lm-eval", "num_fewshot", [*tasks, AVERAGE], {t: t for t in tasks},
-                  LMEVAL_PLACES, metrics={t: metrics[t] for t in tasks})  # fmt: skip
+    board = Board(
+        "lm-eval",
+        "num_fewshot",
+        [*tasks, AVERAGE],
+        {t: t for t in tasks},
+        LMEVAL_PLACES,
+        metrics={t: metrics[t] for t in tasks},
+    )
     board.headers[AVERAGE] = "Average"
     labels = _label_models(scores, "num_fewshot")
     for (run, shots), group in scores.groupby(["run", "num_fewshot"], sort=False):
-        values = {row.task: row.value for row in group.itertuples()
-                  if metrics.get(row.task) == row.metric}  # fmt: skip
+        values = {
+            row.task: row.value for row in group.itertuples() if metrics.get(row.task) == row.metric
+        }
         exact_values = {t: exact(values[t]) for t in tasks if t in values}
-        average = (sum(exact_values.values(), Fraction(0)) / len(tasks)
-                   if len(exact_values) == len(tasks) else None)  # fmt: skip
+        average = (
+            sum(exact_values.values(), Fraction(0)) / len(tasks)
+            if len(exact_values) == len(tasks)
+            else None
+        )
         cells = {t: quantize(v, LMEVAL_PLACES, rounding) for t, v in exact_values.items()}
         cells = {t: cells.get(t) for t in tasks}
         cells[AVERAGE] = None if average is None else quantize(average, LMEVAL_PLACES, rounding)
@@ -123,19 +135,39 @@ def logickor_board(scores: pd.DataFrame, rounding: Rounding) -> Board | None:
         if m not in (logickor.SINGLE, logickor.MULTI, logickor.OVERALL, *logickor.COUNT_METRICS)
     ]
     columns = logickor.columns(categories)
-    board = Board("logickor", "strategy", columns, {c: logickor.short_name(c) for c in columns},
-                  LOGICKOR_PLACES)  # fmt: skip
+    board = Board(
+        "logickor",
+        "strategy",
+        columns,
+        {c: logickor.short_name(c) for c in columns},
+        LOGICKOR_PLACES,
+    )
     labels = _label_models(scores, "strategy")
     for (run, strategy), group in scores.groupby(["run", "strategy"], sort=False):
-        values = {row.metric: row.exact if row.exact is not None else row.value
-                  for row in group.itertuples()}  # fmt: skip
-        cells = {c: quantize(values[c], LOGICKOR_PLACES, rounding) if c in values else None
-                 for c in columns}  # fmt: skip
+        values = {
+            row.metric: row.exact if row.exact is not None else row.value
+            for row in group.itertuples()
+        }
+        cells = {
+            c: quantize(values[c], LOGICKOR_PLACES, rounding) if c in values else None
+            for c in columns
+        }
         key = values.get(logickor.OVERALL)
-        excluded = {status: int(values[metric]) for status, metric in logickor.EXCLUDED.items()
-                    if values.get(metric)}  # fmt: skip
-        board.rows.append(Row(labels[run], str(strategy), run, cells,
-                              None if key is None else exact(key), excluded))  # fmt: skip
+        excluded = {
+            status: int(values[metric])
+            for status, metric in logickor.EXCLUDED.items()
+            if values.get(metric)
+        }
+        board.rows.append(
+            Row(
+                labels[run],
+                str(strategy),
+                run,
+                cells,
+                None if key is None else exact(key),
+                excluded,
+            )
+        )
     board.rows = _sort(board.rows)
     return board
 

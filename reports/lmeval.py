@@ -84,15 +84,22 @@ def score_rows(
             if metric.endswith("_stderr"):
                 continue
             stderr = entry.get(f"{metric}_stderr,{filt}")
-            rows.append({
-                "run": run, "model": model, "kind": "lm-eval", "task": task,
-                "metric": metric if filt == "none" else key,
-                "num_fewshot": task_shots(results, task) if shots is None else shots,
-                "strategy": None,
-                "value": float(value), "stderr": float(stderr) if is_number(stderr) else math.nan,
-                "n": int(n) if is_number(n) else None, "version": versions.get(task),
-                "exact": None,
-            })  # fmt: skip
+            rows.append(
+                {
+                    "run": run,
+                    "model": model,
+                    "kind": "lm-eval",
+                    "task": task,
+                    "metric": metric if filt == "none" else key,
+                    "num_fewshot": task_shots(results, task) if shots is None else shots,
+                    "strategy": None,
+                    "value": float(value),
+                    "stderr": float(stderr) if is_number(stderr) else math.nan,
+                    "n": int(n) if is_number(n) else None,
+                    "version": versions.get(task),
+                    "exact": None,
+                }
+            )
     return rows
 
 
@@ -109,11 +116,18 @@ def sample_rows(path: Path, run: str, model: str, task: str, shots: int) -> list
             value = record.get(metric)
             name = metric if filt == "none" else f"{metric},{filt}"
             base = {
-                "run": run, "model": model, "kind": "lm-eval", "task": task,
-                "num_fewshot": shots, "strategy": None, "doc_id": record["doc_id"],
-                "doc_hash": record.get("doc_hash"), "category": None, "metric": name,
+                "run": run,
+                "model": model,
+                "kind": "lm-eval",
+                "task": task,
+                "num_fewshot": shots,
+                "strategy": None,
+                "doc_id": record["doc_id"],
+                "doc_hash": record.get("doc_hash"),
+                "category": None,
+                "metric": name,
                 "record": record,
-            }  # fmt: skip
+            }
             if is_number(value):
                 rows.append({**base, "value": float(value), "gold": None, "pred": None})
             elif isinstance(value, (list, tuple)) and len(value) == 2:
@@ -154,8 +168,14 @@ def load_results_file(path: Path, label: str, bad: Callable[[BadFile], None]) ->
     model = display_model(_model_of(results))
     versions = {t: str(v) for t, v in (results.get("versions") or {}).items()}
     limit = (results.get("config") or {}).get("limit")
-    info = RunInfo(label=label, path=path, source="lm-eval output", model=model, versions=versions,
-                   limit=limit if is_number(limit) else None)  # fmt: skip
+    info = RunInfo(
+        label=label,
+        path=path,
+        source="lm-eval output",
+        model=model,
+        versions=versions,
+        limit=limit if is_number(limit) else None,
+    )
     part = Part(info, score_rows(results, label, model, versions))
     for task in dict.fromkeys(row["task"] for row in part.scores):
         shots = task_shots(results, task)

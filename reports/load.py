@@ -93,13 +93,16 @@ def discover(path: Path) -> list[Source]:
 def _file_source(path: Path) -> Source:
     if path.suffix == ".jsonl":
         if path.name.startswith("samples_"):
-            raise BadFile(path, "an lm-eval samples file: give its results_<date>.json or the "
-                                "folder holding both")  # fmt: skip
+            raise BadFile(
+                path,
+                "an lm-eval samples file: give its results_<date>.json or the folder holding both",
+            )
         return Source("logickor", path.parent, (path,))
     if path.suffix == ".json":
         return Source("results", path)
-    raise BadFile(path, "not a run directory, lm-eval results file (.json) or LogicKor judged "
-                        "file (.jsonl)")  # fmt: skip
+    raise BadFile(
+        path, "not a run directory, lm-eval results file (.json) or LogicKor judged file (.jsonl)"
+    )
 
 
 def _default_label(source: Source) -> str:
@@ -119,11 +122,21 @@ def _read_run(path: Path, label: str, bad: _Bad) -> Part:
     manifest = rundir.read_manifest(path)
     model = lmeval.display_model(manifest.model.name_or_path)
     versions = {t.name: t.version for t in manifest.tasks}
-    info = RunInfo(label=label, path=path, source="run directory", model=model,
-                   versions=dict(versions), limit=manifest.limit, status=manifest.status)  # fmt: skip
+    info = RunInfo(
+        label=label,
+        path=path,
+        source="run directory",
+        model=model,
+        versions=dict(versions),
+        limit=manifest.limit,
+        status=manifest.status,
+    )
     part = Part(info)
-    shot_dirs = sorted((int(m.group(1)), d) for d in path.iterdir()
-                       if d.is_dir() and (m := _SHOT_DIR.fullmatch(d.name)))  # fmt: skip
+    shot_dirs = sorted(
+        (int(m.group(1)), d)
+        for d in path.iterdir()
+        if d.is_dir() and (m := _SHOT_DIR.fullmatch(d.name))
+    )
     for shots, folder in shot_dirs:
         results_file = folder / rundir.RESULTS
         if not results_file.is_file():
@@ -235,8 +248,10 @@ def load_runs(paths: Iterable[Path | str], skip_bad: bool = False) -> Loaded:
     for path, loaded in zip(paths, each, strict=True):
         if len(loaded.runs) != 1:
             names = ", ".join(r.label for r in loaded.runs[:4])
-            raise ReportError(f"{path}: holds {len(loaded.runs)} runs ({names}...); give one "
-                              "run directory, results file or LogicKor model folder per argument")  # fmt: skip
+            raise ReportError(
+                f"{path}: holds {len(loaded.runs)} runs ({names}...); give one "
+                "run directory, results file or LogicKor model folder per argument"
+            )
         info = loaded.runs[0]
         label = _unique(info.label, taken)
         if label != info.label:

@@ -64,8 +64,11 @@ def _score(row: dict, key: str, path: Path, number: int) -> float | None:
     """The judgment's score; None for a fusebench judgment recorded without one."""
     judged = row.get(key)
     if not isinstance(judged, dict):
-        raise BadFile(path, f"line {number}: not judged (no {key}); LogicKor judged files "
-                            "carry query_single and query_multi")  # fmt: skip
+        raise BadFile(
+            path,
+            f"line {number}: not judged (no {key}); LogicKor judged files "
+            "carry query_single and query_multi",
+        )
     score = judged.get("judge_score")
     if score is None and judged.get("status") in EXCLUDED:
         return None
@@ -85,8 +88,9 @@ def read_judged(path: Path) -> list[dict[str, Any]]:
     seen: set[Any] = set()
     for number, row in iter_jsonl(path):
         if row_problem(row, QUESTION_FIELDS) is not None:
-            raise BadFile(path, f"line {number}: not a LogicKor row (needs id, category, "
-                                "questions, outputs)")  # fmt: skip
+            raise BadFile(
+                path, f"line {number}: not a LogicKor row (needs id, category, questions, outputs)"
+            )
         if row.get("id") in seen:
             raise BadFile(path, f"line {number}: id {row.get('id')!r} appears twice")
         seen.add(row.get("id"))
@@ -128,13 +132,24 @@ def sample_rows(rows: list[dict], run: str, model: str, strategy: str) -> list[d
         for key, metric in TURNS.items():
             if _value(row, key) is None:
                 continue
-            out.append({
-                "run": run, "model": model, "kind": "logickor", "task": TASK,
-                "num_fewshot": None, "strategy": strategy, "doc_id": row.get("id"),
-                "doc_hash": doc_hash(row), "category": row["category"], "metric": metric,
-                "value": float(row[key]["judge_score"]), "gold": None, "pred": None,
-                "record": row,
-            })  # fmt: skip
+            out.append(
+                {
+                    "run": run,
+                    "model": model,
+                    "kind": "logickor",
+                    "task": TASK,
+                    "num_fewshot": None,
+                    "strategy": strategy,
+                    "doc_id": row.get("id"),
+                    "doc_hash": doc_hash(row),
+                    "category": row["category"],
+                    "metric": metric,
+                    "value": float(row[key]["judge_score"]),
+                    "gold": None,
+                    "pred": None,
+                    "record": row,
+                }
+            )
     return out
 
 
@@ -158,10 +173,16 @@ def aggregate(rows: list[dict]) -> dict[str, tuple[Fraction, int, float]]:
     for categories and overall, and the turn's scored questions for single / multi.
     """
     # A score written 2.3 in the file is 23/10, not the binary float nearest to it.
-    single = {row["id"]: exact(_value(row, "query_single")) for row in rows
-              if _value(row, "query_single") is not None}  # fmt: skip
-    multi = {row["id"]: exact(_value(row, "query_multi")) for row in rows
-             if _value(row, "query_multi") is not None}  # fmt: skip
+    single = {
+        row["id"]: exact(_value(row, "query_single"))
+        for row in rows
+        if _value(row, "query_single") is not None
+    }
+    multi = {
+        row["id"]: exact(_value(row, "query_multi"))
+        for row in rows
+        if _value(row, "query_multi") is not None
+    }
     by_category: dict[str, list[Any]] = {}
     for row in rows:
         by_category.setdefault(row["category"], []).append(row["id"])
@@ -189,13 +210,36 @@ def aggregate(rows: list[dict]) -> dict[str, tuple[Fraction, int, float]]:
 
 def score_rows(rows: list[dict], run: str, model: str, strategy: str) -> list[dict[str, Any]]:
     return [
-        {"run": run, "model": model, "kind": "logickor", "task": TASK, "metric": column,
-         "num_fewshot": None, "strategy": strategy, "value": float(value), "stderr": stderr,
-         "n": n, "version": None, "exact": value}
+        {
+            "run": run,
+            "model": model,
+            "kind": "logickor",
+            "task": TASK,
+            "metric": column,
+            "num_fewshot": None,
+            "strategy": strategy,
+            "value": float(value),
+            "stderr": stderr,
+            "n": n,
+            "version": None,
+            "exact": value,
+        }
         for column, (value, n, stderr) in aggregate(rows).items()
     ] + [
-        {"run": run, "model": model, "kind": "logickor", "task": TASK, "metric": EXCLUDED[status],
-         "num_fewshot": None, "strategy": strategy, "value": float(count), "stderr": math.nan,
-         "n": count, "version": None, "exact": None}
-        for status, count in excluded_counts(rows).items() if count
-    ]  # fmt: skip
+        {
+            "run": run,
+            "model": model,
+            "kind": "logickor",
+            "task": TASK,
+            "metric": EXCLUDED[status],
+            "num_fewshot": None,
+            "strategy": strategy,
+            "value": float(count),
+            "stderr": math.nan,
+            "n": count,
+            "version": None,
+            "exact": None,
+        }
+        for status, count in excluded_counts(rows).items()
+        if count
+    ]

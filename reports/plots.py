@@ -15,8 +15,18 @@ from dataclasses import dataclass
 
 from reports.stats import Interval
 
-_PALETTE = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3",
-            "#8C8C8C", "#CCB974", "#64B5CD"]  # fmt: skip
+_PALETTE = [
+    "#4C72B0",
+    "#DD8452",
+    "#55A868",
+    "#C44E52",
+    "#8172B3",
+    "#937860",
+    "#DA8BC3",
+    "#8C8C8C",
+    "#CCB974",
+    "#64B5CD",
+]
 
 
 @dataclass
@@ -32,11 +42,16 @@ def _pyplot():
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({
-        "svg.fonttype": "none", "svg.hashsalt": "fusebench", "font.size": 9,
-        "font.family": ["DejaVu Sans", "sans-serif"], "axes.spines.top": False,
-        "axes.spines.right": False,
-    })  # fmt: skip
+    plt.rcParams.update(
+        {
+            "svg.fonttype": "none",
+            "svg.hashsalt": "fusebench",
+            "font.size": 9,
+            "font.family": ["DejaVu Sans", "sans-serif"],
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+        }
+    )
     return plt
 
 
@@ -50,9 +65,14 @@ def to_data_uri(fig) -> str:
     return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue().encode()).decode()
 
 
-def grouped_bars(title: str, groups: Sequence[str], series: Sequence[Series], ylabel: str,
-                 annotations: Sequence[str] | None = None,
-                 ylim: tuple[float, float] | None = None) -> str:  # fmt: skip
+def grouped_bars(
+    title: str,
+    groups: Sequence[str],
+    series: Sequence[Series],
+    ylabel: str,
+    annotations: Sequence[str] | None = None,
+    ylim: tuple[float, float] | None = None,
+) -> str:
     """Bars per group and series, with each series' 95% interval as an error bar."""
     plt = _pyplot()
     width = 0.8 / max(len(series), 1)
@@ -66,8 +86,14 @@ def grouped_bars(title: str, groups: Sequence[str], series: Sequence[Series], yl
         if s.intervals:
             for x, v, ci in zip(xs, s.values, s.intervals, strict=True):
                 if v is not None and ci is not None:
-                    ax.errorbar(x, v, yerr=[[max(v - ci.low, 0)], [max(ci.high - v, 0)]],
-                                color="black", capsize=3, linewidth=1)  # fmt: skip
+                    ax.errorbar(
+                        x,
+                        v,
+                        yerr=[[max(v - ci.low, 0)], [max(ci.high - v, 0)]],
+                        color="black",
+                        capsize=3,
+                        linewidth=1,
+                    )
     ax.set_xticks(range(len(groups)), groups)
     ax.set_ylabel(ylabel)
     ax.set_title(title, pad=30 if annotations else 6)  # room for the two-line annotations
@@ -82,8 +108,13 @@ def grouped_bars(title: str, groups: Sequence[str], series: Sequence[Series], yl
     return to_data_uri(fig)
 
 
-def heatmap(title: str, rows: Sequence[str], columns: Sequence[str],
-            values: Sequence[Sequence[float | None]], vmax: float) -> str:  # fmt: skip
+def heatmap(
+    title: str,
+    rows: Sequence[str],
+    columns: Sequence[str],
+    values: Sequence[Sequence[float | None]],
+    vmax: float,
+) -> str:
     """A table of scores as colours with the numbers written in: many models at a glance."""
     import numpy as np
 
@@ -98,8 +129,15 @@ def heatmap(title: str, rows: Sequence[str], columns: Sequence[str],
         for c in range(len(columns)):
             if not np.isnan(data[r, c]):
                 light = data[r, c] < 0.6 * vmax
-                ax.text(c, r, f"{data[r, c]:.2f}", ha="center", va="center", fontsize=7,
-                        color="white" if light else "black")  # fmt: skip
+                ax.text(
+                    c,
+                    r,
+                    f"{data[r, c]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if light else "black",
+                )
     ax.set_title(title, pad=24)
     for spine in ax.spines.values():
         spine.set_visible(False)

@@ -28,8 +28,10 @@ def md_cell(text: Any) -> str:
 
 
 def md_table(header: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(md_cell(h) for h in header) + " |",
-             "| " + " | ".join("---" for _ in header) + " |"]  # fmt: skip
+    lines = [
+        "| " + " | ".join(md_cell(h) for h in header) + " |",
+        "| " + " | ".join("---" for _ in header) + " |",
+    ]
     lines += ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
@@ -57,9 +59,12 @@ def board_note(board: Board, rounding: str) -> str:
 
 def excluded_note(board: Board) -> str:
     """Judgments left out of the means because the judge gave no valid score."""
-    parts = [f"{row.model} {row.setting}: "
-             + ", ".join(f"{n} {status}" for status, n in row.excluded.items())
-             for row in board.rows if row.excluded]  # fmt: skip
+    parts = [
+        f"{row.model} {row.setting}: "
+        + ", ".join(f"{n} {status}" for status, n in row.excluded.items())
+        for row in board.rows
+        if row.excluded
+    ]
     if not parts:
         return ""
     return (
@@ -73,10 +78,13 @@ def boards_md(boards: list[Board], rounding: str) -> str:
     parts = []
     for board in boards:
         header = ["Model", _setting_header(board), *[board.headers[c] for c in board.columns]]
-        rows = [[row.model, row.setting, *[fmt(row.scores[c], board.places) for c in board.columns]]
-                for row in board.rows]  # fmt: skip
-        parts.append(f"## {_TITLES[board.kind]}\n\n{md_table(header, rows)}\n\n"
-                     f"{board_note(board, rounding)}")  # fmt: skip
+        rows = [
+            [row.model, row.setting, *[fmt(row.scores[c], board.places) for c in board.columns]]
+            for row in board.rows
+        ]
+        parts.append(
+            f"## {_TITLES[board.kind]}\n\n{md_table(header, rows)}\n\n{board_note(board, rounding)}"
+        )
     return "\n\n".join(parts) + "\n"
 
 
@@ -86,11 +94,15 @@ def _number(value: Decimal | None) -> float | None:
 
 def boards_json(boards: list[Board]) -> str:
     rows = [
-        {"model": row.model, board.setting: row.setting,
-         "scores": {c: _number(row.scores[c]) for c in board.columns},
-         **({"excluded": row.excluded} if row.excluded else {})}
-        for board in boards for row in board.rows
-    ]  # fmt: skip
+        {
+            "model": row.model,
+            board.setting: row.setting,
+            "scores": {c: _number(row.scores[c]) for c in board.columns},
+            **({"excluded": row.excluded} if row.excluded else {}),
+        }
+        for board in boards
+        for row in board.rows
+    ]
     return json.dumps({"rows": rows}, ensure_ascii=False, indent=2) + "\n"
 
 
@@ -103,8 +115,9 @@ def boards_csv(boards: list[Board]) -> str:
         for row in board.rows:
             shots = row.setting if board.setting == "num_fewshot" else ""
             strategy = row.setting if board.setting == "strategy" else ""
-            cells = [fmt(row.scores[c], board.places, "") if c in board.columns else ""
-                     for c in columns]  # fmt: skip
+            cells = [
+                fmt(row.scores[c], board.places, "") if c in board.columns else "" for c in columns
+            ]
             writer.writerow([row.model, shots, strategy, *cells])
     return out.getvalue()
 
@@ -125,57 +138,82 @@ def comparison_cells(row: MetricRow) -> list[str]:
     k = places(row)
     ci = row.bootstrap.diff if row.bootstrap else None
     return [
-        row.task, setting_label(row.setting), row.metric + (" *" if row.primary else ""),
-        f"{row.base:.{k}f}", f"{row.other:.{k}f}", f"{row.diff:+.{k}f}",
+        row.task,
+        setting_label(row.setting),
+        row.metric + (" *" if row.primary else ""),
+        f"{row.base:.{k}f}",
+        f"{row.other:.{k}f}",
+        f"{row.diff:+.{k}f}",
         f"[{ci.low:+.{k}f}, {ci.high:+.{k}f}]" if ci else (row.note or MISSING),
         p_value(row.mcnemar.p_value) if row.mcnemar else MISSING,
         str(row.n) if row.n is not None else MISSING,
-    ]  # fmt: skip
+    ]
 
 
 def comparison_header(c: Comparison) -> list[str]:
-    return ["Task", "Setting", "Metric", c.base.label, c.other.label, "Δ", "95% CI of Δ",
-            "McNemar p", "Docs"]  # fmt: skip
+    return [
+        "Task",
+        "Setting",
+        "Metric",
+        c.base.label,
+        c.other.label,
+        "Δ",
+        "95% CI of Δ",
+        "McNemar p",
+        "Docs",
+    ]
 
 
 def model_card_rows(card: ModelCard) -> list[list[str]]:
-    return [[task, *(MISSING if v is None else f"{v:.{LMEVAL_PLACES}f}" for v in values)]
-            for task, values in card.rows]  # fmt: skip
+    return [
+        [task, *(MISSING if v is None else f"{v:.{LMEVAL_PLACES}f}" for v in values)]
+        for task, values in card.rows
+    ]
 
 
-def gate_lines(failures: list[Failure], max_drop: float | None,
-               max_drop_rel: float | None) -> list[str]:  # fmt: skip
+def gate_lines(
+    failures: list[Failure], max_drop: float | None, max_drop_rel: float | None
+) -> list[str]:
     if max_drop is None and max_drop_rel is None:
         return []
-    limits = " / ".join(x for x in (f"{max_drop:g} absolute" if max_drop is not None else "",
-                                    f"{max_drop_rel:.2%} relative" if max_drop_rel is not None
-                                    else "") if x)  # fmt: skip
+    limits = " / ".join(
+        x
+        for x in (
+            f"{max_drop:g} absolute" if max_drop is not None else "",
+            f"{max_drop_rel:.2%} relative" if max_drop_rel is not None else "",
+        )
+        if x
+    )
     if not failures:
         return [f"PASS: no primary score dropped by more than {limits}"]
     tasks = sorted({f.task for f in failures})
     lines = [f"FAIL: {len(tasks)} task(s) dropped by more than {limits}: {', '.join(tasks)}"]
     for f in failures:
         k = LOGICKOR_PLACES if isinstance(f.setting, str) else LMEVAL_PLACES
-        lines.append(f"- {f.run}: {f.task} {setting_label(f.setting)} {f.metric} "
-                     f"{f.base:.{k}f} -> {f.other:.{k}f} ({f.reason})")  # fmt: skip
+        lines.append(
+            f"- {f.run}: {f.task} {setting_label(f.setting)} {f.metric} "
+            f"{f.base:.{k}f} -> {f.other:.{k}f} ({f.reason})"
+        )
     return lines
 
 
-def comparisons_md(comparisons: list[Comparison], card: ModelCard | None,
-                   gate: list[str]) -> str:  # fmt: skip
+def comparisons_md(comparisons: list[Comparison], card: ModelCard | None, gate: list[str]) -> str:
     parts = []
     for c in comparisons:
         rows = [comparison_cells(r) for r in c.rows]
         resamples = next((r.bootstrap.resamples for r in c.rows if r.bootstrap), None)
         text = f"## {c.other.label} vs {c.base.label}\n\n{md_table(comparison_header(c), rows)}\n\n"
-        text += ("\\* primary metric (gated). Δ = "
-                 f"{c.other.label} − {c.base.label}; 95% CI: paired bootstrap over the documents "
-                 f"both runs scored ({resamples or 0:,} resamples); McNemar: exact, two-sided.")  # fmt: skip
+        text += (
+            "\\* primary metric (gated). Δ = "
+            f"{c.other.label} − {c.base.label}; 95% CI: paired bootstrap over the documents "
+            f"both runs scored ({resamples or 0:,} resamples); McNemar: exact, two-sided."
+        )
         text += "".join(f"\n- note: {n}" for n in c.notes)
         parts.append(text)
     if card and len(card.columns) > 2:  # several shot counts (or runs): the model-card table
-        parts.append("## Model card\n\n" + md_table(["Dataset", *card.columns],
-                                                   model_card_rows(card)))  # fmt: skip
+        parts.append(
+            "## Model card\n\n" + md_table(["Dataset", *card.columns], model_card_rows(card))
+        )
     if gate:
         parts.append("## Regression gate\n\n" + "\n".join(gate))
     return "\n\n".join(parts) + "\n"
@@ -189,51 +227,102 @@ def _row_json(row: MetricRow) -> dict[str, Any]:
     setting = "strategy" if row.kind == "logickor" else "num_fewshot"
     b = row.bootstrap
     return {
-        "task": row.task, setting: row.setting, "metric": row.metric, "primary": row.primary,
-        "base": row.base, "other": row.other, "diff": row.diff, "n": row.n,
+        "task": row.task,
+        setting: row.setting,
+        "metric": row.metric,
+        "primary": row.primary,
+        "base": row.base,
+        "other": row.other,
+        "diff": row.diff,
+        "n": row.n,
         "ci95": [b.diff.low, b.diff.high] if b else None,
         "base_ci95": [b.base.low, b.base.high] if b else None,
         "other_ci95": [b.other.low, b.other.high] if b else None,
         "mcnemar_p": row.mcnemar.p_value if row.mcnemar else None,
         "discordant": {"base_only": row.mcnemar.base_only, "other_only": row.mcnemar.other_only}
-        if row.mcnemar else None,
+        if row.mcnemar
+        else None,
         "note": row.note,
-    }  # fmt: skip
+    }
 
 
-def comparisons_json(comparisons: list[Comparison], card: ModelCard | None,
-                     failures: list[Failure], max_drop: float | None,
-                     max_drop_rel: float | None) -> str:  # fmt: skip
+def comparisons_json(
+    comparisons: list[Comparison],
+    card: ModelCard | None,
+    failures: list[Failure],
+    max_drop: float | None,
+    max_drop_rel: float | None,
+) -> str:
     data = {
         "base": comparisons[0].base.label,
-        "comparisons": [{"run": c.other.label, "notes": c.notes,
-                         "rows": [_row_json(r) for r in c.rows]} for c in comparisons],
-        "model_card": {"columns": ["Dataset", *card.columns],
-                       "rows": [[t, *[_finite(v) for v in values]] for t, values in card.rows]}
-        if card else None,
-        "gate": None if max_drop is None and max_drop_rel is None else {
-            "max_drop": max_drop, "max_drop_rel": max_drop_rel, "passed": not failures,
+        "comparisons": [
+            {"run": c.other.label, "notes": c.notes, "rows": [_row_json(r) for r in c.rows]}
+            for c in comparisons
+        ],
+        "model_card": {
+            "columns": ["Dataset", *card.columns],
+            "rows": [[t, *[_finite(v) for v in values]] for t, values in card.rows],
+        }
+        if card
+        else None,
+        "gate": None
+        if max_drop is None and max_drop_rel is None
+        else {
+            "max_drop": max_drop,
+            "max_drop_rel": max_drop_rel,
+            "passed": not failures,
             "failures": [f.__dict__ for f in failures],
         },
-    }  # fmt: skip
+    }
     return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
 
 
 def comparisons_csv(comparisons: list[Comparison]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["base_run", "run", "task", "num_fewshot", "strategy", "metric", "primary",
-                     "base", "other", "diff", "ci95_low", "ci95_high", "mcnemar_p",
-                     "base_only", "other_only", "n", "note"])  # fmt: skip
+    writer.writerow(
+        [
+            "base_run",
+            "run",
+            "task",
+            "num_fewshot",
+            "strategy",
+            "metric",
+            "primary",
+            "base",
+            "other",
+            "diff",
+            "ci95_low",
+            "ci95_high",
+            "mcnemar_p",
+            "base_only",
+            "other_only",
+            "n",
+            "note",
+        ]
+    )
     for c in comparisons:
         for r in c.rows:
             b, m = r.bootstrap, r.mcnemar
-            writer.writerow([
-                c.base.label, c.other.label, r.task,
-                "" if r.kind == "logickor" else r.setting, r.setting if r.kind == "logickor" else "",
-                r.metric, r.primary, repr(r.base), repr(r.other), repr(r.diff),
-                repr(b.diff.low) if b else "", repr(b.diff.high) if b else "",
-                repr(m.p_value) if m else "", m.base_only if m else "", m.other_only if m else "",
-                "" if r.n is None else r.n, r.note or "",
-            ])  # fmt: skip
+            writer.writerow(
+                [
+                    c.base.label,
+                    c.other.label,
+                    r.task,
+                    "" if r.kind == "logickor" else r.setting,
+                    r.setting if r.kind == "logickor" else "",
+                    r.metric,
+                    r.primary,
+                    repr(r.base),
+                    repr(r.other),
+                    repr(r.diff),
+                    repr(b.diff.low) if b else "",
+                    repr(b.diff.high) if b else "",
+                    repr(m.p_value) if m else "",
+                    m.base_only if m else "",
+                    m.other_only if m else "",
+                    "" if r.n is None else r.n,
+                    r.note or "",
+                ]
+            )
     return out.getvalue()

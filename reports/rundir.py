@@ -125,8 +125,15 @@ def write_manifest(run: Path, manifest: Manifest) -> None:
 # ---------------------------------------------------------------- results
 
 
-_MERGED_KEYS = ("results", "configs", "versions", "n-shot", "higher_is_better", "n-samples",
-                "group_subtasks")  # fmt: skip
+_MERGED_KEYS = (
+    "results",
+    "configs",
+    "versions",
+    "n-shot",
+    "higher_is_better",
+    "n-samples",
+    "group_subtasks",
+)
 
 
 def merge_results(existing: dict | None, new: dict) -> dict:

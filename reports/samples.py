@@ -77,12 +77,19 @@ def logickor_view(record: dict) -> SampleView:
     turns = []
     for i, key in enumerate(logickor.TURNS):
         judged = record.get(key) or {}
-        turns.append(Turn(_text(_at(record.get("questions"), i))
-                          , _text(_at(record.get("outputs"), i)),
-                          _text(_at(record.get("references"), i)) or None,
-                          _text(judged.get("judge_score")), _text(judged.get("judge_message"))))  # fmt: skip
-    scores = [(logickor.short_name(logickor.TURNS[k]), t.judge_score)
-              for k, t in zip(logickor.TURNS, turns, strict=True)]  # fmt: skip
+        turns.append(
+            Turn(
+                _text(_at(record.get("questions"), i)),
+                _text(_at(record.get("outputs"), i)),
+                _text(_at(record.get("references"), i)) or None,
+                _text(judged.get("judge_score")),
+                _text(judged.get("judge_message")),
+            )
+        )
+    scores = [
+        (logickor.short_name(logickor.TURNS[k]), t.judge_score)
+        for k, t in zip(logickor.TURNS, turns, strict=True)
+    ]
     return SampleView(_text(record.get("id")), _text(record.get("category")), scores, turns)
 
 
@@ -99,13 +106,19 @@ def _arguments(record: dict) -> list[tuple[Any, Any]]:
 
 def lmeval_view(record: dict, scores: list[tuple[str, str]]) -> SampleView:
     args = _arguments(record)
-    view = SampleView(_text(record.get("doc_id")), "", scores,
-                      doc=json.dumps(record.get("doc"), ensure_ascii=False, indent=1))  # fmt: skip
+    view = SampleView(
+        _text(record.get("doc_id")),
+        "",
+        scores,
+        doc=json.dumps(record.get("doc"), ensure_ascii=False, indent=1),
+    )
     if args:
         view.prompt = _text(args[0][0])
     responses = record.get("filtered_resps") or []
-    logliks = [r[0] if isinstance(r, list) and r and isinstance(r[0], (int, float)) else None
-               for r in responses]  # fmt: skip
+    logliks = [
+        r[0] if isinstance(r, list) and r and isinstance(r[0], (int, float)) else None
+        for r in responses
+    ]
     if args and len(logliks) == len(args) and all(v is not None for v in logliks):
         target = record.get("target")
         try:
@@ -113,9 +126,10 @@ def lmeval_view(record: dict, scores: list[tuple[str, str]]) -> SampleView:
         except (TypeError, ValueError):
             gold = None
         best = max(range(len(logliks)), key=lambda i: logliks[i])
-        view.choices = [Choice(_text(cont), f"{ll:.3f}" if math.isfinite(ll) else str(ll),
-                               i == gold, i == best)
-                        for i, ((_, cont), ll) in enumerate(zip(args, logliks, strict=True))]  # fmt: skip
+        view.choices = [
+            Choice(_text(cont), f"{ll:.3f}" if math.isfinite(ll) else str(ll), i == gold, i == best)
+            for i, ((_, cont), ll) in enumerate(zip(args, logliks, strict=True))
+        ]
     elif responses:
         view.response = _text(responses[0] if len(responses) == 1 else responses)
     return view
@@ -137,11 +151,17 @@ def groups(samples: pd.DataFrame, max_per_group: int) -> list[SampleGroup]:
                 continue
             scores = []
             for r in doc_rows.itertuples():
-                value = (f"{r.value:g}" if not pd.isna(r.value)
-                         else f"gold {_label(r.gold)}, predicted {_label(r.pred)}")  # fmt: skip
+                value = (
+                    f"{r.value:g}"
+                    if not pd.isna(r.value)
+                    else f"gold {_label(r.gold)}, predicted {_label(r.pred)}"
+                )
                 scores.append((str(r.metric), value))
             views.append(lmeval_view(first["record"], scores))
         setting = str(strategy) if not pd.isna(strategy) else f"{int(shots)}-shot"
-        out.append(SampleGroup(str(run), str(rows["model"].iloc[0]), str(task), setting,
-                               by_doc.ngroups, views))  # fmt: skip
+        out.append(
+            SampleGroup(
+                str(run), str(rows["model"].iloc[0]), str(task), setting, by_doc.ngroups, views
+            )
+        )
     return out

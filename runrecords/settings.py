@@ -46,8 +46,14 @@ def first_difference(old: Mapping[str, Any], new: Mapping[str, Any], **how: Any)
     return str(found[0]) if found else "unknown difference"
 
 
-def _walk(old: Mapping[str, Any], new: Mapping[str, Any], ignore: Collection[str],
-          nested: bool, sort: bool, prefix: str) -> Iterator[Difference]:  # fmt: skip
+def _walk(
+    old: Mapping[str, Any],
+    new: Mapping[str, Any],
+    ignore: Collection[str],
+    nested: bool,
+    sort: bool,
+    prefix: str,
+) -> Iterator[Difference]:
     keys = list(dict.fromkeys([*old, *new]))
     for key in sorted(keys) if sort else keys:
         if key in ignore:
@@ -56,5 +62,6 @@ def _walk(old: Mapping[str, Any], new: Mapping[str, Any], ignore: Collection[str
         if nested and isinstance(a, Mapping) and isinstance(b, Mapping):
             yield from _walk(a, b, (), nested, sort, f"{prefix}{key}.")
         elif a is _MISSING or b is _MISSING or a != b:
-            yield Difference(f"{prefix}{key}", None if a is _MISSING else a,
-                             None if b is _MISSING else b)  # fmt: skip
+            yield Difference(
+                f"{prefix}{key}", None if a is _MISSING else a, None if b is _MISSING else b
+            )

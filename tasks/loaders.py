@@ -25,8 +25,17 @@ csv.field_size_limit(2**31 - 1)
 
 # The ten UnSmile label columns, in the order of the Hub's ``labels`` vector.
 UNSMILE_LABELS = (
-    "여성/가족", "남성", "성소수자", "인종/국적", "연령", "지역", "종교", "기타 혐오", "악플/욕설", "clean",
-)  # fmt: skip
+    "여성/가족",
+    "남성",
+    "성소수자",
+    "인종/국적",
+    "연령",
+    "지역",
+    "종교",
+    "기타 혐오",
+    "악플/욕설",
+    "clean",
+)
 
 Row = dict[str, str]
 Converter = Callable[[Row, "RowContext"], dict]
@@ -155,11 +164,13 @@ def _kobest(task: str, convert: Converter, features: dict) -> Benchmark:
         name=f"kobest_{task}",
         hub_path="skt/kobest_v1",
         hub_name=task,
-        local_files={s: f"kobest_v1/{task}/{f}.tsv" for s, f in
-                     (("train", "train"), ("validation", "dev"), ("test", "test"))},
+        local_files={
+            s: f"kobest_v1/{task}/{f}.tsv"
+            for s, f in (("train", "train"), ("validation", "dev"), ("test", "test"))
+        },
         features=datasets.Features(features),
         convert=convert,
-    )  # fmt: skip
+    )
 
 
 _S = datasets.Value("string")
@@ -169,10 +180,16 @@ BENCHMARKS: dict[str, Benchmark] = {
     b.name: b
     for b in (
         _kobest("boolq", _boolq, {"paragraph": _S, "question": _S, "label": _I}),
-        _kobest("copa", _copa, {"premise": _S, "question": _S, "alternative_1": _S,
-                                "alternative_2": _S, "label": _I}),
-        _kobest("hellaswag", _hellaswag, {"context": _S, **{f"ending_{i}": _S for i in
-                                          range(1, 5)}, "label": _I}),
+        _kobest(
+            "copa",
+            _copa,
+            {"premise": _S, "question": _S, "alternative_1": _S, "alternative_2": _S, "label": _I},
+        ),
+        _kobest(
+            "hellaswag",
+            _hellaswag,
+            {"context": _S, **{f"ending_{i}": _S for i in range(1, 5)}, "label": _I},
+        ),
         _kobest("sentineg", _sentineg, {"sentence": _S, "label": _I}),
         _kobest("wic", _wic, {"word": _S, "context_1": _S, "context_2": _S, "label": _I}),
         Benchmark(
@@ -188,13 +205,15 @@ BENCHMARKS: dict[str, Benchmark] = {
             name="korunsmile",
             hub_path="smilegate-ai/kor_unsmile",
             hub_name=None,
-            local_files={"train": "korean_unsmile/unsmile_train_v1.0.tsv",
-                         "valid": "korean_unsmile/unsmile_valid_v1.0.tsv"},
+            local_files={
+                "train": "korean_unsmile/unsmile_train_v1.0.tsv",
+                "valid": "korean_unsmile/unsmile_valid_v1.0.tsv",
+            },
             features=datasets.Features({"문장": _S, "labels": datasets.Sequence(_I)}),
             convert=_unsmile,
         ),
     )
-}  # fmt: skip
+}
 
 
 def get_benchmark(name: str) -> Benchmark:

@@ -42,8 +42,9 @@ class Templates:
     judge_system: dict[str, str]
 
 
-def row_problem(row: Any, fields: Sequence[str], lists: Sequence[str] = (),
-                nonempty: bool = False) -> str | None:  # fmt: skip
+def row_problem(
+    row: Any, fields: Sequence[str], lists: Sequence[str] = (), nonempty: bool = False
+) -> str | None:
     """What is wrong with a LogicKor row's shared fields, or None: it must be a JSON object
     holding ``fields``, each of ``lists`` a list of at least two strings (non-empty ones with
     ``nonempty``). Questions, generated and judged files all hold such rows."""
@@ -56,15 +57,23 @@ def row_problem(row: Any, fields: Sequence[str], lists: Sequence[str] = (),
         # At least two: LogicKor's question 3 carries a third (a reworded second turn) that
         # its generators ignore; the row keeps it, generation and judging use the first two.
         value = row[name]
-        if (not isinstance(value, list) or len(value) < 2
-                or not all(isinstance(v, str) and (v or not nonempty) for v in value)):  # fmt: skip
+        if (
+            not isinstance(value, list)
+            or len(value) < 2
+            or not all(isinstance(v, str) and (v or not nonempty) for v in value)
+        ):
             return f"field {name!r} must hold two {'non-empty ' if nonempty else ''}strings"
     return None
 
 
-def check_rows(lines: Iterable[str], bad_line: BadLine, fields: Sequence[str],
-               lists: Sequence[str] = (), nonempty: bool = False,
-               extra: Callable[[dict], str | None] = lambda row: None) -> list[dict]:  # fmt: skip
+def check_rows(
+    lines: Iterable[str],
+    bad_line: BadLine,
+    fields: Sequence[str],
+    lists: Sequence[str] = (),
+    nonempty: bool = False,
+    extra: Callable[[dict], str | None] = lambda row: None,
+) -> list[dict]:
     """The rows of a LogicKor JSONL file, each checked by ``row_problem`` and then by
     ``extra`` (a reason, or None), their ids unique; ``bad_line(line, reason)`` makes the
     error (the caller's class and file name)."""
@@ -91,13 +100,25 @@ def _question_problem(row: dict) -> str | None:
 
 def parse_questions(text: str, source: str) -> list[dict]:
     """Rows of ``questions.jsonl``, checked; errors name ``source:line: field``."""
-    rows = check_rows(text.lstrip("\ufeff").split("\n"),
-                      lambda line, why: TaskDataError(f"{source}:{line}: {why}"),
-                      QUESTION_FIELDS, ["questions"], nonempty=True, extra=_question_problem)  # fmt: skip
+    rows = check_rows(
+        text.lstrip("\ufeff").split("\n"),
+        lambda line, why: TaskDataError(f"{source}:{line}: {why}"),
+        QUESTION_FIELDS,
+        ["questions"],
+        nonempty=True,
+        extra=_question_problem,
+    )
     if not rows:
         raise TaskDataError(f"{source}: no questions")
-    return [{"id": row["id"], "category": row["category"], "questions": list(row["questions"]),
-             "references": list(row.get("references") or [None, None])} for row in rows]  # fmt: skip
+    return [
+        {
+            "id": row["id"],
+            "category": row["category"],
+            "questions": list(row["questions"]),
+            "references": list(row.get("references") or [None, None]),
+        }
+        for row in rows
+    ]
 
 
 def _check_templates(data: Any, source: str) -> Templates:
@@ -112,15 +133,19 @@ def _check_templates(data: Any, source: str) -> Templates:
             isinstance(m, dict) and m.get("role") in _ROLES and isinstance(m.get("content"), str)
             for m in messages
         ):
-            raise TaskDataError(f"{source}: prompt_strategies.{name}: expected a list of "
-                                "{role: system|user|assistant, content: text}")  # fmt: skip
+            raise TaskDataError(
+                f"{source}: prompt_strategies.{name}: expected a list of "
+                "{role: system|user|assistant, content: text}"
+            )
     if not isinstance(judge, dict):
         raise TaskDataError(f"{source}: field 'judge_system_prompts' must be an object")
     for turn in TURN_PROMPTS:
         if not isinstance(judge.get(turn), str) or not judge[turn]:
             raise TaskDataError(f"{source}: judge_system_prompts.{turn}: missing or empty")
-    return Templates({k: [dict(m) for m in v] for k, v in strategies.items()},
-                     {t: judge[t] for t in TURN_PROMPTS})  # fmt: skip
+    return Templates(
+        {k: [dict(m) for m in v] for k, v in strategies.items()},
+        {t: judge[t] for t in TURN_PROMPTS},
+    )
 
 
 def parse_templates_py(text: str, source: str) -> Templates:
@@ -138,10 +163,16 @@ def parse_templates_py(text: str, source: str) -> Templates:
                 try:
                     found[target.id] = ast.literal_eval(node.value)
                 except ValueError:
-                    raise TaskDataError(f"{source}:{node.lineno}: {target.id} is not a "
-                                        "literal") from None  # fmt: skip
-    return _check_templates({"prompt_strategies": found.get("PROMPT_STRATEGY"),
-                             "judge_system_prompts": found.get("JUDGE_TEMPLATE")}, source)  # fmt: skip
+                    raise TaskDataError(
+                        f"{source}:{node.lineno}: {target.id} is not a literal"
+                    ) from None
+    return _check_templates(
+        {
+            "prompt_strategies": found.get("PROMPT_STRATEGY"),
+            "judge_system_prompts": found.get("JUDGE_TEMPLATE"),
+        },
+        source,
+    )
 
 
 def _fetch(url: str) -> str:  # pragma: no cover - needs the internet
@@ -149,8 +180,10 @@ def _fetch(url: str) -> str:  # pragma: no cover - needs the internet
         with urllib.request.urlopen(url, timeout=30) as response:
             return response.read().decode("utf-8")
     except OSError as err:
-        raise TaskDataError(f"{url}: cannot fetch LogicKor data ({err}); set {ENV_VAR} to a "
-                            "folder holding logickor/questions.jsonl and templates.json") from None  # fmt: skip
+        raise TaskDataError(
+            f"{url}: cannot fetch LogicKor data ({err}); set {ENV_VAR} to a "
+            "folder holding logickor/questions.jsonl and templates.json"
+        ) from None
 
 
 def _local(root: Path | None) -> Path | None:

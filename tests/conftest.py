@@ -56,8 +56,11 @@ def zoo(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     from fusion.zoo import ZOO_VERSION, cached_zoo
 
     cache = getattr(request.config, "cache", None)
-    root = (cache.mkdir("fusebench-zoo") if cache is not None
-            else tmp_path_factory.mktemp("fusebench-zoo"))  # fmt: skip
+    root = (
+        cache.mkdir("fusebench-zoo")
+        if cache is not None
+        else tmp_path_factory.mktemp("fusebench-zoo")
+    )
     return cached_zoo(root / f"zoo-{ZOO_VERSION}")
 
 

@@ -55,13 +55,20 @@ def test_every_package_has_a_rule() -> None:
 
 @pytest.mark.parametrize("package", PACKAGES)
 def test_imports_point_one_way(package: str) -> None:
-    offenders = [f"{where}: {name}" for where, name in _imports(package)
-                 if name.split(".")[0] in PACKAGES and name.split(".")[0] != package
-                 and not _allowed(name, ALLOWED[package])]  # fmt: skip
+    offenders = [
+        f"{where}: {name}"
+        for where, name in _imports(package)
+        if name.split(".")[0] in PACKAGES
+        and name.split(".")[0] != package
+        and not _allowed(name, ALLOWED[package])
+    ]
     assert offenders == []
 
 
 def test_the_bottom_needs_only_the_standard_library() -> None:
-    outside = [f"{where}: {name}" for where, name in _imports("runrecords")
-               if name.split(".")[0] not in {*sys.stdlib_module_names, "__future__", "runrecords"}]  # fmt: skip
+    outside = [
+        f"{where}: {name}"
+        for where, name in _imports("runrecords")
+        if name.split(".")[0] not in {*sys.stdlib_module_names, "__future__", "runrecords"}
+    ]
     assert outside == []

@@ -59,9 +59,13 @@ from fusion.store import (
 )
 from runrecords.atomic import write_atomic, write_json_atomic
 
-OUTCOMES = {FROM_SOURCE: "from_source", ONE_TO_MANY: "one_to_many", ONE_HOT: "one_hot",
-            OFFSET_MISMATCH: "one_hot_offset_mismatch",
-            EMPTY: "empty_last_position"}  # fmt: skip
+OUTCOMES = {
+    FROM_SOURCE: "from_source",
+    ONE_TO_MANY: "one_to_many",
+    ONE_HOT: "one_hot",
+    OFFSET_MISMATCH: "one_hot_offset_mismatch",
+    EMPTY: "empty_last_position",
+}
 # The row criteria reported side by side whatever the configured method (the native CE of
 # each model on its own tokens, and the aligned CE of each distribution on the target's).
 CRITERIA = ("min_ce", "min_ce_aligned")
@@ -104,8 +108,9 @@ class Inputs:
             raise StoreError(f"{first.path}: extracted from another corpus than {corpus.directory}")
         self.num_rows = len(corpus)
         self.texts = corpus.rows
-        self.index = {name: {int(r): i for i, r in enumerate(s.row_ids())}
-                      for name, s in self.stores.items()}  # fmt: skip
+        self.index = {
+            name: {int(r): i for i, r in enumerate(s.row_ids())} for name, s in self.stores.items()
+        }
 
     @property
     def target(self) -> str:
@@ -127,8 +132,14 @@ def _progress(label: str, total: int, enabled: bool) -> Any:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    bar = Progress(TextColumn(label), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                   TimeRemainingColumn(), console=Console(stderr=True), disable=not enabled)  # fmt: skip
+    bar = Progress(
+        TextColumn(label),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not enabled,
+    )
     return bar, bar.add_task(label, total=total)
 
 
@@ -147,8 +158,11 @@ def alignments(inputs: Inputs, source: str, progress: bool, say: Any) -> Path:
     """DTW paths and aligned-pair counts of every row, shard by shard (resumable)."""
     config = inputs.config
     directory = WorkDir(config.work_dir).alignments(source)
-    key = {"target": store_key(inputs.stores[inputs.target]),
-           "source": store_key(inputs.stores[source]), "version": ALIGNMENTS_VERSION}  # fmt: skip
+    key = {
+        "target": store_key(inputs.stores[inputs.target]),
+        "source": store_key(inputs.stores[source]),
+        "version": ALIGNMENTS_VERSION,
+    }
     _fresh_dir(directory, key, say)
     per_shard = config.extract.rows_per_shard
     shards = range(-(-inputs.num_rows // per_shard))
@@ -174,11 +188,14 @@ def alignments(inputs: Inputs, source: str, progress: bool, say: Any) -> Path:
                 paths.append(path)
                 offsets.append(offsets[-1] + len(path))
             coo = counts.to_arrays()
-            tensors = {"row_ids": np.asarray(row_ids, dtype=np.int64),
-                       "offsets": np.asarray(offsets, dtype=np.int64),
-                       "pairs": (np.concatenate(paths) if paths
-                                 else np.zeros((0, 2), np.int32)).astype(np.int32),
-                       **{f"counts_{name}": values for name, values in coo.items()}}  # fmt: skip
+            tensors = {
+                "row_ids": np.asarray(row_ids, dtype=np.int64),
+                "offsets": np.asarray(offsets, dtype=np.int64),
+                "pairs": (np.concatenate(paths) if paths else np.zeros((0, 2), np.int32)).astype(
+                    np.int32
+                ),
+                **{f"counts_{name}": values for name, values in coo.items()},
+            }
             write_atomic(file, lambda tmp, t=tensors: save_file(t, str(tmp)))
     return directory
 
@@ -200,13 +217,17 @@ VOCAB_MAP_VERSION = 2
 ALIGNMENTS_VERSION = 2
 
 
-def vocabulary_map(inputs: Inputs, source: str, directory: Path,
-                   progress: bool) -> tuple[np.ndarray, dict[str, int]]:  # fmt: skip
+def vocabulary_map(
+    inputs: Inputs, source: str, directory: Path, progress: bool
+) -> tuple[np.ndarray, dict[str, int]]:
     """The source -> target map of the configured method (cached beside the alignments),
     and how many source tokens each rule mapped."""
     method = inputs.config.align.vocab_mapping
-    key = {"method": method, "version": VOCAB_MAP_VERSION,
-           "alignments": json.loads((directory / "key.json").read_text())}  # fmt: skip
+    key = {
+        "method": method,
+        "version": VOCAB_MAP_VERSION,
+        "alignments": json.loads((directory / "key.json").read_text()),
+    }
     meta, file = directory / "vocab-map.json", directory / "vocab-map.safetensors"
     if meta.is_file() and file.is_file():
         cached = json.loads(meta.read_text())
@@ -244,21 +265,35 @@ def _fused_manifest(inputs: Inputs) -> StoreManifest:
     config = inputs.config
     target = inputs.stores[inputs.target].manifest
     return StoreManifest(
-        kind="fused", model=inputs.target, tokenizer_fingerprint=target.tokenizer_fingerprint,
-        vocab_size=target.vocab_size, k=fused_width(config, len(inputs.entries)),
-        layout="ragged", corpus_fingerprint=target.corpus_fingerprint,
-        num_rows=inputs.num_rows, rows_per_shard=config.extract.rows_per_shard,
+        kind="fused",
+        model=inputs.target,
+        tokenizer_fingerprint=target.tokenizer_fingerprint,
+        vocab_size=target.vocab_size,
+        k=fused_width(config, len(inputs.entries)),
+        layout="ragged",
+        corpus_fingerprint=target.corpus_fingerprint,
+        num_rows=inputs.num_rows,
+        rows_per_shard=config.extract.rows_per_shard,
         masked=target.masked,
-        settings={"method": config.fuse.method, "temperature": config.fuse.temperature,
-                  "keep": config.fuse.keep, "vocab_mapping": config.align.vocab_mapping,
-                  "offset_check": True,
-                  "versions": {"alignments": ALIGNMENTS_VERSION, "vocab_map": VOCAB_MAP_VERSION},
-                  "inputs": {name: store_key(s) for name, s in inputs.stores.items()}},
-    )  # fmt: skip
+        settings={
+            "method": config.fuse.method,
+            "temperature": config.fuse.temperature,
+            "keep": config.fuse.keep,
+            "vocab_mapping": config.align.vocab_mapping,
+            "offset_check": True,
+            "versions": {"alignments": ALIGNMENTS_VERSION, "vocab_map": VOCAB_MAP_VERSION},
+            "inputs": {name: store_key(s) for name, s in inputs.stores.items()},
+        },
+    )
 
 
-def run_align(config: FuseConfig, *, progress: bool = True, overwrite: bool = False,
-              say: Any = lambda text: None) -> Path:  # fmt: skip
+def run_align(
+    config: FuseConfig,
+    *,
+    progress: bool = True,
+    overwrite: bool = False,
+    say: Any = lambda text: None,
+) -> Path:
     """Every sub-step of stage 2; returns the fused store's directory. Status lines go to
     ``say`` (``fusion.pipeline``'s reporter; nothing by default)."""
     inputs = Inputs(config)
@@ -271,8 +306,10 @@ def run_align(config: FuseConfig, *, progress: bool = True, overwrite: bool = Fa
             return out
         if not old.same_store(manifest):
             if not overwrite:
-                raise StoreError(f"{out}: a fused store made with other settings or inputs is "
-                                 "there; pass --overwrite to replace it")  # fmt: skip
+                raise StoreError(
+                    f"{out}: a fused store made with other settings or inputs is "
+                    "there; pass --overwrite to replace it"
+                )
             shutil.rmtree(out)
     sources = [e.name for e in inputs.entries[1:]]
     paths, vmaps, rules = {}, {}, {}
@@ -286,9 +323,13 @@ def run_align(config: FuseConfig, *, progress: bool = True, overwrite: bool = Fa
     return out
 
 
-def _row_candidates(inputs: Inputs, row: int, paths: dict[str, dict[int, np.ndarray]],
-                    vmaps: dict[str, np.ndarray], outcome_counts: dict[str, dict[str, int]],
-                    ) -> tuple[SequenceTopK, list[Candidate], list[float] | None]:  # fmt: skip
+def _row_candidates(
+    inputs: Inputs,
+    row: int,
+    paths: dict[str, dict[int, np.ndarray]],
+    vmaps: dict[str, np.ndarray],
+    outcome_counts: dict[str, dict[str, int]],
+) -> tuple[SequenceTopK, list[Candidate], list[float] | None]:
     """The target's own and each source's projected distribution on one row (ce: the native
     per-token CE), and the aligned CE of each (``aligned_ce``; None when no position has a
     projection of every source's own, and then the native CE decides)."""
@@ -306,9 +347,18 @@ def _row_candidates(inputs: Inputs, row: int, paths: dict[str, dict[int, np.ndar
     for entry in inputs.entries[1:]:
         source, sv = entry.name, inputs.vocabs[entry.name]
         seq = inputs.sequence(source, row)
-        proj = project_row(tv, sv, vmaps[source], own.token_ids, seq.token_ids, seq.topk_ids,
-                           seq.topk_logprobs, paths[source][row], target_ends,
-                           sv.end_offsets(seq.token_ids, text))  # fmt: skip
+        proj = project_row(
+            tv,
+            sv,
+            vmaps[source],
+            own.token_ids,
+            seq.token_ids,
+            seq.topk_ids,
+            seq.topk_logprobs,
+            paths[source][row],
+            target_ends,
+            sv.end_offsets(seq.token_ids, text),
+        )
         for code, count in zip(*np.unique(proj.outcome, return_counts=True), strict=True):
             outcome_counts[source][OUTCOMES[int(code)]] += int(count)
         common &= np.isin(proj.outcome[:-1], (FROM_SOURCE, ONE_TO_MANY))
@@ -329,10 +379,15 @@ def _row_ce(seq: SequenceTopK) -> float:
 
 def _new_stats(names: list[str]) -> dict[str, Any]:
     """One shard's fusion statistics (summed over shards for the report)."""
-    return {"projection": {s: dict.fromkeys(OUTCOMES.values(), 0) for s in names[1:]},
-            "rows_won": {criterion: dict.fromkeys(names, 0) for criterion in CRITERIA},
-            "weight_sum": dict.fromkeys(names, 0.0), "rows": 0, "no_common": 0,
-            "dropped": 0.0, "dropped_max": 0.0}  # fmt: skip
+    return {
+        "projection": {s: dict.fromkeys(OUTCOMES.values(), 0) for s in names[1:]},
+        "rows_won": {criterion: dict.fromkeys(names, 0) for criterion in CRITERIA},
+        "weight_sum": dict.fromkeys(names, 0.0),
+        "rows": 0,
+        "no_common": 0,
+        "dropped": 0.0,
+        "dropped_max": 0.0,
+    }
 
 
 def _add_stats(total: dict[str, Any], part: dict[str, Any]) -> None:
@@ -350,8 +405,13 @@ def _stats_file(directory: Path, shard: int) -> Path:
     return directory / f"stats-{shard:05d}.json"
 
 
-def _fuse(inputs: Inputs, manifest: StoreManifest, paths: dict[str, dict[int, np.ndarray]],
-          vmaps: dict[str, np.ndarray], progress: bool) -> dict[str, Any]:  # fmt: skip
+def _fuse(
+    inputs: Inputs,
+    manifest: StoreManifest,
+    paths: dict[str, dict[int, np.ndarray]],
+    vmaps: dict[str, np.ndarray],
+    progress: bool,
+) -> dict[str, Any]:
     config = inputs.config
     out = fused_dir(config)
     writer = StoreWriter(out, manifest)
@@ -373,8 +433,9 @@ def _fuse(inputs: Inputs, manifest: StoreManifest, paths: dict[str, dict[int, np
                 if why:
                     excluded[row] = why
                     continue
-                own, cands, aligned = _row_candidates(inputs, row, paths, vmaps,
-                                                      stats["projection"])  # fmt: skip
+                own, cands, aligned = _row_candidates(
+                    inputs, row, paths, vmaps, stats["projection"]
+                )
                 native = [c.ce for c in cands]
                 if aligned is None:
                     stats["no_common"] += 1
@@ -382,19 +443,29 @@ def _fuse(inputs: Inputs, manifest: StoreManifest, paths: dict[str, dict[int, np
                 stats["rows_won"]["min_ce"][names[int(np.argmin(native))]] += 1
                 stats["rows_won"]["min_ce_aligned"][names[int(np.argmin(aligned))]] += 1
                 if uses_aligned_ce(method):
-                    cands = [Candidate(c.ids, c.logprobs, ce)
-                             for c, ce in zip(cands, aligned, strict=True)]  # fmt: skip
-                for name, w in zip(names, weights([c.ce for c in cands], method, temperature),
-                                   strict=True):  # fmt: skip
+                    cands = [
+                        Candidate(c.ids, c.logprobs, ce)
+                        for c, ce in zip(cands, aligned, strict=True)
+                    ]
+                for name, w in zip(
+                    names, weights([c.ce for c in cands], method, temperature), strict=True
+                ):
                     stats["weight_sum"][name] += float(w)
                 ids, logprobs, lost = fuse_row(cands, method, keep, temperature)
                 stats["rows"] += 1
                 stats["dropped"] += float(lost.sum())
                 stats["dropped_max"] = max(stats["dropped_max"], float(lost.max(initial=0.0)))
-                kept.append(SequenceTopK(row_id=row, token_ids=own.token_ids, topk_ids=ids,
-                                         topk_logprobs=logprobs.astype(np.float16),
-                                         nll=own.nll, mean_nll=own.mean_nll,
-                                         loss_mask=own.loss_mask))  # fmt: skip
+                kept.append(
+                    SequenceTopK(
+                        row_id=row,
+                        token_ids=own.token_ids,
+                        topk_ids=ids,
+                        topk_logprobs=logprobs.astype(np.float16),
+                        nll=own.nll,
+                        mean_nll=own.mean_nll,
+                        loss_mask=own.loss_mask,
+                    )
+                )
             # Statistics first: a crash between the two redoes the shard and rewrites them.
             write_json_atomic(_stats_file(out, shard), stats)
             writer.write_shard(shard, kept, excluded)
@@ -405,18 +476,24 @@ def _fuse(inputs: Inputs, manifest: StoreManifest, paths: dict[str, dict[int, np
         _add_stats(total, json.loads(_stats_file(out, shard).read_text(encoding="utf-8")))
     rows_fused = total["rows"]
     report: dict[str, Any] = {
-        "method": method, "positions": final.positions, "sequences": final.sequences,
-        "excluded": final.excluded, "projection": total["projection"],
+        "method": method,
+        "positions": final.positions,
+        "sequences": final.sequences,
+        "excluded": final.excluded,
+        "projection": total["projection"],
         "rows_won": total["rows_won"],
         "rows_without_common_positions": total["no_common"],
-        "mean_weight": {n: (w / rows_fused if rows_fused else 0.0)
-                        for n, w in total["weight_sum"].items()},
+        "mean_weight": {
+            n: (w / rows_fused if rows_fused else 0.0) for n, w in total["weight_sum"].items()
+        },
         "entries_per_position": _mean_entries(out, final),
-    }  # fmt: skip
+    }
     if weighting(method) != "min_ce":
         report["keep"] = keep
-        report["dropped_mass"] = {"mean_per_position": total["dropped"] / max(final.positions, 1),
-                                  "max": total["dropped_max"]}  # fmt: skip
+        report["dropped_mass"] = {
+            "mean_per_position": total["dropped"] / max(final.positions, 1),
+            "max": total["dropped_max"],
+        }
     return report
 
 

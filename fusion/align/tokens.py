@@ -113,9 +113,17 @@ class Vocabulary:
         )
 
     @classmethod
-    def from_bytes(cls, *, family: str, raw: list[str], data: list[bytes],
-                   special_ids: frozenset[int], bos_id: int | None = None,
-                   eos_id: int | None = None, unk_id: int | None = None) -> Vocabulary:  # fmt: skip
+    def from_bytes(
+        cls,
+        *,
+        family: str,
+        raw: list[str],
+        data: list[bytes],
+        special_ids: frozenset[int],
+        bos_id: int | None = None,
+        eos_id: int | None = None,
+        unk_id: int | None = None,
+    ) -> Vocabulary:
         text = [bytes_text(d) for d in data]
         key = [t.replace(" ", "") for t in text]
         return cls(family, raw, data, text, key, special_ids, bos_id, eos_id, unk_id)
@@ -130,9 +138,15 @@ class Vocabulary:
         data = [
             r.encode("utf-8") if i in ids else token_bytes(r, family) for i, r in enumerate(raw)
         ]
-        return cls.from_bytes(family=family, raw=raw, data=data, special_ids=ids,
-                              bos_id=special.get("bos"), eos_id=special.get("eos"),
-                              unk_id=special.get("unk"))  # fmt: skip
+        return cls.from_bytes(
+            family=family,
+            raw=raw,
+            data=data,
+            special_ids=ids,
+            bos_id=special.get("bos"),
+            eos_id=special.get("eos"),
+            unk_id=special.get("unk"),
+        )
 
     def keys(self, ids: np.ndarray) -> list[str]:
         """Cost strings of a token sequence."""

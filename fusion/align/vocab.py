@@ -73,13 +73,19 @@ class PairCounts:
         data = np.asarray(rows, dtype=np.int64).reshape(-1, 3)
         # Contiguous copies: safetensors' save_file writes a strided column view as if it
         # were contiguous (consecutive elements from its start), corrupting the counts.
-        return {name: np.ascontiguousarray(data[:, i])
-                for i, name in enumerate(("source", "target", "count"))}  # fmt: skip
+        return {
+            name: np.ascontiguousarray(data[:, i])
+            for i, name in enumerate(("source", "target", "count"))
+        }
 
     def counts_update(self, arrays: dict[str, np.ndarray], prefix: str = "counts_") -> None:
         """Add counts saved by ``to_arrays`` (keys optionally prefixed)."""
-        for s, t, n in zip(arrays[prefix + "source"].tolist(), arrays[prefix + "target"].tolist(),
-                           arrays[prefix + "count"].tolist(), strict=True):  # fmt: skip
+        for s, t, n in zip(
+            arrays[prefix + "source"].tolist(),
+            arrays[prefix + "target"].tolist(),
+            arrays[prefix + "count"].tolist(),
+            strict=True,
+        ):
             self.counts[s][t] += n
 
     @classmethod
@@ -138,34 +144,45 @@ def nearest(
     return best, dist
 
 
-def _mine(source: Vocabulary, target: Vocabulary, result: VocabMap,
-          progress: Callable[[int], None] | None = None) -> VocabMap:  # fmt: skip
+def _mine(
+    source: Vocabulary,
+    target: Vocabulary,
+    result: VocabMap,
+    progress: Callable[[int], None] | None = None,
+) -> VocabMap:
     """Map every still-unmapped ordinary token to the nearest ordinary target token."""
     missing = [sid for sid in _ordinary(source) if result.ids[sid] == UNMAPPED]
     choices = _ordinary(target)
     if missing and choices:
-        best, _ = nearest([source.text[s] for s in missing],
-                          [target.text[t] for t in choices], progress=progress)  # fmt: skip
+        best, _ = nearest(
+            [source.text[s] for s in missing], [target.text[t] for t in choices], progress=progress
+        )
         result.ids[np.asarray(missing)] = np.asarray(choices)[best]
         result.rule[np.asarray(missing)] = R_MINED
     return result
 
 
-def mined_map(source: Vocabulary, target: Vocabulary,
-              progress: Callable[[int], None] | None = None) -> VocabMap:  # fmt: skip
+def mined_map(
+    source: Vocabulary, target: Vocabulary, progress: Callable[[int], None] | None = None
+) -> VocabMap:
     """Exact, else the nearest ordinary target token by edit distance of the texts."""
     return _mine(source, target, exact_map(source, target), progress)
 
 
-def statistics_map(source: Vocabulary, target: Vocabulary, counts: PairCounts,
-                   progress: Callable[[int], None] | None = None) -> VocabMap:  # fmt: skip
+def statistics_map(
+    source: Vocabulary,
+    target: Vocabulary,
+    counts: PairCounts,
+    progress: Callable[[int], None] | None = None,
+) -> VocabMap:
     """Exact first; else FuseChat's rule over the aligned-pair counts; else mined."""
     result = exact_map(source, target)
     for sid in _ordinary(source):
         if result.ids[sid] != UNMAPPED:
             continue
-        candidates = {t: n for t, n in counts.counts.get(sid, {}).items()
-                      if t not in target.special_ids}  # fmt: skip
+        candidates = {
+            t: n for t, n in counts.counts.get(sid, {}).items() if t not in target.special_ids
+        }
         if not candidates:
             continue
         text = source.text[sid]
@@ -177,9 +194,13 @@ def statistics_map(source: Vocabulary, target: Vocabulary, counts: PairCounts,
     return _mine(source, target, result, progress)
 
 
-def build_map(method: str, source: Vocabulary, target: Vocabulary,
-              counts: PairCounts | None = None,
-              progress: Callable[[int], None] | None = None) -> VocabMap:  # fmt: skip
+def build_map(
+    method: str,
+    source: Vocabulary,
+    target: Vocabulary,
+    counts: PairCounts | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> VocabMap:
     """The vocabulary map by name (``counts`` is needed for ``statistics``)."""
     if method == "exact":
         return exact_map(source, target)

@@ -52,9 +52,12 @@ def _files_closed_after_each_read() -> Iterator[None]:
 
 
 def merge_with_mergekit(
-    spec: MergeSpec, base: ModelFiles | None, models: list[ModelFiles], out_dir: Path,
+    spec: MergeSpec,
+    base: ModelFiles | None,
+    models: list[ModelFiles],
+    out_dir: Path,
     progress: bool = True,
-) -> None:  # fmt: skip
+) -> None:
     """Run one mergekit method into ``out_dir`` (which already exists and is empty)."""
     from mergekit.config import MergeConfiguration
     from mergekit.merge import run_merge

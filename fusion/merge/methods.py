@@ -56,8 +56,12 @@ class MergeMethod:
     needs_base: bool
     parameters: tuple[Parameter, ...] = ()
 
-    def check_parameters(self, shared: dict[str, Any], per_model: list[tuple[str, str, dict]],
-                         shared_key: str = "parameters") -> None:  # fmt: skip
+    def check_parameters(
+        self,
+        shared: dict[str, Any],
+        per_model: list[tuple[str, str, dict]],
+        shared_key: str = "parameters",
+    ) -> None:
         """Unknown parameters and missing required ones, as one line naming the first.
 
         ``shared`` is the config's method parameters (under ``shared_key``); ``per_model``
@@ -70,8 +74,10 @@ class MergeMethod:
                 if name not in declared:
                     if not declared:
                         raise MergeError(f"{where}.{name}: {self.name} takes no parameters")
-                    raise MergeError(f"{where}.{name}: {self.name} has no such parameter "
-                                     f"(known: {', '.join(declared)})")  # fmt: skip
+                    raise MergeError(
+                        f"{where}.{name}: {self.name} has no such parameter "
+                        f"(known: {', '.join(declared)})"
+                    )
         for parameter in self.parameters:
             if parameter.required and parameter.name not in shared:
                 missing = [model for model, _, given in per_model if parameter.name not in given]
@@ -137,5 +143,9 @@ def _from_mergekit(name: str) -> MergeMethod:
         Parameter(p.name, REQUIRED if p.default is MISSING else p.default) for p in spec.parameters
     )
     # Only a REQUIRED base is needed; linear ignores a base (one more input if given).
-    return MergeMethod(name=name, backend="mergekit", parameters=parameters,
-                       needs_base=spec.contract.base == BasePolicy.REQUIRED)  # fmt: skip
+    return MergeMethod(
+        name=name,
+        backend="mergekit",
+        parameters=parameters,
+        needs_base=spec.contract.base == BasePolicy.REQUIRED,
+    )

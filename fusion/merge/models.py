@@ -64,8 +64,9 @@ def resolve(reference: str, field: str, trust_remote_code: bool = False) -> Path
     try:
         return Path(snapshot_download(reference, allow_patterns=patterns))
     except Exception as exc:  # offline, unknown repo, gated: all user-facing
-        raise MergeError(f"{field}: {reference}: not a local directory and not on the Hub "
-                         f"({type(exc).__name__})") from None  # fmt: skip
+        raise MergeError(
+            f"{field}: {reference}: not a local directory and not on the Hub ({type(exc).__name__})"
+        ) from None
 
 
 def _safetensors_header(file: Path) -> dict[str, TensorInfo]:

@@ -33,9 +33,13 @@ def merge(spec: MergeSpec, output: Path, overwrite: bool = False, progress: bool
     dtype_named(spec.dtype)  # a bad dtype is refused before anything is read
     chosen = method(spec.method)
     base, models = read_inputs(spec)
-    chosen.check_parameters(spec.parameters, [(entry.model, f"models.{index}.parameters",
-                                               entry.parameters)
-                                              for index, entry in enumerate(spec.models)])  # fmt: skip
+    chosen.check_parameters(
+        spec.parameters,
+        [
+            (entry.model, f"models.{index}.parameters", entry.parameters)
+            for index, entry in enumerate(spec.models)
+        ],
+    )
     chosen.check_inputs([model.path for model in models], base.path if base else None)
     run = _BACKENDS[chosen.backend]
     with atomic_directory(output, overwrite) as scratch:
@@ -44,15 +48,25 @@ def merge(spec: MergeSpec, output: Path, overwrite: bool = False, progress: bool
     return output
 
 
-def _run_mergekit(spec: MergeSpec, base: ModelFiles | None, models: list[ModelFiles],
-                  scratch: Path, progress: bool) -> None:  # fmt: skip
+def _run_mergekit(
+    spec: MergeSpec,
+    base: ModelFiles | None,
+    models: list[ModelFiles],
+    scratch: Path,
+    progress: bool,
+) -> None:
     from fusion.merge.mergekit_backend import merge_with_mergekit
 
     merge_with_mergekit(spec, base, models, scratch, progress)
 
 
-def _run_varm(spec: MergeSpec, base: ModelFiles | None, models: list[ModelFiles],
-              scratch: Path, progress: bool) -> None:  # fmt: skip
+def _run_varm(
+    spec: MergeSpec,
+    base: ModelFiles | None,
+    models: list[ModelFiles],
+    scratch: Path,
+    progress: bool,
+) -> None:
     from fusion.merge.varm import merge_varm
 
     assert base is not None  # read_inputs insists (varm needs a base)
@@ -61,8 +75,11 @@ def _run_varm(spec: MergeSpec, base: ModelFiles | None, models: list[ModelFiles]
     copy_side_files(base.path, scratch)
     if dtype is not None:
         _set_config_dtype(scratch / "config.json", spec.dtype or "")
-    report = {"granularity": spec.granularity, "models": [m.label for m in models],
-              "weights": weights}  # fmt: skip
+    report = {
+        "granularity": spec.granularity,
+        "models": [m.label for m in models],
+        "weights": weights,
+    }
     (scratch / "varm_weights.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
 
 

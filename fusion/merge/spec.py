@@ -11,8 +11,16 @@ from fusion.config import read_yaml_mapping, validate_config
 from fusion.merge.errors import MergeError
 from fusion.merge.methods import check_name
 
-__all__ = ["Granularity", "InputModel", "MergeError", "MergeSpec", "Method", "ParameterValue",
-           "describe_fields", "load_spec"]  # fmt: skip
+__all__ = [
+    "Granularity",
+    "InputModel",
+    "MergeError",
+    "MergeSpec",
+    "Method",
+    "ParameterValue",
+    "describe_fields",
+    "load_spec",
+]
 
 # A merge method's name, checked against the registry (fusion/merge/methods.py).
 Method = Annotated[str, AfterValidator(check_name)]

@@ -50,8 +50,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save(engine: Any, root: Path, step: int, rank_state: dict[str, Any], run: dict[str, Any],
-         keep: int) -> Path:  # fmt: skip
+def save(
+    engine: Any, root: Path, step: int, rank_state: dict[str, Any], run: dict[str, Any], keep: int
+) -> Path:
     """Save step ``step`` on every rank, then (rank 0) point ``latest.json`` at it and prune."""
     tag = tag_name(step)
     engine.save_checkpoint(str(root), tag=tag, save_latest=False)

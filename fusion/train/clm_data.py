@@ -27,8 +27,9 @@ class ClmDataError(FusionError):
 class ClmDataset(Dataset):
     """One item per corpus row: token ids and next-token labels, at most ``max_length`` long."""
 
-    def __init__(self, work_dir: Path, tokenizer: Any, max_length: int,
-                 long_rows: str = "truncate") -> None:  # fmt: skip
+    def __init__(
+        self, work_dir: Path, tokenizer: Any, max_length: int, long_rows: str = "truncate"
+    ) -> None:
         corpus = corpus_mod.load(work_dir)
         self.path = corpus.directory
         if corpus.spans is not None:

@@ -106,8 +106,9 @@ class Collator:
         width = max(len(item["input_ids"]) for item in items)
         # Ragged (fused) stores pad every position to the store's widest: gather only the
         # columns some position of this batch uses.
-        k = max(1, max(int((item["topk_ids"] != PAD_ID).sum(axis=1).max(initial=0))
-                       for item in items))  # fmt: skip
+        k = max(
+            1, max(int((item["topk_ids"] != PAD_ID).sum(axis=1).max(initial=0)) for item in items)
+        )
         size = len(items)
         input_ids = torch.full((size, width), self.pad_token_id, dtype=torch.long)
         attention = torch.zeros((size, width), dtype=torch.long)

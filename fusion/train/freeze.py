@@ -82,8 +82,10 @@ def apply_trainable(
         elif f"new_{side}_embeddings" in wanted:
             rows = _rows(weight)
             if max(new_ids or [0]) >= rows:
-                raise FreezeError(f"new row id {max(new_ids or [0])} outside the {side} "
-                                  f"embedding matrix ({rows} rows)")  # fmt: skip
+                raise FreezeError(
+                    f"new row id {max(new_ids or [0])} outside the {side} "
+                    f"embedding matrix ({rows} rows)"
+                )
             weight.requires_grad_(True)
             weight.register_hook(_keep_new_rows(row_mask(new_ids or [], rows)))
             partial.append(weight)

@@ -39,8 +39,14 @@ def check_inputs(config: TrainRunConfig, *, nproc: int, resume: bool) -> None:
     start_point(config, nproc, resume=resume)
 
 
-def run_training(config: TrainRunConfig, *, nproc: int, resume: bool, progress: bool = True,
-                 say: Callable[[str], None] | None = None) -> Path:  # fmt: skip
+def run_training(
+    config: TrainRunConfig,
+    *,
+    nproc: int,
+    resume: bool,
+    progress: bool = True,
+    say: Callable[[str], None] | None = None,
+) -> Path:
     """Train the target (fused objective, or plain CLM for a vocab stage); returns the final
     Hugging Face model's folder. Status lines go to ``say`` (the ranks of a multi-process
     run print theirs on stderr), with a progress bar unless ``progress`` is off."""
@@ -58,10 +64,12 @@ def run_training(config: TrainRunConfig, *, nproc: int, resume: bool, progress: 
     )
     write_json_atomic(paths.status, {"status": "launching", "nproc": nproc})
     # FUSEBENCH_LAUNCHED: the caller reports the final model itself.
-    args = [str(config_file), *(["--resume"] if resume else []),
-            *([] if progress else ["--no-progress"])]  # fmt: skip
-    code = run_ranks("fusion.train.main", args, nproc=nproc,
-                     env={"FUSEBENCH_LAUNCHED": "1"}).code  # fmt: skip
+    args = [
+        str(config_file),
+        *(["--resume"] if resume else []),
+        *([] if progress else ["--no-progress"]),
+    ]
+    code = run_ranks("fusion.train.main", args, nproc=nproc, env={"FUSEBENCH_LAUNCHED": "1"}).code
     if code == 0:
         return paths.final
     status = _status(paths.status)
@@ -70,8 +78,10 @@ def run_training(config: TrainRunConfig, *, nproc: int, resume: bool, progress: 
             f"train: interrupted after step {status.get('step')} of {status.get('steps')}; "
             f"checkpoint in {paths.checkpoints}; rerun with --resume to continue"
         )
-    raise TrainingFailed(f"train: the {nproc} training processes failed (exit code {code}); "
-                         "the failing rank's error is printed above")  # fmt: skip
+    raise TrainingFailed(
+        f"train: the {nproc} training processes failed (exit code {code}); "
+        "the failing rank's error is printed above"
+    )
 
 
 @contextmanager

@@ -21,8 +21,9 @@ def main(argv: list[str] | None = None) -> int:
         "--resume", action="store_true", help="Continue from the latest checkpoint."
     )
     parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
-    parser.add_argument("--local_rank", "--local-rank", type=int, default=None,
-                        help=argparse.SUPPRESS)  # fmt: skip  # the deepspeed launcher passes it
+    parser.add_argument(
+        "--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS
+    )  # the deepspeed launcher passes it
     args = parser.parse_args(argv)
     if args.local_rank is not None:
         os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
@@ -30,8 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     from fusion.train.trainer import train
 
     try:
-        final = train(load_train_config(args.config), resume=args.resume,
-                      progress=not args.no_progress, say=_stderr)  # fmt: skip
+        final = train(
+            load_train_config(args.config),
+            resume=args.resume,
+            progress=not args.no_progress,
+            say=_stderr,
+        )
     except UserError as err:
         if os.environ.get("RANK", "0") == "0":
             print(f"error: {err}", file=sys.stderr, flush=True)

@@ -117,7 +117,13 @@ def single_rank_env() -> None:
     if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
         return
     os.environ.update(
-        {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1",
-         "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
-         SINGLE_RANK_MARK: "1"}
-    )  # fmt: skip
+        {
+            "RANK": "0",
+            "LOCAL_RANK": "0",
+            "WORLD_SIZE": "1",
+            "LOCAL_WORLD_SIZE": "1",
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(free_port()),
+            SINGLE_RANK_MARK: "1",
+        }
+    )

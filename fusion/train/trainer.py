@@ -61,8 +61,13 @@ def _quiet(text: str) -> None:
     return None
 
 
-def train(config: TrainRunConfig, *, resume: bool = False, progress: bool = True,
-          say: Callable[[str], None] = _quiet) -> Path:  # fmt: skip
+def train(
+    config: TrainRunConfig,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    say: Callable[[str], None] = _quiet,
+) -> Path:
     """Train on the fused (or, with objective clm, the CLM) objective; returns the final model's
     directory. Rank 0 reports status lines through ``say`` and shows a progress bar unless
     ``progress`` is off."""
@@ -84,8 +89,15 @@ def train(config: TrainRunConfig, *, resume: bool = False, progress: bool = True
 
 
 class _Run:
-    def __init__(self, config: TrainRunConfig, *, resume: bool, cuda: bool, progress: bool,
-                 say: Callable[[str], None]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        config: TrainRunConfig,
+        *,
+        resume: bool,
+        cuda: bool,
+        progress: bool,
+        say: Callable[[str], None],
+    ) -> None:
         self.config, self.section, self.resume, self.cuda = config, config.train, resume, cuda
         self.progress, self.say = progress, say
         self.paths: RunPaths = run_paths(config)
@@ -122,9 +134,11 @@ class _Run:
             self._hf_ds = HfDeepSpeedConfig(ds_config)
         try:
             model = AutoModelForCausalLM.from_pretrained(
-                target.path, revision=target.revision, dtype=dtype,
+                target.path,
+                revision=target.revision,
+                dtype=dtype,
                 trust_remote_code=target.trust_remote_code,
-            )  # fmt: skip
+            )
         except (OSError, ValueError) as err:
             raise TrainSetupError(f"target.path {target.path}: cannot load ({err})") from None
         if self.section.gradient_checkpointing:
@@ -145,8 +159,10 @@ class _Run:
             shape = getattr(param, "ds_shape", param.shape)  # ZeRO-3 params are partitioned
             wide = len(shape) >= 2 and id(param) not in partial
             (decay if wide else no_decay).append(param)
-        groups = [{"params": decay, "weight_decay": weight_decay},
-                  {"params": no_decay, "weight_decay": 0.0}]  # fmt: skip
+        groups = [
+            {"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
         return [g for g in groups if g["params"]]
 
     # ------------------------------------------------------------ the run
@@ -163,15 +179,21 @@ class _Run:
         where, dataset = open_data(self.config, tokenizer)
         pointer = self._where_to_start()
         if dataset.truncated:
-            self._say(f"train: {dataset.truncated} of {len(dataset)} sequences are longer than "
-                      f"max_length={section.max_length} and were truncated")  # fmt: skip
+            self._say(
+                f"train: {dataset.truncated} of {len(dataset)} sequences are longer than "
+                f"max_length={section.max_length} and were truncated"
+            )
         set_seed(section.seed)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         batches = MicroBatches(
-            dataset, ClmCollator(pad) if section.objective == "clm" else Collator(pad),
+            dataset,
+            ClmCollator(pad) if section.objective == "clm" else Collator(pad),
             micro_batch_size=section.micro_batch_size,
-            epochs=section.epochs, seed=section.seed, rank=self.rank, world_size=self.world,
-        )  # fmt: skip
+            epochs=section.epochs,
+            seed=section.seed,
+            rank=self.rank,
+            world_size=self.world,
+        )
         gas = section.gradient_accumulation_steps
         steps = batches.total // gas
         if section.max_steps:
@@ -202,8 +224,10 @@ class _Run:
         elif logbook:
             logbook.start_fresh()
         self._status("running", step=step, steps=steps)
-        self._say(f"train: {len(dataset)} sequences, {steps} optimizer steps, {self.world} "
-                  f"process(es), ZeRO-{section.zero_stage}, {section.precision}")  # fmt: skip
+        self._say(
+            f"train: {len(dataset)} sequences, {steps} optimizer steps, {self.world} "
+            f"process(es), ZeRO-{section.zero_stage}, {section.precision}"
+        )
         with self._signals():
             step = self._loop(engine, scheduler, batches, step, steps, logbook)
         if logbook:
@@ -212,15 +236,28 @@ class _Run:
         self._status("finished", step=step, steps=steps, final=str(final))
         return final
 
-    def _loop(self, engine: Any, scheduler: Any, batches: MicroBatches, step: int, steps: int,
-              logbook: Logbook | None) -> int:  # fmt: skip
+    def _loop(
+        self,
+        engine: Any,
+        scheduler: Any,
+        batches: MicroBatches,
+        step: int,
+        steps: int,
+        logbook: Logbook | None,
+    ) -> int:
         from tqdm.auto import tqdm
 
         section, gas = self.section, self.section.gradient_accumulation_steps
         stream = iter(batches)
-        progress = tqdm(total=steps, initial=step, desc="train", unit="step",
-                        disable=self.rank != 0 or not self.progress, file=sys.stderr,
-                        mininterval=1.0)  # fmt: skip
+        progress = tqdm(
+            total=steps,
+            initial=step,
+            desc="train",
+            unit="step",
+            disable=self.rank != 0 or not self.progress,
+            file=sys.stderr,
+            mininterval=1.0,
+        )
         while step < steps:
             began = time.perf_counter()
             lr = float(scheduler.get_last_lr()[0])
@@ -231,8 +268,15 @@ class _Run:
                 parts = self._loss(out.logits, batch)
                 engine.backward(parts.loss)
                 engine.step()
-                sums[:4] += torch.tensor([float(parts.loss.detach()), float(parts.clm),
-                                          float(parts.fuse), parts.positions], dtype=torch.float64)  # fmt: skip
+                sums[:4] += torch.tensor(
+                    [
+                        float(parts.loss.detach()),
+                        float(parts.clm),
+                        float(parts.fuse),
+                        parts.positions,
+                    ],
+                    dtype=torch.float64,
+                )
             step += 1
             sums[4] = float(self.stop_signal)
             reduced = sums.to(engine.device)
@@ -241,11 +285,16 @@ class _Run:
             mean = 1.0 / (gas * self.world)
             norm = engine.get_global_grad_norm()
             record = {
-                "step": step, "epoch": batches.state.epoch, "loss": loss * mean,
-                "clm": clm * mean, "fuse": fuse * mean, "lr": lr,
+                "step": step,
+                "epoch": batches.state.epoch,
+                "loss": loss * mean,
+                "clm": clm * mean,
+                "fuse": fuse * mean,
+                "lr": lr,
                 "grad_norm": None if norm is None else float(norm),
-                "tokens": int(tokens), "time": round(time.perf_counter() - began, 4),
-            }  # fmt: skip
+                "tokens": int(tokens),
+                "time": round(time.perf_counter() - began, 4),
+            }
             if logbook and (step % section.log_every == 0 or step == steps or stop):
                 logbook.write(record)
             progress.update(1)
@@ -271,15 +320,20 @@ class _Run:
             positions = int((batch["labels"] != IGNORE).sum())
             return FusedLoss(loss=clm, clm=clm.detach(), fuse=zero, positions=positions)
         return fused_loss(
-            logits, batch["labels"], batch["topk_ids"], batch["topk_logprobs"],
-            lambda_clm=section.lambda_clm, kind=section.fuse_loss,
-        )  # fmt: skip
+            logits,
+            batch["labels"],
+            batch["topk_ids"],
+            batch["topk_logprobs"],
+            lambda_clm=section.lambda_clm,
+            kind=section.fuse_loss,
+        )
 
     def _checkpoint(self, engine: Any, batches: MicroBatches, step: int) -> None:
         run = {"settings": run_settings(self.config, self.world)}
         state = {"data": {"epoch": batches.state.epoch, "batch": batches.state.batch}}
-        checkpoint.save(engine, self.paths.checkpoints, step, state, run,
-                        keep=self.section.keep_checkpoints)  # fmt: skip
+        checkpoint.save(
+            engine, self.paths.checkpoints, step, state, run, keep=self.section.keep_checkpoints
+        )
 
     @contextmanager
     def _signals(self) -> Any:
@@ -315,8 +369,9 @@ class _Run:
             else:
                 state_dict = engine.module.state_dict()
             with atomic_directory(final) as scratch:
-                engine.module.save_pretrained(scratch, state_dict=state_dict,
-                                              safe_serialization=True)  # fmt: skip
+                engine.module.save_pretrained(
+                    scratch, state_dict=state_dict, safe_serialization=True
+                )
                 tokenizer.save_pretrained(scratch)
             shutil.rmtree(consolidated, ignore_errors=True)
             self._say(f"train: final model: {final}")

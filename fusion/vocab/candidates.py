@@ -93,8 +93,10 @@ def select_tokens(
     speller = Speller(tokenizer)
     pieces = dict(zip(frequent, speller.many(frequent), strict=True))
     # rank by tokens saved: uses x (old pieces - 1); one-piece strings are not missing
-    ranked = sorted((s for s in frequent if len(pieces[s]) > 1),
-                    key=lambda s: (-counts[s] * (len(pieces[s]) - 1), s))  # fmt: skip
+    ranked = sorted(
+        (s for s in frequent if len(pieces[s]) > 1),
+        key=lambda s: (-counts[s] * (len(pieces[s]) - 1), s),
+    )
     chosen, waiting = ranked[:limit], ranked[limit:]
     used: Counter[str] = Counter()
     rounds = 0

@@ -62,9 +62,13 @@ def _quiet(text: str) -> None:
 
 
 def expand(
-    model: str, corpus: Path, output: Path, options: ExpandOptions, overwrite: bool = False,
+    model: str,
+    corpus: Path,
+    output: Path,
+    options: ExpandOptions,
+    overwrite: bool = False,
     say: Callable[[str], None] = _quiet,
-) -> dict:  # fmt: skip
+) -> dict:
     """Expand ``model`` with tokens from ``corpus`` into ``output``; returns the report.
     Warnings (an untied embedding) go to ``say``."""
     from transformers import AutoModelForCausalLM  # torch: load late
@@ -130,8 +134,11 @@ def check_round_trip(old_tokenizer: object, tokenizer: object, texts: list[str])
     byte-level tokenizers, the text comes back unchanged.
     """
     old_ok, new_ok = _round_trips(old_tokenizer, texts), _round_trips(tokenizer, texts)
-    broken = [number for number, (old, new) in enumerate(zip(old_ok, new_ok, strict=True), 1)
-              if old and not new]  # fmt: skip
+    broken = [
+        number
+        for number, (old, new) in enumerate(zip(old_ok, new_ok, strict=True), 1)
+        if old and not new
+    ]
     if not broken:
         return
     pipeline = tokenizer.backend_tokenizer.to_str()  # type: ignore[attr-defined]

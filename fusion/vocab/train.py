@@ -27,8 +27,16 @@ from fusion.layout import WorkDir
 from fusion.train.config import GROUPS, TrainSection
 
 # Set per stage: a value in the shared train section would be overwritten, so it is refused.
-PER_STAGE = ("learning_rate", "max_steps", "trainable", "objective", "output", "fused_store",
-             "new_rows_from", "epochs")  # fmt: skip
+PER_STAGE = (
+    "learning_rate",
+    "max_steps",
+    "trainable",
+    "objective",
+    "output",
+    "fused_store",
+    "new_rows_from",
+    "epochs",
+)
 
 
 class Stage(BaseModel):
@@ -46,8 +54,9 @@ class Stage(BaseModel):
     def _check(self) -> Stage:
         for group in self.trainable:
             if group not in GROUPS:
-                raise ValueError(f"stage {self.name!r}: unknown group {group!r} "
-                                 f"(known: {', '.join(GROUPS)})")  # fmt: skip
+                raise ValueError(
+                    f"stage {self.name!r}: unknown group {group!r} (known: {', '.join(GROUPS)})"
+                )
         if (self.max_steps is None) == (self.tokens is None):
             raise ValueError(f"stage {self.name!r}: give exactly one of max_steps and tokens")
         return self
@@ -99,15 +108,26 @@ def stage_config(config: VocabTrainConfig, number: int, steps: int, epochs: int)
     """Stage ``number`` (1-based) as the trainer reads it: from the previous stage's model."""
     stage = config.stages[number - 1]
     start = config.model if number == 1 else str(stage_dir(config, number - 1) / "final")
-    train = config.train.model_copy(update={
-        "learning_rate": stage.learning_rate, "max_steps": steps, "epochs": epochs,
-        "trainable": stage.trainable, "objective": "clm", "output": f"stages/{number}",
-        "new_rows_from": config.model,
-    })  # fmt: skip
-    target = ModelEntry(name=f"stage-{number}", path=start,
-                        trust_remote_code=config.trust_remote_code)  # fmt: skip
-    return TrainRunConfig(work_dir=config.work_dir, target=target, corpus=config.corpus,
-                          train=TrainSection.model_validate(train.model_dump()))  # fmt: skip
+    train = config.train.model_copy(
+        update={
+            "learning_rate": stage.learning_rate,
+            "max_steps": steps,
+            "epochs": epochs,
+            "trainable": stage.trainable,
+            "objective": "clm",
+            "output": f"stages/{number}",
+            "new_rows_from": config.model,
+        }
+    )
+    target = ModelEntry(
+        name=f"stage-{number}", path=start, trust_remote_code=config.trust_remote_code
+    )
+    return TrainRunConfig(
+        work_dir=config.work_dir,
+        target=target,
+        corpus=config.corpus,
+        train=TrainSection.model_validate(train.model_dump()),
+    )
 
 
 def plan_steps(stage: Stage, dataset: Any, section: TrainSection, nproc: int) -> tuple[int, int]:
@@ -118,8 +138,10 @@ def plan_steps(stage: Stage, dataset: Any, section: TrainSection, nproc: int) ->
         math.ceil(per_rank / section.micro_batch_size) // section.gradient_accumulation_steps
     )
     if per_epoch == 0:
-        raise ConfigError(f"stage {stage.name!r}: {len(dataset)} corpus rows make less than one "
-                          f"optimizer step on {nproc} process(es)")  # fmt: skip
+        raise ConfigError(
+            f"stage {stage.name!r}: {len(dataset)} corpus rows make less than one "
+            f"optimizer step on {nproc} process(es)"
+        )
     if stage.max_steps is not None:
         steps = stage.max_steps
     else:

@@ -32,9 +32,11 @@ class BackendOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     batch_size: int = Field(
-        8, ge=1, description="Sequences per forward pass (hf: contexts, whose answer choices "
-        "then share one more pass)."
-    )  # fmt: skip
+        8,
+        ge=1,
+        description="Sequences per forward pass (hf: contexts, whose answer choices "
+        "then share one more pass).",
+    )
     device: str | None = Field(
         None, description="cpu, cuda, cuda:1 ... (default: cuda when available)."
     )

@@ -282,13 +282,16 @@ class SharedContextLM(HFLM):
             log.warning(
                 "%d of %d requests are longer than the model's maximum length (%d) and were "
                 "truncated from the left, as lm-eval's hf model does",
-                grouping.truncated, len(requests), self.max_length,
-            )  # fmt: skip
+                grouping.truncated,
+                len(requests),
+                self.max_length,
+            )
         try:
             scores = self._score_contexts(grouping.contexts, disable_tqdm)
         except Unshareable as err:
-            log.warning("%s: the model's cache (%s) cannot be shared; using lm-eval's path",
-                        MODEL_NAME, err)  # fmt: skip
+            log.warning(
+                "%s: the model's cache (%s) cannot be shared; using lm-eval's path", MODEL_NAME, err
+            )
             self.strategy = None
             return super()._loglikelihood_tokens(requests, disable_tqdm)
         answers = grouping.answers(scores)

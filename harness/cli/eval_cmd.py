@@ -71,8 +71,10 @@ def eval_command(
     logs.configure(verbose)
     extra = {}
     if backend is Backend.vllm:
-        extra = {"tensor_parallel_size": tensor_parallel_size,
-                 "data_parallel_size": data_parallel_size}  # fmt: skip
+        extra = {
+            "tensor_parallel_size": tensor_parallel_size,
+            "data_parallel_size": data_parallel_size,
+        }
     if limit is not None and limit <= 0:
         raise HarnessError("--limit must be > 0")
     spec = EvalSpec(
@@ -82,15 +84,19 @@ def eval_command(
         num_fewshot=_parse_shots(num_fewshot),
         backend=backend,
         options=BackendOptions(
-            batch_size=batch_size, device=device or _default_device(), dtype=dtype,
-            trust_remote_code=trust_remote_code, revision=revision, max_length=max_length,
+            batch_size=batch_size,
+            device=device or _default_device(),
+            dtype=dtype,
+            trust_remote_code=trust_remote_code,
+            revision=revision,
+            max_length=max_length,
             extra=extra,
         ),
         limit=int(limit) if limit is not None and limit >= 1 else limit,
         seed=seed,
         overwrite=overwrite,
         cache_dir=cache_dir,
-    )  # fmt: skip
+    )
     run = run_eval(spec)
     from rich.console import Console
 

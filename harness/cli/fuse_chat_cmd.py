@@ -33,5 +33,10 @@ def chat_command(
     from harness.cli.reporting import cli_reporter
 
     shown = progress_bars(quiet, progress)
-    pipeline.fuse_chat(load_chat_config(config), nproc=nproc, overwrite=overwrite,
-                       progress=shown, report=cli_reporter())  # fmt: skip
+    pipeline.fuse_chat(
+        load_chat_config(config),
+        nproc=nproc,
+        overwrite=overwrite,
+        progress=shown,
+        report=cli_reporter(),
+    )

@@ -17,8 +17,9 @@ from harness.cli.fuse_train_cmd import train_command
 from harness.cli.options import LegacyProgressOption, QuietOption, progress_bars
 from harness.cli.reporting import cli_reporter
 
-app = typer.Typer(help="Knowledge fusion: extract top-k, align and fuse, train.",
-                  no_args_is_help=True)  # fmt: skip
+app = typer.Typer(
+    help="Knowledge fusion: extract top-k, align and fuse, train.", no_args_is_help=True
+)
 
 ConfigArg = Annotated[Path, typer.Argument(help="The fusion YAML config.")]
 NprocOpt = Annotated[
@@ -28,8 +29,12 @@ OverwriteOpt = Annotated[bool, typer.Option(help="Replace a fused store made wit
 
 
 @app.command("extract")
-def extract_command(config: ConfigArg, nproc: NprocOpt = 1, quiet: QuietOption = False,
-                    progress: LegacyProgressOption = True) -> None:  # fmt: skip
+def extract_command(
+    config: ConfigArg,
+    nproc: NprocOpt = 1,
+    quiet: QuietOption = False,
+    progress: LegacyProgressOption = True,
+) -> None:
     """Top-k log-probabilities of the target and every source over the pre-split corpus."""
     from fusion import pipeline
     from fusion.config import load_config
@@ -39,8 +44,12 @@ def extract_command(config: ConfigArg, nproc: NprocOpt = 1, quiet: QuietOption =
 
 
 @app.command("align")
-def align_command(config: ConfigArg, overwrite: OverwriteOpt = False, quiet: QuietOption = False,
-                  progress: LegacyProgressOption = True) -> None:  # fmt: skip
+def align_command(
+    config: ConfigArg,
+    overwrite: OverwriteOpt = False,
+    quiet: QuietOption = False,
+    progress: LegacyProgressOption = True,
+) -> None:
     """Align each source to the target, map vocabularies, project, fuse into one store."""
     from fusion import pipeline
     from fusion.config import load_config
@@ -67,5 +76,11 @@ def run_command(
     from fusion.config import load_config
 
     shown = progress_bars(quiet, progress)
-    pipeline.fuse(load_config(config), nproc=nproc, overwrite=overwrite, resume=resume,
-                  progress=shown, report=cli_reporter())  # fmt: skip
+    pipeline.fuse(
+        load_config(config),
+        nproc=nproc,
+        overwrite=overwrite,
+        resume=resume,
+        progress=shown,
+        report=cli_reporter(),
+    )

@@ -33,6 +33,7 @@ def train_command(
     from harness.cli.reporting import cli_reporter
 
     shown = progress_bars(quiet)
-    final = pipeline.train(load_config(config), nproc=nproc, resume=resume, progress=shown,
-                           report=cli_reporter())  # fmt: skip
+    final = pipeline.train(
+        load_config(config), nproc=nproc, resume=resume, progress=shown, report=cli_reporter()
+    )
     typer.echo(f"model: {final}")

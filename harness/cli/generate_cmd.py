@@ -45,7 +45,7 @@ def generate_command(
             help="Stop sequences, comma-separated (default: LogicKor's "
             "list of chat markers); '' for none.",
             rich_help_panel=_T,
-        ),  # fmt: skip
+        ),
     ] = None,
     concurrency: Annotated[
         int, _G.option("concurrency", min=1, rich_help_panel=_T)
@@ -65,13 +65,27 @@ def generate_command(
         raise HarnessError("--strategies: give at least one")
     stops = _D.stop if stop is None else [s for s in stop.split(",") if s]
     spec = GenerateSpec(
-        model=model, output=output, strategies=names, base_url=base_url, serve=serve,
-        chat_template=chat_template, max_tokens=max_tokens, stop=stops, concurrency=concurrency,
-        timeout=timeout, api_key=os.environ.get(api_key_env), api_key_env=api_key_env,
-        device=device, trust_remote_code=trust_remote_code, overwrite=overwrite, quiet=quiet,
-    )  # fmt: skip
+        model=model,
+        output=output,
+        strategies=names,
+        base_url=base_url,
+        serve=serve,
+        chat_template=chat_template,
+        max_tokens=max_tokens,
+        stop=stops,
+        concurrency=concurrency,
+        timeout=timeout,
+        api_key=os.environ.get(api_key_env),
+        api_key_env=api_key_env,
+        device=device,
+        trust_remote_code=trust_remote_code,
+        overwrite=overwrite,
+        quiet=quiet,
+    )
     result = run_generate(spec)
     for strategy, counts in result.items():
-        typer.echo(f"{strategy}: {counts['generated']} questions generated, "
-                   f"{counts['already_done']} already done")  # fmt: skip
+        typer.echo(
+            f"{strategy}: {counts['generated']} questions generated, "
+            f"{counts['already_done']} already done"
+        )
     typer.echo(f"run directory: {output}")

@@ -34,8 +34,10 @@ def _api_key(var: str, base_url: str) -> str | None:
         return key
     if urlsplit(base_url).hostname in ("127.0.0.1", "localhost", "::1"):
         return None  # local servers (transformers serve, vllm serve) need no key
-    raise JudgeError(f"the API key environment variable {var} is not set (keys are read from "
-                     "the environment only; --api-key-env names another variable)")  # fmt: skip
+    raise JudgeError(
+        f"the API key environment variable {var} is not set (keys are read from "
+        "the environment only; --api-key-env names another variable)"
+    )
 
 
 def judge_command(
@@ -75,12 +77,27 @@ def judge_command(
 
     logs.configure(verbose)
     request = JudgeRequest(
-        target=target, output=output, judge_model=judge_model, base_url=base_url,
-        api_key=_api_key(api_key_env, base_url), api_key_env=api_key_env,
-        public_base_url=public_url(base_url), template=template, repeats=repeats,
-        temperature=temperature, max_tokens=max_tokens, concurrency=concurrency,
-        requests_per_minute=requests_per_minute, timeout=timeout, max_retries=max_retries,
-        backoff=backoff, max_asks=max_asks, cache=None if no_cache else cache,
-        use_cache=not no_cache, price_in=price_in, price_out=price_out, quiet=quiet,
-    )  # fmt: skip
+        target=target,
+        output=output,
+        judge_model=judge_model,
+        base_url=base_url,
+        api_key=_api_key(api_key_env, base_url),
+        api_key_env=api_key_env,
+        public_base_url=public_url(base_url),
+        template=template,
+        repeats=repeats,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        concurrency=concurrency,
+        requests_per_minute=requests_per_minute,
+        timeout=timeout,
+        max_retries=max_retries,
+        backoff=backoff,
+        max_asks=max_asks,
+        cache=None if no_cache else cache,
+        use_cache=not no_cache,
+        price_in=price_in,
+        price_out=price_out,
+        quiet=quiet,
+    )
     run_judge(request)

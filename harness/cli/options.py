@@ -49,12 +49,18 @@ class FromSpec:
         if isinstance(self.spec, type) and issubclass(self.spec, BaseModel):
             names = [n for n, f in self.spec.model_fields.items() if not f.is_required()]
         elif dataclasses.is_dataclass(self.spec):
-            names = [f.name for f in dataclasses.fields(self.spec)
-                     if f.default is not dataclasses.MISSING
-                     or f.default_factory is not dataclasses.MISSING]  # fmt: skip
+            names = [
+                f.name
+                for f in dataclasses.fields(self.spec)
+                if f.default is not dataclasses.MISSING
+                or f.default_factory is not dataclasses.MISSING
+            ]
         else:
-            names = [name for name, p in inspect.signature(self.spec).parameters.items()
-                     if p.default is not inspect.Parameter.empty]  # fmt: skip
+            names = [
+                name
+                for name, p in inspect.signature(self.spec).parameters.items()
+                if p.default is not inspect.Parameter.empty
+            ]
         return SimpleNamespace(**{name: self.default(name) for name in names})
 
     def default(self, name: str) -> Any:

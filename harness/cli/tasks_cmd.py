@@ -18,13 +18,29 @@ def tasks_command(
 
     tasks, groups = catalog.all_tasks(), catalog.all_groups()
     if as_json:
-        print(json.dumps({
-            "tasks": [{"name": t.name, "source": t.source, "split": t.split, "metric": t.metric,
-                       "version": t.version, "fewshot_split": t.fewshot_split}
-                      for t in tasks.values()],
-            "groups": [{"name": g.name, "tasks": list(g.tasks), "version": g.version}
-                       for g in groups.values()],
-        }, ensure_ascii=False, indent=2))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "tasks": [
+                        {
+                            "name": t.name,
+                            "source": t.source,
+                            "split": t.split,
+                            "metric": t.metric,
+                            "version": t.version,
+                            "fewshot_split": t.fewshot_split,
+                        }
+                        for t in tasks.values()
+                    ],
+                    "groups": [
+                        {"name": g.name, "tasks": list(g.tasks), "version": g.version}
+                        for g in groups.values()
+                    ],
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
         return
     table = Table(title="tasks")
     for column in ("name", "source", "split", "metric", "version", "few-shot from"):

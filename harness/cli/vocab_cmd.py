@@ -55,16 +55,21 @@ def expand_command(
     from fusion.vocab.expand import expand
 
     if model is not None and model_option is not None and model != model_option:
-        raise typer.BadParameter(f"{model!r}, and --model {model_option!r}: give one",
-                                 param_hint="MODEL")  # fmt: skip
+        raise typer.BadParameter(
+            f"{model!r}, and --model {model_option!r}: give one", param_hint="MODEL"
+        )
     model = model or model_option
     if model is None:
-        raise typer.BadParameter("required: a local model directory or Hub id",
-                                 param_hint="MODEL")  # fmt: skip
+        raise typer.BadParameter("required: a local model directory or Hub id", param_hint="MODEL")
     progress_bars(quiet)
-    options = ExpandOptions(add=add, min_frequency=min_frequency, text_field=text_field,
-                            train_vocab_size=train_vocab_size, max_lines=max_lines,
-                            trust_remote_code=trust_remote_code)  # fmt: skip
+    options = ExpandOptions(
+        add=add,
+        min_frequency=min_frequency,
+        text_field=text_field,
+        train_vocab_size=train_vocab_size,
+        max_lines=max_lines,
+        trust_remote_code=trust_remote_code,
+    )
     report = expand(model, corpus, output, options, overwrite=overwrite, say=typer.echo)
     typer.echo(
         f"added {len(report['added'])} tokens ({report['rounds']} rounds); tokens per 1,000 "
@@ -95,5 +100,6 @@ def train_command(
     from harness.cli.reporting import cli_reporter
 
     shown = progress_bars(quiet)
-    pipeline.vocab_train(load_vocab_config(config), nproc=nproc, progress=shown,
-                         report=cli_reporter())  # fmt: skip
+    pipeline.vocab_train(
+        load_vocab_config(config), nproc=nproc, progress=shown, report=cli_reporter()
+    )

@@ -25,8 +25,13 @@ def build_command(
     quiet: QuietOption = False,
 ) -> None:
     """Build small causal LMs of several architectures with their own Korean tokenizers."""
-    paths = build_zoo(output, quick=quick, seed=seed, names=names.split(",") if names else None,
-                      progress=progress_bars(quiet))  # fmt: skip
+    paths = build_zoo(
+        output,
+        quick=quick,
+        seed=seed,
+        names=names.split(",") if names else None,
+        progress=progress_bars(quiet),
+    )
     for path in paths:
         typer.echo(f"model: {path}")
     typer.echo(f"zoo: {output}")

@@ -32,8 +32,12 @@ def run_fusebench() -> Callable[..., subprocess.CompletedProcess]:
     """``run_fusebench(*args, timeout=600)``: the console script's exit code and output."""
 
     def run(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-        return subprocess.run([str(Path(sys.executable).parent / "fusebench"), *args],
-                              env=_env(), capture_output=True, text=True,
-                              timeout=timeout)  # fmt: skip
+        return subprocess.run(
+            [str(Path(sys.executable).parent / "fusebench"), *args],
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     return run

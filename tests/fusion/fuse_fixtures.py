@@ -25,16 +25,23 @@ def fuse_config(zoo: Path) -> Callable[..., Path]:
 
     def write(tmp: Path, texts: list[str], **sections: object) -> Path:
         corpus = tmp / "corpus.jsonl"
-        corpus.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n"
-                                  for t in texts), encoding="utf-8")  # fmt: skip
+        corpus.write_text(
+            "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts),
+            encoding="utf-8",
+        )
         raw: dict = {
             "work_dir": "work",
             "target": {"name": "tiny-llama", "path": str(zoo / "tiny-llama")},
             "sources": [{"name": "tiny-mistral", "path": str(zoo / "tiny-mistral")}],
             "corpus": {"path": "corpus.jsonl", "max_chars": 200},
-            "extract": {"k": 5, "max_length": 256, "batch_size": 3, "rows_per_shard": 4,
-                        "dtype": "float32"},
-        }  # fmt: skip
+            "extract": {
+                "k": 5,
+                "max_length": 256,
+                "batch_size": 3,
+                "rows_per_shard": 4,
+                "dtype": "float32",
+            },
+        }
         for key, value in sections.items():
             raw[key] = {**raw.get(key, {}), **value} if isinstance(value, dict) else value
         path = tmp / "fuse.yaml"

@@ -61,8 +61,11 @@ def reference_dtw(a: list[str], b: list[str]) -> list[tuple[int, int]]:
     matches = []
     while i > 0 or j > 0:
         matches.append((i, j))
-        options = [m[i - 1][j - 1] if i > 0 and j > 0 else inf,
-                   m[i - 1][j] if i > 0 else inf, m[i][j - 1] if j > 0 else inf]  # fmt: skip
+        options = [
+            m[i - 1][j - 1] if i > 0 and j > 0 else inf,
+            m[i - 1][j] if i > 0 else inf,
+            m[i][j - 1] if j > 0 else inf,
+        ]
         move = options.index(min(options))
         i, j = (i - 1, j - 1) if move == 0 else (i - 1, j) if move == 1 else (i, j - 1)
     matches.append((0, 0))
@@ -142,10 +145,14 @@ def test_fast_dtw_equals_the_plain_python_dtw_on_random_cases(seed: int) -> None
     rng = random.Random(seed)
     alphabet = "ab가나다 "
     for _ in range(100):
-        a = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 4)))
-             for _ in range(rng.randint(1, 15))]  # fmt: skip
-        b = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 4)))
-             for _ in range(rng.randint(1, 15))]  # fmt: skip
+        a = [
+            "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 4)))
+            for _ in range(rng.randint(1, 15))
+        ]
+        b = [
+            "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 4)))
+            for _ in range(rng.randint(1, 15))
+        ]
         assert pairs(align(a, b)) == reference_dtw(a, b)
 
 
@@ -173,13 +180,25 @@ def test_fast_dtw_equals_the_plain_python_dtw_on_real_rows(zoo: Path, data_root:
 
 def _vocabs() -> tuple[Vocabulary, Vocabulary]:
     target = Vocabulary.from_tokens(
-        ["<s>", "</s>", "<unk>", bl(" 영화"), bl("영화"), bl(" 재미"), bl("있"), bl("어요"), bl("있어")],
-        "byte-level", {"bos": 0, "eos": 1, "unk": 2},
-    )  # fmt: skip
+        [
+            "<s>",
+            "</s>",
+            "<unk>",
+            bl(" 영화"),
+            bl("영화"),
+            bl(" 재미"),
+            bl("있"),
+            bl("어요"),
+            bl("있어"),
+        ],
+        "byte-level",
+        {"bos": 0, "eos": 1, "unk": 2},
+    )
     source = Vocabulary.from_tokens(
         ["<|endoftext|>", "▁영화", "영화", "▁재미있", "있어요", "<0xEB>", "어요"],
-        "metaspace", {"bos": 0, "eos": 0, "unk": 0},
-    )  # fmt: skip
+        "metaspace",
+        {"bos": 0, "eos": 0, "unk": 0},
+    )
     return target, source
 
 
@@ -188,8 +207,13 @@ def test_exact_map_swaps_markers_and_maps_specials_by_role() -> None:
     # <|endoftext|> is bos and eos: eos wins. ▁영화 -> Ġ영화, 영화 -> 영화, 어요 -> 어요.
     result = exact_map(source, target)
     assert result.ids.tolist() == [1, 3, 4, -1, -1, -1, 7]
-    assert result.rule_counts() == {"unmapped": 3, "special": 1, "exact": 3, "statistics": 0,
-                                    "mined": 0}  # fmt: skip
+    assert result.rule_counts() == {
+        "unmapped": 3,
+        "special": 1,
+        "exact": 3,
+        "statistics": 0,
+        "mined": 0,
+    }
 
 
 def test_mined_map_takes_the_nearest_text() -> None:
@@ -205,12 +229,20 @@ def test_statistics_map_prefers_aligned_candidates_by_distance_then_count() -> N
     # 있어요 (4) was aligned to 있어 (8) five times and to 어요 (7) twice: equal distance, the
     # count decides -> 8 (mined said 7). ▁재미있 (3) was aligned only to 영화 (4): the one
     # candidate wins though " 재미" is nearer. The rest were never aligned: mined.
-    counts.add(np.array([8] * 5 + [7] * 2 + [4]), np.array([4] * 7 + [3]),
-               np.array([[i, i] for i in range(8)]))  # fmt: skip
+    counts.add(
+        np.array([8] * 5 + [7] * 2 + [4]),
+        np.array([4] * 7 + [3]),
+        np.array([[i, i] for i in range(8)]),
+    )
     vmap = statistics_map(source, target, counts)
     assert vmap.ids.tolist() == [1, 3, 4, 4, 8, 6, 7]
-    assert vmap.rule_counts() == {"unmapped": 0, "special": 1, "exact": 3, "statistics": 2,
-                                  "mined": 1}  # fmt: skip
+    assert vmap.rule_counts() == {
+        "unmapped": 0,
+        "special": 1,
+        "exact": 3,
+        "statistics": 2,
+        "mined": 1,
+    }
     assert build_map("statistics", source, target, counts).ids.tolist() == vmap.ids.tolist()
     again = PairCounts.from_arrays(counts.to_arrays())
     assert statistics_map(source, target, again).ids.tolist() == vmap.ids.tolist()
@@ -223,8 +255,11 @@ def test_statistics_map_keeps_exact_matches_whatever_dtw_aligned() -> None:
     counts = PairCounts()
     # ▁영화 (1) and 어요 (6) have exact targets (3 and 7) but were aligned to 있 (6) and 재미
     # (5) more often; 있어요 (4) has no exact target and was aligned to 있어 (8).
-    counts.add(np.array([6] * 3 + [5] * 3 + [8]), np.array([1] * 3 + [6] * 3 + [4]),
-               np.array([[i, i] for i in range(7)]))  # fmt: skip
+    counts.add(
+        np.array([6] * 3 + [5] * 3 + [8]),
+        np.array([1] * 3 + [6] * 3 + [4]),
+        np.array([[i, i] for i in range(7)]),
+    )
     vmap = statistics_map(source, target, counts)
     assert vmap.ids[1] == 3 and vmap.ids[6] == 7
     assert vmap.ids[4] == 8
@@ -288,8 +323,16 @@ def test_projection_rules_hand_computed() -> None:
     vmap = np.array([0, 1, -1, 2, 2, 4], dtype=np.int32)
     p = [0.5, 0.3, 0.2]
     topk = np.array([[1, 2, 5], [0, 1, 2], [3, 4, 0], [4, 5, 2], [0, 1, 2], [0, 1, 2]], np.int32)
-    out = project_row(target, source, vmap, t_ids, s_ids, topk,
-                      np.log(np.tile(p, (6, 1))).astype(np.float32), path)  # fmt: skip
+    out = project_row(
+        target,
+        source,
+        vmap,
+        t_ids,
+        s_ids,
+        topk,
+        np.log(np.tile(p, (6, 1))).astype(np.float32),
+        path,
+    )
     assert out.outcome.tolist() == [FROM_SOURCE, ONE_TO_MANY, FROM_SOURCE, ONE_HOT, FROM_SOURCE]
     # 0: source 0's [1, 2 (unmapped), 5 -> 4]  -> [1, 4], renormalised 0.5/0.7, 0.2/0.7.
     # 1: 영화 + 는 == 영화는: the LAST piece (source 2): [3 -> 2, 4 -> 2 (repeat), 0] -> [2, 0].
@@ -307,8 +350,16 @@ def test_projection_of_an_unmatched_last_position_is_empty() -> None:
     source = Vocabulary.from_tokens(["▁이", "나"], "metaspace")
     vmap = np.array([0, -1], dtype=np.int32)
     topk = np.array([[0], [0]], dtype=np.int32)
-    out = project_row(target, source, vmap, np.arange(2), np.arange(2), topk,
-                      np.zeros((2, 1), np.float32), align(["이", "가"], ["이", "나"]))  # fmt: skip
+    out = project_row(
+        target,
+        source,
+        vmap,
+        np.arange(2),
+        np.arange(2),
+        topk,
+        np.zeros((2, 1), np.float32),
+        align(["이", "가"], ["이", "나"]),
+    )
     assert out.outcome.tolist() == [FROM_SOURCE, EMPTY]
     assert out.ids.tolist() == [[0], [PAD_ID]]
 

@@ -37,8 +37,12 @@ CHAT = [
     {"role": "user", "content": "왜요?"},
     {"role": "assistant", "content": " 활동량이\n많기 때문입니다"},
 ]
-END_OF_TURN = {"tiny-llama": "</s>", "tiny-gpt2": "<|endoftext|>", "tiny-qwen2": "<|im_end|>",
-               "tiny-mistral": "<|im_end|>"}  # fmt: skip
+END_OF_TURN = {
+    "tiny-llama": "</s>",
+    "tiny-gpt2": "<|endoftext|>",
+    "tiny-qwen2": "<|im_end|>",
+    "tiny-mistral": "<|im_end|>",
+}
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +55,9 @@ def entry(path: Path) -> SimpleNamespace:
 
 
 def write_jsonl(path: Path, rows: list[Any]) -> Path:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
-                    encoding="utf-8")  # fmt: skip
+    path.write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+    )
     return path
 
 
@@ -64,8 +69,10 @@ def test_spans_are_the_responses_and_their_end_of_turn(tokenizers: dict, target:
     tokenizer = tokenizers[target]
     text, spans = Renderer.for_tokenizer(tokenizer, target).render(check_messages(CHAT))
     marker = END_OF_TURN[target]
-    assert [text[a:b] for a, b in spans] == [CHAT[2]["content"] + marker,
-                                             CHAT[4]["content"] + marker]  # fmt: skip
+    assert [text[a:b] for a, b in spans] == [
+        CHAT[2]["content"] + marker,
+        CHAT[4]["content"] + marker,
+    ]
     # The row's tokens are the template's own tokenization: one BOS, not two.
     expected = tokenizer.apply_chat_template(CHAT)["input_ids"]
     assert tokenizer(text, add_special_tokens=True)["input_ids"] == expected
@@ -118,8 +125,15 @@ def test_template_without_bos_keeps_the_text_and_leading_bos_is_dropped_once(
 
 def test_conversation_corpus_is_rendered_once_not_split(tmp_path: Path, zoo: Path) -> None:
     long_answer = "아주 긴 대답입니다. " * 40  # over max_chars: a conversation is never split
-    rows = [{"messages": CHAT}, {"messages": [{"role": "user", "content": "안녕?"},
-                                              {"role": "assistant", "content": long_answer}]}]  # fmt: skip
+    rows = [
+        {"messages": CHAT},
+        {
+            "messages": [
+                {"role": "user", "content": "안녕?"},
+                {"role": "assistant", "content": long_answer},
+            ]
+        },
+    ]
     file = write_jsonl(tmp_path / "chat.jsonl", rows)
     section = CorpusSection(path=str(file), max_chars=100)
     corpus = prepare(section, tmp_path / "work", chat_model=entry(zoo / "tiny-qwen2"))
@@ -163,8 +177,9 @@ def _no_template(tmp_path: Path, zoo: Path) -> Path:
 
 def _trimming_template(tmp_path: Path, zoo: Path) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(zoo / "tiny-gpt2")
-    tokenizer.chat_template = ("{% for m in messages %}{{ m['role'] + ': ' + m['content'] | trim "
-                               "+ '\n' }}{% endfor %}")  # fmt: skip
+    tokenizer.chat_template = (
+        "{% for m in messages %}{{ m['role'] + ': ' + m['content'] | trim + '\n' }}{% endfor %}"
+    )
     tokenizer.save_pretrained(tmp_path / "trimming")
     return tmp_path / "trimming"
 
@@ -172,24 +187,48 @@ def _trimming_template(tmp_path: Path, zoo: Path) -> Path:
 @pytest.mark.parametrize(
     ("rows", "model", "expected"),
     [
-        ([{"messages": CHAT}, {"messages": CHAT[:2]}], "tiny-llama",
-         "chat.jsonl:2: no assistant message"),
-        ([{"messages": CHAT}, {"messages": "hello"}], "tiny-llama",
-         "chat.jsonl:2: `messages` must be a non-empty list"),
-        ([{"messages": [{"role": "bot", "content": "hi"}]}], "tiny-llama",
-         "chat.jsonl:1: message 0: role 'bot'"),
-        ([{"messages": [{"role": "user", "content": 3}]}], "tiny-llama",
-         "chat.jsonl:1: message 0: `content` must be a string"),
-        ([{"messages": [{"role": "user", "content": "a", "name": "x"}]}], "tiny-llama",
-         "chat.jsonl:1: message 0: unexpected key(s) name"),
+        (
+            [{"messages": CHAT}, {"messages": CHAT[:2]}],
+            "tiny-llama",
+            "chat.jsonl:2: no assistant message",
+        ),
+        (
+            [{"messages": CHAT}, {"messages": "hello"}],
+            "tiny-llama",
+            "chat.jsonl:2: `messages` must be a non-empty list",
+        ),
+        (
+            [{"messages": [{"role": "bot", "content": "hi"}]}],
+            "tiny-llama",
+            "chat.jsonl:1: message 0: role 'bot'",
+        ),
+        (
+            [{"messages": [{"role": "user", "content": 3}]}],
+            "tiny-llama",
+            "chat.jsonl:1: message 0: `content` must be a string",
+        ),
+        (
+            [{"messages": [{"role": "user", "content": "a", "name": "x"}]}],
+            "tiny-llama",
+            "chat.jsonl:1: message 0: unexpected key(s) name",
+        ),
         ([{"messages": CHAT}, {"text": "plain"}], "tiny-llama", "chat.jsonl:2: no `messages`"),
         ([{"messages": CHAT}], "no-template", "no-template) has no chat template"),
-        ([{"messages": [{"role": "user", "content": "a"},
-                        {"role": "assistant", "content": " 공백 "}]}], "trimming",
-         "chat.jsonl:1: message 1: the chat template does not render the assistant content "
-         "verbatim"),
+        (
+            [
+                {
+                    "messages": [
+                        {"role": "user", "content": "a"},
+                        {"role": "assistant", "content": " 공백 "},
+                    ]
+                }
+            ],
+            "trimming",
+            "chat.jsonl:1: message 1: the chat template does not render the assistant content "
+            "verbatim",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_conversations_are_refused_with_file_and_line(
     tmp_path: Path, zoo: Path, rows: list, model: str, expected: str
 ) -> None:
@@ -225,16 +264,28 @@ def _row(row_id: int, mask: list[int] | None) -> SequenceTopK:
     nll = rng.uniform(0.5, 3, n).astype(np.float16)
     nll[-1] = 0
     loss_mask = None if mask is None else np.asarray(mask, dtype=np.uint8)
-    return SequenceTopK(row_id=row_id, token_ids=np.arange(n, dtype=np.int32),
-                        topk_ids=np.tile(np.arange(2, dtype=np.int32), (n, 1)),
-                        topk_logprobs=np.full((n, 2), -0.7, np.float16), nll=nll,
-                        mean_nll=mean_gold_nll(nll, loss_mask), loss_mask=loss_mask)  # fmt: skip
+    return SequenceTopK(
+        row_id=row_id,
+        token_ids=np.arange(n, dtype=np.int32),
+        topk_ids=np.tile(np.arange(2, dtype=np.int32), (n, 1)),
+        topk_logprobs=np.full((n, 2), -0.7, np.float16),
+        nll=nll,
+        mean_nll=mean_gold_nll(nll, loss_mask),
+        loss_mask=loss_mask,
+    )
 
 
 def test_masked_store_round_trip_and_mixing_is_refused(tmp_path: Path) -> None:
-    manifest = StoreManifest(model="m", tokenizer_fingerprint="t", vocab_size=8, k=2,
-                             corpus_fingerprint="c", num_rows=2, rows_per_shard=2,
-                             masked=True)  # fmt: skip
+    manifest = StoreManifest(
+        model="m",
+        tokenizer_fingerprint="t",
+        vocab_size=8,
+        k=2,
+        corpus_fingerprint="c",
+        num_rows=2,
+        rows_per_shard=2,
+        masked=True,
+    )
     rows = [_row(0, [0, 1, 1, 0, 0]), _row(1, [0, 0, 0, 1, 0])]
     writer = StoreWriter(tmp_path / "s", manifest)
     with pytest.raises(StoreError, match="masks are all or none"):

@@ -37,12 +37,16 @@ def boolq_conversations(data_root: Path, count: int) -> list[list[dict[str, str]
             if number == count:
                 break
             answer = "예, 맞습니다." if row["Answer"] == "TRUE" else "아니요, 그렇지 않습니다."
-            chat = [{"role": "system", "content": "글을 읽고 질문에 답하세요."},
-                    {"role": "user", "content": f"{row['Text']}\n질문: {row['Question']}"},
-                    {"role": "assistant", "content": answer}]  # fmt: skip
+            chat = [
+                {"role": "system", "content": "글을 읽고 질문에 답하세요."},
+                {"role": "user", "content": f"{row['Text']}\n질문: {row['Question']}"},
+                {"role": "assistant", "content": answer},
+            ]
             if number % 2:
-                chat += [{"role": "user", "content": "이유를 한 문장으로 말해 주세요."},
-                         {"role": "assistant", "content": row["Question"]}]  # fmt: skip
+                chat += [
+                    {"role": "user", "content": "이유를 한 문장으로 말해 주세요."},
+                    {"role": "assistant", "content": row["Question"]},
+                ]
             out.append(chat)
     return out
 
@@ -62,14 +66,28 @@ def masked_fused_store(target: Path, out: Path, chats: list, k: int = 4) -> Path
         top = torch.topk(logp, k, dim=-1)
         nll = np.zeros(len(ids), dtype=np.float16)
         nll[:-1] = (-logp[:-1].gather(-1, torch.tensor(ids[1:])[:, None]))[:, 0].numpy()
-        rows.append(SequenceTopK(row_id=row_id, token_ids=np.asarray(ids, dtype=np.int32),
-                                 topk_ids=top.indices.to(torch.int32).numpy(),
-                                 topk_logprobs=top.values.numpy().astype(np.float16), nll=nll,
-                                 mean_nll=mean_gold_nll(nll, mask), loss_mask=mask))  # fmt: skip
-    manifest = StoreManifest(kind="fused", model="target", vocab_size=len(tokenizer), k=k,
-                             tokenizer_fingerprint=tokenizer_fingerprint(tokenizer),
-                             corpus_fingerprint="chats", num_rows=len(rows),
-                             rows_per_shard=len(rows), masked=True)  # fmt: skip
+        rows.append(
+            SequenceTopK(
+                row_id=row_id,
+                token_ids=np.asarray(ids, dtype=np.int32),
+                topk_ids=top.indices.to(torch.int32).numpy(),
+                topk_logprobs=top.values.numpy().astype(np.float16),
+                nll=nll,
+                mean_nll=mean_gold_nll(nll, mask),
+                loss_mask=mask,
+            )
+        )
+    manifest = StoreManifest(
+        kind="fused",
+        model="target",
+        vocab_size=len(tokenizer),
+        k=k,
+        tokenizer_fingerprint=tokenizer_fingerprint(tokenizer),
+        corpus_fingerprint="chats",
+        num_rows=len(rows),
+        rows_per_shard=len(rows),
+        masked=True,
+    )
     writer = StoreWriter(out, manifest)
     writer.write_shard(0, rows)
     writer.finalize()
@@ -80,8 +98,9 @@ def _loss_and_grads(model, batch) -> tuple[torch.Tensor, torch.Tensor, list[torc
     model.zero_grad()
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     logits.retain_grad()
-    parts = fused_loss(logits, batch["labels"], batch["topk_ids"], batch["topk_logprobs"],
-                       lambda_clm=0.9)  # fmt: skip
+    parts = fused_loss(
+        logits, batch["labels"], batch["topk_ids"], batch["topk_logprobs"], lambda_clm=0.9
+    )
     parts.loss.backward()
     return parts.loss.detach(), logits.grad, [p.grad.clone() for p in model.parameters()]
 
@@ -89,8 +108,11 @@ def _loss_and_grads(model, batch) -> tuple[torch.Tensor, torch.Tensor, list[torc
 def test_masked_positions_contribute_exactly_zero_gradient(
     tmp_path: Path, zoo: Path, data_root: Path
 ) -> None:
-    store = TopKStore(masked_fused_store(zoo / "tiny-llama", tmp_path / "fused",
-                                         boolq_conversations(data_root, 4)))  # fmt: skip
+    store = TopKStore(
+        masked_fused_store(
+            zoo / "tiny-llama", tmp_path / "fused", boolq_conversations(data_root, 4)
+        )
+    )
     dataset = FusedDataset(store, max_length=512)
     items = [dataset[i] for i in range(len(dataset))]
     for i, item in enumerate(items):  # labels: the next token on responses, IGNORE elsewhere
@@ -112,10 +134,12 @@ def test_masked_positions_contribute_exactly_zero_gradient(
     other["topk_ids"] = batch["topk_ids"].clone()
     other["topk_logprobs"] = batch["topk_logprobs"].clone()
     vocab = model.config.vocab_size
-    other["topk_ids"][masked] = torch.randint(0, vocab, other["topk_ids"][masked].shape,
-                                              generator=gen)  # fmt: skip
-    other["topk_logprobs"][masked] = -torch.rand(other["topk_logprobs"][masked].shape,
-                                                 generator=gen) * 5  # fmt: skip
+    other["topk_ids"][masked] = torch.randint(
+        0, vocab, other["topk_ids"][masked].shape, generator=gen
+    )
+    other["topk_logprobs"][masked] = (
+        -torch.rand(other["topk_logprobs"][masked].shape, generator=gen) * 5
+    )
     loss2, _, grads2 = _loss_and_grads(model, other)
     assert torch.equal(loss, loss2)
     assert all(torch.equal(a, b) for a, b in zip(grads, grads2, strict=True))
@@ -131,20 +155,35 @@ def test_masked_positions_contribute_exactly_zero_gradient(
 
 def _chat_config(tmp_path: Path, zoo: Path, data_root: Path) -> Path:
     corpus = tmp_path / "conversations.jsonl"
-    corpus.write_text("".join(json.dumps({"messages": c}, ensure_ascii=False) + "\n"
-                              for c in boolq_conversations(data_root, 8)),
-                      encoding="utf-8")  # fmt: skip
+    corpus.write_text(
+        "".join(
+            json.dumps({"messages": c}, ensure_ascii=False) + "\n"
+            for c in boolq_conversations(data_root, 8)
+        ),
+        encoding="utf-8",
+    )
     raw = {
         "work_dir": "work",
         "pivot": {"name": "tiny-llama", "path": str(zoo / "tiny-llama")},
         "sources": [{"name": "tiny-mistral", "path": str(zoo / "tiny-mistral")}],
         "corpus": {"path": "conversations.jsonl"},
-        "extract": {"k": 5, "max_length": 1024, "batch_size": 8, "rows_per_shard": 4,
-                    "dtype": "float32"},
-        "train": {"zero_stage": 2, "precision": "fp32", "micro_batch_size": 4,
-                  "max_length": 1024, "learning_rate": 1e-3, "save_every": 10},
+        "extract": {
+            "k": 5,
+            "max_length": 1024,
+            "batch_size": 8,
+            "rows_per_shard": 4,
+            "dtype": "float32",
+        },
+        "train": {
+            "zero_stage": 2,
+            "precision": "fp32",
+            "micro_batch_size": 4,
+            "max_length": 1024,
+            "learning_rate": 1e-3,
+            "save_every": 10,
+        },
         "merge": {"method": "varm"},
-    }  # fmt: skip
+    }
     file = tmp_path / "chat.yaml"
     file.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     return file
@@ -200,15 +239,20 @@ def test_row_without_a_response_token_is_refused_with_its_line(
     tokenizer = AutoTokenizer.from_pretrained(zoo / "tiny-gpt2")
     tokenizer.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
     tokenizer.save_pretrained(tmp_path / "bare")
-    chats = [[{"role": "user", "content": "안녕"}, {"role": "assistant", "content": "네"}],
-             [{"role": "assistant", "content": "네"}]]  # fmt: skip
+    chats = [
+        [{"role": "user", "content": "안녕"}, {"role": "assistant", "content": "네"}],
+        [{"role": "assistant", "content": "네"}],
+    ]
     (tmp_path / "chat.jsonl").write_text(
         "".join(json.dumps({"messages": c}, ensure_ascii=False) + "\n" for c in chats),
         encoding="utf-8",
     )
-    raw = {"work_dir": "work", "target": {"name": "bare", "path": str(tmp_path / "bare")},
-           "sources": [{"name": "tiny-gpt2", "path": str(zoo / "tiny-gpt2")}],
-           "corpus": {"path": "chat.jsonl"}}  # fmt: skip
+    raw = {
+        "work_dir": "work",
+        "target": {"name": "bare", "path": str(tmp_path / "bare")},
+        "sources": [{"name": "tiny-gpt2", "path": str(zoo / "tiny-gpt2")}],
+        "corpus": {"path": "chat.jsonl"},
+    }
     (tmp_path / "fuse.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
     done = run_fusebench("fuse", "extract", str(tmp_path / "fuse.yaml"), "--no-progress")
     assert done.returncode == 2, done.stderr

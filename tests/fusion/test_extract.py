@@ -15,8 +15,17 @@ from fusion.store import PAD_ID, TopKStore
 
 
 def store_arrays(path: Path) -> list[tuple]:
-    return [(s.row_id, s.token_ids.tolist(), s.topk_ids.tolist(), s.topk_logprobs.tolist(),
-             s.nll.tolist(), s.mean_nll) for s in TopKStore(path)]  # fmt: skip
+    return [
+        (
+            s.row_id,
+            s.token_ids.tolist(),
+            s.topk_ids.tolist(),
+            s.topk_logprobs.tolist(),
+            s.nll.tolist(),
+            s.mean_nll,
+        )
+        for s in TopKStore(path)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +53,9 @@ def test_stored_topk_equals_a_direct_full_softmax(extracted: Path, zoo: Path) ->
             with torch.no_grad():
                 logp = model(torch.tensor([ids])).logits[0].log_softmax(-1)
             top = logp.topk(5, dim=-1)
-            np.testing.assert_allclose(seq.topk_logprobs.astype(np.float32), top.values.numpy(),
-                                       rtol=2e-3, atol=2e-3)  # fmt: skip
+            np.testing.assert_allclose(
+                seq.topk_logprobs.astype(np.float32), top.values.numpy(), rtol=2e-3, atol=2e-3
+            )
             # ids equal except where two scores tie within fp16 rounding
             same = seq.topk_ids == top.indices.numpy()
             gaps = np.abs(np.diff(top.values.numpy(), axis=-1)) < 1e-3
@@ -56,8 +66,9 @@ def test_stored_topk_equals_a_direct_full_softmax(extracted: Path, zoo: Path) ->
             assert seq.mean_nll == pytest.approx(float(gold.mean()), rel=1e-3)
 
 
-def test_resume_redoes_only_unfinished_shards(extracted: Path, tmp_path: Path, fuse_config,
-                                             nsmc_rows) -> None:  # fmt: skip
+def test_resume_redoes_only_unfinished_shards(
+    extracted: Path, tmp_path: Path, fuse_config, nsmc_rows
+) -> None:
     config = load_config(fuse_config(tmp_path, nsmc_rows(10)))
     written: list[int] = []
 
@@ -70,7 +81,9 @@ def test_resume_redoes_only_unfinished_shards(extracted: Path, tmp_path: Path, f
         extract(config, Rank(0, 1), progress=False, after_shard=stop_after_two)
     store = config.work_dir / "stores" / "tiny-llama"
     assert sorted(p.name for p in store.glob("shard-*.safetensors")) == [
-        "shard-00000.safetensors", "shard-00001.safetensors"]  # fmt: skip
+        "shard-00000.safetensors",
+        "shard-00001.safetensors",
+    ]
     before = {p.name: p.stat().st_mtime_ns for p in store.glob("shard-*.safetensors")}
     redone: list[int] = []
     extract(config, Rank(0, 1), progress=False, after_shard=redone.append)
@@ -87,13 +100,15 @@ def test_two_torchrun_processes_write_the_same_store_as_one(
     extracted: Path, tmp_path: Path, fuse_config, nsmc_rows, run_fusebench
 ) -> None:
     config_file = fuse_config(tmp_path, nsmc_rows(10))
-    done = run_fusebench("fuse", "extract", str(config_file), "--nproc", "2", "--no-progress",
-                         timeout=300)  # fmt: skip
+    done = run_fusebench(
+        "fuse", "extract", str(config_file), "--nproc", "2", "--no-progress", timeout=300
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "rank 1:" in done.stderr  # both ranks worked
     for name in ("tiny-llama", "tiny-mistral"):
         assert store_arrays(tmp_path / "work" / "stores" / name) == store_arrays(
-            extracted / "work" / "stores" / name)  # fmt: skip
+            extracted / "work" / "stores" / name
+        )
 
 
 def test_fused_store_is_complete_and_a_distribution_per_position(extracted: Path) -> None:

@@ -14,21 +14,35 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 def _config(tmp_path: Path, zoo: Path, rows: list[str], **change: object) -> Path:
     corpus = tmp_path / "corpus.jsonl"
-    corpus.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in rows),
-                      encoding="utf-8")  # fmt: skip
+    corpus.write_text(
+        "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in rows), encoding="utf-8"
+    )
     raw = {
         "work_dir": "work",
         "pivot": {"name": "tiny-llama", "path": str(zoo / "tiny-llama")},
-        "sources": [{"name": "tiny-gpt2", "path": str(zoo / "tiny-gpt2")},
-                    {"name": "tiny-mistral", "path": str(zoo / "tiny-mistral")}],
+        "sources": [
+            {"name": "tiny-gpt2", "path": str(zoo / "tiny-gpt2")},
+            {"name": "tiny-mistral", "path": str(zoo / "tiny-mistral")},
+        ],
         "corpus": {"path": "corpus.jsonl", "max_chars": 200},
-        "extract": {"k": 5, "max_length": 256, "batch_size": 8, "rows_per_shard": 8,
-                    "dtype": "float32"},
-        "train": {"zero_stage": 2, "precision": "fp32", "micro_batch_size": 4,
-                  "max_length": 256, "learning_rate": 1e-3, "save_every": 2},
+        "extract": {
+            "k": 5,
+            "max_length": 256,
+            "batch_size": 8,
+            "rows_per_shard": 8,
+            "dtype": "float32",
+        },
+        "train": {
+            "zero_stage": 2,
+            "precision": "fp32",
+            "micro_batch_size": 4,
+            "max_length": 256,
+            "learning_rate": 1e-3,
+            "save_every": 2,
+        },
         "merge": {"method": "varm"},
         **change,
-    }  # fmt: skip
+    }
     file = tmp_path / "chat.yaml"
     file.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     return file
@@ -44,8 +58,11 @@ def test_fuse_chat_end_to_end_and_rerun(
     assert done.stdout.splitlines()[-1] == f"model: {work / 'merged'}"
 
     # The pivot and each source were extracted once, into the shared stores.
-    assert {p.name for p in (work / "stores").iterdir()} == {"tiny-llama", "tiny-gpt2",
-                                                               "tiny-mistral"}  # fmt: skip
+    assert {p.name for p in (work / "stores").iterdir()} == {
+        "tiny-llama",
+        "tiny-gpt2",
+        "tiny-mistral",
+    }
     assert done.stderr.count("tiny-llama rank 0:") == 1
     pivot = AutoModelForCausalLM.from_pretrained(zoo / "tiny-llama").state_dict()
     finals = {}
@@ -75,8 +92,9 @@ def test_fuse_chat_end_to_end_and_rerun(
     assert (work / "merged" / "model.safetensors").stat().st_mtime_ns == stamp
 
     # Another merge method on the same pairs: only stage 2 runs again.
-    config = _config(tmp_path, zoo, nsmc_rows(16),
-                     merge={"method": "linear", "parameters": {"weight": 0.5}})  # fmt: skip
+    config = _config(
+        tmp_path, zoo, nsmc_rows(16), merge={"method": "linear", "parameters": {"weight": 0.5}}
+    )
     linear = run_fusebench("fuse", "chat", str(config), "--no-progress")
     assert linear.returncode == 0, linear.stderr[-3000:]
     assert linear.stderr.count("finished earlier") == 2 and "merge: linear" in linear.stderr
@@ -88,17 +106,23 @@ def test_fuse_chat_end_to_end_and_rerun(
     ("change", "expected"),
     [
         ({"pivot": None}, "field pivot:"),
-        ({"pivot": {"name": "p", "path": "./no-such-model"}},
-         "field pivot: ./no-such-model: no such model directory"),
+        (
+            {"pivot": {"name": "p", "path": "./no-such-model"}},
+            "field pivot: ./no-such-model: no such model directory",
+        ),
         ({"sources": []}, "field sources: List should have at least 1 item"),
-        ({"sources": [{"name": "tiny-llama-again", "path": "PIVOT"}]},
-         "source 'tiny-llama-again' is the pivot itself"),
+        (
+            {"sources": [{"name": "tiny-llama-again", "path": "PIVOT"}]},
+            "source 'tiny-llama-again' is the pivot itself",
+        ),
         ({"merge": {"method": "average_all"}}, "field merge.method:"),
-        ({"merge": {"method": "ties", "parameters": {"weight": 0.5, "densty": 0.5}}},
-         "merge.parameters.densty: ties has no such parameter"),
+        (
+            {"merge": {"method": "ties", "parameters": {"weight": 0.5, "densty": 0.5}}},
+            "merge.parameters.densty: ties has no such parameter",
+        ),
         ({"train": {"output": "elsewhere"}}, "train.output is set per pair"),
     ],
-)  # fmt: skip
+)
 def test_bad_input_is_one_line(
     tmp_path: Path, zoo: Path, nsmc_rows, run_fusebench, change: dict, expected: str
 ) -> None:

@@ -70,8 +70,9 @@ def test_corrupted_shard(done: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     assert code == 2 and "shard-00001.safetensors: sha256 does not match" in err
 
 
-def test_store_of_another_tokenizer(done: Path, tmp_path: Path, zoo: Path,
-                                    capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_store_of_another_tokenizer(
+    done: Path, tmp_path: Path, zoo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = copy(done, tmp_path)
     raw = yaml.safe_load(config.read_text(encoding="utf-8"))
     raw["sources"][0]["path"] = str(zoo / "tiny-qwen2")  # same name, other model
@@ -82,13 +83,13 @@ def test_store_of_another_tokenizer(done: Path, tmp_path: Path, zoo: Path,
     assert code == 2 and "tokenizer_fingerprint" in err and "use another directory" in err
 
 
-def test_stores_of_different_corpora(done: Path, tmp_path: Path, fuse_config, nsmc_rows,
-                                     capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_stores_of_different_corpora(
+    done: Path, tmp_path: Path, fuse_config, nsmc_rows, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = copy(done, tmp_path)
     other = tmp_path / "other"
     other.mkdir()
-    extract(load_config(fuse_config(other, nsmc_rows(7)[1:])), Rank(0, 1),
-            progress=False)  # fmt: skip
+    extract(load_config(fuse_config(other, nsmc_rows(7)[1:])), Rank(0, 1), progress=False)
     mine = tmp_path / "run" / "work" / "stores" / "tiny-mistral"
     shutil.rmtree(mine)
     shutil.copytree(other / "work" / "stores" / "tiny-mistral", mine)
@@ -96,16 +97,20 @@ def test_stores_of_different_corpora(done: Path, tmp_path: Path, fuse_config, ns
     assert code == 2 and "different corpora" in err
 
 
-def test_nan_rows_are_excluded_everywhere_and_reported(done: Path, tmp_path: Path,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_nan_rows_are_excluded_everywhere_and_reported(
+    done: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = copy(done, tmp_path)
     path = tmp_path / "run" / "work" / "stores" / "tiny-mistral"
     store = TopKStore(path)
     rows = list(store)
     rows[2].topk_logprobs = rows[2].topk_logprobs.copy()
     rows[2].topk_logprobs[1, 0] = np.nan
-    manifest = StoreManifest(**store.manifest.model_dump(exclude={"complete", "shards", "sequences",
-                                                                  "positions", "excluded"}))  # fmt: skip
+    manifest = StoreManifest(
+        **store.manifest.model_dump(
+            exclude={"complete", "shards", "sequences", "positions", "excluded"}
+        )
+    )
     shutil.rmtree(path)
     writer = StoreWriter(path, manifest)
     for shard in range(manifest.num_shards):
@@ -120,8 +125,9 @@ def test_nan_rows_are_excluded_everywhere_and_reported(done: Path, tmp_path: Pat
     assert "2" in report["excluded"]
 
 
-def test_changed_fusion_settings_need_overwrite(done: Path, tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_changed_fusion_settings_need_overwrite(
+    done: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = copy(done, tmp_path)
     assert cli(capsys, "align", str(config))[0] == 0
     raw = yaml.safe_load(config.read_text(encoding="utf-8"))

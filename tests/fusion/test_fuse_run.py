@@ -27,8 +27,9 @@ def objective(model_dir: Path, store: TopKStore, max_length: int) -> tuple[float
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     batch = Collator(tokenizer.pad_token_id or 0)([data[i] for i in range(len(data))])
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    loss = fused_loss(logits, batch["labels"], batch["topk_ids"], batch["topk_logprobs"],
-                      lambda_clm=LAMBDA_CLM)  # fmt: skip
+    loss = fused_loss(
+        logits, batch["labels"], batch["topk_ids"], batch["topk_logprobs"], lambda_clm=LAMBDA_CLM
+    )
     return float(loss.loss), float(loss.clm)
 
 
@@ -36,12 +37,22 @@ def test_fuse_run_extracts_aligns_and_trains_on_two_processes(
     tmp_path: Path, zoo: Path, fuse_config, nsmc_rows, run_fusebench
 ) -> None:
     config = fuse_config(
-        tmp_path, nsmc_rows(24),
-        sources=[{"name": "tiny-gpt2", "path": str(zoo / "tiny-gpt2")},
-                 {"name": "tiny-mistral", "path": str(zoo / "tiny-mistral")}],
-        train={"zero_stage": 2, "precision": "fp32", "micro_batch_size": 4, "max_length": 256,
-               "learning_rate": 1e-3, "lambda_clm": LAMBDA_CLM, "save_every": 2},
-    )  # fmt: skip
+        tmp_path,
+        nsmc_rows(24),
+        sources=[
+            {"name": "tiny-gpt2", "path": str(zoo / "tiny-gpt2")},
+            {"name": "tiny-mistral", "path": str(zoo / "tiny-mistral")},
+        ],
+        train={
+            "zero_stage": 2,
+            "precision": "fp32",
+            "micro_batch_size": 4,
+            "max_length": 256,
+            "learning_rate": 1e-3,
+            "lambda_clm": LAMBDA_CLM,
+            "save_every": 2,
+        },
+    )
     done = run_fusebench("fuse", "run", str(config), "--nproc", "2", "--no-progress")
     assert done.returncode == 0, done.stderr[-3000:]
     work = tmp_path / "work"

@@ -27,10 +27,12 @@ SOURCES = ("tiny-gpt2", "tiny-mistral")
 def work(zoo: Path, tmp_path_factory: pytest.TempPathFactory, fuse_config, nsmc_rows) -> Path:
     tmp = tmp_path_factory.mktemp("fidelity")
     config = fuse_config(
-        tmp, nsmc_rows(40),
+        tmp,
+        nsmc_rows(40),
         sources=[{"name": n, "path": str(zoo / n)} for n in SOURCES],
-        align={"vocab_mapping": "statistics"}, fuse={"method": "avg_ce"},
-    )  # fmt: skip
+        align={"vocab_mapping": "statistics"},
+        fuse={"method": "avg_ce"},
+    )
     extract(load_config(config), Rank(0, 1), progress=False)
     run_align(load_config(config), progress=False, say=lambda _: None)
     return config
@@ -51,12 +53,15 @@ def _candidates(config: Path, zoo: Path) -> dict[int, tuple[list, list[float]]]:
     names = ["tiny-llama", *SOURCES]
     stores = {n: TopKStore(work / "stores" / n) for n in names}
     vocabs = {n: Vocabulary.from_tokenizer(AutoTokenizer.from_pretrained(zoo / n)) for n in names}
-    texts = [json.loads(line)["text"] for line in
-             (work / "corpus" / "rows.jsonl").read_text(encoding="utf-8").splitlines()]  # fmt: skip
+    texts = [
+        json.loads(line)["text"]
+        for line in (work / "corpus" / "rows.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
     from safetensors.numpy import load_file
 
-    vmaps = {s: load_file(str(work / "align" / s / "vocab-map.safetensors"))["vmap"]
-             for s in SOURCES}  # fmt: skip
+    vmaps = {
+        s: load_file(str(work / "align" / s / "vocab-map.safetensors"))["vmap"] for s in SOURCES
+    }
     paths = {s: read_paths(work / "align" / s) for s in SOURCES}
     out = {}
     tv = vocabs["tiny-llama"]
@@ -66,10 +71,18 @@ def _candidates(config: Path, zoo: Path) -> dict[int, tuple[list, list[float]]]:
         ces = [own.mean_nll]
         for s in SOURCES:
             seq = stores[s].sequence(row)
-            proj = project_row(tv, vocabs[s], vmaps[s], own.token_ids, seq.token_ids,
-                               seq.topk_ids, seq.topk_logprobs, paths[s][row],
-                               tv.end_offsets(own.token_ids, text),
-                               vocabs[s].end_offsets(seq.token_ids, text))  # fmt: skip
+            proj = project_row(
+                tv,
+                vocabs[s],
+                vmaps[s],
+                own.token_ids,
+                seq.token_ids,
+                seq.topk_ids,
+                seq.topk_logprobs,
+                paths[s][row],
+                tv.end_offsets(own.token_ids, text),
+                vocabs[s].end_offsets(seq.token_ids, text),
+            )
             dists.append((proj.ids, proj.logprobs))
             ces.append(seq.mean_nll)
         out[row] = (dists, ces)
@@ -134,11 +147,14 @@ def test_min_ce_aligned_takes_whole_candidates_and_reports_both_criteria(
     for row, (dists, _) in _candidates(work, zoo).items():
         got = fused.sequence(row)
         matches = [
-            m for m, (ids, _) in enumerate(dists)
-            if all(((ids[i] == PAD_ID).all() and i == len(got) - 1)
-                   or got.topk_ids[i][: ids.shape[1]].tolist() == ids[i].tolist()
-                   for i in range(len(got)))
-        ]  # fmt: skip
+            m
+            for m, (ids, _) in enumerate(dists)
+            if all(
+                ((ids[i] == PAD_ID).all() and i == len(got) - 1)
+                or got.topk_ids[i][: ids.shape[1]].tolist() == ids[i].tolist()
+                for i in range(len(got))
+            )
+        ]
         assert len(matches) == 1, row
         chosen[names[matches[0]]] += 1
     assert chosen == Counter({n: c for n, c in won["min_ce_aligned"].items() if c})
@@ -173,8 +189,12 @@ def test_saved_pair_counts_equal_the_counts_of_the_saved_paths(work: Path) -> No
                 want.update(
                     zip(s_ids[pairs[:, 1]].tolist(), t_ids[pairs[:, 0]].tolist(), strict=True)
                 )
-            saved = zip(data["counts_source"].tolist(), data["counts_target"].tolist(),
-                        data["counts_count"].tolist(), strict=True)  # fmt: skip
+            saved = zip(
+                data["counts_source"].tolist(),
+                data["counts_target"].tolist(),
+                data["counts_count"].tolist(),
+                strict=True,
+            )
             for s, t, n in saved:
                 got[(s, t)] += n
         assert got == want, source

@@ -40,8 +40,15 @@ def _row(row_id: int, length: int, seed: int = 0) -> SequenceTopK:
 
 
 def _manifest(num_rows: int = 5, **update) -> StoreManifest:
-    base = dict(model="m", tokenizer_fingerprint="tok", vocab_size=8, k=K,
-                corpus_fingerprint="corpus", num_rows=num_rows, rows_per_shard=2)  # fmt: skip
+    base = dict(
+        model="m",
+        tokenizer_fingerprint="tok",
+        vocab_size=8,
+        k=K,
+        corpus_fingerprint="corpus",
+        num_rows=num_rows,
+        rows_per_shard=2,
+    )
     return StoreManifest(**{**base, **update})
 
 

@@ -14,8 +14,15 @@ from fusion.train.loss import IGNORE
 
 
 def _batches(dataset: FusedDataset, rank: int = 0, world: int = 1, seed: int = 7) -> MicroBatches:
-    return MicroBatches(dataset, Collator(pad_token_id=3), micro_batch_size=3, epochs=2,
-                        seed=seed, rank=rank, world_size=world)  # fmt: skip
+    return MicroBatches(
+        dataset,
+        Collator(pad_token_id=3),
+        micro_batch_size=3,
+        epochs=2,
+        seed=seed,
+        rank=rank,
+        world_size=world,
+    )
 
 
 def test_items_are_the_stored_sequence_with_next_token_labels(fused_store: Path) -> None:

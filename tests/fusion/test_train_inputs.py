@@ -23,23 +23,30 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _config(tmp: Path, train_config, store: Path, **train: object) -> Path:
-    return train_config(tmp / "c.yaml", tmp / "w", fused_store=str(store), precision="fp32",
-                        **train)  # fmt: skip
+    return train_config(
+        tmp / "c.yaml", tmp / "w", fused_store=str(store), precision="fp32", **train
+    )
 
 
 def test_store_of_another_tokenizer_is_refused(
     tmp_path: Path, zoo: Path, korean_rows, build_fused_store, train_config
 ) -> None:
     # Tokenised by tiny-gpt2's tokenizer, so its fingerprint is not tiny-llama's.
-    store = build_fused_store(zoo / "tiny-llama", tmp_path / "fused", korean_rows(4),
-                              tokenizer_dir=zoo / "tiny-gpt2")  # fmt: skip
+    store = build_fused_store(
+        zoo / "tiny-llama", tmp_path / "fused", korean_rows(4), tokenizer_dir=zoo / "tiny-gpt2"
+    )
     cfg = _config(tmp_path, train_config, store)
     with pytest.raises(StoreError, match="made with another tokenizer than .*tiny-llama"):
         check_inputs(load_config(cfg), nproc=1, resume=False)
     # The rank entry point says the same in one line and exits 2.
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, "-m", "fusion.train.main", str(cfg)], env=env,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "fusion.train.main", str(cfg)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 2
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "made with another tokenizer" in errors[0]
@@ -49,8 +56,7 @@ def test_store_of_another_tokenizer_is_refused(
 def test_store_not_fused_or_unfinished_is_refused(
     tmp_path: Path, zoo: Path, korean_rows, build_fused_store, train_config, fused_store: Path
 ) -> None:
-    topk = build_fused_store(zoo / "tiny-llama", tmp_path / "topk", korean_rows(4),
-                             kind="topk")  # fmt: skip
+    topk = build_fused_store(zoo / "tiny-llama", tmp_path / "topk", korean_rows(4), kind="topk")
     with pytest.raises(StoreError, match="a 'topk' store, not a fused-targets store"):
         check_inputs(load_config(_config(tmp_path, train_config, topk)), nproc=1, resume=False)
     unfinished = tmp_path / "unfinished"
@@ -62,8 +68,11 @@ def test_store_not_fused_or_unfinished_is_refused(
             load_config(_config(tmp_path, train_config, unfinished)), nproc=1, resume=False
         )
     with pytest.raises(StoreError, match="not a top-k store"):
-        check_inputs(load_config(_config(tmp_path, train_config, tmp_path / "nowhere")), nproc=1,
-                     resume=False)  # fmt: skip
+        check_inputs(
+            load_config(_config(tmp_path, train_config, tmp_path / "nowhere")),
+            nproc=1,
+            resume=False,
+        )
 
 
 def test_unknown_or_bad_train_field_names_the_field(
@@ -79,8 +88,7 @@ def test_cli_command_reports_user_errors(
     tmp_path: Path, zoo: Path, korean_rows, build_fused_store, train_config
 ) -> None:
     """The typer command (wired into `fusebench fuse` at merge) passes user errors through."""
-    topk = build_fused_store(zoo / "tiny-llama", tmp_path / "topk", korean_rows(4),
-                             kind="topk")  # fmt: skip
+    topk = build_fused_store(zoo / "tiny-llama", tmp_path / "topk", korean_rows(4), kind="topk")
     app = typer.Typer()
     app.command("train")(train_command)
     app.command("other")(lambda: None)  # two commands, so "train" is a sub-command as in fuse

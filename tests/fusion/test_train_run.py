@@ -34,8 +34,13 @@ def _config(
 
 def _main(config: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "fusion.train.main", str(config), *extra],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "fusion.train.main", str(config), *extra],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _without_time(records: list[dict]) -> list[dict]:
@@ -59,8 +64,16 @@ def _loads_and_generates(final: Path, original: Path) -> None:
 def test_two_process_zero2_trains_end_to_end(
     tmp_path: Path, zoo: Path, fused_store: Path, train_config
 ) -> None:
-    cfg = _config(tmp_path, train_config, fused_store, zero_stage=2, micro_batch_size=2, epochs=2,
-                  gradient_accumulation_steps=1, save_every=4)  # fmt: skip
+    cfg = _config(
+        tmp_path,
+        train_config,
+        fused_store,
+        zero_stage=2,
+        micro_batch_size=2,
+        epochs=2,
+        gradient_accumulation_steps=1,
+        save_every=4,
+    )
     final = run_training(load_config(cfg), nproc=2, resume=False)
     log = read_log(tmp_path / "c" / "train" / "log.jsonl")
     # 24 rows over 2 ranks x 2 per micro-batch = 6 steps per epoch, 2 epochs.
@@ -90,8 +103,9 @@ def test_two_process_zero2_trains_end_to_end(
 def test_sigterm_then_resume_reproduces_the_uninterrupted_losses(
     tmp_path: Path, fused_store: Path, train_config
 ) -> None:
-    settings = dict(zero_stage=2, micro_batch_size=2, gradient_accumulation_steps=2, epochs=3,
-                    save_every=100)  # fmt: skip
+    settings = dict(
+        zero_stage=2, micro_batch_size=2, gradient_accumulation_steps=2, epochs=3, save_every=100
+    )
     reference = _main(_config(tmp_path, train_config, fused_store, "ref", **settings))
     assert reference.wait(timeout=300) == 0, reference.stderr.read()
     want = read_log(tmp_path / "ref" / "train" / "log.jsonl")
@@ -132,10 +146,19 @@ def test_sigterm_then_resume_reproduces_the_uninterrupted_losses(
 
 
 @pytest.mark.parametrize("stage", [3])
-def test_zero3_consolidates_the_final_model(tmp_path: Path, zoo: Path, fused_store: Path,
-                                            train_config, stage: int) -> None:  # fmt: skip
-    cfg = _config(tmp_path, train_config, fused_store, zero_stage=stage, micro_batch_size=4,
-                  max_steps=4, save_every=2, keep_checkpoints=1)  # fmt: skip
+def test_zero3_consolidates_the_final_model(
+    tmp_path: Path, zoo: Path, fused_store: Path, train_config, stage: int
+) -> None:
+    cfg = _config(
+        tmp_path,
+        train_config,
+        fused_store,
+        zero_stage=stage,
+        micro_batch_size=4,
+        max_steps=4,
+        save_every=2,
+        keep_checkpoints=1,
+    )
     final = run_training(load_config(cfg), nproc=1, resume=False)
     log = read_log(tmp_path / "c" / "train" / "log.jsonl")
     assert [r["step"] for r in log] == [1, 2, 3, 4]

@@ -23,8 +23,20 @@ def test_unknown_backend() -> None:
 def test_vllm_missing_is_a_clear_error(zoo: Path, tmp_path: Path, capsys) -> None:
     with pytest.raises(BackendUnavailable, match=r"pip install 'fusebench\[vllm\]'"):
         build_backend("vllm", str(zoo / "tiny-llama"), BackendOptions())
-    code = main(["eval", str(zoo / "tiny-llama"), "--backend", "vllm", "--tasks", "nsmc",
-                 "--limit", "2", "--output", str(tmp_path / "r")])  # fmt: skip
+    code = main(
+        [
+            "eval",
+            str(zoo / "tiny-llama"),
+            "--backend",
+            "vllm",
+            "--tasks",
+            "nsmc",
+            "--limit",
+            "2",
+            "--output",
+            str(tmp_path / "r"),
+        ]
+    )
     assert code == 2 and "needs vLLM and a CUDA GPU" in capsys.readouterr().err
 
 
@@ -35,8 +47,25 @@ def test_vllm_eval_matches_hf_on_gpu(zoo: Path, tmp_path: Path) -> None:
     runs = {}
     for backend in ("hf", "vllm"):
         out = tmp_path / backend
-        assert main(["eval", str(zoo / "tiny-llama"), "--backend", backend, "--tasks", "nsmc",
-                     "--limit", "20", "--dtype", "float32", "--output", str(out)]) == 0  # fmt: skip
+        assert (
+            main(
+                [
+                    "eval",
+                    str(zoo / "tiny-llama"),
+                    "--backend",
+                    backend,
+                    "--tasks",
+                    "nsmc",
+                    "--limit",
+                    "20",
+                    "--dtype",
+                    "float32",
+                    "--output",
+                    str(out),
+                ]
+            )
+            == 0
+        )
         runs[backend] = rundir.read_results(out, 0)["results"]["nsmc"]["acc,none"]
     assert runs["vllm"] == pytest.approx(runs["hf"], abs=0.05)
 
@@ -46,18 +75,49 @@ def test_cache_key_follows_the_weights(zoo: Path, tmp_path: Path) -> None:
     b = resolve_model(str(zoo / "tiny-gpt2"))
     assert cache_key(a, "hf", "auto") != cache_key(b, "hf", "auto")
     assert cache_key(a, "hf", "auto") != cache_key(a, "hf", "bfloat16")
-    assert cache_key(a, "hf", "auto") == cache_key(resolve_model(str(zoo / "tiny-llama")), "hf",
-                                                  "auto")  # fmt: skip
+    assert cache_key(a, "hf", "auto") == cache_key(
+        resolve_model(str(zoo / "tiny-llama")), "hf", "auto"
+    )
 
 
 def test_response_cache_is_per_model(zoo: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     for name in ("tiny-llama", "tiny-gpt2"):
-        assert main(["eval", str(zoo / name), "--tasks", "nsmc", "--limit", "3",
-                     "--cache-dir", str(cache), "--output", str(tmp_path / name)]) == 0  # fmt: skip
+        assert (
+            main(
+                [
+                    "eval",
+                    str(zoo / name),
+                    "--tasks",
+                    "nsmc",
+                    "--limit",
+                    "3",
+                    "--cache-dir",
+                    str(cache),
+                    "--output",
+                    str(tmp_path / name),
+                ]
+            )
+            == 0
+        )
     assert len([p for p in cache.iterdir() if p.is_dir()]) == 2  # one cache per model
     llama = rundir.read_results(tmp_path / "tiny-llama", 0)["results"]["nsmc"]
     # A second run of the same model reads its own cache and gets the same numbers.
-    assert main(["eval", str(zoo / "tiny-llama"), "--tasks", "nsmc", "--limit", "3",
-                 "--cache-dir", str(cache), "--output", str(tmp_path / "again")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "eval",
+                str(zoo / "tiny-llama"),
+                "--tasks",
+                "nsmc",
+                "--limit",
+                "3",
+                "--cache-dir",
+                str(cache),
+                "--output",
+                str(tmp_path / "again"),
+            ]
+        )
+        == 0
+    )
     assert rundir.read_results(tmp_path / "again", 0)["results"]["nsmc"] == llama

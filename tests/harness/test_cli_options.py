@@ -23,15 +23,50 @@ def _params(*path: str) -> dict:
     ("command", "spec", "names"),
     [
         ("eval", EvalSpec, ["output", "limit", "seed", "overwrite", "cache_dir", "backend"]),
-        ("generate", GenerateSpec, ["output", "base_url", "serve", "api_key_env", "device",
-                                    "trust_remote_code", "chat_template", "max_tokens",
-                                    "concurrency", "timeout", "overwrite", "quiet"]),
-        ("judge", JudgeRequest, ["judge_model", "base_url", "api_key_env", "template", "repeats",
-                                 "temperature", "max_tokens", "output", "concurrency",
-                                 "requests_per_minute", "timeout", "max_retries", "backoff",
-                                 "max_asks", "cache", "price_in", "price_out", "quiet"]),
+        (
+            "generate",
+            GenerateSpec,
+            [
+                "output",
+                "base_url",
+                "serve",
+                "api_key_env",
+                "device",
+                "trust_remote_code",
+                "chat_template",
+                "max_tokens",
+                "concurrency",
+                "timeout",
+                "overwrite",
+                "quiet",
+            ],
+        ),
+        (
+            "judge",
+            JudgeRequest,
+            [
+                "judge_model",
+                "base_url",
+                "api_key_env",
+                "template",
+                "repeats",
+                "temperature",
+                "max_tokens",
+                "output",
+                "concurrency",
+                "requests_per_minute",
+                "timeout",
+                "max_retries",
+                "backoff",
+                "max_asks",
+                "cache",
+                "price_in",
+                "price_out",
+                "quiet",
+            ],
+        ),
     ],
-)  # fmt: skip
+)
 def test_option_defaults_and_help_are_the_specs(command: str, spec: type, names: list[str]) -> None:
     params = _params(command)
     for name in names:
@@ -61,8 +96,9 @@ def test_the_seed_and_batch_size_defaults_live_in_the_specs() -> None:
         (["judge", "t", "--template"], ["logickor", "fusebench"]),
     ],
 )
-def test_fixed_choices_are_enums(args: list[str], choices: list[str],
-                                 capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_fixed_choices_are_enums(
+    args: list[str], choices: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     option = args[-1].removeprefix("--")
     param = _params(args[0])[option]
     assert [choice.value for choice in param.type_descriptor.annotation] == choices
@@ -73,10 +109,20 @@ def test_fixed_choices_are_enums(args: list[str], choices: list[str],
 
 @pytest.mark.parametrize(
     "path",
-    [("generate",), ("judge",), ("merge",), ("zoo", "build"), ("fuse", "extract"),
-     ("fuse", "align"), ("fuse", "train"), ("fuse", "run"), ("fuse", "chat"),
-     ("vocab", "expand"), ("vocab", "train")],
-)  # fmt: skip
+    [
+        ("generate",),
+        ("judge",),
+        ("merge",),
+        ("zoo", "build"),
+        ("fuse", "extract"),
+        ("fuse", "align"),
+        ("fuse", "train"),
+        ("fuse", "run"),
+        ("fuse", "chat"),
+        ("vocab", "expand"),
+        ("vocab", "train"),
+    ],
+)
 def test_every_long_command_takes_quiet(path: tuple[str, ...]) -> None:
     params = _params(*path)
     assert "--quiet" in params["quiet"].opts

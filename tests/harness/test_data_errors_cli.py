@@ -11,8 +11,9 @@ from pathlib import Path
 
 def _fusebench(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     exe = str(Path(sys.executable).parent / "fusebench")
-    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **env})  # fmt: skip
+    return subprocess.run(
+        [exe, *args], capture_output=True, text=True, timeout=300, env={**os.environ, **env}
+    )
 
 
 def test_malformed_row_and_missing_data(zoo: Path, tmp_path: Path, data_root: Path) -> None:

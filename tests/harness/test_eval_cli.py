@@ -17,8 +17,23 @@ TASKS = "kobest_boolq,nsmc"
 
 
 def _eval(model: Path, out: Path, *extra: str) -> int:
-    return main(["eval", str(model), "--tasks", TASKS, "--num-fewshot", "0,2", "--limit", "6",
-                 "--batch-size", "4", "--output", str(out), *extra])  # fmt: skip
+    return main(
+        [
+            "eval",
+            str(model),
+            "--tasks",
+            TASKS,
+            "--num-fewshot",
+            "0,2",
+            "--limit",
+            "6",
+            "--batch-size",
+            "4",
+            "--output",
+            str(out),
+            *extra,
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +73,11 @@ def test_rerun_with_same_settings_skips_finished_work(
     assert {p: p.stat().st_mtime_ns for p in finished_run.rglob("*.jsonl")} == stamps
     acc = rundir.read_results(finished_run, 2)["results"]["nsmc"]["acc,none"]
     printed = capsys.readouterr().out  # the closing summary table shows the stored scores
-    assert any([c.strip() for c in line.split("│")[1:5]] == ["nsmc", "2", "acc", f"{acc:.4f}"]
-               for line in printed.splitlines() if "│" in line), printed  # fmt: skip
+    assert any(
+        [c.strip() for c in line.split("│")[1:5]] == ["nsmc", "2", "acc", f"{acc:.4f}"]
+        for line in printed.splitlines()
+        if "│" in line
+    ), printed
     assert (
         json.loads(before)["completed"]
         == rundir.read_manifest(finished_run).model_dump(mode="json")["completed"]
@@ -75,10 +93,37 @@ def test_different_settings_are_refused(finished_run: Path, zoo: Path, capsys) -
 
 def test_overwrite_replaces(zoo: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    assert main(["eval", str(zoo / "tiny-gpt2"), "--tasks", "nsmc", "--limit", "3",
-                 "--output", str(out)]) == 0  # fmt: skip
-    assert main(["eval", str(zoo / "tiny-gpt2"), "--tasks", "nsmc", "--limit", "4",
-                 "--output", str(out), "--overwrite"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "eval",
+                str(zoo / "tiny-gpt2"),
+                "--tasks",
+                "nsmc",
+                "--limit",
+                "3",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "eval",
+                str(zoo / "tiny-gpt2"),
+                "--tasks",
+                "nsmc",
+                "--limit",
+                "4",
+                "--output",
+                str(out),
+                "--overwrite",
+            ]
+        )
+        == 0
+    )
     assert rundir.read_manifest(out).limit == 4
     assert len(rundir.samples_path(out, 0, "nsmc").read_text().splitlines()) == 4
 
@@ -129,8 +174,9 @@ def test_user_errors_are_one_line(args, message, zoo: Path, tmp_path: Path) -> N
     (tmp_path / "other" / "notes.txt").write_text("mine")
     argv = [a.format(zoo=zoo, tmp=tmp_path) for a in args]
     fusebench = str(Path(sys.executable).parent / "fusebench")  # the installed console script
-    done = subprocess.run([fusebench, "eval", *argv, "--limit", "2"],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [fusebench, "eval", *argv, "--limit", "2"], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]

@@ -45,13 +45,25 @@ def test_generate_all_questions_then_resume_after_sigterm(
 ) -> None:
     questions = _rows(data_root / "logickor" / "questions.jsonl")
     run = tmp_path / "run"
-    cmd = [sys.executable, "-c", "import sys; from harness.cli import main; sys.exit(main())",
-           "generate", str(zoo / MODEL), "--serve",
-           "transformers", "--strategies", "default", "--output", str(run), *FAST]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-c",
+        "import sys; from harness.cli import main; sys.exit(main())",
+        "generate",
+        str(zoo / MODEL),
+        "--serve",
+        "transformers",
+        "--strategies",
+        "default",
+        "--output",
+        str(run),
+        *FAST,
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     part = run / "logickor" / ".default.jsonl.part"
-    process = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)  # fmt: skip
+    process = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and process.poll() is None:
         if part.is_file() and len(part.read_text("utf-8").splitlines()) >= 5:
@@ -74,8 +86,10 @@ def test_generate_all_questions_then_resume_after_sigterm(
 
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert (f"default: {42 - len(finished)} questions generated, {len(finished)} already done"
-            in done.stdout)  # fmt: skip
+    assert (
+        f"default: {42 - len(finished)} questions generated, {len(finished)} already done"
+        in done.stdout
+    )
     rows = _rows(run / "logickor" / "default.jsonl")
     assert [r["id"] for r in rows] == [q["id"] for q in questions]  # all 42, once, in order
     by_id = {r["id"]: r for r in rows}
@@ -104,14 +118,39 @@ def test_judge_through_transformers_serve_is_wire_compatible(
     and since a tiny model writes no ``점수:`` line every judgment is unparsable, not 0."""
     source = tmp_path / "in" / "org" / "model" / "default.jsonl"
     source.parent.mkdir(parents=True)
-    rows = [{"id": i, "category": "수학(Math)", "questions": ["1+1은?", "2+2는?"],
-             "outputs": ["2", "4"], "references": ["2", "4"]} for i in (1, 2)]  # fmt: skip
+    rows = [
+        {
+            "id": i,
+            "category": "수학(Math)",
+            "questions": ["1+1은?", "2+2는?"],
+            "outputs": ["2", "4"],
+            "references": ["2", "4"],
+        }
+        for i in (1, 2)
+    ]
     source.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
     with serve(str(zoo / "tiny-qwen2"), "transformers") as served:
-        code = main(["judge", str(tmp_path / "in"), "--output", str(tmp_path / "out"),
-                     "--base-url", served.base_url, "--judge-model", served.model,
-                     "--max-tokens", "8", "--max-asks", "2", "--concurrency", "2",
-                     "--cache", str(tmp_path / "cache.sqlite"), "--quiet"])  # fmt: skip
+        code = main(
+            [
+                "judge",
+                str(tmp_path / "in"),
+                "--output",
+                str(tmp_path / "out"),
+                "--base-url",
+                served.base_url,
+                "--judge-model",
+                served.model,
+                "--max-tokens",
+                "8",
+                "--max-asks",
+                "2",
+                "--concurrency",
+                "2",
+                "--cache",
+                str(tmp_path / "cache.sqlite"),
+                "--quiet",
+            ]
+        )
         port = int(served.base_url.split(":")[2].split("/")[0])
     assert not _listening(port)  # stopped when the block ended
     assert code == 0
@@ -130,12 +169,34 @@ def test_model_without_chat_template_is_a_clear_error(zoo: Path, tmp_path: Path,
     config = json.loads((model / "tokenizer_config.json").read_text("utf-8"))
     config.pop("chat_template", None)
     (model / "tokenizer_config.json").write_text(json.dumps(config), "utf-8")
-    code = main(["generate", str(model), "--serve", "transformers", "--strategies", "default",
-                 "--output", str(tmp_path / "run"), "--quiet"])  # fmt: skip
+    code = main(
+        [
+            "generate",
+            str(model),
+            "--serve",
+            "transformers",
+            "--strategies",
+            "default",
+            "--output",
+            str(tmp_path / "run"),
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "has no chat template" in err and "--chat-template" in err
-    code = main(["generate", str(model), "--serve", "transformers", "--strategies", "nope",
-                 "--output", str(tmp_path / "run"), "--quiet"])  # fmt: skip
+    code = main(
+        [
+            "generate",
+            str(model),
+            "--serve",
+            "transformers",
+            "--strategies",
+            "nope",
+            "--output",
+            str(tmp_path / "run"),
+            "--quiet",
+        ]
+    )
     assert code == 2 and "unknown nope" in capsys.readouterr().err
 
 
@@ -153,9 +214,16 @@ def test_chat_template_file_is_served(zoo: Path, tmp_path: Path) -> None:
     (model / "chat_template.jinja").unlink()
     supplied = tmp_path / "template.jinja"
     supplied.write_text(template, "utf-8")
-    spec = GenerateSpec(model=str(model), output=tmp_path / "run", strategies=["default"],
-                        serve="transformers", chat_template=supplied, max_tokens=2,
-                        stop=["</s>"], quiet=True)  # fmt: skip
+    spec = GenerateSpec(
+        model=str(model),
+        output=tmp_path / "run",
+        strategies=["default"],
+        serve="transformers",
+        chat_template=supplied,
+        max_tokens=2,
+        stop=["</s>"],
+        quiet=True,
+    )
     result = run_generate(spec)
     assert result["default"]["generated"] == 42
     record = json.loads((tmp_path / "run" / "logickor" / "generation.json").read_text("utf-8"))

@@ -49,8 +49,13 @@ def test_group_by_the_context_the_model_sees() -> None:
     ]
     assert grouping.truncated == 1
     scores = {slot: (float(i), i % 2 == 0) for i, slot in enumerate(dict.fromkeys(grouping.slots))}
-    assert grouping.answers(scores) == [(0.0, True), (1.0, False), (0.0, True), (2.0, True),
-                                        (3.0, False)]  # fmt: skip
+    assert grouping.answers(scores) == [
+        (0.0, True),
+        (1.0, False),
+        (0.0, True),
+        (2.0, True),
+        (3.0, False),
+    ]
 
 
 def test_plan_leads_with_the_longest_continuation() -> None:
@@ -115,8 +120,11 @@ def _logprob(seen: tuple[int, ...], token: int) -> float:
 def _score_through_plan(plans: list[Plan], tails: list[mc_plan.Tail]) -> list[dict]:
     """Head rows: the prefix positions from ``first_scored``; tail rows: each tail's fed tokens
     after the context and its depth of lead tokens; then the sums ``picks`` asks for."""
-    head_seen = [tuple(plan.prefix[: i + 1]) for plan in plans
-                 for i in range(plan.first_scored, len(plan.prefix))]  # fmt: skip
+    head_seen = [
+        tuple(plan.prefix[: i + 1])
+        for plan in plans
+        for i in range(plan.first_scored, len(plan.prefix))
+    ]
     tail_seen = []
     for row, cont, n in tails:
         tokens, _ = mc_plan.fed(plans[row], cont, n)
@@ -163,11 +171,13 @@ def test_plans_score_every_continuation_as_token_by_token(order: str) -> None:
     assert any(is_greedy for _, is_greedy in answers)
     for (context, continuation), (total, is_greedy) in zip(pairs, answers, strict=True):
         seen = mc_plan.window(context, continuation, max_length)
-        expected = sum(_logprob(tuple(seen + continuation[:i]), t)
-                       for i, t in enumerate(continuation))  # fmt: skip
+        expected = sum(
+            _logprob(tuple(seen + continuation[:i]), t) for i, t in enumerate(continuation)
+        )
         assert math.isclose(total, expected, rel_tol=1e-12)
-        assert is_greedy == all(_greedy(tuple(seen + continuation[:i])) == t
-                                for i, t in enumerate(continuation))  # fmt: skip
+        assert is_greedy == all(
+            _greedy(tuple(seen + continuation[:i])) == t for i, t in enumerate(continuation)
+        )
 
 
 @pytest.mark.parametrize("max_length", [1, 3, 5, 8])

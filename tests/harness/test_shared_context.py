@@ -39,8 +39,14 @@ def _pair(zoo: Path, model: str, **kwargs) -> tuple[HFLM, SharedContextLM]:
 
 
 def _evaluate(lm: HFLM, shots: int) -> dict:
-    return simple_evaluate(model=lm, tasks=TASKS, num_fewshot=shots, limit=LIMIT,
-                           log_samples=True, task_manager=catalog.task_manager())  # fmt: skip
+    return simple_evaluate(
+        model=lm,
+        tasks=TASKS,
+        num_fewshot=shots,
+        limit=LIMIT,
+        log_samples=True,
+        task_manager=catalog.task_manager(),
+    )
 
 
 @pytest.mark.parametrize(
@@ -107,8 +113,12 @@ def test_mixed_requests_in_one_call(
     expected = reference.loglikelihood(requests, disable_tqdm=True)
     assert any(len(reference.tok_encode(c + x)) > 49 for c, x in pairs)  # some are cut
     for batch_size in (1, 2, 8):
-        shared = SharedContextLM(pretrained=reference.model, tokenizer=reference.tokenizer,
-                                 batch_size=batch_size, max_length=48)  # fmt: skip
+        shared = SharedContextLM(
+            pretrained=reference.model,
+            tokenizer=reference.tokenizer,
+            batch_size=batch_size,
+            max_length=48,
+        )
         forward = Forward(shared.model, shared.device, None, None)
         shared.strategy = (
             PackedStrategy(forward, shared.model.dtype)
@@ -157,12 +167,13 @@ def test_empty_answer_choice_in_a_task_fails_the_run_clearly(zoo: Path) -> None:
     # Document 1 has an empty answer choice (lm-eval itself checks only the first document).
     second = load_benchmark("nsmc")["test"][1]["document"]
     config = load_yaml(catalog.TASKS_DIR / "nsmc.yaml", resolve_func=True)
-    config.update(task="nsmc_empty_choice",
-                  doc_to_choice=lambda doc: ["(부정)", "" if doc["document"] == second else "(긍정)"])  # fmt: skip
+    config.update(
+        task="nsmc_empty_choice",
+        doc_to_choice=lambda doc: ["(부정)", "" if doc["document"] == second else "(긍정)"],
+    )
     _, shared = _pair(zoo, "tiny-llama", batch_size=2)
     with pytest.raises(HarnessError, match="task nsmc_empty_choice, document 1: .* is empty"):
-        simple_evaluate(model=shared, tasks=[config], limit=2,
-                        task_manager=catalog.task_manager())  # fmt: skip
+        simple_evaluate(model=shared, tasks=[config], limit=2, task_manager=catalog.task_manager())
 
 
 def test_continuation_swallowed_by_its_context_is_an_error(zoo: Path) -> None:
@@ -189,9 +200,27 @@ def test_registered_without_displacing_lm_eval_models() -> None:
 @pytest.mark.parametrize("backend", ["hf", "hf-lm-eval"])
 def test_manifest_counts_truncated_documents(zoo: Path, tmp_path: Path, backend: str) -> None:
     out = tmp_path / backend
-    assert main(["eval", str(zoo / "tiny-llama"), "--tasks", "kobest_boolq,nsmc", "--limit", "5",
-                 "--num-fewshot", "2", "--max-length", "128", "--backend", backend,
-                 "--output", str(out)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "eval",
+                str(zoo / "tiny-llama"),
+                "--tasks",
+                "kobest_boolq,nsmc",
+                "--limit",
+                "5",
+                "--num-fewshot",
+                "2",
+                "--max-length",
+                "128",
+                "--backend",
+                backend,
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     manifest = rundir.read_manifest(out)
     assert manifest.backend.name == backend
     counts = {c.task: c.truncated for c in manifest.completed}

@@ -92,11 +92,20 @@ class ScriptedJudge:
                 self.wfile.write(payload)
 
             def _reply(self, text: str, model: str) -> None:
-                body = {"id": "x", "object": "chat.completion", "created": 0, "model": model,
-                        "choices": [{"index": 0, "finish_reason": "stop",
-                                     "message": {"role": "assistant", "content": text}}],
-                        "usage": {"prompt_tokens": 100, "completion_tokens": 20,
-                                  "total_tokens": 120}}  # fmt: skip
+                body = {
+                    "id": "x",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "finish_reason": "stop",
+                            "message": {"role": "assistant", "content": text},
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
+                }
                 self._send(200, json.dumps(body, ensure_ascii=False).encode())
 
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
@@ -121,8 +130,9 @@ class ScriptedJudge:
                 if name == "noscore-once":
                     return self._reply(REPLIES["noscore"] if attempt == 1 else "점수: 5", model)
                 if name == "ratelimit" and attempt == 1:
-                    return self._send(429, b'{"error": {"message": "slow down"}}',
-                                      {"Retry-After": "1"})  # fmt: skip
+                    return self._send(
+                        429, b'{"error": {"message": "slow down"}}', {"Retry-After": "1"}
+                    )
                 if name == "error500" and attempt <= 2:
                     return self._send(500, b'{"error": {"message": "boom"}}')
                 if name == "always500":
@@ -132,8 +142,9 @@ class ScriptedJudge:
                 if name == "badrequest":
                     return self._send(400, b'{"error": {"message": "prompt too long"}}')
                 if name == "ratelimit-long":
-                    return self._send(429, b'{"error": {"message": "quota"}}',
-                                      {"Retry-After": "3600"})  # fmt: skip
+                    return self._send(
+                        429, b'{"error": {"message": "quota"}}', {"Retry-After": "3600"}
+                    )
                 if name == "hang" and attempt == 1:
                     time.sleep(judge.hang)
                 if name == "malformed" and attempt == 1:

@@ -35,8 +35,10 @@ class TopOfRange:
 def messages(behaviour: str, system: str = "평가하라.") -> list[dict[str, str]]:
     """A single-turn prompt that asks the scripted judge for ``behaviour`` (the server counts
     tries per prompt: another ``system`` text starts a new count)."""
-    return [{"role": "system", "content": system},
-            {"role": "user", "content": f"답변: 좋은 답 S:{behaviour}"}]  # fmt: skip
+    return [
+        {"role": "system", "content": system},
+        {"role": "user", "content": f"답변: 좋은 답 S:{behaviour}"},
+    ]
 
 
 @pytest.fixture
@@ -54,8 +56,11 @@ class Client:
         options = {"timeout": 5.0, "max_retries": 3, "backoff_base": 0.5, **settings}
         self.client = JudgeClient(
             ClientSettings(base_url=server.base_url, model="scripted-judge", **options),
-            "sk-test", ReplyCache(cache), sleep=self.sleeps.append, rng=TopOfRange(),  # type: ignore[arg-type]
-        )  # fmt: skip
+            "sk-test",
+            ReplyCache(cache),
+            sleep=self.sleeps.append,
+            rng=TopOfRange(),  # type: ignore[arg-type]
+        )
 
     def ask(self, behaviour: str, **index: int):
         before = self.server.requests
@@ -86,7 +91,10 @@ def test_a_second_ask_comes_from_the_cache_without_a_request(client: Client) -> 
     again = client.ask("plain")
     assert again.cached and (again.requests, again.retries) == (0, 0)
     assert (again.text, again.prompt_tokens, again.completion_tokens) == (
-        first.text, first.prompt_tokens, first.completion_tokens)  # fmt: skip
+        first.text,
+        first.prompt_tokens,
+        first.completion_tokens,
+    )
     assert client.client.stats.cache_hits == 1 and client.client.stats.requests == 1
 
 

@@ -24,24 +24,50 @@ KEY_ENV = "FUSEBENCH_TEST_JUDGE_KEY"
 
 def _write_target(root: Path, data_root: Path, behaviours: list[tuple[str, str]]) -> Path:
     """LogicKor's real questions with answers carrying the behaviour markers."""
-    questions = [json.loads(line) for line in
-                 (data_root / "logickor" / "questions.jsonl").read_text("utf-8").splitlines()]  # fmt: skip
+    questions = [
+        json.loads(line)
+        for line in (data_root / "logickor" / "questions.jsonl").read_text("utf-8").splitlines()
+    ]
     path = root / "org" / "model" / "default.jsonl"
     path.parent.mkdir(parents=True)
     rows = []
     for q, (single, multi) in zip(questions, behaviours, strict=False):
-        rows.append({"id": q["id"], "category": q["category"], "questions": q["questions"],
-                     "outputs": [f"첫 답변 S:{single}", f"둘째 답변 M:{multi}"],
-                     "references": q["references"]})  # fmt: skip
+        rows.append(
+            {
+                "id": q["id"],
+                "category": q["category"],
+                "questions": q["questions"],
+                "outputs": [f"첫 답변 S:{single}", f"둘째 답변 M:{multi}"],
+                "references": q["references"],
+            }
+        )
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
     return root
 
 
 def _judge(target: Path, out: Path, server: Any, cache: Path, *extra: str) -> int:
-    return main(["judge", str(target), "--output", str(out), "--base-url", server.base_url,
-                 "--judge-model", "scripted-judge", "--api-key-env", KEY_ENV,
-                 "--cache", str(cache), "--backoff", "0.05", "--timeout", "1",
-                 "--quiet", *extra])  # fmt: skip
+    return main(
+        [
+            "judge",
+            str(target),
+            "--output",
+            str(out),
+            "--base-url",
+            server.base_url,
+            "--judge-model",
+            "scripted-judge",
+            "--api-key-env",
+            KEY_ENV,
+            "--cache",
+            str(cache),
+            "--backoff",
+            "0.05",
+            "--timeout",
+            "1",
+            "--quiet",
+            *extra,
+        ]
+    )
 
 
 def _rows(out: Path) -> dict:
@@ -51,16 +77,26 @@ def _rows(out: Path) -> dict:
 
 def _without_requests(rows: dict) -> dict:
     """Judged rows less the HTTP requests each judgment cost this time (0 from the cache)."""
-    return {i: {k: ({f: v for f, v in t.items() if f != "requests"} if k.startswith("query_")
-                    else t) for k, t in row.items()} for i, row in rows.items()}  # fmt: skip
+    return {
+        i: {
+            k: ({f: v for f, v in t.items() if f != "requests"} if k.startswith("query_") else t)
+            for k, t in row.items()
+        }
+        for i, row in rows.items()
+    }
 
 
 # (first turn, second turn) of each row: every scripted behaviour once.
 BEHAVIOURS = [
-    ("plain", "bold"), ("spaced", "decimal"), ("fullwidth", "trailing"),
-    ("noscore", "outofrange"), ("noscore-once", "ratelimit"), ("error500", "hang"),
-    ("malformed", "dropped"), ("always500", "plain"),
-]  # fmt: skip
+    ("plain", "bold"),
+    ("spaced", "decimal"),
+    ("fullwidth", "trailing"),
+    ("noscore", "outofrange"),
+    ("noscore-once", "ratelimit"),
+    ("error500", "hang"),
+    ("malformed", "dropped"),
+    ("always500", "plain"),
+]
 
 
 @dataclass
@@ -93,14 +129,32 @@ def first(tmp_path_factory: pytest.TempPathFactory, data_root: Path, scripted_ju
     ids = list(rows)
     single = {b[0]: rows[ids[i]]["query_single"] for i, b in enumerate(BEHAVIOURS)}
     multi = {b[1]: rows[ids[i]]["query_multi"] for i, b in enumerate(BEHAVIOURS)}
-    return FirstRun(tmp, {**single, **multi}, rows, stdout.getvalue().replace("\n", " "),
-                    server.requests - first_requests, _rows(tmp / "out2"),
-                    server.by_behaviour, server.authorizations)  # fmt: skip
+    return FirstRun(
+        tmp,
+        {**single, **multi},
+        rows,
+        stdout.getvalue().replace("\n", " "),
+        server.requests - first_requests,
+        _rows(tmp / "out2"),
+        server.by_behaviour,
+        server.authorizations,
+    )
 
 
-SCORED = {"plain": 8.0, "bold": 8.0, "spaced": 8.0, "decimal": 7.5, "fullwidth": 9.0,
-          "trailing": 6.0, "noscore-once": 5.0, "ratelimit": 4.0, "error500": 4.0,
-          "hang": 4.0, "malformed": 4.0, "dropped": 4.0}  # fmt: skip
+SCORED = {
+    "plain": 8.0,
+    "bold": 8.0,
+    "spaced": 8.0,
+    "decimal": 7.5,
+    "fullwidth": 9.0,
+    "trailing": 6.0,
+    "noscore-once": 5.0,
+    "ratelimit": 4.0,
+    "error500": 4.0,
+    "hang": 4.0,
+    "malformed": 4.0,
+    "dropped": 4.0,
+}
 
 
 @pytest.mark.parametrize(("behaviour", "score"), SCORED.items(), ids=list(SCORED))
@@ -184,14 +238,30 @@ def test_concurrency_is_bounded_and_prices_give_a_cost(
     monkeypatch.setenv(KEY_ENV, SECRET)
     target = _write_target(tmp_path / "in", data_root, [("plain", "plain")] * 12)
     with scripted_judge(delay=0.15) as server:
-        assert _judge(target, tmp_path / "out", server, tmp_path / "c.sqlite", "--concurrency", "3",
-                      "--price-in", "10", "--price-out", "30", "--repeats", "2") == 0  # fmt: skip
+        assert (
+            _judge(
+                target,
+                tmp_path / "out",
+                server,
+                tmp_path / "c.sqlite",
+                "--concurrency",
+                "3",
+                "--price-in",
+                "10",
+                "--price-out",
+                "30",
+                "--repeats",
+                "2",
+            )
+            == 0
+        )
         assert server.max_in_flight == 3
         assert server.requests == 12 * 2 * 2
         first = capsys.readouterr().out.replace("\n", " ")
         # A rerun with the same cache makes zero requests.
-        assert _judge(target, tmp_path / "out2", server, tmp_path / "c.sqlite",
-                      "--repeats", "2") == 0  # fmt: skip
+        assert (
+            _judge(target, tmp_path / "out2", server, tmp_path / "c.sqlite", "--repeats", "2") == 0
+        )
         assert server.requests == 12 * 2 * 2
         assert "requests 0 (0 retries, 48 from the cache)" in capsys.readouterr().out
     row = next(iter(_rows(tmp_path / "out").values()))
@@ -219,10 +289,17 @@ def test_interrupted_run_resumes_from_its_part_file(
         lines = final.read_text("utf-8").splitlines()
         from judges.run import JudgeSettings
 
-        signature = {"model": "scripted-judge", "template": "logickor", "repeats": 1,
-                     "max_asks": 3, "sampling": JudgeSettings().sampling()}  # fmt: skip
-        kept = [json.dumps({**json.loads(line), "_judge": signature}, ensure_ascii=False)
-                for line in lines[:4]]  # fmt: skip
+        signature = {
+            "model": "scripted-judge",
+            "template": "logickor",
+            "repeats": 1,
+            "max_asks": 3,
+            "sampling": JudgeSettings().sampling(),
+        }
+        kept = [
+            json.dumps({**json.loads(line), "_judge": signature}, ensure_ascii=False)
+            for line in lines[:4]
+        ]
         part.write_text("\n".join(kept) + "\n" + kept[0][:40], "utf-8")
         final.unlink()
         before = server.requests
@@ -239,10 +316,28 @@ def test_user_errors_are_one_line(tmp_path: Path, data_root: Path, capsys) -> No
     bad = tmp_path / "bad" / "o" / "m" / "default.jsonl"
     bad.parent.mkdir(parents=True)
     bad.write_text('{"id": 1, "category": "x", "questions": ["a", "b"]}\n', "utf-8")
-    code = main(["judge", str(bad), "--output", str(tmp_path / "o2"), "--base-url",
-                 "http://127.0.0.1:9/v1", "--quiet"])  # fmt: skip
+    code = main(
+        [
+            "judge",
+            str(bad),
+            "--output",
+            str(tmp_path / "o2"),
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and f"{bad}:1: missing field 'outputs'" in err and "Traceback" not in err
-    code = main(["judge", str(target), "--output", str(tmp_path / "o3"), "--api-key-env",
-                 "FUSEBENCH_UNSET_VAR", "--quiet"])  # hosted default URL, no key  # fmt: skip
+    code = main(
+        [
+            "judge",
+            str(target),
+            "--output",
+            str(tmp_path / "o3"),
+            "--api-key-env",
+            "FUSEBENCH_UNSET_VAR",
+            "--quiet",
+        ]
+    )  # hosted default URL, no key
     assert code == 2 and "FUSEBENCH_UNSET_VAR is not set" in capsys.readouterr().err

@@ -28,9 +28,17 @@ def test_scores_judges_write(reply: str, score: float) -> None:
 
 @pytest.mark.parametrize(
     "reply",
-    ["", "평가: 채점할 수 없다.", "점수: 11", "점수: -1", "점수: 8/5", "점수: 숫자", "score: 8",
-     "8점"],
-)  # fmt: skip
+    [
+        "",
+        "평가: 채점할 수 없다.",
+        "점수: 11",
+        "점수: -1",
+        "점수: 8/5",
+        "점수: 숫자",
+        "score: 8",
+        "8점",
+    ],
+)
 def test_what_is_not_a_score(reply: str) -> None:
     assert parse_score(reply) is None
 

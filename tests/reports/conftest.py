@@ -41,13 +41,25 @@ def runs(zoo: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]
     from harness.cli import main
 
     root = tmp_path_factory.mktemp("report-runs")
-    models = {"base": zoo / "tiny-llama",
-              "fused": _perturbed_copy(zoo / "tiny-llama", root / "tiny-llama-fused")}  # fmt: skip
+    models = {
+        "base": zoo / "tiny-llama",
+        "fused": _perturbed_copy(zoo / "tiny-llama", root / "tiny-llama-fused"),
+    }
     out = {}
     for name, model in models.items():
         out[name] = root / name
-        argv = ["eval", str(model), "--tasks", TASKS, "--num-fewshot", "0,2",
-                "--limit", str(LIMIT), "--output", str(out[name])]  # fmt: skip
+        argv = [
+            "eval",
+            str(model),
+            "--tasks",
+            TASKS,
+            "--num-fewshot",
+            "0,2",
+            "--limit",
+            str(LIMIT),
+            "--output",
+            str(out[name]),
+        ]
         assert main(argv) == 0
     return out
 
@@ -63,10 +75,16 @@ def lmeval_cli_output(zoo: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
     out = tmp_path_factory.mktemp("lm-eval-cli")
     tracker = EvaluationTracker(output_path=str(out))
-    results = simple_evaluate(model="hf", model_args=f"pretrained={zoo / 'tiny-gpt2'}",
-                              tasks=["nsmc", "korunsmile"], limit=8, log_samples=True,
-                              device="cpu", task_manager=catalog.task_manager(),
-                              evaluation_tracker=tracker)  # fmt: skip
+    results = simple_evaluate(
+        model="hf",
+        model_args=f"pretrained={zoo / 'tiny-gpt2'}",
+        tasks=["nsmc", "korunsmile"],
+        limit=8,
+        log_samples=True,
+        device="cpu",
+        task_manager=catalog.task_manager(),
+        evaluation_tracker=tracker,
+    )
     samples = results.pop("samples")
     tracker.save_results_aggregated(results=results, samples=samples)
     for task in results["configs"]:

@@ -25,8 +25,12 @@ def cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(
         [sys.executable, "-c", "import sys; from harness.cli import main; sys.exit(main())", *args],
-        capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=REPO,
+    )
 
 
 def one_error_line(done: subprocess.CompletedProcess) -> str:
@@ -48,8 +52,17 @@ def test_report_logickor_markdown(logickor_dir: Path) -> None:
 
 def test_report_json_truncated_to_a_file(logickor_dir: Path, runs, tmp_path: Path) -> None:
     out = tmp_path / "board.json"
-    done = cli("report", str(logickor_dir), str(runs["base"]), "--format", "json",
-               "--rounding", "truncate", "--output", str(out))  # fmt: skip
+    done = cli(
+        "report",
+        str(logickor_dir),
+        str(runs["base"]),
+        "--format",
+        "json",
+        "--rounding",
+        "truncate",
+        "--output",
+        str(out),
+    )
     assert done.returncode == 0 and done.stdout == ""
     assert f"report: {out}" in done.stderr
     rows = json.loads(out.read_text())["rows"]
@@ -63,9 +76,11 @@ def test_report_bad_file_and_skip_bad(logickor_dir: Path, tmp_path: Path) -> Non
     bad.write_text('{"id": 1, "category": "x", "questions": ["q"]}\n')
     done = cli("report", str(bad), str(logickor_dir / "google"))
     assert done.returncode == 2
-    assert one_error_line(done) == (f"error: {bad}: line 1: not judged (no query_single); "
-                                    "LogicKor judged files carry query_single and query_multi "
-                                    "(--skip-bad loads the other files)")  # fmt: skip
+    assert one_error_line(done) == (
+        f"error: {bad}: line 1: not judged (no query_single); "
+        "LogicKor judged files carry query_single and query_multi "
+        "(--skip-bad loads the other files)"
+    )
     done = cli("report", str(bad), str(logickor_dir / "google"), "--skip-bad", "--format", "csv")
     assert done.returncode == 0 and f"skipped {bad}: line 1: not judged" in done.stderr
     assert done.stdout.count("google/gemma-7b-it") == 3
@@ -90,8 +105,9 @@ def test_compare_gate_exit_codes(runs) -> None:
         assert (f"- base: {task} {shots}-shot " in done.stdout) == (d > worst / 2)
     done = cli("compare", fused, base, "--max-drop", str(worst + 1e-6), "--resamples", "500")
     assert done.returncode == 0 and "PASS: no primary score dropped" in done.stdout
-    done = cli("compare", fused, base, "--max-drop-rel", "0", "--format", "csv",
-               "--resamples", "500")  # fmt: skip
+    done = cli(
+        "compare", fused, base, "--max-drop-rel", "0", "--format", "csv", "--resamples", "500"
+    )
     assert done.returncode == 1 and "FAIL:" in done.stderr  # gate verdict on stderr for csv
     assert done.stdout.startswith("base_run,run,task,num_fewshot,strategy,metric,primary,")
 
@@ -104,8 +120,9 @@ def test_compare_refusals_are_one_line(runs, tmp_path: Path) -> None:
     (other / rundir.MANIFEST).write_text(json.dumps(manifest))
     done = cli("compare", str(runs["base"]), str(other), "--max-drop", "0.01")
     assert done.returncode == 2
-    assert one_error_line(done) == ("error: limited and base do not compare: limit 20 vs 10 "
-                                    "(--force compares what they share)")  # fmt: skip
+    assert one_error_line(done) == (
+        "error: limited and base do not compare: limit 20 vs 10 (--force compares what they share)"
+    )
     done = cli("compare", str(runs["base"]), str(other), "--force", "--resamples", "500")
     assert done.returncode == 0 and "note: forced past: limit 20 vs 10" in done.stdout
     done = cli("compare", str(runs["base"]))
@@ -116,8 +133,19 @@ def test_compare_refusals_are_one_line(runs, tmp_path: Path) -> None:
 
 def test_compare_html_to_a_file(runs, tmp_path: Path) -> None:
     out = tmp_path / "compare.html"
-    done = cli("compare", str(runs["base"]), str(runs["fused"]), "--format", "html",
-               "--output", str(out), "--max-drop", "1", "--resamples", "500")  # fmt: skip
+    done = cli(
+        "compare",
+        str(runs["base"]),
+        str(runs["fused"]),
+        "--format",
+        "html",
+        "--output",
+        str(out),
+        "--max-drop",
+        "1",
+        "--resamples",
+        "500",
+    )
     assert done.returncode == 0 and f"comparison: {out}" in done.stderr
     page = out.read_text()
     assert page.startswith("<!doctype html>") and "PASS: no primary score dropped" in page

@@ -80,8 +80,11 @@ def test_model_card_table(runs, comparison) -> None:
     assert "| Dataset | Base (0 shot) | Fuse (0 shot) | Base (2 shot) | Fuse (2 shot) |" in md
     card_md = md.split("## Model card", 1)[1]
     line = next(x for x in card_md.splitlines() if x.startswith("| korunsmile | "))
-    f1 = [rundir.read_results(runs[r], s)["results"]["korunsmile"]["f1,none"]
-          for s in (0, 2) for r in ("base", "fused")]  # fmt: skip
+    f1 = [
+        rundir.read_results(runs[r], s)["results"]["korunsmile"]["f1,none"]
+        for s in (0, 2)
+        for r in ("base", "fused")
+    ]
     assert line == "| korunsmile | " + " | ".join(f"{v:.4f}" for v in f1) + " |"
 
 
@@ -105,9 +108,11 @@ def test_refuses_different_versions_shots_and_limits(runs, tmp_path: Path) -> No
     shutil.rmtree(shots / "2-shot")
     limited = _copy(runs["fused"], tmp_path, "limited")
     _edit_manifest(limited, lambda m: m.update(limit=10))
-    for other, message in ((versioned, "nsmc version 1.0 vs 1.1"),
-                           (shots, "kobest_boolq shots 0,2 vs 0"),
-                           (limited, "limit 20 vs 10")):  # fmt: skip
+    for other, message in (
+        (versioned, "nsmc version 1.0 vs 1.1"),
+        (shots, "kobest_boolq shots 0,2 vs 0"),
+        (limited, "limit 20 vs 10"),
+    ):
         loaded = load_runs([runs["base"], other])
         with pytest.raises(ReportError, match=message):
             compare.compare(loaded)
@@ -157,11 +162,26 @@ def test_logickor_models_compare(logickor_dir: Path) -> None:
     # The overall difference is the mean over questions of the per-question differences.
     rows = {}
     for name, path in (("a", base), ("b", other)):
-        rows[name] = {r["id"]: r for r in map(json.loads, (path / "default.jsonl")
-                                              .read_text(encoding="utf-8-sig").splitlines())}  # fmt: skip
-    per_q = [((rows["b"][i]["query_single"]["judge_score"] + rows["b"][i]["query_multi"]["judge_score"])
-              - (rows["a"][i]["query_single"]["judge_score"] + rows["a"][i]["query_multi"]["judge_score"])) / 2
-             for i in rows["a"]]  # fmt: skip
+        rows[name] = {
+            r["id"]: r
+            for r in map(
+                json.loads, (path / "default.jsonl").read_text(encoding="utf-8-sig").splitlines()
+            )
+        }
+    per_q = [
+        (
+            (
+                rows["b"][i]["query_single"]["judge_score"]
+                + rows["b"][i]["query_multi"]["judge_score"]
+            )
+            - (
+                rows["a"][i]["query_single"]["judge_score"]
+                + rows["a"][i]["query_multi"]["judge_score"]
+            )
+        )
+        / 2
+        for i in rows["a"]
+    ]
     assert overall["default"].diff == pytest.approx(sum(per_q) / 42)
 
 

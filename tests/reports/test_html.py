@@ -48,13 +48,23 @@ def compare_page(runs: dict[str, Path]) -> str:
     comparisons = compare.compare(loaded, resamples=500)
     failures = compare.gate(comparisons, 0.0, None)
     lines = ["FAIL: planted gate line"] if failures else ["PASS: planted gate line"]
-    return html.page(loaded, leaderboard.build(loaded.scores), "round", 5, comparisons,
-                     compare.model_card(comparisons), failures, lines)  # fmt: skip
+    return html.page(
+        loaded,
+        leaderboard.build(loaded.scores),
+        "round",
+        5,
+        comparisons,
+        compare.model_card(comparisons),
+        failures,
+        lines,
+    )
 
 
 def _images(page: str) -> list[bytes]:
-    return [base64.b64decode(m) for m in
-            re.findall(r'<img src="data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)"', page)]  # fmt: skip
+    return [
+        base64.b64decode(m)
+        for m in re.findall(r'<img src="data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)"', page)
+    ]
 
 
 def test_everything_from_the_runs_is_escaped(report_page: str) -> None:
@@ -93,17 +103,31 @@ def _chromium() -> str:
     for name in ("chromium", "chromium-browser", "google-chrome"):
         if path := shutil.which(name):
             return path
-    pytest.skip("Chromium could not be installed (no chromium on PATH; .ci/run installs "
-                "Debian's package): the HTML was not checked in a browser")  # fmt: skip
+    pytest.skip(
+        "Chromium could not be installed (no chromium on PATH; .ci/run installs "
+        "Debian's package): the HTML was not checked in a browser"
+    )
 
 
 def _browse(page: Path, profile: Path, *flags: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={profile}", *flags, page.as_uri()],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            _chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            *flags,
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.parametrize("with_csp", [True, False])

@@ -18,8 +18,9 @@ def test_cells_are_each_tasks_primary_metric(runs: dict[str, Path]) -> None:
     rows = json.loads(render.boards_json(boards))["rows"]
     assert len(rows) == 4  # two models x two shot counts
     for row in rows:
-        results = rundir.read_results(runs[row["model"] == "tiny-llama" and "base" or "fused"],
-                                      row["num_fewshot"])["results"]  # fmt: skip
+        results = rundir.read_results(
+            runs[row["model"] == "tiny-llama" and "base" or "fused"], row["num_fewshot"]
+        )["results"]
         want = {
             "kobest_boolq": results["kobest_boolq"]["acc,none"],
             "korunsmile": results["korunsmile"]["f1,none"],  # macro-F1, not accuracy

@@ -30,8 +30,11 @@ def test_run_directory_scores_are_the_results_json(runs: dict[str, Path]) -> Non
                 metric, _, filt = key.partition(",")
                 if filt != "none" or metric.endswith("_stderr") or isinstance(value, str):
                     continue
-                row = scores[(scores.task == task) & (scores.metric == metric)
-                             & (scores.num_fewshot == shots)]  # fmt: skip
+                row = scores[
+                    (scores.task == task)
+                    & (scores.metric == metric)
+                    & (scores.num_fewshot == shots)
+                ]
                 assert len(row) == 1 and row.value.iloc[0] == value
                 assert row.n.iloc[0] == LIMIT
                 stderr = entry.get(f"{metric}_stderr,none")
@@ -44,8 +47,10 @@ def test_run_directory_scores_are_the_results_json(runs: dict[str, Path]) -> Non
 def test_run_directory_samples(runs: dict[str, Path]) -> None:
     samples = load([runs["base"]]).samples
     acc = samples[(samples.task == "nsmc") & (samples.metric == "acc") & (samples.num_fewshot == 0)]
-    records = [json.loads(line) for line in
-               rundir.samples_path(runs["base"], 0, "nsmc").read_text().splitlines()]  # fmt: skip
+    records = [
+        json.loads(line)
+        for line in rundir.samples_path(runs["base"], 0, "nsmc").read_text().splitlines()
+    ]
     assert list(acc.doc_id) == [r["doc_id"] for r in records]
     assert list(acc.value) == [r["acc"] for r in records]
     assert list(acc.doc_hash) == [r["doc_hash"] for r in records]
@@ -102,8 +107,9 @@ def test_foreign_and_missing_paths(tmp_path: Path, runs: dict[str, Path]) -> Non
     # --skip-bad: the good run loads, the bad inputs are listed.
     loaded = load([tmp_path / "config.json", runs["base"]], skip_bad=True)
     assert [r.label for r in loaded.runs] == ["base"]
-    assert loaded.skipped == [f"{tmp_path / 'config.json'}: not an lm-eval results file "
-                              "(no 'results' object)"]  # fmt: skip
+    assert loaded.skipped == [
+        f"{tmp_path / 'config.json'}: not an lm-eval results file (no 'results' object)"
+    ]
 
 
 def test_broken_run_directory_files(runs: dict[str, Path], tmp_path: Path) -> None:

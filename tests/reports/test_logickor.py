@@ -15,8 +15,14 @@ from reports import leaderboard, render
 from reports.errors import ReportError
 from reports.load import load
 
-CATEGORIES = ["추론(Reasoning)", "수학(Math)", "글쓰기(Writing)", "코딩(Coding)",
-              "이해(Understanding)", "문법(Grammar)"]  # fmt: skip
+CATEGORIES = [
+    "추론(Reasoning)",
+    "수학(Math)",
+    "글쓰기(Writing)",
+    "코딩(Coding)",
+    "이해(Understanding)",
+    "문법(Grammar)",
+]
 KEYS = [*CATEGORIES, "single_turn", "multi_turn", "overall"]
 HEADER = (
     "| Model | Strategy | 추론 | 수학 | 글쓰기 | 코딩 | 이해 | 문법 | 싱글턴 | 멀티턴 | Overall |"
@@ -30,8 +36,11 @@ def independent_table(root: Path) -> dict[tuple[str, str], dict[str, tuple[str, 
     (floor of 100 x value), as the website shows."""
     table = {}
     for path in sorted(root.glob("*/*/*.jsonl")):
-        rows = [json.loads(line) for line in path.read_text(encoding="utf-8-sig").splitlines()
-                if line.strip()]  # fmt: skip
+        rows = [
+            json.loads(line)
+            for line in path.read_text(encoding="utf-8-sig").splitlines()
+            if line.strip()
+        ]
         singles: dict[str, list[float]] = {}
         multis: dict[str, list[float]] = {}
         for row in rows:
@@ -41,8 +50,9 @@ def independent_table(root: Path) -> dict[tuple[str, str], dict[str, tuple[str, 
         for cat in singles:
             s, m = singles[cat], multis[cat]
             floats[cat] = (sum(s) / len(s) + sum(m) / len(m)) / 2
-            exact[cat] = (Fraction(sum(map(Fraction, s)), len(s))
-                          + Fraction(sum(map(Fraction, m)), len(m))) / 2  # fmt: skip
+            exact[cat] = (
+                Fraction(sum(map(Fraction, s)), len(s)) + Fraction(sum(map(Fraction, m)), len(m))
+            ) / 2
         all_s = [x for v in singles.values() for x in v]
         all_m = [x for v in multis.values() for x in v]
         floats["single_turn"], floats["multi_turn"] = (
@@ -106,8 +116,10 @@ def test_round_and_truncate_differ_somewhere(logickor_dir: Path) -> None:
     """The two modes are not the same table (else the comparison above proves little)."""
     table = independent_table(logickor_dir)
     assert any(r != t for cells in table.values() for r, t in cells.values())
-    boards = {m: render.boards_md(leaderboard.build(load([logickor_dir]).scores, m), m)
-              for m in ("round", "truncate")}  # fmt: skip
+    boards = {
+        m: render.boards_md(leaderboard.build(load([logickor_dir]).scores, m), m)
+        for m in ("round", "truncate")
+    }
     assert boards["round"] != boards["truncate"]
 
 
@@ -185,11 +197,18 @@ def test_truncation_uses_the_scores_as_written(tmp_path: Path) -> None:
     """Judge scores 0.2 and 0.7 average to 0.45 exactly (floats say 0.44999999999999996)."""
     path = tmp_path / "org" / "model" / "default.jsonl"
     path.parent.mkdir(parents=True)
-    rows = [{"id": i, "category": "추론(Reasoning)", "questions": ["q1", "q2"],
-             "outputs": ["a1", "a2"], "references": [None, None],
-             "query_single": {"judge_message": "", "judge_score": score},
-             "query_multi": {"judge_message": "", "judge_score": score}}
-            for i, score in enumerate([0.2, 0.7])]  # fmt: skip
+    rows = [
+        {
+            "id": i,
+            "category": "추론(Reasoning)",
+            "questions": ["q1", "q2"],
+            "outputs": ["a1", "a2"],
+            "references": [None, None],
+            "query_single": {"judge_message": "", "judge_score": score},
+            "query_multi": {"judge_message": "", "judge_score": score},
+        }
+        for i, score in enumerate([0.2, 0.7])
+    ]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
     (row,) = json.loads(render.boards_json(leaderboard.build(load([path]).scores, "truncate")))[
         "rows"
@@ -216,8 +235,10 @@ def test_unscored_judgments_are_left_out_and_counted(logickor_dir: Path, tmp_pat
         for r in rows
         if r["id"] not in (rows[1]["id"], rows[2]["id"])
     ]
-    expected_overall = (Fraction(sum(map(Fraction, single)), len(single))
-                        + Fraction(sum(map(Fraction, multi)), len(multi))) / 2  # fmt: skip
+    expected_overall = (
+        Fraction(sum(map(Fraction, single)), len(single))
+        + Fraction(sum(map(Fraction, multi)), len(multi))
+    ) / 2
     board = leaderboard.build(load([path]).scores, "round")[0]
     (row,) = board.rows
     assert row.key == expected_overall

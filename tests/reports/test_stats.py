@@ -108,8 +108,9 @@ def test_macro_f1_matches_scikit_learn_on_every_resample() -> None:
         assert value == pytest.approx(f1_score(gold[row], pred[row], average="macro"), abs=1e-12)
     # Classes absent from a resample (here: class 2 never appears) are left out, as sklearn does.
     two = np.array([[0, 0], [1, 0], [1, 1]])
-    assert stats.macro_f1(two[None])[0] == pytest.approx(f1_score([0, 1, 1], [0, 0, 1],
-                                                                   average="macro"))  # fmt: skip
+    assert stats.macro_f1(two[None])[0] == pytest.approx(
+        f1_score([0, 1, 1], [0, 0, 1], average="macro")
+    )
 
 
 def test_bootstrap_needs_paired_documents() -> None:

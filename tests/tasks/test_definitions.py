@@ -33,21 +33,38 @@ def test_unsmile_collapse() -> None:
 
 def test_catalogue_lists_every_task_with_version() -> None:
     tasks = catalog.all_tasks()
-    assert set(tasks) == {"kobest_boolq", "kobest_copa", "kobest_hellaswag", "kobest_sentineg",
-                          "kobest_wic", "nsmc", "korunsmile"}  # fmt: skip
+    assert set(tasks) == {
+        "kobest_boolq",
+        "kobest_copa",
+        "kobest_hellaswag",
+        "kobest_sentineg",
+        "kobest_wic",
+        "nsmc",
+        "korunsmile",
+    }
     assert tasks["korunsmile"].metric == "f1" and tasks["korunsmile"].split == "valid"
     assert tasks["nsmc"].fewshot_split == "test"
     assert all(t.version == "1.0" for t in tasks.values())
-    assert catalog.expand(["ko_fusellm"]) == ["kobest_boolq", "kobest_hellaswag", "korunsmile",
-                                              "nsmc"]  # fmt: skip
+    assert catalog.expand(["ko_fusellm"]) == [
+        "kobest_boolq",
+        "kobest_hellaswag",
+        "korunsmile",
+        "nsmc",
+    ]
     assert catalog.expand(["kobest", "ko_fusellm"])[-2:] == ["korunsmile", "nsmc"]  # no repeats
     with pytest.raises(TaskDataError, match="Did you mean 'nsmc'"):
         catalog.expand(["nsmcc"])
 
 
 def test_nsmc_prompt_and_fewshot_exclude_the_evaluated_review(lm: HFLM) -> None:
-    out = simple_evaluate(model=lm, tasks=["nsmc"], num_fewshot=4, limit=40, log_samples=True,
-                          task_manager=catalog.task_manager())  # fmt: skip
+    out = simple_evaluate(
+        model=lm,
+        tasks=["nsmc"],
+        num_fewshot=4,
+        limit=40,
+        log_samples=True,
+        task_manager=catalog.task_manager(),
+    )
     samples = out["samples"]["nsmc"]
     counts = Counter(s["doc"]["document"] for s in samples)
     for s in samples:
@@ -61,8 +78,14 @@ def test_nsmc_prompt_and_fewshot_exclude_the_evaluated_review(lm: HFLM) -> None:
 
 
 def test_korunsmile_is_three_way_macro_f1(lm: HFLM) -> None:
-    out = simple_evaluate(model=lm, tasks=["korunsmile"], num_fewshot=0, limit=60,
-                          log_samples=True, task_manager=catalog.task_manager())  # fmt: skip
+    out = simple_evaluate(
+        model=lm,
+        tasks=["korunsmile"],
+        num_fewshot=0,
+        limit=60,
+        log_samples=True,
+        task_manager=catalog.task_manager(),
+    )
     samples = out["samples"]["korunsmile"]
     assert [c for _, c in samples[0]["arguments"]] == [" 혐오", " 악플", " 양호"]
     golds = [s["target"] for s in samples]

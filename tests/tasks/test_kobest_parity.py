@@ -55,8 +55,9 @@ def test_kobest_requests_and_loglikelihoods_equal_builtin(lm: HFLM, shots: int) 
     theirs = TaskManager(include_defaults=False)
     kwargs = dict(model=lm, num_fewshot=shots, limit=LIMIT, log_samples=True)
     mine = simple_evaluate(tasks=KOBEST, task_manager=ours, **kwargs)
-    builtin = simple_evaluate(tasks=[builtin_config(t) for t in KOBEST], task_manager=theirs,
-                              **kwargs)  # fmt: skip
+    builtin = simple_evaluate(
+        tasks=[builtin_config(t) for t in KOBEST], task_manager=theirs, **kwargs
+    )
     for task in KOBEST:
         a, b = _requests(mine, task), _requests(builtin, f"builtin_{task}")
         assert len(a) == LIMIT
@@ -68,7 +69,12 @@ def test_kobest_requests_and_loglikelihoods_equal_builtin(lm: HFLM, shots: int) 
 def test_prompts_keep_the_builtin_quirks() -> None:
     from tasks.lmeval import utils
 
-    doc = {"premise": "전쟁이 시작되었다.", "question": "결과 ", "alternative_1": "a",
-           "alternative_2": "b", "label": 1}  # fmt: skip
+    doc = {
+        "premise": "전쟁이 시작되었다.",
+        "question": "결과 ",
+        "alternative_1": "a",
+        "alternative_2": "b",
+        "label": 1,
+    }
     assert utils.copa_doc_to_text(doc) == "전쟁이 시작되었다.  그래서"  # double space, as built in
     assert utils.copa_doc_to_target(doc) == "b"

@@ -24,8 +24,9 @@ def test_questions_and_templates_load(data_root: Path) -> None:
 def test_templates_py_is_read_as_data(data_root: Path) -> None:
     """The same dicts written as LogicKor's templates.py writes them parse to the same data."""
     expected = load_templates(data_root)
-    text = (f"PROMPT_STRATEGY = {expected.strategies!r}\n\n"
-            f"JUDGE_TEMPLATE = {expected.judge_system!r}\n")  # fmt: skip
+    text = (
+        f"PROMPT_STRATEGY = {expected.strategies!r}\n\nJUDGE_TEMPLATE = {expected.judge_system!r}\n"
+    )
     assert parse_templates_py(text, "templates.py") == expected
     with pytest.raises(TaskDataError, match="not a literal"):
         parse_templates_py("PROMPT_STRATEGY = open('x')\nJUDGE_TEMPLATE = {}\n", "t.py")
@@ -33,5 +34,8 @@ def test_templates_py_is_read_as_data(data_root: Path) -> None:
 
 def test_bad_question_names_file_line_and_field() -> None:
     with pytest.raises(TaskDataError, match=r"q.jsonl:2: field 'questions'"):
-        parse_questions('{"id": 1, "category": "c", "questions": ["a", "b"]}\n'
-                        '{"id": 2, "category": "c", "questions": ["a"]}\n', "q.jsonl")  # fmt: skip
+        parse_questions(
+            '{"id": 1, "category": "c", "questions": ["a", "b"]}\n'
+            '{"id": 2, "category": "c", "questions": ["a"]}\n',
+            "q.jsonl",
+        )

@@ -22,10 +22,24 @@ def ratios(zoo: Path) -> dict[str, float]:
     """Peak growth over one model's size, per run (naive, varm)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "merge_memory.py"), "--hidden", "512",
-         "--layers", "6", "--runs", "naive,varm", "--zoo", str(zoo)],
-        capture_output=True, text=True, env=env, timeout=600, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(REPO / "bench" / "merge_memory.py"),
+            "--hidden",
+            "512",
+            "--layers",
+            "6",
+            "--runs",
+            "naive,varm",
+            "--zoo",
+            str(zoo),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     found = dict(re.findall(r"^(naive|varm) .* ([\d.]+)x$", done.stdout, re.MULTILINE))
     assert found.keys() == {"naive", "varm"}, done.stdout

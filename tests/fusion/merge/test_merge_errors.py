@@ -26,8 +26,12 @@ def _run(tmp_path: Path, capsys: pytest.CaptureFixture[str], body: dict | str) -
 def test_different_architectures(
     zoo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    body = {"method": "ties", "base_model": str(zoo / "tiny-llama"),
-            "models": [{"model": str(zoo / "tiny-mistral")}], "parameters": {"weight": 0.5}}  # fmt: skip
+    body = {
+        "method": "ties",
+        "base_model": str(zoo / "tiny-llama"),
+        "models": [{"model": str(zoo / "tiny-mistral")}],
+        "parameters": {"weight": 0.5},
+    }
     err = _run(tmp_path, capsys, body)
     assert "different architectures" in err
     assert "LlamaForCausalLM" in err and "MistralForCausalLM" in err
@@ -42,21 +46,33 @@ def test_different_shapes_name_the_first_tensor(
     model = AutoModelForCausalLM.from_pretrained(zoo / "tiny-llama")
     model.resize_token_embeddings(3008)
     model.save_pretrained(tmp_path / "bigger")
-    body = {"method": "varm", "base_model": str(zoo / "tiny-llama"),
-            "models": [{"model": str(tmp_path / "bigger")}]}  # fmt: skip
+    body = {
+        "method": "varm",
+        "base_model": str(zoo / "tiny-llama"),
+        "models": [{"model": str(tmp_path / "bigger")}],
+    }
     err = _run(tmp_path, capsys, body)
     assert "tensor lm_head.weight: shape [3000, 64]" in err
     assert "[3008, 64]" in err
 
 
-def test_pivot_missing(llamas: tuple[Path, list[Path]], tmp_path: Path,
-                       capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_pivot_missing(
+    llamas: tuple[Path, list[Path]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     _, targets = llamas
     models = [{"model": str(t)} for t in targets]
     err = _run(tmp_path, capsys, {"method": "varm", "models": models})
     assert "base_model: method varm needs a base (pivot) model" in err
-    err = _run(tmp_path, capsys, {"method": "ties", "base_model": str(tmp_path / "nope"),
-                                  "models": models, "parameters": {"weight": 1}})  # fmt: skip
+    err = _run(
+        tmp_path,
+        capsys,
+        {
+            "method": "ties",
+            "base_model": str(tmp_path / "nope"),
+            "models": models,
+            "parameters": {"weight": 1},
+        },
+    )
     assert f"base_model: {tmp_path / 'nope'}: no such model directory" in err
 
 
@@ -69,8 +85,12 @@ def test_unknown_method_and_parameter(
         tmp_path, capsys, {"method": "frankenmerge", "base_model": str(pivot), "models": models}
     )
     assert "merge.yaml: field method:" in err and "'varm'" in err
-    body = {"method": "ties", "base_model": str(pivot), "models": models,
-            "parameters": {"weight": 0.5, "densty": 0.5}}  # fmt: skip
+    body = {
+        "method": "ties",
+        "base_model": str(pivot),
+        "models": models,
+        "parameters": {"weight": 0.5, "densty": 0.5},
+    }
     err = _run(tmp_path, capsys, body)
     assert "parameters.densty: ties has no such parameter" in err
     err = _run(tmp_path, capsys, {"method": "linear", "models": models})
@@ -89,14 +109,22 @@ def test_bad_yaml_and_unknown_key(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "field granularty: Extra inputs are not permitted" in err
 
 
-def test_existing_output_is_kept(llamas: tuple[Path, list[Path]], tmp_path: Path,
-                                 capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_existing_output_is_kept(
+    llamas: tuple[Path, list[Path]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     pivot, targets = llamas
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("x")
     config = tmp_path / "merge.yaml"
-    config.write_text(yaml.safe_dump({"method": "varm", "base_model": str(pivot),
-                                      "models": [{"model": str(t)} for t in targets]}))  # fmt: skip
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "method": "varm",
+                "base_model": str(pivot),
+                "models": [{"model": str(t)} for t in targets],
+            }
+        )
+    )
     assert main(["merge", str(config), "--output", str(tmp_path / "out"), "--quiet"]) == 2
     assert "exists and is not empty (use --overwrite)" in capsys.readouterr().err
     assert (

@@ -27,8 +27,13 @@ METHODS: dict[str, dict] = {
 
 def _config(tmp_path: Path, method: str, pivot: Path, targets: list[Path]) -> Path:
     models = targets[:1] if method == "slerp" else targets  # slerp: the pivot and one target
-    body = {"method": method, "base_model": str(pivot), "models": [{"model": str(m)} for m in models],
-            "output": str(tmp_path / f"merged-{method}"), **METHODS[method]}  # fmt: skip
+    body = {
+        "method": method,
+        "base_model": str(pivot),
+        "models": [{"model": str(m)} for m in models],
+        "output": str(tmp_path / f"merged-{method}"),
+        **METHODS[method],
+    }
     if method == "linear":  # mergekit would count a base_model as a fourth input
         del body["base_model"]
     path = tmp_path / f"{method}.yaml"

@@ -64,8 +64,9 @@ def test_bad_parameters_are_one_line() -> None:
     assert "density" in message
     with pytest.raises(MergeError, match=r"^models\.1\.parameters\.t: ties has no such"):
         ties.check_parameters({"weight": 0.5}, [models[0], ("b", "models.1.parameters", {"t": 1})])
-    with pytest.raises(MergeError, match="ties needs parameter 'weight': set it under "
-                                         "parameters or for a"):  # fmt: skip
+    with pytest.raises(
+        MergeError, match="ties needs parameter 'weight': set it under parameters or for a"
+    ):
         ties.check_parameters({}, models)
     ties.check_parameters({"weight": 0.5, "density": 0.6}, models)  # accepted
     ties.check_parameters({}, [("a", "m0", {"weight": 1}), ("b", "m1", {"weight": 2})])

@@ -31,8 +31,10 @@ NORM = "model.layers.0.norm.weight"
 def _toy(folder: Path, tensors: dict[str, list[list[float]]]) -> str:
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"architectures": ["ToyForCausalLM"]}))
-    save_file({k: torch.tensor(v, dtype=torch.float64) for k, v in tensors.items()},
-              str(folder / "model.safetensors"))  # fmt: skip
+    save_file(
+        {k: torch.tensor(v, dtype=torch.float64) for k, v in tensors.items()},
+        str(folder / "model.safetensors"),
+    )
     return str(folder)
 
 
@@ -51,15 +53,21 @@ def toys(tmp_path: Path) -> tuple[str, list[str]]:
 
 
 def _merged(pivot: str, models: list[str], granularity: str, out: Path) -> dict[str, torch.Tensor]:
-    spec = MergeSpec(method="varm", base_model=pivot, models=[{"model": m} for m in models],
-                     granularity=granularity)  # fmt: skip
+    spec = MergeSpec(
+        method="varm",
+        base_model=pivot,
+        models=[{"model": m} for m in models],
+        granularity=granularity,
+    )
     merge(spec, out, progress=False)
     return load_file(str(out / "model.safetensors"))
 
 
 def _expect(w1: Fraction, w2: Fraction, one: float, two: list[list[float]]) -> torch.Tensor:
-    return torch.tensor([[float(w1 * Fraction(one) + w2 * Fraction(x)) for x in row] for row in two],
-                        dtype=torch.float64)  # fmt: skip
+    return torch.tensor(
+        [[float(w1 * Fraction(one) + w2 * Fraction(x)) for x in row] for row in two],
+        dtype=torch.float64,
+    )
 
 
 def test_weights_normalise_and_all_zero_is_equal() -> None:
@@ -180,9 +188,16 @@ def test_layer_fusechat_matches_the_reference(
     pivot = zoo / "tiny-llama"
     models = _copies(pivot, tmp_path, 3)
     config = tmp_path / "merge.yaml"
-    config.write_text(yaml.safe_dump({
-        "method": "varm", "base_model": str(pivot), "granularity": "layer_fusechat",
-        "models": [{"model": str(m)} for m in models]}))  # fmt: skip
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "method": "varm",
+                "base_model": str(pivot),
+                "granularity": "layer_fusechat",
+                "models": [{"model": str(m)} for m in models],
+            }
+        )
+    )
     assert main(["merge", str(config), "--output", str(tmp_path / "out"), "--quiet"]) == 0
     capsys.readouterr()
     weights, merged = _reference(pivot, models)

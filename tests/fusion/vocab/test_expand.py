@@ -18,8 +18,18 @@ HELD_OUT = "kobest_v1/hellaswag/dev.tsv"  # same kind of text, not seen by the e
 
 
 def _expand(zoo: Path, data_root: Path, name: str, out: Path, add: int = 200) -> dict:
-    args = ["vocab", "expand", str(zoo / name), "--corpus", str(data_root / CORPUS),
-            "--add", str(add), "--output", str(out), "--quiet"]  # fmt: skip
+    args = [
+        "vocab",
+        "expand",
+        str(zoo / name),
+        "--corpus",
+        str(data_root / CORPUS),
+        "--add",
+        str(add),
+        "--output",
+        str(out),
+        "--quiet",
+    ]
     assert main(args) == 0
     return json.loads((out / "vocab_expansion.json").read_text(encoding="utf-8"))
 
@@ -108,8 +118,9 @@ def _fails(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     return err
 
 
-def test_bad_input(zoo: Path, data_root: Path, tmp_path: Path,
-                   capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_bad_input(
+    zoo: Path, data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from transformers import ByT5Tokenizer
 
     corpus = str(data_root / CORPUS)
@@ -125,8 +136,15 @@ def test_bad_input(zoo: Path, data_root: Path, tmp_path: Path,
     assert f"model {tmp_path / 'nope'}: no such model directory" in err
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "안녕하세요"}\n{"text": 3}\n', encoding="utf-8")
-    args = ["vocab", "expand", str(zoo / "tiny-llama"), "--corpus", str(bad),
-            "--output", str(tmp_path / "out")]  # fmt: skip
+    args = [
+        "vocab",
+        "expand",
+        str(zoo / "tiny-llama"),
+        "--corpus",
+        str(bad),
+        "--output",
+        str(tmp_path / "out"),
+    ]
     err = _fails(args, capsys)
     assert f"{bad}:2: no string field 'text'" in err
     assert not (tmp_path / "out").exists()

@@ -60,9 +60,16 @@ def _sentencepiece_llama(data_root: Path, out: Path) -> Path:
     vocab = {piece: index for index, piece in enumerate(ordered)}
     tokenizer = LlamaTokenizer(vocab=vocab, merges=[tuple(m) for m in learned["merges"]])
     tokenizer.save_pretrained(out)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32,
-                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-                         bos_token_id=1, eos_token_id=2)  # fmt: skip
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
     LlamaForCausalLM(config).save_pretrained(out)
     return out
 
@@ -129,8 +136,20 @@ def expanded(
     else:
         old = _sentencepiece_llama(data_root, folder / "old")
     out = folder / "expanded"
-    args = ["vocab", "expand", "--model", str(old), "--corpus", str(corpora[0]),
-            "--add", str(ADD), "--min-frequency", "8", "--output", str(out)]  # fmt: skip
+    args = [
+        "vocab",
+        "expand",
+        "--model",
+        str(old),
+        "--corpus",
+        str(corpora[0]),
+        "--add",
+        str(ADD),
+        "--min-frequency",
+        "8",
+        "--output",
+        str(out),
+    ]
     assert main(args) == 0
     return old, out, json.loads((out / "vocab_expansion.json").read_text(encoding="utf-8"))
 
@@ -201,8 +220,18 @@ def test_legacy_metaspace_is_refused_in_one_line(
     for part in (pipeline["pre_tokenizer"], pipeline["decoder"]["decoders"][1]):
         part["prepend_scheme"] = "always"
     (legacy / "tokenizer.json").write_text(json.dumps(pipeline), encoding="utf-8")
-    args = ["vocab", "expand", "--model", str(legacy), "--corpus", str(corpora[0]),
-            "--add", "20", "--output", str(tmp_path / "out")]  # fmt: skip
+    args = [
+        "vocab",
+        "expand",
+        "--model",
+        str(legacy),
+        "--corpus",
+        str(corpora[0]),
+        "--add",
+        "20",
+        "--output",
+        str(tmp_path / "out"),
+    ]
     capsys.readouterr()
     assert main(args) == 2
     err = capsys.readouterr().err

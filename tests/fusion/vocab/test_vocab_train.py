@@ -25,8 +25,18 @@ EMBED, HEAD = "model.embed_tokens.weight", "lm_head.weight"
 @pytest.fixture(scope="module")
 def expanded(zoo: Path, data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("vocab-train") / "tiny-llama-ko"
-    args = ["vocab", "expand", "--model", str(zoo / "tiny-llama"), "--corpus",
-            str(data_root / CORPUS), "--add", "200", "--output", str(out)]  # fmt: skip
+    args = [
+        "vocab",
+        "expand",
+        "--model",
+        str(zoo / "tiny-llama"),
+        "--corpus",
+        str(data_root / CORPUS),
+        "--add",
+        "200",
+        "--output",
+        str(out),
+    ]
     assert main(args) == 0
     return out
 
@@ -35,13 +45,24 @@ def _config(tmp_path: Path, model: Path, data_root: Path, stages: list[dict], **
     config = {
         "model": str(model),
         "work_dir": "work",
-        "corpus": {"path": str(data_root / CORPUS), "format": "tsv", "text_field": "context",
-                   "max_rows": 16, "max_chars": 300},
+        "corpus": {
+            "path": str(data_root / CORPUS),
+            "format": "tsv",
+            "text_field": "context",
+            "max_rows": 16,
+            "max_chars": 300,
+        },
         # weight decay on, so a partly frozen matrix in a decayed group would show it
-        "train": {"precision": "fp32", "micro_batch_size": 4, "max_length": 256,
-                  "weight_decay": 0.1, "save_every": 2, **train},
+        "train": {
+            "precision": "fp32",
+            "micro_batch_size": 4,
+            "max_length": 256,
+            "weight_decay": 0.1,
+            "save_every": 2,
+            **train,
+        },
         "stages": stages,
-    }  # fmt: skip
+    }
     file = tmp_path / "vocab-train.yaml"
     file.write_text(yaml.safe_dump(config), encoding="utf-8")
     return file
@@ -77,11 +98,19 @@ def test_old_rows_stay_bit_identical(
 ) -> None:
     """EEVE stage 1 (new input rows) then stage 2 (new output rows), on real DeepSpeed ranks."""
     stages = [
-        {"name": "new_input_embeddings", "trainable": ["new_input_embeddings"],
-         "learning_rate": 1e-2, "max_steps": 2},
-        {"name": "new_output_embeddings", "trainable": ["new_output_embeddings"],
-         "learning_rate": 1e-2, "max_steps": 2},
-    ]  # fmt: skip
+        {
+            "name": "new_input_embeddings",
+            "trainable": ["new_input_embeddings"],
+            "learning_rate": 1e-2,
+            "max_steps": 2,
+        },
+        {
+            "name": "new_output_embeddings",
+            "trainable": ["new_output_embeddings"],
+            "learning_rate": 1e-2,
+            "max_steps": 2,
+        },
+    ]
     config = _config(tmp_path, expanded, data_root, stages, zero_stage=zero_stage)
     done = run_fusebench("vocab", "train", str(config), "--nproc", str(nproc))
     assert done.returncode == 0, done.stderr[-3000:]
@@ -104,11 +133,19 @@ def test_multi_stage_run_completes_and_resumes(
 ) -> None:
     """EEVE stages 1, 4 and 6 (one by token budget); a rerun skips them; a new stage runs."""
     stages = [
-        {"name": "new_input_embeddings", "trainable": ["new_input_embeddings"],
-         "learning_rate": 1e-3, "max_steps": 2},
-        {"name": "all_output_embeddings", "trainable": ["all_output_embeddings"],
-         "learning_rate": 1e-3, "tokens": 1500},
-    ]  # fmt: skip
+        {
+            "name": "new_input_embeddings",
+            "trainable": ["new_input_embeddings"],
+            "learning_rate": 1e-3,
+            "max_steps": 2,
+        },
+        {
+            "name": "all_output_embeddings",
+            "trainable": ["all_output_embeddings"],
+            "learning_rate": 1e-3,
+            "tokens": 1500,
+        },
+    ]
     config = _config(tmp_path, expanded, data_root, stages, zero_stage=2)
     done = run_fusebench("vocab", "train", str(config))
     assert done.returncode == 0, done.stderr[-3000:]
@@ -142,15 +179,27 @@ def test_multi_stage_run_completes_and_resumes(
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        ({"stages": [{"name": "s1", "trainable": ["new_input_embeddings", "bias_terms"],
-                      "learning_rate": 1e-3, "max_steps": 1}]},
-         "field stages.0: stage 's1': unknown group 'bias_terms'"),
-        ({"stages": [{"name": "s1", "trainable": ["all"], "learning_rate": 1e-3}]},
-         "stage 's1': give exactly one of max_steps and tokens"),
+        (
+            {
+                "stages": [
+                    {
+                        "name": "s1",
+                        "trainable": ["new_input_embeddings", "bias_terms"],
+                        "learning_rate": 1e-3,
+                        "max_steps": 1,
+                    }
+                ]
+            },
+            "field stages.0: stage 's1': unknown group 'bias_terms'",
+        ),
+        (
+            {"stages": [{"name": "s1", "trainable": ["all"], "learning_rate": 1e-3}]},
+            "stage 's1': give exactly one of max_steps and tokens",
+        ),
         ({"train": {"learning_rate": 1e-3}}, "train.learning_rate is set per stage"),
         ({"model": "missing-model"}, "field model:"),
     ],
-)  # fmt: skip
+)
 def test_bad_config_is_one_line(
     expanded: Path, data_root: Path, tmp_path: Path, run_fusebench, change: dict, expected: str
 ) -> None:
@@ -170,10 +219,14 @@ def test_sigterm_mid_stage_then_rerun_resumes_exactly(
     """A stage stopped by SIGTERM checkpoints; the rerun skips stage 1 and continues stage 2
     from its checkpoint, logging exactly the losses of an uninterrupted run."""
     stages = [
-        {"name": "new_input_embeddings", "trainable": ["new_input_embeddings"],
-         "learning_rate": 1e-3, "max_steps": 1},
+        {
+            "name": "new_input_embeddings",
+            "trainable": ["new_input_embeddings"],
+            "learning_rate": 1e-3,
+            "max_steps": 1,
+        },
         {"name": "all", "trainable": ["all"], "learning_rate": 1e-4, "max_steps": 40},
-    ]  # fmt: skip
+    ]
 
     def start(name: str) -> tuple[subprocess.Popen, Path]:
         folder = tmp_path / name
@@ -181,8 +234,9 @@ def test_sigterm_mid_stage_then_rerun_resumes_exactly(
         config = _config(folder, expanded, data_root, stages, zero_stage=2, save_every=100)
         env = fusebench_env
         command = [str(Path(sys.executable).parent / "fusebench"), "vocab", "train", str(config)]
-        run = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)  # fmt: skip
+        run = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         return run, folder / "work" / "stages" / "2"
 
     def records(stage: Path) -> list[dict]:
@@ -205,8 +259,13 @@ def test_sigterm_mid_stage_then_rerun_resumes_exactly(
 
     env = fusebench_env
     config = tmp_path / "cut" / "vocab-train.yaml"
-    again = subprocess.run([str(Path(sys.executable).parent / "fusebench"), "vocab", "train",
-                            str(config)], env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    again = subprocess.run(
+        [str(Path(sys.executable).parent / "fusebench"), "vocab", "train", str(config)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     assert "stage 1/2" in again.stderr and "finished earlier" in again.stderr
     assert f"resumed at step {stopped}" in again.stderr
