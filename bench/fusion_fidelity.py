@@ -37,29 +37,16 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
-def load(work: Path) -> dict:
-    import yaml  # noqa: F401  (config loading below needs it)
+def align_inputs(work: Path, sources: list[str]) -> tuple[dict, dict]:
+    """Each source's vocabulary map and DTW paths, as the align stage saved them."""
     from safetensors.numpy import load_file
-    from transformers import AutoTokenizer
 
-    from fusion.align.tokens import Vocabulary
-    from fusion.store import TopKStore
+    from fusion.align.stage import read_paths
 
-    rows = [
-        json.loads(line)["text"]
-        for line in (work / "corpus" / "rows.jsonl").read_text(encoding="utf-8").splitlines()
-    ]
-    stores = {p.name: TopKStore(p) for p in sorted((work / "stores").iterdir())}
-    tokenizers = {}
-    for name, store in stores.items():
-        tokenizers[name] = store.manifest.model
-    return {
-        "rows": rows,
-        "stores": stores,
-        "load_file": load_file,
-        "Vocabulary": Vocabulary,
-        "AutoTokenizer": AutoTokenizer,
+    vmaps = {
+        s: load_file(str(work / "align" / s / "vocab-map.safetensors"))["vmap"] for s in sources
     }
+    return vmaps, {s: read_paths(work / "align" / s) for s in sources}
 
 
 def ends(vocab, ids: np.ndarray, text: str) -> list[int]:
@@ -89,7 +76,6 @@ def main() -> None:
     parser.add_argument("--zoo", type=Path, default=None, help="where the models are")
     args = parser.parse_args()
 
-    from safetensors.numpy import load_file
     from transformers import AutoTokenizer
 
     from fusion.align.project import FROM_SOURCE, ONE_TO_MANY, log_normalise, project_row
@@ -119,15 +105,8 @@ def main() -> None:
     takes_ends = "target_ends" in inspect.signature(project_row).parameters
 
     print(f"work_dir {work}: target {target_name}, sources {', '.join(sources)}")
-    vmaps, paths = {}, {}
+    vmaps, paths = align_inputs(work, sources)
     for s in sources:
-        d = work / "align" / s
-        vmaps[s] = load_file(str(d / "vocab-map.safetensors"))["vmap"]
-        paths[s] = {}
-        for f in sorted(d.glob("paths-*.safetensors")):
-            data = load_file(str(f))
-            for i, row in enumerate(data["row_ids"].tolist()):
-                paths[s][row] = data["pairs"][data["offsets"][i] : data["offsets"][i + 1]]
         sv = vocabs[s]
         wrong = [
             i
@@ -248,7 +227,6 @@ def main() -> None:
 
 
 def avg_tv(work: Path, names, vocabs, zoo, takes_ends) -> tuple[float, float, int]:
-    from safetensors.numpy import load_file
 
     from fusion.align.project import log_normalise, project_row
     from fusion.store import PAD_ID, TopKStore
@@ -262,15 +240,7 @@ def avg_tv(work: Path, names, vocabs, zoo, takes_ends) -> tuple[float, float, in
     fused = TopKStore(work / "fused")
     index = {n: {int(r): i for i, r in enumerate(stores[n].row_ids())} for n in names}
     f_index = {int(r): i for i, r in enumerate(fused.row_ids())}
-    vmaps, paths = {}, {}
-    for s in sources:
-        d = work / "align" / s
-        vmaps[s] = load_file(str(d / "vocab-map.safetensors"))["vmap"]
-        paths[s] = {}
-        for f in sorted(d.glob("paths-*.safetensors")):
-            data = load_file(str(f))
-            for i, row in enumerate(data["row_ids"].tolist()):
-                paths[s][row] = data["pairs"][data["offsets"][i] : data["offsets"][i + 1]]
+    vmaps, paths = align_inputs(work, sources)
     tvs = []
     tv = vocabs[target]
     for row, text in enumerate(rows):
