@@ -37,10 +37,14 @@ def _write_target(root: Path, data_root: Path, behaviours: list[tuple[str, str]]
     return root
 
 
-def _judge(target: Path, out: Path, server: Any, cache: Path, *extra: str) -> int:
+def _judge(
+    target: Path, out: Path, server: Any, cache: Path, *extra: str, timeout: float = 30
+) -> int:
+    """``fusebench judge`` on ``target`` (a timeout generous enough for a loaded machine
+    unless a test times out a hang on purpose)."""
     return main(["judge", str(target), "--output", str(out), "--base-url", server.base_url,
                  "--judge-model", "scripted-judge", "--api-key-env", KEY_ENV,
-                 "--cache", str(cache), "--backoff", "0.05", "--timeout", "1",
+                 "--cache", str(cache), "--backoff", "0.05", "--timeout", str(timeout),
                  "--quiet", *extra])  # fmt: skip
 
 
@@ -82,14 +86,15 @@ def first(tmp_path_factory: pytest.TempPathFactory, data_root: Path, scripted_ju
     tmp = tmp_path_factory.mktemp("judge")
     target = _write_target(tmp / "in", data_root, BEHAVIOURS)
     out, cache = tmp / "out", tmp / "cache.sqlite"
-    with pytest.MonkeyPatch.context() as patch, scripted_judge() as server:
+    # The scripted hang (10 s) outlasts the client's 3 s timeout; a real answer never takes 3 s.
+    with pytest.MonkeyPatch.context() as patch, scripted_judge(hang=10.0) as server:
         patch.setenv(KEY_ENV, SECRET)
         with contextlib.redirect_stdout(io.StringIO()) as stdout:
-            assert _judge(target, out, server, cache, "--max-retries", "3") == 0
+            assert _judge(target, out, server, cache, "--max-retries", "3", timeout=3) == 0
         first_requests = server.requests
         rows = _rows(out)
         with contextlib.redirect_stdout(io.StringIO()):
-            assert _judge(target, tmp / "out2", server, cache, "--max-retries", "3") == 0
+            assert _judge(target, tmp / "out2", server, cache, "--max-retries", "3", timeout=3) == 0
     ids = list(rows)
     single = {b[0]: rows[ids[i]]["query_single"] for i, b in enumerate(BEHAVIOURS)}
     multi = {b[1]: rows[ids[i]]["query_multi"] for i, b in enumerate(BEHAVIOURS)}
