@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.fusebench-setup
 
-.PHONY: setup demo test test-all lint
+.PHONY: setup demo test test-slow test-all lint
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -24,7 +24,16 @@ demo: $(STAMP)
 	$(FB) compare runs/demo-base runs/demo-fused
 	$(FB) report runs/demo-base runs/demo-fused --format html --output runs/demo-report.html
 
+# The suite in two layers (README, Tests): `test` leaves out the tests marked `slow` (the
+# longest end-to-end runs: multi-process fusion and training, resumes after SIGTERM, the merge
+# memory goal), `test-slow` runs only those; CI (.ci/run) runs both. `test-all`: one session.
 test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+test-all: $(STAMP)
 	$(PY) -m pytest -q
 
 lint: $(STAMP)

@@ -96,6 +96,7 @@ def test_resume_redoes_only_unfinished_shards(
         assert ours == clean
 
 
+@pytest.mark.slow
 def test_two_torchrun_processes_write_the_same_store_as_one(
     extracted: Path, tmp_path: Path, fuse_config, nsmc_rows, run_fusebench
 ) -> None:

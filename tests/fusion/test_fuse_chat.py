@@ -48,6 +48,7 @@ def _config(tmp_path: Path, zoo: Path, rows: list[str], **change: object) -> Pat
     return file
 
 
+@pytest.mark.slow
 def test_fuse_chat_end_to_end_and_rerun(
     tmp_path: Path, zoo: Path, nsmc_rows, run_fusebench
 ) -> None:

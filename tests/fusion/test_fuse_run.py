@@ -33,6 +33,7 @@ def objective(model_dir: Path, store: TopKStore, max_length: int) -> tuple[float
     return float(loss.loss), float(loss.clm)
 
 
+@pytest.mark.slow
 def test_fuse_run_extracts_aligns_and_trains_on_two_processes(
     tmp_path: Path, zoo: Path, fuse_config, nsmc_rows, run_fusebench
 ) -> None:

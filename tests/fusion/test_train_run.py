@@ -100,6 +100,7 @@ def test_two_process_zero2_trains_end_to_end(
     _loads_and_generates(final, zoo / "tiny-llama")
 
 
+@pytest.mark.slow
 def test_sigterm_then_resume_reproduces_the_uninterrupted_losses(
     tmp_path: Path, fused_store: Path, train_config
 ) -> None:

@@ -141,6 +141,7 @@ def test_rebuild_is_a_noop(built: Path) -> None:
     assert not [p for p in built.iterdir() if p.name.endswith((".tmp", ".stale"))]
 
 
+@pytest.mark.slow
 def test_same_seed_same_bytes(built: Path, tmp_path: Path) -> None:
     zoo.build_zoo(tmp_path / "again", progress=False)
     assert _digests(tmp_path / "again") == _digests(built)

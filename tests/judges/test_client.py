@@ -43,7 +43,7 @@ def messages(behaviour: str, system: str = "평가하라.") -> list[dict[str, st
 
 @pytest.fixture
 def server(scripted_judge) -> Iterator:
-    with scripted_judge(hang=1.0) as judge:
+    with scripted_judge(hang=5.0) as judge:
         yield judge
 
 
@@ -137,12 +137,12 @@ def test_retry_after_beyond_the_limit_fails_the_call_at_once(client: Client) -> 
 def test_transient_failures_are_retried(
     server: Any, tmp_path: Path, behaviour: str, reason: str
 ) -> None:
-    quick = Client(server, None, timeout=0.3)  # the scripted hang lasts 1 s
+    quick = Client(server, None, timeout=1.5)  # the scripted hang lasts 5 s
     reply = quick.ask(behaviour)
     assert reply.text.endswith("점수: 4") and (reply.requests, reply.retries) == (2, 1)
     assert quick.sleeps == [0.5]
     # With no retries left the same failure is the call's error, named.
-    once = Client(server, None, timeout=0.3, max_retries=0)
+    once = Client(server, None, timeout=1.5, max_retries=0)
     with pytest.raises(CallFailed, match=reason):
         once.client.ask(messages(behaviour, "다시 평가하라."), SAMPLING, INDEX)
 

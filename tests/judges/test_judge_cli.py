@@ -45,7 +45,11 @@ def _write_target(root: Path, data_root: Path, behaviours: list[tuple[str, str]]
     return root
 
 
-def _judge(target: Path, out: Path, server: Any, cache: Path, *extra: str) -> int:
+def _judge(
+    target: Path, out: Path, server: Any, cache: Path, *extra: str, timeout: float = 30
+) -> int:
+    """``fusebench judge`` on ``target`` (a timeout generous enough for a loaded machine
+    unless a test times out a hang on purpose)."""
     return main(
         [
             "judge",
@@ -63,7 +67,7 @@ def _judge(target: Path, out: Path, server: Any, cache: Path, *extra: str) -> in
             "--backoff",
             "0.05",
             "--timeout",
-            "1",
+            str(timeout),
             "--quiet",
             *extra,
         ]
@@ -118,14 +122,15 @@ def first(tmp_path_factory: pytest.TempPathFactory, data_root: Path, scripted_ju
     tmp = tmp_path_factory.mktemp("judge")
     target = _write_target(tmp / "in", data_root, BEHAVIOURS)
     out, cache = tmp / "out", tmp / "cache.sqlite"
-    with pytest.MonkeyPatch.context() as patch, scripted_judge() as server:
+    # The scripted hang (10 s) outlasts the client's 3 s timeout; a real answer never takes 3 s.
+    with pytest.MonkeyPatch.context() as patch, scripted_judge(hang=10.0) as server:
         patch.setenv(KEY_ENV, SECRET)
         with contextlib.redirect_stdout(io.StringIO()) as stdout:
-            assert _judge(target, out, server, cache, "--max-retries", "3") == 0
+            assert _judge(target, out, server, cache, "--max-retries", "3", timeout=3) == 0
         first_requests = server.requests
         rows = _rows(out)
         with contextlib.redirect_stdout(io.StringIO()):
-            assert _judge(target, tmp / "out2", server, cache, "--max-retries", "3") == 0
+            assert _judge(target, tmp / "out2", server, cache, "--max-retries", "3", timeout=3) == 0
     ids = list(rows)
     single = {b[0]: rows[ids[i]]["query_single"] for i, b in enumerate(BEHAVIOURS)}
     multi = {b[1]: rows[ids[i]]["query_multi"] for i, b in enumerate(BEHAVIOURS)}

@@ -91,7 +91,11 @@ def test_hook_zeroes_old_gradient_rows(expanded: Path) -> None:
 
 @pytest.mark.parametrize(
     ("zero_stage", "nproc"),
-    [(0, 1), (2, 2), pytest.param(3, 2, marks=pytest.mark.slow)],
+    [
+        (0, 1),
+        pytest.param(2, 2, marks=pytest.mark.slow),
+        pytest.param(3, 2, marks=pytest.mark.slow),
+    ],
 )
 def test_old_rows_stay_bit_identical(
     expanded: Path, data_root: Path, tmp_path: Path, run_fusebench, zero_stage: int, nproc: int
@@ -128,6 +132,7 @@ def test_old_rows_stay_bit_identical(
     assert all(torch.equal(two[k], one[k]) for k in start if k != HEAD)
 
 
+@pytest.mark.slow
 def test_multi_stage_run_completes_and_resumes(
     expanded: Path, data_root: Path, tmp_path: Path, run_fusebench
 ) -> None:
@@ -213,6 +218,7 @@ def test_bad_config_is_one_line(
     assert len(done.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_sigterm_mid_stage_then_rerun_resumes_exactly(
     expanded: Path, data_root: Path, tmp_path: Path, fusebench_env: dict[str, str]
 ) -> None:
