@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 import warnings
+from typing import Any
 
 # lm-eval warns once per task that custom_dataset kwargs can be passed via --metadata:
 # true but irrelevant to fusebench users, who never call lm-eval's CLI.
@@ -47,7 +48,28 @@ def hide_progress_bars() -> None:
     """``--quiet``: the libraries' progress bars off too (transformers' weight loading and
     saving, the Hub's downloads), in this process and in the ranks it starts."""
     os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # read by huggingface_hub and transformers
+    os.environ["TQDM_DISABLE"] = "1"  # tqdm reads it at import: the ranks this process starts
+    _disable_tqdm_here()
     if "transformers" in sys.modules:
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()
+
+
+def _disable_tqdm_here() -> None:
+    """Every tqdm bar in this process off (lm-eval's request loops, datasets' maps), even
+    where the caller passes ``disable=False`` explicitly, as lm-eval does on rank 0. tqdm
+    has no global switch once imported, so its constructor is wrapped (by hand: no library
+    does this)."""
+    from tqdm import std
+
+    init = std.tqdm.__init__
+    if getattr(init, "_fusebench_quiet", False):
+        return
+
+    def quiet_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs["disable"] = True
+        init(self, *args, **kwargs)
+
+    quiet_init._fusebench_quiet = True  # type: ignore[attr-defined]
+    std.tqdm.__init__ = quiet_init  # type: ignore[method-assign]

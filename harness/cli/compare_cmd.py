@@ -17,6 +17,7 @@ from harness.cli._reporting import (
     emit,
     warn_skipped,
 )
+from reports.stats import DEFAULT_RESAMPLES, DEFAULT_SEED
 
 _G = "Regression gate"
 _S = "Statistics"
@@ -55,8 +56,8 @@ def compare_command(
     ] = False,
     resamples: Annotated[
         int, typer.Option(help="Bootstrap resamples.", rich_help_panel=_S)
-    ] = 10_000,
-    seed: Annotated[int, typer.Option(help="Bootstrap seed.", rich_help_panel=_S)] = 0,
+    ] = DEFAULT_RESAMPLES,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.", rich_help_panel=_S)] = DEFAULT_SEED,
     skip_bad: SkipBadOption = False,
     samples: SamplesOption = 50,
     verbose: VerboseOption = False,

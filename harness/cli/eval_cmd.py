@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from harness.backends import Backend, BackendOptions
-from harness.cli.options import FromSpec
+from harness.cli.options import FromSpec, QuietOption, progress_bars
 from harness.errors import HarnessError
 from harness.specs import EvalSpec
 
@@ -62,6 +62,7 @@ def eval_command(
     data_parallel_size: Annotated[
         int, typer.Option(help="vllm: model replicas.", rich_help_panel=_B)
     ] = 1,
+    quiet: QuietOption = False,
     verbose: Annotated[bool, typer.Option(help="Show library logs.")] = False,
 ) -> None:
     """Evaluate MODEL on kobest / nsmc / korunsmile with lm-eval; writes --output."""
@@ -69,6 +70,7 @@ def eval_command(
     from harness.evaluate import run_eval
 
     logs.configure(verbose)
+    progress_bars(quiet)
     extra = {}
     if backend is Backend.vllm:
         extra = {

@@ -110,6 +110,7 @@ def test_fixed_choices_are_enums(
 @pytest.mark.parametrize(
     "path",
     [
+        ("eval",),
         ("generate",),
         ("judge",),
         ("merge",),

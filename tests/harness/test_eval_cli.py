@@ -206,3 +206,15 @@ def test_corrupt_manifest_is_named(zoo: Path, tmp_path: Path, capsys) -> None:
     (out / rundir.MANIFEST).write_text("{not json")
     assert _eval(zoo / "tiny-gpt2", out) == 2
     assert f"{out / rundir.MANIFEST}: not JSON (line 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_quiet_hides_every_progress_bar(quiet: bool, zoo: Path, tmp_path: Path) -> None:
+    """``--quiet`` silences lm-eval's and the scorer's tqdm bars; without it they are shown."""
+    fusebench = str(Path(sys.executable).parent / "fusebench")
+    argv = [fusebench, "eval", str(zoo / "tiny-gpt2"), "--tasks", "nsmc", "--limit", "3"]
+    argv += ["--output", str(tmp_path / "run"), *(["--quiet"] if quiet else [])]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    bars = [line for line in done.stderr.replace("\r", "\n").splitlines() if "%|" in line]
+    assert (not bars) if quiet else bars, done.stderr
