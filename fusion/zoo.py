@@ -16,12 +16,13 @@ import dataclasses
 import fcntl
 import json
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fusion.errors import FusionError
+from fusion.zoo_training import TrainingRecipe
 from runrecords.atomic import atomic_directory, write_text_atomic
 
 # Bump whenever anything below changes what lands on disk: it keys zoo.json and caches.
@@ -30,6 +31,7 @@ ZOO_VERSION = "1"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = "zoo.json"
 MARKER = "zoo-model.json"
+TRAINING = "training.json"  # a trained model's recipe, held-out loss and timing
 
 # Fixed corpus: the first NSMC reviews plus every KoBEST BoolQ passage and question
 # (~27k lines, ~1.5M characters): a few seconds of tokenizer training, always the same text.
@@ -85,6 +87,7 @@ class ZooSpec:
     intermediate_size: int = 128
     max_positions: int = 1024
     tie_embeddings: bool = False
+    training: TrainingRecipe | None = None  # None: random-initialised (unit tests)
 
     @property
     def special_tokens(self) -> list[str]:
@@ -157,9 +160,61 @@ FULL_SPECS: tuple[ZooSpec, ...] = tuple(
 )
 
 
-def specs(quick: bool = True, names: list[str] | None = None) -> list[ZooSpec]:
+def _by_name(name: str) -> ZooSpec:
+    return next(spec for spec in QUICK_SPECS if spec.name == name)
+
+
+# The demo zoo: trained from scratch here on training splits only (fusion/zoo_data.py), with
+# complementary strengths as in FuseLLM's setting. The target knows only general Korean
+# text; each source also knows a specialty the target lacks: hate speech and offensive
+# comments in the korunsmile format, or sentiment (nsmc and kobest_sentineg formats) and
+# BoolQ question answering. Different architectures, tokenizer families and vocabularies.
+DEMO_SPECS: tuple[ZooSpec, ...] = (
+    dataclasses.replace(
+        _by_name("tiny-llama"),
+        name="target-llama",
+        hidden_size=128,
+        num_layers=4,
+        intermediate_size=384,
+        training=TrainingRecipe(texts=("general",), steps=600),
+    ),
+    dataclasses.replace(
+        _by_name("tiny-gpt2"),
+        name="hate-gpt2",
+        hidden_size=128,
+        num_layers=4,
+        intermediate_size=384,
+        training=TrainingRecipe(texts=("general", "unsmile"), steps=800),
+    ),
+    dataclasses.replace(
+        _by_name("tiny-mistral"),
+        name="sentiment-mistral",
+        hidden_size=128,
+        num_layers=4,
+        intermediate_size=384,
+        training=TrainingRecipe(texts=("general", "sentiment", "boolq"), steps=800),
+    ),
+)
+
+ZOOS: dict[str, tuple[ZooSpec, ...]] = {
+    "demo": DEMO_SPECS,
+    "random": QUICK_SPECS,
+    "random-large": FULL_SPECS,
+}
+# The demo's fusion corpus: a small seeded sample of every domain, written beside the zoo.
+DEMO_CORPUS = "corpora/fusion-mix.jsonl"
+DEMO_CORPUS_MIX = {"general": 600, "unsmile": 600, "sentiment": 400, "boolq": 200}
+
+
+def specs(
+    quick: bool = True, names: list[str] | None = None, kind: str | None = None
+) -> list[ZooSpec]:
     """The specs to build, in zoo order; unknown names are a user error."""
-    chosen = QUICK_SPECS if quick else FULL_SPECS
+    if kind is None:
+        kind = "random" if quick else "random-large"
+    if kind not in ZOOS:
+        raise FusionError(f"unknown zoo {kind!r}; known: {', '.join(ZOOS)}")
+    chosen = ZOOS[kind]
     if names is None:
         return list(chosen)
     known = [spec.name for spec in chosen]
@@ -424,8 +479,15 @@ def _is_built(target: Path, fingerprint: dict[str, Any]) -> bool:
     )
 
 
-def _build_one(spec: ZooSpec, target: Path, corpus: list[str], seed: int) -> dict[str, Any]:
-    """Build into a scratch sibling, then swap it in, so a crash leaves no half model."""
+def _build_one(
+    spec: ZooSpec,
+    target: Path,
+    corpus: list[str],
+    seed: int,
+    on_step: Callable[[int, float], None] | None = None,
+) -> dict[str, Any]:
+    """Build (and train, when the spec has a recipe) into a scratch sibling, then swap it in,
+    so a crash leaves no half model."""
     tokenizer = build_tokenizer(spec, corpus)
     model = build_model(spec, tokenizer, seed)
     entry = {
@@ -439,11 +501,82 @@ def _build_one(spec: ZooSpec, target: Path, corpus: list[str], seed: int) -> dic
         "path": spec.name,
         "seed": seed,
     }
+    training = None
+    if spec.training is not None:
+        training = _train(spec, model, tokenizer, seed, on_step)
+        entry["held_out_loss"] = training["held_out_loss"]
     with atomic_directory(target) as staging, _quiet_transformers():
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
+        if training is not None:
+            _write_json(staging / TRAINING, training)
         _write_json(staging / MARKER, {"fingerprint": _fingerprint(spec, seed), "entry": entry})
     return entry
+
+
+def _train(
+    spec: ZooSpec,
+    model: Any,
+    tokenizer: Any,
+    seed: int,
+    on_step: Callable[[int, float], None] | None,
+) -> dict[str, Any]:
+    """Pre-train ``model`` on its recipe; what ``training.json`` records beside it."""
+    import time
+
+    from fusion import zoo_data
+    from fusion.zoo_training import held_out_loss, pretrain
+
+    recipe = spec.training
+    assert recipe is not None
+    rows: list[str] = []
+    for name in recipe.texts:
+        rows += zoo_data.text_source(name)
+    train_rows, held_rows = zoo_data.split_held_out(tuple(rows), recipe.held_out_fraction, seed)
+    started = time.monotonic()
+    losses = pretrain(model, tokenizer, train_rows, recipe, model_seed(spec, seed), on_step)
+    return {
+        "recipe": dataclasses.asdict(recipe),
+        "text_sources": {name: zoo_data.DESCRIPTIONS[name] for name in recipe.texts},
+        "train_rows": len(train_rows),
+        "held_out_rows": len(held_rows),
+        "held_out_loss": held_out_loss(
+            model, tokenizer, held_rows[: recipe.held_out_max_rows], spec.max_positions
+        ),
+        "held_out_rows_scored": min(len(held_rows), recipe.held_out_max_rows),
+        "held_out_loss_unit": "nats per token, this model's tokenizer (not comparable across models)",
+        "loss_first_tenth": _mean(losses[: max(1, len(losses) // 10)]),
+        "loss_last_tenth": _mean(losses[-max(1, len(losses) // 10) :]),
+        "seconds": round(time.monotonic() - started, 1),
+    }
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def tokenizer_corpus(kind: str) -> list[str]:
+    """What a zoo's tokenizers train on: the random zoo's fixed text, or for the demo zoo
+    every training-split text its models see (train splits only)."""
+    if kind != "demo":
+        return korean_corpus()
+    from fusion import zoo_data
+
+    return [row for name in zoo_data.SOURCES for row in zoo_data.text_source(name)]
+
+
+def write_demo_corpus(output: Path, seed: int) -> Path:
+    """The demo's fusion corpus (``output/corpora/fusion-mix.jsonl``), rewritten only when
+    its content would change."""
+    from fusion import zoo_data
+
+    path = output / DEMO_CORPUS
+    rows = zoo_data.mixture(DEMO_CORPUS_MIX, seed)
+    text = "".join(json.dumps({"text": row}, ensure_ascii=False) + "\n" for row in rows)
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, text)
+    return path
 
 
 @contextlib.contextmanager
@@ -478,17 +611,21 @@ def build_zoo(
     seed: int = 0,
     names: list[str] | None = None,
     progress: bool = True,
+    kind: str | None = None,
 ) -> list[Path]:
     """Build (or find already built) the zoo's models under ``output``; their directories.
 
-    Models whose directory already carries this recipe's marker are skipped, so a rebuild is a
-    no-op. ``output/zoo.json`` lists every model present for this zoo version (paths are
-    relative to ``output``).
+    ``kind``: ``demo`` (trained here, minutes), ``random`` (``quick``, seconds) or
+    ``random-large``. Models whose directory already carries this recipe's marker are
+    skipped, so a rebuild is a no-op. ``output/zoo.json`` lists every model present for this
+    zoo version (paths are relative to ``output``); the demo zoo also writes its fusion
+    corpus (``corpora/fusion-mix.jsonl``).
     """
     from rich.console import Console
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    chosen = specs(quick, names)
+    kind = kind or ("random" if quick else "random-large")
+    chosen = specs(names=names, kind=kind)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
@@ -517,10 +654,23 @@ def build_zoo(
                 else:
                     bar.update(task, description=f"{spec.name}: building")
                     if corpus is None:
-                        corpus = korean_corpus()
-                    models[spec.name] = _build_one(spec, target, corpus, seed)
+                        corpus = tokenizer_corpus(kind)
+                    steps = None
+                    if spec.training is not None:
+                        steps = bar.add_task(f"  {spec.name}: training", total=spec.training.steps)
+
+                    def on_step(
+                        step: int, loss: float, steps: Any = steps, name: str = spec.name
+                    ) -> None:
+                        bar.update(steps, completed=step, description=f"  {name}: loss {loss:.3f}")
+
+                    models[spec.name] = _build_one(
+                        spec, target, corpus, seed, on_step if steps is not None else None
+                    )
                     bar.update(task, description=f"{spec.name}: built", advance=1)
                 paths.append(target)
+            if kind == "demo":
+                write_demo_corpus(output, seed)
         models = {name: entry for name, entry in models.items() if (output / name).is_dir()}
         new_manifest = {"zoo_version": ZOO_VERSION, "models": models}
         if new_manifest != manifest:

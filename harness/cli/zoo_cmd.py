@@ -1,7 +1,8 @@
-"""``fusebench zoo build``: the tiny models that tests and the demo run on."""
+"""``fusebench zoo build``: the small models the demo (trained) and the tests (random) run on."""
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -10,24 +11,36 @@ import typer
 from fusion.zoo import build_zoo
 from harness.cli.options import FromSpec, QuietOption, progress_bars
 
-app = typer.Typer(help="Tiny local models for tests and demos.", no_args_is_help=True)
+app = typer.Typer(help="Small local models for the demo and the tests.", no_args_is_help=True)
 _D = FromSpec(build_zoo).defaults
+
+
+class ZooKind(str, Enum):
+    demo = "demo"
+    random = "random"
+    random_large = "random-large"
 
 
 @app.command("build")
 def build_command(
     output: Annotated[Path, typer.Option(help="Folder to write the models into.")] = Path("zoo"),
-    quick: Annotated[
-        bool, typer.Option(help="Tiny random-initialised models, built in seconds.")
-    ] = _D.quick,
-    seed: Annotated[int, typer.Option(help="Initialisation seed.")] = _D.seed,
+    kind: Annotated[
+        ZooKind,
+        typer.Option(
+            help="demo: trained here on training splits, with complementary strengths "
+            "(minutes, cached); random: random-initialised tiny models (seconds, for tests); "
+            "random-large: the same, wider and deeper."
+        ),
+    ] = ZooKind.demo,
+    quick: Annotated[bool, typer.Option(hidden=True, help="Deprecated: --kind random.")] = False,
+    seed: Annotated[int, typer.Option(help="Initialisation and training seed.")] = _D.seed,
     names: Annotated[str | None, typer.Option(help="Comma-separated subset of the zoo.")] = None,
     quiet: QuietOption = False,
 ) -> None:
     """Build small causal LMs of several architectures with their own Korean tokenizers."""
     paths = build_zoo(
         output,
-        quick=quick,
+        kind=ZooKind.random.value if quick else kind.value,
         seed=seed,
         names=names.split(",") if names else None,
         progress=progress_bars(quiet),

@@ -1,0 +1,128 @@
+"""Training text for the trained zoo and the demo's fusion corpus, from training splits only.
+
+Each named text source reads the shared data directory through ``tasks.loaders`` (so the
+same rows the lm-eval tasks read) and only ever a **train** split: KoBEST train (BoolQ,
+COPA, HellaSwag, SentiNeg, WiC) and UnSmile train. Evaluation splits (KoBEST dev/test,
+UnSmile valid, NSMC test) and LogicKor are never read here; ``tests/fusion/test_zoo_data.py``
+checks that against the files. Task-formatted rows are written as the lm-eval task prompts
+them (prompt, the task's target delimiter, the gold choice), so a model trained on them has
+learned that task's format.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from functools import cache
+
+from fusion.errors import FusionError
+
+TRAIN = "train"
+
+# The korunsmile / nsmc / kobest choices, as the task YAMLs under tasks/lmeval spell them.
+UNSMILE_CHOICES = ("혐오", "악플", "양호")
+NSMC_CHOICES = ("(부정)", "(긍정)")
+SENTINEG_CHOICES = ("부정", "긍정")
+BOOLQ_CHOICES = ("아니오", "예")
+
+
+def _train_split(benchmark: str) -> list[dict]:
+    from tasks.errors import TaskDataError
+    from tasks.loaders import load_benchmark
+
+    try:
+        return list(load_benchmark(benchmark)[TRAIN])
+    except TaskDataError as exc:
+        raise FusionError(str(exc)) from exc
+
+
+def general_text() -> list[str]:
+    """General Korean text with no task format: BoolQ passages (Wikipedia), HellaSwag
+    contexts, COPA premises and alternatives, WiC and SentiNeg sentences."""
+    rows: list[str] = []
+    rows += dict.fromkeys(doc["paragraph"] for doc in _train_split("kobest_boolq"))
+    rows += [doc["context"] for doc in _train_split("kobest_hellaswag")]
+    for doc in _train_split("kobest_copa"):
+        rows += [doc["premise"], doc["alternative_1"], doc["alternative_2"]]
+    for doc in _train_split("kobest_wic"):
+        rows += [doc["context_1"], doc["context_2"]]
+    rows += [doc["sentence"] for doc in _train_split("kobest_sentineg")]
+    return list(dict.fromkeys(row.strip() for row in rows if row.strip()))
+
+
+def unsmile_rows() -> list[str]:
+    """UnSmile train comments as the ``korunsmile`` task prompts them, gold class after."""
+    from tasks.lmeval.utils import unsmile_class
+
+    return [
+        f"{doc['문장']} {UNSMILE_CHOICES[unsmile_class(doc['labels'])]}"
+        for doc in _train_split("korunsmile")
+    ]
+
+
+def sentiment_rows() -> list[str]:
+    """SentiNeg train sentences labelled two ways: as ``nsmc`` prompts (review, then
+    ``(긍정)``/``(부정)``) and as ``kobest_sentineg`` prompts."""
+    from tasks.lmeval.utils import sentineg_doc_to_text
+
+    rows = []
+    for doc in _train_split("kobest_sentineg"):
+        rows.append(f"{doc['sentence']} {NSMC_CHOICES[doc['label']]}")
+        rows.append(f"{sentineg_doc_to_text(doc)} {SENTINEG_CHOICES[doc['label']]}")
+    return rows
+
+
+def boolq_rows() -> list[str]:
+    """BoolQ train as ``kobest_boolq`` prompts it: passage, question, answer."""
+    return [
+        f"{doc['paragraph']} 질문: {doc['question']} 답변:  {BOOLQ_CHOICES[doc['label']]}"
+        for doc in _train_split("kobest_boolq")
+    ]
+
+
+DESCRIPTIONS = {
+    "general": "KoBEST train: BoolQ passages, HellaSwag contexts, COPA premises and "
+    "alternatives, WiC and SentiNeg sentences (no labels, no prompts)",
+    "unsmile": "UnSmile train comments, each followed by its korunsmile class word",
+    "sentiment": "KoBEST SentiNeg train sentences as nsmc prompts (+ (긍정)/(부정)) and as "
+    "kobest_sentineg prompts (+ 긍정/부정)",
+    "boolq": "KoBEST BoolQ train as kobest_boolq prompts with the answer (예/아니오)",
+}
+
+SOURCES: dict[str, Callable[[], list[str]]] = {
+    "general": general_text,
+    "unsmile": unsmile_rows,
+    "sentiment": sentiment_rows,
+    "boolq": boolq_rows,
+}
+
+
+@cache
+def text_source(name: str) -> tuple[str, ...]:
+    """One named source's rows (read once per process)."""
+    if name not in SOURCES:
+        raise FusionError(f"unknown zoo text source {name!r}; known: {', '.join(SOURCES)}")
+    return tuple(SOURCES[name]())
+
+
+def split_held_out(rows: tuple[str, ...], fraction: float, seed: int) -> tuple[list, list]:
+    """(train rows, held-out rows): a seeded, fixed fraction held out for the model's loss."""
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    cut = max(1, round(len(rows) * fraction))
+    held = set(order[:cut])
+    return [r for i, r in enumerate(rows) if i not in held], [rows[i] for i in sorted(held)]
+
+
+def mixture(counts: dict[str, int], seed: int) -> list[str]:
+    """A seeded sample of ``counts[name]`` rows of each source, shuffled together (the demo's
+    fusion corpus: a small mixed sample of the domains the sources specialise in)."""
+    rng = random.Random(seed)
+    rows: list[str] = []
+    for name, count in counts.items():
+        pool = list(text_source(name))
+        if count > len(pool):
+            raise FusionError(f"zoo mixture: {count} rows of {name!r} asked, {len(pool)} exist")
+        rows += rng.sample(pool, count)
+    rng.shuffle(rows)
+    return rows

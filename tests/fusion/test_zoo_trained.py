@@ -1,0 +1,82 @@
+"""The trained (demo) zoo: each model is trained on its recipe, deterministically, with its
+recipe and held-out loss written beside it, and a rebuild is a no-op. Run here on a reduced
+recipe (the same code, tiny step counts and sizes) so it takes seconds, not minutes."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from fusion import zoo
+
+
+@pytest.fixture
+def small_demo(monkeypatch: pytest.MonkeyPatch) -> tuple[zoo.ZooSpec, ...]:
+    small = tuple(
+        dataclasses.replace(
+            spec,
+            hidden_size=32,
+            num_layers=1,
+            intermediate_size=64,
+            training=dataclasses.replace(
+                spec.training,
+                steps=30,
+                batch_size=8,
+                seq_len=32,
+                learning_rate=1e-2,
+                held_out_max_rows=20,
+            ),
+        )
+        for spec in zoo.DEMO_SPECS
+    )
+    monkeypatch.setitem(zoo.ZOOS, "demo", small)
+    monkeypatch.setattr(zoo, "DEMO_CORPUS_MIX", {"general": 20, "unsmile": 10})
+    full = zoo.tokenizer_corpus  # tokenizers from a tenth of the text: seconds, not minutes
+    monkeypatch.setattr(zoo, "tokenizer_corpus", lambda kind: full(kind)[::10])
+    return small
+
+
+def test_demo_zoo_trains_records_and_caches(small_demo, tmp_path: Path) -> None:
+    paths = zoo.build_zoo(tmp_path, kind="demo", progress=False)
+    assert [p.name for p in paths] == ["target-llama", "hate-gpt2", "sentiment-mistral"]
+    manifest = json.loads((tmp_path / zoo.MANIFEST).read_text())
+    for spec, path in zip(small_demo, paths, strict=True):
+        training = json.loads((path / zoo.TRAINING).read_text())
+        assert training["recipe"]["texts"] == list(spec.training.texts)
+        assert set(training["text_sources"]) == set(spec.training.texts)
+        assert 0 < training["held_out_loss"] < 12 and training["held_out_rows"] > 0
+        # Training lowers the loss (30 steps at a high rate on a 1-layer model).
+        assert training["loss_last_tenth"] < training["loss_first_tenth"]
+        assert manifest["models"][spec.name]["held_out_loss"] == training["held_out_loss"]
+    corpus = [json.loads(line)["text"] for line in (tmp_path / zoo.DEMO_CORPUS).open()]
+    assert len(corpus) == 30
+    stamps = {p: (p / "model.safetensors").stat().st_mtime_ns for p in paths}
+    zoo.build_zoo(tmp_path, kind="demo", progress=False)  # cached: nothing rebuilt
+    assert stamps == {p: (p / "model.safetensors").stat().st_mtime_ns for p in paths}
+
+
+def test_training_is_deterministic_for_a_seed(small_demo, tmp_path: Path) -> None:
+    names = ["hate-gpt2"]
+    first = zoo.build_zoo(tmp_path / "a", kind="demo", names=names, progress=False)[0]
+    again = zoo.build_zoo(tmp_path / "b", kind="demo", names=names, progress=False)[0]
+    other = zoo.build_zoo(tmp_path / "c", kind="demo", names=names, seed=1, progress=False)[0]
+    weights = (first / "model.safetensors").read_bytes()
+    assert weights == (again / "model.safetensors").read_bytes()
+    assert weights != (other / "model.safetensors").read_bytes()
+
+
+def test_recipe_change_rebuilds(small_demo, tmp_path: Path, monkeypatch) -> None:
+    names = ["target-llama"]
+    path = zoo.build_zoo(tmp_path, kind="demo", names=names, progress=False)[0]
+    before = (path / "model.safetensors").read_bytes()
+    longer = tuple(
+        dataclasses.replace(s, training=dataclasses.replace(s.training, steps=31))
+        for s in small_demo
+    )
+    monkeypatch.setitem(zoo.ZOOS, "demo", longer)
+    zoo.build_zoo(tmp_path, kind="demo", names=names, progress=False)
+    assert (path / "model.safetensors").read_bytes() != before
+    assert json.loads((path / zoo.TRAINING).read_text())["recipe"]["steps"] == 31
