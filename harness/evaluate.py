@@ -210,8 +210,10 @@ def run_eval(spec: EvalSpec, console: Console | None = None) -> Path:
         key = cache_key(model, spec.backend, spec.options.dtype)
         use_cache = str(spec.cache_dir / key / "lm_eval")
     try:
-        # torch, lm-eval
-        from harness.backends.shared_context import rolling_scores_bos, truncated_documents
+        from harness.backends.shared_context import (  # torch, lm-eval: only with work to do
+            rolling_scores_bos,
+            truncated_documents,
+        )
 
         console.print(f"loading {spec.model} ({spec.backend})")
         lm = build_backend(spec.backend, model.name_or_path, spec.options)

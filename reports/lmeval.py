@@ -17,14 +17,12 @@ from typing import Any
 
 from reports.errors import BadFile
 from reports.jsonio import iter_jsonl, read_json
+from reports.stats import RATIO_STATISTICS
 from reports.table import RunInfo
 
 # Keys of a per-task results entry that are not metrics.
 _NOT_METRICS = {"name", "alias", "sample_len"}
 _SAMPLE_METRICS = ("acc", "acc_norm", "f1", "mcc", "exact_match")
-# lm-eval aggregations that divide sums over documents (its wikitext metrics): each sample
-# holds (log-likelihood, bytes or words), and the corpus figure is a ratio of the two sums.
-RATIO_AGGREGATIONS = frozenset({"bits_per_byte", "weighted_perplexity"})
 
 
 @dataclass
@@ -108,13 +106,14 @@ def higher_is_better(results: dict, task: str, metric: str) -> bool | None:
 
 
 def ratio_metrics(results: dict, task: str) -> set[str]:
-    """The task's metrics whose per-document records are (log-likelihood, count)."""
+    """The task's metrics whose per-document records are (log-likelihood, count): those
+    aggregated as a ratio of sums over documents (lm-eval's wikitext metrics)."""
     config = (results.get("configs") or {}).get(task) or {}
     names = {e.get("metric") for e in config.get("metric_list") or [] if isinstance(e, dict)}
     entry = (results.get("results") or {}).get(task) or {}
     names |= {key.split(",", 1)[0] for key in entry if "," in key and key not in _NOT_METRICS}
     names = {m for m in names if isinstance(m, str) and not m.endswith("_stderr")}
-    return {m for m in names if aggregation(results, task, m) in RATIO_AGGREGATIONS}
+    return {m for m in names if aggregation(results, task, m) in RATIO_STATISTICS}
 
 
 def task_shots(results: dict, task: str) -> int:

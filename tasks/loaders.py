@@ -2,12 +2,14 @@
 
 Every loader returns a ``datasets.DatasetDict`` whose splits and fields are those of the Hub
 version (``skt/kobest_v1``, ``e9t/nsmc``, ``smilegate-ai/kor_unsmile``), so one task definition
-serves both sources. A benchmark may derive its splits from those (``ko_bpb``: held-out text
-built from BoolQ's validation passages); the derivation runs on the Hub schema, so it too is
-the same for both sources. The original files differ from the Hub: KoBEST headers change per task and
+serves both sources. The original files differ from the Hub: KoBEST headers change per task and
 per split, booleans are spelled TRUE/True/False/FALSE, SentiNeg's test split carries the
 pre-negation text too, and UnSmile is a multi-hot table. Those quirks are handled here and
 nowhere else.
+
+A benchmark may derive the splits it evaluates from the loaded ones (``ko_bpb``: held-out
+text built from BoolQ's validation passages); the derivation runs on the Hub schema, so it
+too is the same for both sources.
 """
 
 from __future__ import annotations

@@ -177,3 +177,20 @@ def test_results_without_a_named_aggregation_use_lm_evals_defaults() -> None:
     assert lmeval.ratio_metrics(results, "wikitext") == {"bits_per_byte", "word_perplexity"}
     assert lmeval.higher_is_better(results, "wikitext", "acc") is True
     assert stats.RATIO_STATISTICS["weighted_perplexity"] is stats.weighted_perplexity
+
+
+def test_eval_run_records_and_prints_ko_bpb(bpb_runs) -> None:
+    """`fusebench eval --tasks nsmc,ko_bpb --num-fewshot 0` (the fixture) records the task's
+    source and split, and its closing table says which way bits per byte is better."""
+    from rich.console import Console
+
+    from harness.summary import summary_table
+
+    manifest = rundir.read_manifest(bpb_runs["base"])
+    (entry,) = [t for t in manifest.tasks if t.name == "ko_bpb"]
+    assert (entry.benchmark, entry.split, entry.metric) == ("ko_bpb", "validation", "bits_per_byte")
+    assert entry.source.startswith("local:")
+    console = Console(width=200, record=True)
+    console.print(summary_table(bpb_runs["base"]))
+    text = console.export_text()
+    assert "bits_per_byte (lower is better)" in text and "nsmc" in text
