@@ -174,6 +174,7 @@ def run_eval(spec: EvalSpec, console: Console | None = None) -> Path:
     task_names = catalog.expand(spec.tasks)
     if any(n < 0 for n in spec.num_fewshot):
         raise HarnessError("--num-fewshot: shot counts must be >= 0")
+    catalog.check_shots(task_names, spec.num_fewshot)
     model = resolve_model(spec.model, spec.options.revision)
     manifest = Manifest(
         fusebench_version=__version__,
@@ -209,7 +210,10 @@ def run_eval(spec: EvalSpec, console: Console | None = None) -> Path:
         key = cache_key(model, spec.backend, spec.options.dtype)
         use_cache = str(spec.cache_dir / key / "lm_eval")
     try:
-        from harness.backends.shared_context import truncated_documents  # torch, lm-eval
+        from harness.backends.shared_context import (  # torch, lm-eval: only with work to do
+            rolling_scores_bos,
+            truncated_documents,
+        )
 
         console.print(f"loading {spec.model} ({spec.backend})")
         lm = build_backend(spec.backend, model.name_or_path, spec.options)
@@ -217,8 +221,15 @@ def run_eval(spec: EvalSpec, console: Console | None = None) -> Path:
 
         lm_eval.evaluator.get_git_commit_hash = _quiet_git_hash
         task_manager = catalog.task_manager()
+        infos = catalog.all_tasks()
         for index, (task, shots) in enumerate(pending, 1):
             console.print(f"[bold][{index}/{len(pending)}][/] {task} {shots}-shot")
+            if infos[task].output_type == "loglikelihood_rolling" and rolling_scores_bos(lm):
+                console.print(
+                    f"  [yellow]{spec.backend}: lm-eval's rolling log-likelihood counts "
+                    "log P(BOS | BOS) in every document with this tokenizer; --backend hf "
+                    "scores the text alone[/]"
+                )
             started = time.monotonic()
             results = _evaluate_one(lm, task, shots, spec, task_manager, use_cache)
             truncated = truncated_documents(lm, results, task)

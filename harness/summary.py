@@ -26,10 +26,11 @@ def summary_table(run: Path) -> Table:
                 continue
             stderr = row.get(f"{metric}_stderr,none")
             n = results.get("n-samples", {}).get(task, {}).get("effective", "")
+            higher = results.get("higher_is_better", {}).get(task, {}).get(metric, True)
             table.add_row(
                 task,
                 str(shots),
-                metric,
+                metric if higher is not False else f"{metric} (lower is better)",
                 f"{row[f'{metric},none']:.4f}",
                 f"{stderr:.4f}" if isinstance(stderr, (int, float)) else "n/a",
                 str(n),

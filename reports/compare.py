@@ -2,6 +2,9 @@
 bootstrap interval over the documents both runs scored, and an exact McNemar p-value for
 0/1 metrics (accuracy).
 
+Each metric keeps the direction lm-eval's results record for it (``higher_is_better``): for
+bits_per_byte and the perplexities a rise is a loss, and the gate and the reports read it so.
+
 Runs are compared only when they measured the same thing: the same tasks at the same task
 versions, shot counts (LogicKor: strategies) and document limits, and the same document
 behind each doc_id (lm-eval's doc_hash). ``force`` compares what they share instead.
@@ -19,9 +22,17 @@ import pandas as pd
 from reports import logickor, stats
 from reports.errors import ReportError
 from reports.leaderboard import primary_metric
-from reports.table import Loaded, RunInfo
+from reports.table import Loaded, RunInfo, lower_is_better
 
 _REPRODUCE_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True)
+class Meta:
+    """What a run's results say about a metric: its direction and lm-eval's aggregation."""
+
+    higher_is_better: bool = True
+    aggregation: str | None = None
 
 
 @dataclass
@@ -36,10 +47,17 @@ class MetricRow:
     mcnemar: stats.McNemar | None = None
     primary: bool = False
     note: str | None = None
+    higher_is_better: bool = True
 
     @property
     def diff(self) -> float:
         return self.other - self.base
+
+    @property
+    def loss(self) -> float:
+        """How much worse ``other`` is than ``base`` (negative: better), in the metric's
+        units: a fall for accuracy, a rise for bits per byte."""
+        return -self.diff if self.higher_is_better else self.diff
 
     @property
     def kind(self) -> str:
@@ -118,7 +136,14 @@ def _pair(base: pd.DataFrame, other: pd.DataFrame, where: str, force: bool, note
     return common
 
 
-def _arrays(docs: pd.DataFrame, ids: pd.Index) -> np.ndarray:
+def _is_ratio(docs: pd.DataFrame, aggregation: str | None) -> bool:
+    return aggregation in stats.RATIO_STATISTICS and bool(docs["weight"].notna().all())
+
+
+def _arrays(docs: pd.DataFrame, ids: pd.Index, aggregation: str | None) -> np.ndarray:
+    """Per document: its value; (log-likelihood, count) for ratio metrics; (gold, pred)."""
+    if _is_ratio(docs, aggregation):
+        return docs.loc[ids, ["value", "weight"]].to_numpy(dtype=float)
     if docs["value"].notna().all():
         return docs.loc[ids, "value"].to_numpy(dtype=float)
     pairs = docs.loc[ids, ["gold", "pred"]].to_numpy()
@@ -128,7 +153,11 @@ def _arrays(docs: pd.DataFrame, ids: pd.Index) -> np.ndarray:
         return pairs.astype(str)
 
 
-def _statistic(docs: pd.DataFrame) -> stats.Statistic:
+def _statistic(docs: pd.DataFrame, aggregation: str | None) -> stats.Statistic:
+    """The statistic lm-eval reported: a ratio of sums (bits_per_byte, perplexities), a
+    mean of 0/1 values, or macro-F1 of (gold, prediction) pairs."""
+    if _is_ratio(docs, aggregation):
+        return stats.RATIO_STATISTICS[str(aggregation)]
     return stats.mean if docs["value"].notna().all() else stats.macro_f1
 
 
@@ -138,11 +167,14 @@ def _lmeval_row(
     other: str,
     key: tuple,
     values: tuple,
+    meta: Meta,
     options: dict,
     notes: list[str],
 ) -> MetricRow:
     task, setting, metric = key
-    row = MetricRow(task, metric, setting, values[0], values[1])
+    row = MetricRow(
+        task, metric, setting, values[0], values[1], higher_is_better=meta.higher_is_better
+    )
     a = _docs(loaded.samples, base, task, setting, metric)
     b = _docs(loaded.samples, other, task, setting, metric)
     if a.empty or b.empty:
@@ -153,15 +185,19 @@ def _lmeval_row(
     if len(ids) == 0:
         row.note = "no document in common"
         return row
-    statistic = _statistic(a)
-    # Bootstrap only metrics whose reported value the samples reproduce (mean, or lm-eval's
-    # macro-F1 for pairs): another aggregation would make the interval about something else.
+    statistic = _statistic(a, meta.aggregation)
+    # Bootstrap only metrics whose reported value the samples reproduce (mean, lm-eval's
+    # macro-F1 for pairs, its ratio of sums for bits_per_byte and perplexities): another
+    # aggregation would make the interval about something else.
     for docs, reported in ((a, values[0]), (b, values[1])):
-        full = float(statistic(_arrays(docs, docs.index)[None, ...])[0])
-        if not math.isclose(full, reported, abs_tol=_REPRODUCE_TOLERANCE):
+        full = float(statistic(_arrays(docs, docs.index, meta.aggregation)[None, ...])[0])
+        close = math.isclose(
+            full, reported, rel_tol=_REPRODUCE_TOLERANCE, abs_tol=_REPRODUCE_TOLERANCE
+        )
+        if not close:
             row.note = f"samples give {full:.4f}, not the reported {reported:.4f}: no interval"
             return row
-    xa, xb = _arrays(a, ids), _arrays(b, ids)
+    xa, xb = _arrays(a, ids, meta.aggregation), _arrays(b, ids, meta.aggregation)
     row.n = len(ids)
     row.bootstrap = stats.paired_bootstrap(xa, xb, statistic, options["resamples"], options["seed"])
     if statistic is stats.mean and np.isin(np.concatenate([xa, xb]), (0.0, 1.0)).all():
@@ -216,13 +252,29 @@ def _logickor_rows(
     return rows
 
 
+def _key(row: Any) -> tuple:
+    setting = row.strategy if row.kind == "logickor" else int(row.num_fewshot)
+    return (row.task, setting, row.metric)
+
+
 def _values(scores: pd.DataFrame, run: str) -> dict[tuple, float]:
-    mine = scores[scores["run"] == run]
+    return {_key(row): float(row.value) for row in scores[scores["run"] == run].itertuples()}
+
+
+def _meta(scores: pd.DataFrame, run: str) -> dict[tuple, Meta]:
+    """Direction and aggregation per (task, setting, metric); a metric whose results do not
+    say counts as higher-is-better (accuracy-like), as lm-eval's own tables assume."""
     out = {}
-    for row in mine.itertuples():
-        setting = row.strategy if row.kind == "logickor" else int(row.num_fewshot)
-        out[(row.task, setting, row.metric)] = float(row.value)
+    for row in scores[scores["run"] == run].itertuples():
+        aggregation = row.aggregation if isinstance(row.aggregation, str) else None
+        out[_key(row)] = Meta(not lower_is_better(row.higher_is_better), aggregation)
     return out
+
+
+def _directions_differ(base: dict[tuple, Meta], other: dict[tuple, Meta], keys) -> list[str]:
+    return [
+        f"{k[0]} {setting_label(k[1])} {k[2]}" for k in keys if base[k] != other.get(k, base[k])
+    ]
 
 
 def compare_pair(
@@ -252,13 +304,27 @@ def compare_pair(
     shared = [key for key in va if key in vb]
     if not shared:
         raise ReportError(f"{other.label} and {base.label} share no task, setting and metric")
+    meta = _meta(loaded.scores, base.label)
+    differing = _directions_differ(meta, _meta(loaded.scores, other.label), shared)
+    if differing:  # one task version cannot do this; results from elsewhere might
+        comparison.notes.append(
+            f"{other.label} records another direction or aggregation than {base.label} for "
+            f"{', '.join(differing)}; {base.label}'s is used"
+        )
     lmeval_keys = [k for k in shared if k[0] != logickor.TASK]
     primaries: dict[str, str | None] = {}
     for task in dict.fromkeys(k[0] for k in lmeval_keys):
         primaries[task] = primary_metric(task, {k[2] for k in lmeval_keys if k[0] == task})
     for key in sorted(lmeval_keys, key=lambda k: (k[0], k[1], k[2] != primaries[k[0]], k[2])):
         row = _lmeval_row(
-            loaded, base.label, other.label, key, (va[key], vb[key]), options, comparison.notes
+            loaded,
+            base.label,
+            other.label,
+            key,
+            (va[key], vb[key]),
+            meta[key],
+            options,
+            comparison.notes,
         )
         row.primary = key[2] == primaries[key[0]]
         comparison.rows.append(row)
@@ -310,25 +376,28 @@ class Failure:
     base: float
     other: float
     reason: str
+    higher_is_better: bool = True
 
 
 def gate(
     comparisons: list[Comparison], max_drop: float | None, max_drop_rel: float | None
 ) -> list[Failure]:
     """Every primary score (a task's metric per setting; LogicKor's overall per strategy) that
-    fell by more than ``max_drop`` (in the metric's own units) or ``max_drop_rel`` (a fraction
-    of the base value). Higher is better for every metric fusebench reports."""
+    got worse by more than ``max_drop`` (in the metric's own units) or ``max_drop_rel`` (a
+    fraction of the base value): a fall where higher is better, a rise where lower is better
+    (bits_per_byte), as each run's results record."""
     failures = []
     for comparison in comparisons:
         for row in comparison.rows:
             if not row.primary:
                 continue
-            drop = row.base - row.other
+            drop, word = row.loss, "drop" if row.higher_is_better else "rise"
+            scale = abs(row.base)
             reasons = []
             if max_drop is not None and drop > max_drop:
-                reasons.append(f"drop {drop:.4f} > {max_drop:g}")
-            if max_drop_rel is not None and row.base > 0 and drop / row.base > max_drop_rel:
-                reasons.append(f"relative drop {drop / row.base:.2%} > {max_drop_rel:.2%}")
+                reasons.append(f"{word} {drop:.4f} > {max_drop:g}")
+            if max_drop_rel is not None and scale > 0 and drop / scale > max_drop_rel:
+                reasons.append(f"relative {word} {drop / scale:.2%} > {max_drop_rel:.2%}")
             if reasons:
                 failures.append(
                     Failure(
@@ -339,6 +408,7 @@ def gate(
                         row.base,
                         row.other,
                         "; ".join(reasons),
+                        row.higher_is_better,
                     )
                 )
     return failures
@@ -351,6 +421,7 @@ def gate(
 class ModelCard:
     columns: list[str]  # "Base (0 shot)", "Fuse (0 shot)", ...
     rows: list[tuple[str, list[float | None]]]  # (dataset, values in column order)
+    lower_is_better: dict[str, str] = field(default_factory=dict)  # dataset -> its metric
 
 
 def model_card(comparisons: list[Comparison]) -> ModelCard | None:
@@ -367,8 +438,10 @@ def model_card(comparisons: list[Comparison]) -> ModelCard | None:
         for name in names:
             columns.append(f"{name} ({s} shot)")
     tasks = list(dict.fromkeys(r.task for rows in primary for r in rows))
+    lower = {r.task: r.metric for rows in primary for r in rows if not r.higher_is_better}
     for name, rows in zip(names, primary, strict=True):
         for r in rows:
             cells[(r.task, f"Base ({r.setting} shot)")] = r.base
             cells[(r.task, f"{name} ({r.setting} shot)")] = r.other
-    return ModelCard(columns, [(t, [cells.get((t, c)) for c in columns]) for t in tasks])
+    rows = [(t, [cells.get((t, c)) for c in columns]) for t in tasks]
+    return ModelCard(columns, rows, lower)

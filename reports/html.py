@@ -112,8 +112,12 @@ def comparison_charts(comparisons: list[Comparison]) -> list[dict[str, str]]:
     each run's own 95% interval, and the paired difference with its interval written above."""
     charts = []
     first = comparisons[0]
-    primary = [(r.task, r.metric) for r in first.rows if r.primary and r.kind == "lm-eval"]
-    for task, metric in dict.fromkeys(primary):
+    primary = [
+        (r.task, r.metric, r.higher_is_better)
+        for r in first.rows
+        if r.primary and r.kind == "lm-eval"
+    ]
+    for task, metric, higher in dict.fromkeys(primary):
         groups = sorted({r.setting for r in first.rows if (r.task, r.metric) == (task, metric)})
         series = _series(
             comparisons, lambda r, t=task, m=metric: (r.task, r.metric) == (t, m), groups
@@ -127,12 +131,16 @@ def comparison_charts(comparisons: list[Comparison]) -> list[dict[str, str]]:
             )
             for g in groups
         ]
-        title = f"{task} ({metric})"
+        label = render.metric_label(metric, higher)
+        title = f"{task} ({label})"
+        # Proportions share a 0-1 axis; bits per byte and perplexities get their own scale.
+        values = [v for one in series for v in one.values if v is not None]
+        ylim = (0, 1.15) if higher and all(0 <= v <= 1 for v in values) else None
         charts.append(
             {
                 "title": title,
                 "uri": plots.grouped_bars(
-                    title, [setting_label(g) for g in groups], series, metric, notes, ylim=(0, 1.15)
+                    title, [setting_label(g) for g in groups], series, label, notes, ylim=ylim
                 ),
             }
         )
@@ -191,21 +199,16 @@ def comparison_view(c: Comparison) -> dict[str, Any]:
     rows = []
     for r in c.rows:
         cells = render.comparison_cells(r)
-        diff_cls = "num up" if r.diff > 0 else "num down" if r.diff < 0 else "num"
+        # Green for better, red for worse: a rise of bits per byte is red.
+        diff_cls = "num up" if r.loss < 0 else "num down" if r.loss > 0 else "num"
         classes = ["", "", "", "num", "num", diff_cls, "num", "num", "num"]
         rows.append([_cell(text, cls) for text, cls in zip(cells, classes, strict=True)])
-    resamples = next((r.bootstrap.resamples for r in c.rows if r.bootstrap), 0)
-    legend = (
-        f"* primary metric (gated). Δ = {c.other.label} − {c.base.label}. 95% CI: paired "
-        f"bootstrap over the documents both runs scored ({resamples:,} resamples). "
-        "McNemar: exact two-sided binomial test on the documents the runs disagree on."
-    )
     return {
         "title": f"{c.other.label} vs {c.base.label}",
         "header": render.comparison_header(c),
         "rows": rows,
         "notes": c.notes,
-        "legend": legend,
+        "legend": render.legend(c),
     }
 
 

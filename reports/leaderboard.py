@@ -3,8 +3,11 @@
 Two boards, because their scales and settings differ:
 
 - lm-eval: a row per (model, shot count), a column per task holding its primary metric
-  (acc; macro-F1 for korunsmile; as the task catalogue defines), and ``average``, the mean of
-  those columns (missing when any is missing: a partial average would rank unlike with like);
+  (acc; macro-F1 for korunsmile; bits_per_byte for ko_bpb; as the task catalogue defines),
+  and ``average``, the mean of the higher-is-better columns (missing when any of those is
+  missing: a partial average would rank unlike with like). Lower-is-better columns (bits per
+  byte, perplexities: another scale, the other direction) stay out of it; a board of those
+  alone averages them and ranks lowest first;
 - LogicKor: a row per (model, strategy), the six category columns, ``single_turn``,
   ``multi_turn`` and ``overall`` (which is LogicKor's average).
 
@@ -22,6 +25,7 @@ import pandas as pd
 
 from reports import logickor
 from reports.rounding import LMEVAL_PLACES, LOGICKOR_PLACES, Rounding, exact, quantize
+from reports.table import lower_is_better
 
 AVERAGE = "average"
 
@@ -45,6 +49,9 @@ class Board:
     places: int
     rows: list[Row] = field(default_factory=list)
     metrics: dict[str, str] = field(default_factory=dict)  # lm-eval: task -> metric shown
+    lower_is_better: set[str] = field(default_factory=set)  # columns where lower is better
+    averaged: list[str] = field(default_factory=list)  # the columns ``average`` is taken over
+    ascending: bool = False  # rows sorted lowest average first (only lower-is-better columns)
 
 
 @cache
@@ -81,8 +88,18 @@ def _label_models(scores: pd.DataFrame, setting: str) -> dict[str, str]:
     }
 
 
-def _sort(rows: list[Row]) -> list[Row]:
-    return sorted(rows, key=lambda r: (r.key is None, -(r.key or 0), r.model, str(r.setting)))
+def _sort(rows: list[Row], ascending: bool = False) -> list[Row]:
+    sign = 1 if ascending else -1
+    return sorted(rows, key=lambda r: (r.key is None, sign * (r.key or 0), r.model, str(r.setting)))
+
+
+def _lower_is_better(scores: pd.DataFrame, metrics: dict[str, str]) -> set[str]:
+    """Tasks whose shown metric the results record as lower-is-better (bits_per_byte)."""
+    return {
+        str(row.task)
+        for row in scores.itertuples()
+        if metrics.get(row.task) == row.metric and lower_is_better(row.higher_is_better)
+    }
 
 
 def lmeval_board(scores: pd.DataFrame, rounding: Rounding) -> Board | None:
@@ -95,14 +112,23 @@ def lmeval_board(scores: pd.DataFrame, rounding: Rounding) -> Board | None:
         if metric is not None:
             metrics[task] = metric
     order = list(_catalogue_metrics())
-    tasks = sorted(metrics, key=lambda t: (t not in order, order.index(t) if t in order else 0, t))
+    lower = _lower_is_better(scores, metrics)
+    # Catalogue order, lower-is-better columns (not in the average) after the others.
+    tasks = sorted(
+        metrics,
+        key=lambda t: (t in lower, t not in order, order.index(t) if t in order else 0, t),
+    )
+    averaged = [t for t in tasks if t not in lower] or tasks
     board = Board(
         "lm-eval",
         "num_fewshot",
         [*tasks, AVERAGE],
-        {t: t for t in tasks},
+        {t: f"{t} ↓" if t in lower else t for t in tasks},
         LMEVAL_PLACES,
         metrics={t: metrics[t] for t in tasks},
+        lower_is_better=lower,
+        averaged=averaged,
+        ascending=all(t in lower for t in averaged),
     )
     board.headers[AVERAGE] = "Average"
     labels = _label_models(scores, "num_fewshot")
@@ -112,15 +138,15 @@ def lmeval_board(scores: pd.DataFrame, rounding: Rounding) -> Board | None:
         }
         exact_values = {t: exact(values[t]) for t in tasks if t in values}
         average = (
-            sum(exact_values.values(), Fraction(0)) / len(tasks)
-            if len(exact_values) == len(tasks)
+            sum((exact_values[t] for t in averaged), Fraction(0)) / len(averaged)
+            if all(t in exact_values for t in averaged)
             else None
         )
         cells = {t: quantize(v, LMEVAL_PLACES, rounding) for t, v in exact_values.items()}
         cells = {t: cells.get(t) for t in tasks}
         cells[AVERAGE] = None if average is None else quantize(average, LMEVAL_PLACES, rounding)
         board.rows.append(Row(labels[run], int(shots), run, cells, average))
-    board.rows = _sort(board.rows)
+    board.rows = _sort(board.rows, board.ascending)
     return board
 
 

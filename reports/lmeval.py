@@ -7,6 +7,7 @@ Both places lm-eval output lives are read the same way: fusebench run directorie
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from typing import Any
 
 from reports.errors import BadFile
 from reports.jsonio import iter_jsonl, read_json
+from reports.stats import RATIO_STATISTICS
 from reports.table import RunInfo
 
 # Keys of a per-task results entry that are not metrics.
@@ -58,6 +60,62 @@ def _groups(results: dict) -> set[str]:
     return {g for g, members in (results.get("group_subtasks") or {}).items() if members}
 
 
+@functools.cache
+def _registered(metric: str) -> tuple[str | None, bool | None]:
+    """lm-eval's defaults for a metric its task config does not describe (its wikitext task
+    lists bare metric names): (aggregation name, higher is better), None where unknown."""
+    try:
+        import lm_eval.api.metrics  # noqa: F401  (fills the registries)
+        from lm_eval.api import registry
+
+        function = registry.metric_agg_registry.get(metric, None)
+        higher = registry.higher_is_better_registry.get(metric, None)
+    except (ImportError, AttributeError, KeyError, TypeError):
+        return None, None
+    return getattr(function, "__name__", None), higher if isinstance(higher, bool) else None
+
+
+def _configured(results: dict, task: str, metric: str) -> dict:
+    config = (results.get("configs") or {}).get(task) or {}
+    for entry in config.get("metric_list") or []:
+        if isinstance(entry, dict) and entry.get("metric") == metric:
+            return entry
+    return {}
+
+
+def aggregation(results: dict, task: str, metric: str) -> str | None:
+    """How lm-eval aggregated ``metric`` over ``task``'s documents: the name its config gives,
+    else lm-eval's default for the metric; None for a function of the task's own (the config
+    then holds its source code), whose statistic only the task knows."""
+    named = _configured(results, task, metric).get("aggregation")
+    if named is None:
+        return _registered(metric)[0]
+    return named if isinstance(named, str) and named.isidentifier() else None
+
+
+def higher_is_better(results: dict, task: str, metric: str) -> bool | None:
+    """The direction lm-eval's results record for the metric (``higher_is_better``), else
+    its config's, else lm-eval's default for the metric; None where nothing says."""
+    recorded = ((results.get("higher_is_better") or {}).get(task) or {}).get(metric)
+    if isinstance(recorded, bool):
+        return recorded
+    configured = _configured(results, task, metric).get("higher_is_better")
+    if isinstance(configured, bool):
+        return configured
+    return _registered(metric)[1]
+
+
+def ratio_metrics(results: dict, task: str) -> set[str]:
+    """The task's metrics whose per-document records are (log-likelihood, count): those
+    aggregated as a ratio of sums over documents (lm-eval's wikitext metrics)."""
+    config = (results.get("configs") or {}).get(task) or {}
+    names = {e.get("metric") for e in config.get("metric_list") or [] if isinstance(e, dict)}
+    entry = (results.get("results") or {}).get(task) or {}
+    names |= {key.split(",", 1)[0] for key in entry if "," in key and key not in _NOT_METRICS}
+    names = {m for m in names if isinstance(m, str) and not m.endswith("_stderr")}
+    return {m for m in names if aggregation(results, task, m) in RATIO_STATISTICS}
+
+
 def task_shots(results: dict, task: str) -> int:
     shots = (results.get("n-shot") or {}).get(task)
     if shots is None:
@@ -98,14 +156,24 @@ def score_rows(
                     "n": int(n) if is_number(n) else None,
                     "version": versions.get(task),
                     "exact": None,
+                    "higher_is_better": higher_is_better(results, task, metric),
+                    "aggregation": aggregation(results, task, metric),
                 }
             )
     return rows
 
 
-def sample_rows(path: Path, run: str, model: str, task: str, shots: int) -> list[dict[str, Any]]:
+def sample_rows(
+    path: Path,
+    run: str,
+    model: str,
+    task: str,
+    shots: int,
+    ratios: frozenset[str] | set[str] = frozenset(),
+) -> list[dict[str, Any]]:
     """Per-document rows of an lm-eval samples file: 0/1 metrics as values, pair metrics
-    (lm-eval's f1 stores [gold, prediction]) as gold and pred."""
+    (lm-eval's f1 stores [gold, prediction]) as gold and pred, and the ``ratios`` metrics
+    (bits_per_byte stores [log-likelihood, bytes]) as value and weight."""
     rows = []
     for number, record in iter_jsonl(path):
         if not isinstance(record, dict) or "doc_id" not in record:
@@ -128,10 +196,14 @@ def sample_rows(path: Path, run: str, model: str, task: str, shots: int) -> list
                 "metric": name,
                 "record": record,
             }
+            pair = isinstance(value, (list, tuple)) and len(value) == 2
+            none = {"gold": None, "pred": None, "weight": None}
             if is_number(value):
-                rows.append({**base, "value": float(value), "gold": None, "pred": None})
-            elif isinstance(value, (list, tuple)) and len(value) == 2:
-                rows.append({**base, "value": math.nan, "gold": value[0], "pred": value[1]})
+                rows.append({**base, **none, "value": float(value)})
+            elif pair and metric in ratios and is_number(value[0]) and is_number(value[1]):
+                rows.append({**base, **none, "value": float(value[0]), "weight": float(value[1])})
+            elif pair:
+                rows.append({**base, **none, "value": math.nan, "gold": value[0], "pred": value[1]})
     return rows
 
 
@@ -183,7 +255,8 @@ def load_results_file(path: Path, label: str, bad: Callable[[BadFile], None]) ->
         samples = _samples_file(path, task)
         if samples is not None:
             try:
-                part.samples += sample_rows(samples, label, model, task, shots)
+                ratios = ratio_metrics(results, task)
+                part.samples += sample_rows(samples, label, model, task, shots, ratios)
             except BadFile as err:
                 bad(err)
     return part

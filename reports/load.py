@@ -155,7 +155,8 @@ def _read_run(path: Path, label: str, bad: _Bad) -> Part:
             samples = rundir.samples_path(path, shots, task)
             if samples.is_file():
                 try:
-                    part.samples += lmeval.sample_rows(samples, label, model, task, shots)
+                    ratios = lmeval.ratio_metrics(results, task)
+                    part.samples += lmeval.sample_rows(samples, label, model, task, shots, ratios)
                 except BadFile as err:
                     bad(err)
     judged = path / "logickor"

@@ -147,6 +147,7 @@ def sample_rows(rows: list[dict], run: str, model: str, strategy: str) -> list[d
                     "value": float(row[key]["judge_score"]),
                     "gold": None,
                     "pred": None,
+                    "weight": None,
                     "record": row,
                 }
             )
@@ -223,6 +224,8 @@ def score_rows(rows: list[dict], run: str, model: str, strategy: str) -> list[di
             "n": n,
             "version": None,
             "exact": value,
+            "higher_is_better": True,
+            "aggregation": "mean",
         }
         for column, (value, n, stderr) in aggregate(rows).items()
     ] + [
@@ -239,6 +242,8 @@ def score_rows(rows: list[dict], run: str, model: str, strategy: str) -> list[di
             "n": count,
             "version": None,
             "exact": None,
+            "higher_is_better": None,
+            "aggregation": None,
         }
         for status, count in excluded_counts(rows).items()
         if count

@@ -47,8 +47,21 @@ def board_note(board: Board, rounding: str) -> str:
     how = "rounded half-to-even" if rounding == "round" else "truncated"
     note = f"Scores {how} to {board.places} decimals; {MISSING} not evaluated."
     if board.kind == "lm-eval":
-        listed = ", ".join(f"{t} {m}" for t, m in board.metrics.items())
-        note += f" Metric per task: {listed} (f1: macro-F1). Average: mean of the task columns."
+        listed = ", ".join(
+            f"{t} {m}" + (" (lower is better)" if t in board.lower_is_better else "")
+            for t, m in board.metrics.items()
+        )
+        note += f" Metric per task: {listed} (f1: macro-F1)."
+        if not board.lower_is_better:
+            note += " Average: mean of the task columns."
+        elif board.ascending:
+            note += f" Average: mean of the task columns; {LOWER} lower is better, lowest first."
+        else:
+            left_out = ", ".join(t for t in board.metrics if t in board.lower_is_better)
+            note += (
+                f" Average: mean of the higher-is-better columns; {left_out} ({LOWER} lower "
+                "is better, another scale) is left out of it."
+            )
     else:
         note += (
             " Category: mean of its single- and multi-turn means; Overall = (싱글턴 + 멀티턴) / 2."
@@ -129,6 +142,13 @@ def places(row: MetricRow) -> int:
     return LOGICKOR_PLACES if row.kind == "logickor" else LMEVAL_PLACES
 
 
+LOWER = "↓"  # marks a lower-is-better metric (bits_per_byte, perplexities)
+
+
+def metric_label(metric: str, higher_is_better: bool) -> str:
+    return metric if higher_is_better else f"{metric} {LOWER}"
+
+
 def p_value(p: float) -> str:
     return "<0.0001" if p < 1e-4 else f"{p:.4f}"
 
@@ -140,7 +160,7 @@ def comparison_cells(row: MetricRow) -> list[str]:
     return [
         row.task,
         setting_label(row.setting),
-        row.metric + (" *" if row.primary else ""),
+        metric_label(row.metric, row.higher_is_better) + (" *" if row.primary else ""),
         f"{row.base:.{k}f}",
         f"{row.other:.{k}f}",
         f"{row.diff:+.{k}f}",
@@ -164,11 +184,33 @@ def comparison_header(c: Comparison) -> list[str]:
     ]
 
 
+def model_card_dataset(card: ModelCard, task: str) -> str:
+    """The task, and for a lower-is-better primary metric which metric and its direction."""
+    metric = card.lower_is_better.get(task)
+    return task if metric is None else f"{task} ({metric} {LOWER})"
+
+
 def model_card_rows(card: ModelCard) -> list[list[str]]:
     return [
-        [task, *(MISSING if v is None else f"{v:.{LMEVAL_PLACES}f}" for v in values)]
+        [
+            model_card_dataset(card, task),
+            *(MISSING if v is None else f"{v:.{LMEVAL_PLACES}f}" for v in values),
+        ]
         for task, values in card.rows
     ]
+
+
+def legend(c: Comparison) -> str:
+    """What the table's marks and columns mean (Markdown and HTML say the same)."""
+    resamples = next((r.bootstrap.resamples for r in c.rows if r.bootstrap), None)
+    text = (
+        f"* primary metric (gated). Δ = {c.other.label} − {c.base.label}; 95% CI: paired "
+        f"bootstrap over the documents both runs scored ({resamples or 0:,} resamples)"
+    )
+    text += "; McNemar: exact, two-sided, for 0/1 metrics."
+    if any(not r.higher_is_better for r in c.rows):
+        text += f" {LOWER} lower is better: a positive Δ is a loss, and the gate counts a rise."
+    return text
 
 
 def gate_lines(
@@ -190,9 +232,10 @@ def gate_lines(
     lines = [f"FAIL: {len(tasks)} task(s) dropped by more than {limits}: {', '.join(tasks)}"]
     for f in failures:
         k = LOGICKOR_PLACES if isinstance(f.setting, str) else LMEVAL_PLACES
+        direction = "" if f.higher_is_better else ", lower is better"
         lines.append(
             f"- {f.run}: {f.task} {setting_label(f.setting)} {f.metric} "
-            f"{f.base:.{k}f} -> {f.other:.{k}f} ({f.reason})"
+            f"{f.base:.{k}f} -> {f.other:.{k}f} ({f.reason}{direction})"
         )
     return lines
 
@@ -201,13 +244,8 @@ def comparisons_md(comparisons: list[Comparison], card: ModelCard | None, gate: 
     parts = []
     for c in comparisons:
         rows = [comparison_cells(r) for r in c.rows]
-        resamples = next((r.bootstrap.resamples for r in c.rows if r.bootstrap), None)
         text = f"## {c.other.label} vs {c.base.label}\n\n{md_table(comparison_header(c), rows)}\n\n"
-        text += (
-            "\\* primary metric (gated). Δ = "
-            f"{c.other.label} − {c.base.label}; 95% CI: paired bootstrap over the documents "
-            f"both runs scored ({resamples or 0:,} resamples); McNemar: exact, two-sided."
-        )
+        text += "\\" + legend(c)
         text += "".join(f"\n- note: {n}" for n in c.notes)
         parts.append(text)
     if card and len(card.columns) > 2:  # several shot counts (or runs): the model-card table
@@ -231,6 +269,7 @@ def _row_json(row: MetricRow) -> dict[str, Any]:
         setting: row.setting,
         "metric": row.metric,
         "primary": row.primary,
+        "higher_is_better": row.higher_is_better,
         "base": row.base,
         "other": row.other,
         "diff": row.diff,
@@ -262,6 +301,7 @@ def comparisons_json(
         "model_card": {
             "columns": ["Dataset", *card.columns],
             "rows": [[t, *[_finite(v) for v in values]] for t, values in card.rows],
+            "lower_is_better": card.lower_is_better,
         }
         if card
         else None,
@@ -299,6 +339,7 @@ def comparisons_csv(comparisons: list[Comparison]) -> str:
             "other_only",
             "n",
             "note",
+            "higher_is_better",
         ]
     )
     for c in comparisons:
@@ -323,6 +364,7 @@ def comparisons_csv(comparisons: list[Comparison]) -> str:
                     m.other_only if m else "",
                     "" if r.n is None else r.n,
                     r.note or "",
+                    r.higher_is_better,
                 ]
             )
     return out.getvalue()

@@ -135,6 +135,15 @@ def lmeval_view(record: dict, scores: list[tuple[str, str]]) -> SampleView:
     return view
 
 
+def _score(row: Any) -> str:
+    """One document's record of one metric, as text."""
+    if not pd.isna(getattr(row, "weight", None)):  # ratio metrics: (log-likelihood, count)
+        return f"log-likelihood {row.value:.3f} over {row.weight:g}"
+    if not pd.isna(row.value):
+        return f"{row.value:g}"
+    return f"gold {_label(row.gold)}, predicted {_label(row.pred)}"
+
+
 def groups(samples: pd.DataFrame, max_per_group: int) -> list[SampleGroup]:
     """One group per (run, task, setting), each with its first ``max_per_group`` documents."""
     if samples.empty or max_per_group <= 0:
@@ -149,14 +158,7 @@ def groups(samples: pd.DataFrame, max_per_group: int) -> list[SampleGroup]:
             if first["kind"] == "logickor":
                 views.append(logickor_view(first["record"]))
                 continue
-            scores = []
-            for r in doc_rows.itertuples():
-                value = (
-                    f"{r.value:g}"
-                    if not pd.isna(r.value)
-                    else f"gold {_label(r.gold)}, predicted {_label(r.pred)}"
-                )
-                scores.append((str(r.metric), value))
+            scores = [(str(r.metric), _score(r)) for r in doc_rows.itertuples()]
             views.append(lmeval_view(first["record"], scores))
         setting = str(strategy) if not pd.isna(strategy) else f"{int(shots)}-shot"
         out.append(

@@ -6,6 +6,11 @@ runs scored the same documents: the paired view is much sharper. Here:
 - a paired bootstrap: documents are resampled with replacement, the *same* resample for both
   runs, and the metric recomputed on each; the 2.5th and 97.5th percentiles of the
   differences are the 95% interval (percentile method). Seeded, vectorised with numpy.
+- for lm-eval's ratio metrics (bits_per_byte, byte and word perplexity) the resampled unit is
+  still the document: each keeps its (log-likelihood, bytes or words) pair, and the corpus
+  figure is recomputed from the resampled sums (-sum ll / (ln 2 * sum bytes) for bits per
+  byte), as lm-eval aggregates it; a mean of per-document ratios would weight short
+  documents like long ones and estimate something else.
 - an exact McNemar test for accuracy: only documents the runs disagree on carry information;
   under "no difference" each such document is equally likely to favour either run, so the
   two-sided p-value is a binomial test of b successes in b + c trials at p = 1/2.
@@ -13,6 +18,7 @@ runs scored the same documents: the paired view is much sharper. Here:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -48,6 +54,25 @@ def macro_f1(pairs: np.ndarray) -> np.ndarray:
         total += f1
         present += support > 0
     return total / np.maximum(present, 1)
+
+
+def bits_per_byte(pairs: np.ndarray) -> np.ndarray:
+    """lm-eval's ``bits_per_byte`` of (log-likelihood, bytes) pairs along the last-but-one
+    axis: -sum(ll) / (ln 2 * sum(bytes))."""
+    return -pairs[..., 0].sum(axis=-1) / (math.log(2) * pairs[..., 1].sum(axis=-1))
+
+
+def weighted_perplexity(pairs: np.ndarray) -> np.ndarray:
+    """lm-eval's ``weighted_perplexity`` (byte and word perplexity) of (log-likelihood,
+    count) pairs: exp(-sum(ll) / sum(count))."""
+    return np.exp(-pairs[..., 0].sum(axis=-1) / pairs[..., 1].sum(axis=-1))
+
+
+# lm-eval aggregation name -> the statistic that recomputes it from per-document records.
+RATIO_STATISTICS: dict[str, Statistic] = {
+    "bits_per_byte": bits_per_byte,
+    "weighted_perplexity": weighted_perplexity,
+}
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
 SCORE_COLUMNS = [
@@ -27,6 +28,8 @@ SCORE_COLUMNS = [
     "n",  # documents (LogicKor: questions) behind the value
     "version",  # task version, as recorded by the run
     "exact",  # fractions.Fraction when the value is an exact mean of recorded scores
+    "higher_is_better",  # as lm-eval's results record it (bits_per_byte: False); LogicKor: True
+    "aggregation",  # lm-eval's aggregation name ("mean", "bits_per_byte", ...) when known
 ]
 
 SAMPLE_COLUMNS = [
@@ -43,6 +46,9 @@ SAMPLE_COLUMNS = [
     "value",  # per-document score (0/1 accuracy, a judge's 0-10 score); NaN for pair metrics
     "gold",  # pair metrics such as lm-eval's f1 store (gold, prediction) per document
     "pred",
+    # Ratio metrics (lm-eval's bits_per_byte and perplexities) store (log-likelihood, bytes or
+    # words) per document: the log-likelihood in value, the count here; NaN for the others.
+    "weight",
     "record",  # the raw record (dict), for the sample browser
 ]
 
@@ -80,4 +86,12 @@ def frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
     for column in ("value", "stderr"):
         if column in df:
             df[column] = df[column].astype(float)
+    if "weight" in df:
+        df["weight"] = df["weight"].astype(float)
     return df
+
+
+def lower_is_better(value: Any) -> bool:
+    """Whether a ``higher_is_better`` cell says lower is better; a missing one does not (the
+    metric then reads as accuracy-like, as lm-eval's own tables assume)."""
+    return isinstance(value, (bool, np.bool_)) and not value

@@ -13,7 +13,7 @@ from functools import cache
 from pathlib import Path
 
 from tasks.errors import TaskDataError
-from tasks.loaders import describe_source
+from tasks.loaders import describe_source, get_benchmark
 
 TASKS_DIR = Path(__file__).resolve().parent / "lmeval"
 
@@ -26,10 +26,23 @@ class TaskInfo:
     fewshot_split: str | None
     metric: str  # primary metric, as lm-eval names it in results ("acc", "f1")
     version: str
+    higher_is_better: bool = True  # of the primary metric (bits_per_byte: False)
+    output_type: str = "multiple_choice"
+
+    @property
+    def zero_shot_only(self) -> bool:
+        """A rolling log-likelihood scores the document alone: lm-eval would build few-shot
+        examples and drop them, so every shot count would repeat the 0-shot figure."""
+        return self.output_type == "loglikelihood_rolling"
 
     @property
     def source(self) -> str:
         return describe_source(self.benchmark)
+
+    @property
+    def split_note(self) -> str | None:
+        """What a derived split holds (ko_bpb: which passages), for listings."""
+        return get_benchmark(self.benchmark).derived_note
 
 
 @dataclass(frozen=True)
@@ -55,13 +68,17 @@ def _catalogue() -> tuple[dict[str, TaskInfo], dict[str, GroupInfo]]:
         if "group" in cfg:
             groups[cfg["group"]] = GroupInfo(cfg["group"], tuple(cfg["task"]), version)
             continue
+        primary = cfg["metric_list"][0]
+        output_type = cfg["output_type"]
         tasks[cfg["task"]] = TaskInfo(
             name=cfg["task"],
             benchmark=cfg["dataset_kwargs"]["benchmark"],
             split=cfg["test_split"],
             fewshot_split=cfg.get("fewshot_split") or cfg.get("training_split"),
-            metric=cfg["metric_list"][0]["metric"],
+            metric=primary["metric"],
             version=version,
+            higher_is_better=bool(primary.get("higher_is_better", True)),
+            output_type=output_type,
         )
     return tasks, groups
 
@@ -72,6 +89,22 @@ def all_tasks() -> dict[str, TaskInfo]:
 
 def all_groups() -> dict[str, GroupInfo]:
     return _catalogue()[1]
+
+
+def check_shots(names: list[str], shots: list[int]) -> None:
+    """Refuses shot counts a task cannot be scored at (ko_bpb: only 0), naming the task."""
+    asked = sorted({n for n in shots if n > 0})
+    if not asked:
+        return
+    infos = all_tasks()
+    for name in names:
+        if infos[name].zero_shot_only:
+            listed = ",".join(map(str, sorted(set(shots))))
+            raise TaskDataError(
+                f"{name} is scored at 0 shots only (a rolling log-likelihood has no prompt), "
+                f"but --num-fewshot {listed} asks for {','.join(map(str, asked))}: give it "
+                "--num-fewshot 0 (in a run of its own when other tasks need shots)"
+            )
 
 
 def expand(names: list[str]) -> list[str]:

@@ -6,6 +6,10 @@ serves both sources. The original files differ from the Hub: KoBEST headers chan
 per split, booleans are spelled TRUE/True/False/FALSE, SentiNeg's test split carries the
 pre-negation text too, and UnSmile is a multi-hot table. Those quirks are handled here and
 nowhere else.
+
+A benchmark may derive the splits it evaluates from the loaded ones (``ko_bpb``: held-out
+text built from BoolQ's validation passages); the derivation runs on the Hub schema, so it
+too is the same for both sources.
 """
 
 from __future__ import annotations
@@ -63,11 +67,18 @@ class Benchmark:
     features: datasets.Features
     convert: Converter
     required_columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Builds the evaluated splits from the loaded ones (None: the loaded splits are evaluated),
+    # and says in a few words what they hold, for listings.
+    derive: Callable[[datasets.DatasetDict], datasets.DatasetDict] | None = None
+    derived_note: str | None = None
 
     @property
     def hub_id(self) -> str:
         return self.hub_path + (f" ({self.hub_name})" if self.hub_name else "")
 
+
+_S = datasets.Value("string")
+_I = datasets.Value("int64")
 
 # ---------------------------------------------------------------- field parsers
 
@@ -156,6 +167,27 @@ def _unsmile(row: Row, ctx: RowContext) -> dict:
     }
 
 
+# ---------------------------------------------------------------- derived splits
+
+
+def heldout_passages(splits: datasets.DatasetDict) -> datasets.DatasetDict:
+    """ko_bpb's text: BoolQ's validation passages, each once (first occurrence, file order),
+    less every passage the train split also holds (exact string match; 2 of the 700 in
+    KoBEST v1). Models trained on KoBEST train splits have therefore never seen any of it.
+    ``index`` is the passage's first row in the validation split, to trace it back."""
+    in_train = set(splits["train"]["paragraph"])
+    first_rows: dict[str, int] = {}
+    for row, passage in enumerate(splits["validation"]["paragraph"]):
+        first_rows.setdefault(passage, row)
+    kept = [
+        {"text": passage, "index": row}
+        for passage, row in first_rows.items()
+        if passage not in in_train
+    ]
+    features = datasets.Features({"text": _S, "index": _I})
+    return datasets.DatasetDict({"validation": datasets.Dataset.from_list(kept, features=features)})
+
+
 # ---------------------------------------------------------------- the catalogue
 
 
@@ -172,9 +204,6 @@ def _kobest(task: str, convert: Converter, features: dict) -> Benchmark:
         convert=convert,
     )
 
-
-_S = datasets.Value("string")
-_I = datasets.Value("int64")
 
 BENCHMARKS: dict[str, Benchmark] = {
     b.name: b
@@ -211,6 +240,22 @@ BENCHMARKS: dict[str, Benchmark] = {
             },
             features=datasets.Features({"문장": _S, "labels": datasets.Sequence(_I)}),
             convert=_unsmile,
+        ),
+        Benchmark(
+            # Held-out Korean text for a tokenizer-independent language-modelling score. Only
+            # BoolQ's validation split is evaluated; its train split is read only to leave out
+            # the passages it shares (see heldout_passages). The test split is never read.
+            name="ko_bpb",
+            hub_path="skt/kobest_v1",
+            hub_name="boolq",
+            local_files={
+                "validation": "kobest_v1/boolq/dev.tsv",
+                "train": "kobest_v1/boolq/train.tsv",
+            },
+            features=datasets.Features({"paragraph": _S, "question": _S, "label": _I}),
+            convert=_boolq,
+            derive=heldout_passages,
+            derived_note="BoolQ passages, de-duplicated, less those in train",
         ),
     )
 }
@@ -269,14 +314,20 @@ def load_hub(benchmark: Benchmark) -> datasets.DatasetDict:
             f"{benchmark.name}: no local data directory (set FUSEBENCH_DATA_DIR) and the Hub "
             f"dataset {benchmark.hub_id} could not be loaded: {reason}"
         ) from None
-    return loaded
+    return derived(benchmark, loaded)
+
+
+def derived(benchmark: Benchmark, loaded: datasets.DatasetDict) -> datasets.DatasetDict:
+    """The splits the benchmark evaluates: the loaded ones, or what ``derive`` builds."""
+    return loaded if benchmark.derive is None else benchmark.derive(loaded)
 
 
 @functools.lru_cache(maxsize=16)
 def _load_local_cached(name: str, root: Path) -> datasets.DatasetDict:
     # One parse per process: an eval at several shot counts builds each task several times.
     # Datasets are immutable (lm-eval's process_docs maps into new ones), so sharing is safe.
-    return load_local(get_benchmark(name), root)
+    benchmark = get_benchmark(name)
+    return derived(benchmark, load_local(benchmark, root))
 
 
 def load_benchmark(name: str, root: Path | None = None) -> datasets.DatasetDict:

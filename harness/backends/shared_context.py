@@ -17,9 +17,17 @@ how the forward passes are arranged. It plugs in where lm-eval lets backends sco
   attention, KV-cache copies for other kernels), and maps the scores back to the requests.
 
 The numbers are lm-eval's up to float rounding of differently shaped matrix products (about
-1e-5 on the tiny test models in float32). Everything else (``loglikelihood_rolling``,
-``generate_until``, seq2seq models, models whose cache is not a plain per-layer key/value
-store such as sliding-window models, ``batch_size="auto"``) is HFLM's own code.
+1e-5 on the tiny test models in float32). Everything else (``generate_until``, seq2seq
+models, models whose cache is not a plain per-layer key/value store such as sliding-window
+models, ``batch_size="auto"``) is HFLM's own code.
+
+``loglikelihood_rolling`` (ko_bpb) is HFLM's too, windows and scoring, with one change: the
+document is encoded without special tokens. lm-eval 0.4.13 encodes it with the tokenizer's
+default and then puts its prefix token (BOS, else EOS) in front, so with a tokenizer that
+prepends BOS (Llama, Mistral) log P(BOS | BOS) is counted as part of every document: a
+tokenizer-dependent term in a score meant to compare tokenizers. Here the document's own
+tokens are scored, the first one conditioned on the prefix token, for every tokenizer.
+``rolling_scores_bos`` tells whether another backend (``hf-lm-eval``, ``vllm``) counts it.
 """
 
 from __future__ import annotations
@@ -54,6 +62,7 @@ __all__ = [
     "encode_request",
     "encode_requests",
     "is_truncated",
+    "rolling_scores_bos",
     "truncated_documents",
 ]
 
@@ -120,6 +129,20 @@ def truncated_documents(lm: Any, results: dict, task: str) -> int | None:
     return count
 
 
+def rolling_scores_bos(lm: Any) -> bool:
+    """Whether ``lm``'s ``loglikelihood_rolling`` counts log P(BOS | BOS) in each document:
+    lm-eval's own models do when the tokenizer prepends the prefix token (see the module
+    docstring); ``SharedContextLM`` never does."""
+    if isinstance(lm, SharedContextLM):
+        return False
+    prefix = getattr(lm, "prefix_token_id", None)
+    try:
+        encoded = lm.tok_encode("가")
+    except Exception:  # a model without a local tokenizer: nothing to tell
+        return False
+    return prefix is not None and bool(encoded) and encoded[0] == prefix
+
+
 def _describe(request: Instance) -> str:
     task = request.task_name or "(unnamed task)"
     return f"task {task}, document {request.doc_id}"
@@ -151,6 +174,7 @@ class SharedContextLM(HFLM):
         # encodings of the strings lm-eval will ask for.
         self._sources: dict[tuple[str, str], Instance] | None = None
         self._memo: dict[_MemoKey, list[int]] | None = None
+        self._rolling = False  # set while loglikelihood_rolling encodes its documents
         super().__init__(*args, **kwargs)
         self.strategy: Strategy | None = self._choose_strategy()
         self._bos_text = self.tokenizer.decode(self.prefix_token_id)
@@ -183,7 +207,10 @@ class SharedContextLM(HFLM):
         **kwargs: Any,
     ) -> list[int]:
         """HFLM's encoding, remembered while one ``loglikelihood`` call runs: lm-eval encodes
-        a context once per answer choice, and the choices of a question share it."""
+        a context once per answer choice, and the choices of a question share it. Documents
+        of ``loglikelihood_rolling`` are encoded without special tokens."""
+        if self._rolling and add_special_tokens is None:
+            add_special_tokens = False
         if self._memo is None or kwargs:
             return super().tok_encode(string, add_special_tokens, left_truncate_len, **kwargs)
         key = (string, add_special_tokens, left_truncate_len)
@@ -238,6 +265,18 @@ class SharedContextLM(HFLM):
             )
 
     # ------------------------------------------------------------------ scoring
+
+    def loglikelihood_rolling(
+        self, requests: list[Instance], disable_tqdm: bool = False
+    ) -> list[float]:
+        """HFLM's rolling log-likelihood of each document's own tokens: the prefix token that
+        lm-eval's windows put in front conditions the first one, and no BOS of the
+        tokenizer's is scored as if it were text (see the module docstring)."""
+        self._rolling = True
+        try:
+            return super().loglikelihood_rolling(requests, disable_tqdm=disable_tqdm)
+        finally:
+            self._rolling = False
 
     def loglikelihood(
         self, requests: list[Instance], disable_tqdm: bool = False

@@ -26,9 +26,12 @@ def tasks_command(
                             "name": t.name,
                             "source": t.source,
                             "split": t.split,
+                            "split_note": t.split_note,
                             "metric": t.metric,
+                            "higher_is_better": t.higher_is_better,
                             "version": t.version,
                             "fewshot_split": t.fewshot_split,
+                            "zero_shot_only": t.zero_shot_only,
                         }
                         for t in tasks.values()
                     ],
@@ -46,7 +49,10 @@ def tasks_command(
     for column in ("name", "source", "split", "metric", "version", "few-shot from"):
         table.add_column(column)
     for t in tasks.values():
-        table.add_row(t.name, t.source, t.split, t.metric, t.version, t.fewshot_split or "-")
+        metric = t.metric if t.higher_is_better else f"{t.metric} (lower is better)"
+        fewshot = "0-shot only" if t.zero_shot_only else t.fewshot_split or "-"
+        split = f"{t.split}: {t.split_note}" if t.split_note else t.split
+        table.add_row(t.name, t.source, split, metric, t.version, fewshot)
     groups_table = Table(title="groups")
     for column in ("name", "tasks", "version"):
         groups_table.add_column(column)

@@ -8,8 +8,11 @@ A prompt change here is a new task version in the YAML.
 
 from __future__ import annotations
 
+from typing import Any
+
 import datasets
 import numpy as np
+from lm_eval.api.samplers import ContextSampler
 
 from tasks.loaders import load_benchmark
 
@@ -74,3 +77,21 @@ def macro_f1_score(items: list[tuple[int, int]]) -> float:
 
     golds, preds = zip(*items, strict=True)
     return float(f1_score(golds, preds, average="macro"))
+
+
+class ZeroShotOnly(ContextSampler):
+    """The few-shot sampler of ko_bpb, which is scored at 0 shots only: a rolling
+    log-likelihood scores the document on its own, so lm-eval would build the examples, drop
+    them, and report the 0-shot figure under every shot count. Asking for examples is
+    refused instead (``fusebench eval`` refuses before loading the model; this covers
+    lm-eval's own CLI)."""
+
+    task = "ko_bpb"
+
+    def sample(self, n: int, *args: Any, **kwargs: Any) -> list[dict]:
+        if n == 0:
+            return []
+        raise ValueError(
+            f"{self.task} is scored at 0 shots only (a rolling log-likelihood has no prompt); "
+            f"{n} shot(s) were asked for: use num_fewshot 0"
+        )

@@ -90,3 +90,22 @@ def lmeval_cli_output(zoo: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     for task in results["configs"]:
         tracker.save_results_samples(task_name=task, samples=samples[task])
     return out
+
+
+@pytest.fixture(scope="session")
+def bpb_runs(zoo: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """runs["base"] and runs["fused"] of nsmc (higher is better) and ko_bpb (lower is better)
+    at 0 shots, the only shot count ko_bpb takes."""
+    from harness.cli import main
+
+    root = tmp_path_factory.mktemp("bpb-runs")
+    models = {
+        "base": zoo / "tiny-mistral",
+        "fused": _perturbed_copy(zoo / "tiny-mistral", root / "tiny-mistral-fused", scale=0.5),
+    }
+    out = {}
+    for name, model in models.items():
+        out[name] = root / name
+        argv = ["eval", str(model), "--tasks", "nsmc,ko_bpb", "--num-fewshot", "0"]
+        assert main([*argv, "--limit", str(LIMIT), "--output", str(out[name]), "--quiet"]) == 0
+    return out

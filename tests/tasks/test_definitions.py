@@ -41,6 +41,7 @@ def test_catalogue_lists_every_task_with_version() -> None:
         "kobest_wic",
         "nsmc",
         "korunsmile",
+        "ko_bpb",
     }
     assert tasks["korunsmile"].metric == "f1" and tasks["korunsmile"].split == "valid"
     assert tasks["nsmc"].fewshot_split == "test"
