@@ -71,16 +71,38 @@ def run_command(
     quiet: QuietOption = False,
     progress: LegacyProgressOption = True,
 ) -> None:
-    """extract -> align and fuse -> train, skipping what is finished."""
+    """extract -> align and fuse -> train, skipping what is finished. With an `evaluate`
+    section, then a CLM-only control, evaluation of base, control, fused (and sources), the
+    comparison under work_dir/report, a headline, and exit 1 if the gate fails."""
     from fusion import pipeline
     from fusion.config import load_config
 
     shown = progress_bars(quiet, progress)
-    pipeline.fuse(
-        load_config(config),
+    loaded = load_config(config)
+    if loaded.evaluate is None:
+        pipeline.fuse(
+            loaded,
+            nproc=nproc,
+            overwrite=overwrite,
+            resume=resume,
+            progress=shown,
+            report=cli_reporter(),
+        )
+        return
+    from harness import logs
+    from harness.fuse_eval.headline import lines
+    from harness.fuse_eval.stage import evaluate_fusion
+
+    logs.configure()
+    outcome = evaluate_fusion(
+        loaded,
         nproc=nproc,
         overwrite=overwrite,
         resume=resume,
         progress=shown,
         report=cli_reporter(),
     )
+    for line in lines(outcome):
+        typer.echo(line)
+    if outcome.failed:
+        raise typer.Exit(1)
