@@ -26,6 +26,13 @@ NprocOpt = Annotated[
     int, typer.Option("--nproc", min=1, help="Extraction processes (torchrun ranks).")
 ]
 OverwriteOpt = Annotated[bool, typer.Option(help="Replace a fused store made with other settings.")]
+RunOverwriteOpt = Annotated[
+    bool,
+    typer.Option(
+        help="Replace a fused store (and, with an evaluate section, evaluation runs) made "
+        "with other settings."
+    ),
+]
 
 
 @app.command("extract")
@@ -66,7 +73,7 @@ app.command("chat")(chat_command)
 def run_command(
     config: ConfigArg,
     nproc: NprocOpt = 1,
-    overwrite: OverwriteOpt = False,
+    overwrite: RunOverwriteOpt = False,
     resume: Annotated[bool, typer.Option(help="Continue training from its checkpoint.")] = True,
     quiet: QuietOption = False,
     progress: LegacyProgressOption = True,

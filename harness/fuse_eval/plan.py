@@ -129,3 +129,26 @@ def eval_spec(config: FuseConfig, plan: Plan, subject: Subject, output: Path) ->
         label=subject.label,
         **extra,
     )
+
+
+def changed_settings(run: Path, spec: EvalSpec) -> list[str]:
+    """Which of the evaluate section's settings differ from those ``run`` was evaluated with
+    (empty for a new run): such a run is refused, or replaced with ``fuse run --overwrite``."""
+    from harness.evaluate import seeds_for
+    from reports import rundir
+    from reports.errors import BadFile
+
+    if not (run / rundir.MANIFEST).is_file():
+        return []
+    try:
+        old = rundir.read_manifest(run)
+    except BadFile:
+        return []  # run_eval names the broken file
+    new_args = spec.options.recorded()
+    pairs = {
+        "limit": (old.limit, spec.limit),
+        "seed": (old.seeds, seeds_for(spec.seed)),
+        "backend": (old.backend.name, spec.backend),
+        "dtype": (old.backend.args.get("dtype"), new_args["dtype"]),
+    }
+    return [name for name, (a, b) in pairs.items() if a != b]

@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,11 +28,22 @@ from fusion import pipeline
 from fusion.config import FuseConfig
 from fusion.layout import WorkDir
 from fusion.pipeline import Reporter
+from harness.errors import HarnessError
 from harness.fuse_eval import logickor
 from harness.fuse_eval.headline import Outcome
-from harness.fuse_eval.plan import BASE, CONTROL, FUSED, Plan, eval_spec, make_plan, subjects
+from harness.fuse_eval.plan import (
+    BASE,
+    CONTROL,
+    FUSED,
+    Plan,
+    changed_settings,
+    eval_spec,
+    make_plan,
+    subjects,
+)
 from harness.fuse_eval.report import Gate, write_report
 from runrecords.atomic import write_json_atomic
+from runrecords.errors import Interrupted
 
 
 class _Lines(io.TextIOBase):
@@ -122,6 +134,56 @@ def _trained(config: FuseConfig) -> tuple[Path, Path] | None:
     return (fused, control) if fused and control else None
 
 
+def _evaluate_models(
+    config: FuseConfig,
+    plan: Plan,
+    trained: tuple[Path, Path],
+    *,
+    overwrite: bool,
+    report: Reporter,
+    console: Console,
+) -> None:
+    """``run_eval`` for every model into work_dir/eval/<label>: resumed, or skipped when done;
+    a run made with other evaluate settings is refused (replaced with ``overwrite``)."""
+    from harness.evaluate import run_eval
+
+    layout = WorkDir(config.work_dir)
+    for subject in subjects(config, *trained):
+        out = layout.eval_run(subject.label)
+        spec = eval_spec(config, plan, subject, out)
+        changed = ", ".join(changed_settings(out, spec))
+        if changed and not overwrite:
+            raise HarnessError(
+                f"{out}: evaluated with other settings ({changed}) than the config's evaluate "
+                "section; rerun with --overwrite to evaluate again"
+            )
+        if changed:
+            report.status(f"evaluate {subject.label}: other settings ({changed}): evaluated anew")
+            shutil.rmtree(out)
+        report.status(f"evaluate {subject.label}: {subject.model}")
+        run_eval(spec, console)
+        report.output(f"eval {subject.label}", out)
+
+
+def _logickor(
+    config: FuseConfig, fused: Path, judge: logickor.Judge, *, progress: bool, report: Reporter
+) -> None:
+    """Base and fused answer LogicKor into their evaluation runs and are judged there."""
+    section, target, layout = config.evaluate, config.target, WorkDir(config.work_dir)
+    assert section is not None
+    for label, model in ((BASE, target.path), (FUSED, str(fused))):
+        report.status(f"LogicKor {label}: answer ({section.logickor_strategy}) and judge")
+        logickor.answer_and_judge(
+            config,
+            layout.eval_run(label),
+            model,
+            judge,
+            trust_remote_code=target.trust_remote_code,
+            quiet=not progress,
+            console=status_console(report),
+        )
+
+
 def evaluate_fusion(
     config: FuseConfig,
     *,
@@ -133,8 +195,6 @@ def evaluate_fusion(
 ) -> Outcome:
     """Fuse and train (``fusion.pipeline.fuse_with_control``), evaluate every model, write
     the report, gate; returns the headline. ``Outcome.failed``: the gate failed."""
-    from harness.evaluate import run_eval
-
     report = report or Reporter()
     section = config.evaluate
     if section is None:
@@ -148,53 +208,42 @@ def evaluate_fusion(
     runs = [layout.eval_run(label) for label in labels]
     key = settings_key(config, nproc, plan, judge)
 
-    trained = _trained(config)
-    if not overwrite and trained is not None:
+    done = _trained(config)
+    if not overwrite and done is not None:
         recorded = _recorded(layout, key, runs)
         if recorded is not None:
             report.status(
                 f"fuse run: finished earlier (training, control, {len(runs)} evaluations, "
                 f"report): {layout.report}"
             )
-            report.output("model", trained[0])
-            report.output("control", trained[1])
+            report.output("model", done[0])
+            report.output("control", done[1])
             report.output("report", layout.report)
             return recorded
 
     for name in plan.skipped:
         report.status(f"evaluate: task {name} is not in this task catalogue: skipped")
-    fused, control = pipeline.fuse_with_control(
+    trained = pipeline.fuse_with_control(
         config, nproc=nproc, overwrite=overwrite, resume=resume, progress=progress, report=report
     )
-    console = status_console(report)
-    for subject in subjects(config, fused, control):
-        out = layout.eval_run(subject.label)
-        report.status(f"evaluate {subject.label}: {subject.model}")
-        run_eval(eval_spec(config, plan, subject, out), console)
-        report.output(f"eval {subject.label}", out)
-    notes = [f"task {name} is not in this task catalogue: not evaluated" for name in plan.skipped]
-    if judge is None:
-        notes.append(logickor.NOT_JUDGED)
-    else:
-        target = config.target
-        for label, model in ((BASE, target.path), (FUSED, str(fused))):
-            report.status(f"LogicKor {label}: answer ({section.logickor_strategy}) and judge")
-            logickor.answer_and_judge(
-                config,
-                layout.eval_run(label),
-                model,
-                judge,
-                trust_remote_code=target.trust_remote_code,
-                quiet=not progress,
-                console=console,
-            )
-
-    inputs = inputs_fingerprint(runs)  # the runs as the report reads them
-    report.status(f"report: comparing {BASE}, {CONTROL} and {FUSED}")
-    gate = Gate(section.max_drop, section.max_drop_rel)
-    outcome = write_report(layout, labels, plan.expanded, gate, notes)
-    write_json_atomic(
-        layout.report_status, {"key": key, "inputs": inputs, "outcome": outcome.to_json()}
-    )
+    try:
+        console = status_console(report)
+        _evaluate_models(config, plan, trained, overwrite=overwrite, report=report, console=console)
+        notes = [f"task {n} is not in this task catalogue: not evaluated" for n in plan.skipped]
+        if judge is None:
+            notes.append(logickor.NOT_JUDGED)
+        else:
+            _logickor(config, trained[0], judge, progress=progress, report=report)
+        inputs = inputs_fingerprint(runs)  # the runs as the report reads them
+        report.status(f"report: comparing {BASE}, {CONTROL} and {FUSED}")
+        gate = Gate(section.max_drop, section.max_drop_rel)
+        outcome = write_report(layout, labels, plan.expanded, gate, notes)
+        write_json_atomic(
+            layout.report_status, {"key": key, "inputs": inputs, "outcome": outcome.to_json()}
+        )
+    except KeyboardInterrupt:
+        raise Interrupted(
+            "fuse run: interrupted; finished training and evaluations are kept: rerun to continue"
+        ) from None
     report.output("report", layout.report)
     return outcome

@@ -51,6 +51,10 @@ def _log(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def rundir_limit(run: Path) -> float:
+    return json.loads((run / "manifest.json").read_text())["limit"]
+
+
 def _mtimes(root: Path) -> dict[str, int]:
     return {str(p): p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
 
@@ -247,6 +251,16 @@ def test_fuse_run_evaluates_compares_gates_and_reruns_as_a_no_op(
     for label in labels:  # evaluations were resumed, not redone
         manifest = json.loads((work / "eval" / label / "manifest.json").read_text())
         assert len(manifest["completed"]) == len(TASKS)
+
+    # Other evaluate settings than the runs were made with: refused, one line, before any
+    # evaluation (--overwrite would evaluate anew).
+    raw = yaml.safe_load(config.read_text())
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump({**raw, "evaluate": {**raw["evaluate"], "limit": 10}}))
+    assert main(["fuse", "run", str(changed), "--quiet"]) == 2
+    refused = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"{work / 'eval' / 'base'}: evaluated with other settings (limit)" in refused
+    assert "--overwrite" in refused and rundir_limit(work / "eval" / "base") == 20
 
     # LogicKor, enabled by the judge variables: base and fused answer and are judged, the
     # table joins the comparison (fused vs base), the key is written nowhere.
