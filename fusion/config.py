@@ -7,7 +7,7 @@ each stage validates its own section. Paths in the file are relative to the file
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -109,6 +109,70 @@ class FuseSection(_Section):
         return self
 
 
+class EvaluateSection(_Section):
+    """After training, ``fuse run`` trains a CLM-only control, evaluates base, control, fused
+    (and sources), compares them and gates on the fused model's drop from the base."""
+
+    tasks: list[str] = Field(
+        default_factory=lambda: ["ko_fusellm", "ko_bpb"],
+        min_length=1,
+        description="Task or group names (see `fusebench tasks`). A name of this default that "
+        "the installed task catalogue lacks is skipped with a note; a name written here must "
+        "exist.",
+    )
+    num_fewshot: list[Annotated[int, Field(ge=0)]] = Field(
+        default_factory=lambda: [0, 5], min_length=1, description="Shot counts, each evaluated."
+    )
+    limit: Annotated[float, Field(gt=0)] | None = Field(
+        None,
+        description="Documents per task (a fraction of them if < 1); default all. For quick "
+        "checks: a comparison over few documents has wide intervals.",
+    )
+    batch_size: int | None = Field(
+        None, ge=1, description="Evaluation batch size (default: `fusebench eval`'s)."
+    )
+    backend: Literal["hf", "vllm"] = Field(
+        "hf", description="hf (transformers, CPU or GPU) or vllm (GPU), as in `fusebench eval`."
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Evaluation dtype."
+    )
+    device: str | None = Field(None, description="cpu, cuda, cuda:1 ... (default: cuda if any).")
+    seed: int | None = Field(
+        None, description="Seed of every evaluation (default: `fusebench eval`'s)."
+    )
+    sources: bool = Field(
+        True,
+        description="Evaluate each source too (under its name), so the strengths leaderboard "
+        "shows what each one brings.",
+    )
+    max_drop: float | None = Field(
+        None,
+        ge=0,
+        description="Gate: exit 1 when a task's primary score of the fused model is below the "
+        "base's by more than this (the metric's own units).",
+    )
+    max_drop_rel: float | None = Field(
+        None,
+        ge=0,
+        description="Gate: exit 1 when it is below by more than this fraction of the base "
+        "score (0.02 = 2%).",
+    )
+    logickor_strategy: str = Field(
+        "default",
+        description="LogicKor prompt strategy base and fused answer with, when a judge is "
+        "configured (FUSEBENCH_JUDGE_BASE_URL and FUSEBENCH_JUDGE_MODEL).",
+    )
+    logickor_max_tokens: int | None = Field(
+        None, ge=1, description="LogicKor: tokens per answer at most (default: generate's)."
+    )
+    logickor_stop: list[str] | None = Field(
+        None,
+        description="LogicKor: stop sequences (default: generate's list of chat markers; on "
+        "CPU each costs `transformers serve` a vocabulary scan per request).",
+    )
+
+
 class TrainRunConfig(_Section):
     """What the trainer reads: the model, where to write, the corpus and the train section.
 
@@ -129,6 +193,11 @@ class FuseConfig(TrainRunConfig):
     extract: ExtractSection = ExtractSection()
     align: AlignSection = AlignSection()
     fuse: FuseSection = FuseSection()
+    evaluate: EvaluateSection | None = Field(
+        None,
+        description="Optional: after training, a CLM-only control, evaluation, comparison "
+        "(work_dir/report) and a regression gate. Without it `fuse run` stops after training.",
+    )
 
 
 def read_yaml_mapping(path: Path) -> dict[str, Any]:

@@ -39,6 +39,14 @@ def child_env(env: dict[str, str]) -> dict[str, str]:
     return {key: value for key, value in env.items() if key not in SINGLE_RANK_KEYS}
 
 
+def forget_single_rank() -> None:
+    """Drop the one-rank rendezvous this process set up for in-process training once its
+    group is gone, so that later work here (evaluation, a model server) does not see it."""
+    if os.environ.get(SINGLE_RANK_MARK) == "1":
+        for key in SINGLE_RANK_KEYS:
+            os.environ.pop(key, None)
+
+
 def rank_env(nproc: int, extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment ranks start with: clean, this checkout importable, threads shared."""
     env = child_env(dict(os.environ))

@@ -6,6 +6,9 @@
     align/report.json        how the fused store was made
     fused/                   the fused-targets store training reads
     train/                   checkpoints, log and final model of the fusion training
+    control/                 the same training with lambda_clm = 1 (evaluate section)
+    eval/<label>/            evaluation run directories: base, clm-only, fused, each source
+    report/                  compare.md|json|html, model-card.md, strengths.md, status.json
     pairs/<source>/          FuseChat: one pair's own work_dir (corpus and stores linked)
     merged/                  FuseChat: the merged pair targets
     stages/<n>/              EEVE: one stage's training run
@@ -59,6 +62,45 @@ class WorkDir:
     @property
     def train(self) -> Path:
         return self.root / "train"
+
+    @property
+    def control(self) -> Path:
+        return self.root / "control"
+
+    @property
+    def eval(self) -> Path:
+        return self.root / "eval"
+
+    def eval_run(self, label: str) -> Path:
+        return self.eval / label
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report"
+
+    @property
+    def compare_md(self) -> Path:
+        return self.report / "compare.md"
+
+    @property
+    def compare_json(self) -> Path:
+        return self.report / "compare.json"
+
+    @property
+    def compare_html(self) -> Path:
+        return self.report / "compare.html"
+
+    @property
+    def model_card(self) -> Path:
+        return self.report / "model-card.md"
+
+    @property
+    def strengths(self) -> Path:
+        return self.report / "strengths.md"
+
+    @property
+    def report_status(self) -> Path:
+        return self.report / "status.json"
 
     @property
     def pairs(self) -> Path:

@@ -1,5 +1,5 @@
-"""The fusion stage sequences, in one place: FuseLLM's extract -> align/fuse -> train,
-FuseChat's pairwise fusion then merge, and EEVE's staged training.
+"""The fusion stage sequences, in one place: FuseLLM's extract -> align/fuse -> train (and
+its CLM-only control), FuseChat's pairwise fusion then merge, and EEVE's staged training.
 
 Each function skips what is finished (every stage checks its own outputs), so calling it
 again continues an interrupted run. Progress goes through a ``Reporter``: ``status`` lines
@@ -11,6 +11,7 @@ is on disk, a rerun continues).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,6 +136,58 @@ def fuse(
     model = train(config, nproc=nproc, resume=resume, progress=progress, report=report)
     report.output("model", model)
     return model
+
+
+def control(
+    config: Any,
+    *,
+    nproc: int = 1,
+    resume: bool = True,
+    progress: bool = True,
+    report: Reporter | None = None,
+) -> Path:
+    """The CLM-only control (``fusion/control.py``): the fused training's run with
+    lambda_clm = 1, into work_dir/control; returns its final model."""
+    from fusion.control import control_config
+    from fusion.train.trainer import finished
+
+    report = report or Reporter()
+    run = control_config(config)
+    done = finished(run)
+    if done:
+        report.status(f"control (clm-only): finished earlier: {done}")
+        return done
+    report.status("control (clm-only): the same training with lambda_clm = 1")
+    return train(run, nproc=nproc, resume=resume, progress=progress, report=report)
+
+
+def fuse_with_control(
+    config: Any,
+    *,
+    nproc: int = 1,
+    overwrite: bool = False,
+    resume: bool = True,
+    progress: bool = True,
+    report: Reporter | None = None,
+) -> tuple[Path, Path]:
+    """``fuse``, then the CLM-only control on the same store; returns (fused model, control
+    model). One-process trainings share one process group (see ``shared_process_group``)."""
+    from fusion.control import control_config
+    from fusion.launch import forget_single_rank
+    from fusion.train.launch import shared_process_group
+    from fusion.train.trainer import finished
+
+    report = report or Reporter()
+    extract(config, nproc=nproc, progress=progress, report=report)
+    align(config, overwrite=overwrite, progress=progress, report=report)
+    trained = resume and finished(config) and finished(control_config(config))
+    with contextlib.nullcontext() if trained else shared_process_group(nproc):
+        model = train(config, nproc=nproc, resume=resume, progress=progress, report=report)
+        report.output("model", model)
+        clm_only = control(config, nproc=nproc, resume=resume, progress=progress, report=report)
+        report.output("control", clm_only)
+    forget_single_rank()
+    return model, clm_only
 
 
 # ------------------------------------------------------------------ FuseChat

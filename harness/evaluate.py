@@ -96,6 +96,7 @@ def _merge_manifests(old: Manifest, new: Manifest) -> Manifest:
             "num_fewshot": sorted(set(old.num_fewshot) | set(new.num_fewshot)),
             "completed": old.completed,
             "started_at": old.started_at,
+            "label": new.label or old.label,  # a label is kept unless another is given
         }
     )
 
@@ -187,6 +188,7 @@ def run_eval(spec: EvalSpec, console: Console | None = None) -> Path:
         seeds=seeds_for(spec.seed),
         limit=spec.limit,
         started_at=rundir.now(),
+        label=spec.label,
     )
     manifest = open_run(spec, manifest)
     run = spec.output

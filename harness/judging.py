@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -18,6 +19,14 @@ from reports import rundir
 from runrecords.atomic import write_json_atomic
 
 RECORD = "judge.json"
+
+
+def public_url(url: str) -> str:
+    """The URL without user:password, for manifests and messages."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _judge_system(template: str) -> dict[str, str]:

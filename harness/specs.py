@@ -87,6 +87,11 @@ class EvalSpec(BaseModel):
     cache_dir: Path | None = Field(
         None, description="Cache model responses here, keyed by model weights, backend and dtype."
     )
+    label: str | None = Field(
+        None,
+        description="Name of this run in reports, shown as its model name too (default: the "
+        "run directory's name, and the model folder's name).",
+    )
 
 
 class GenerateSpec(BaseModel):

@@ -12,7 +12,8 @@ from reports import rundir
 def summary_table(run: Path) -> Table:
     manifest = rundir.read_manifest(run)
     metrics = {t.name: t.metric for t in manifest.tasks}
-    table = Table(title=f"{Path(manifest.model.name_or_path).name}  ({run})")
+    name = manifest.label or Path(manifest.model.name_or_path).name
+    table = Table(title=f"{name}  ({run})")
     for column in ("task", "shots", "metric", "value", "± stderr", "n"):
         table.add_column(
             column, justify="right" if column in ("value", "± stderr", "n") else "left"

@@ -13,7 +13,8 @@ behind each doc_id (lm-eval's doc_hash). ``force`` compares what they share inst
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -277,6 +278,15 @@ def _directions_differ(base: dict[tuple, Meta], other: dict[tuple, Meta], keys) 
     ]
 
 
+def _only(info: RunInfo, tasks: Collection[str]) -> RunInfo:
+    """``info`` as if the run had evaluated only ``tasks``."""
+    return replace(
+        info,
+        settings={t: s for t, s in info.settings.items() if t in tasks},
+        versions={t: v for t, v in info.versions.items() if t in tasks},
+    )
+
+
 def compare_pair(
     loaded: Loaded,
     base: RunInfo,
@@ -284,9 +294,14 @@ def compare_pair(
     force: bool = False,
     resamples: int = stats.DEFAULT_RESAMPLES,
     seed: int = stats.DEFAULT_SEED,
+    tasks: Collection[str] | None = None,
 ) -> Comparison:
-    """``other`` against ``base``; a ReportError when they do not compare and not ``force``."""
+    """``other`` against ``base``; a ReportError when they do not compare and not ``force``.
+    ``tasks``: compare these tasks only, for runs that differ on purpose in the others (a
+    fusion report judges LogicKor for base and fused but not for the control)."""
     comparison = Comparison(base, other)
+    if tasks is not None:
+        base, other = _only(base, tasks), _only(other, tasks)
     problems = differences(base, other)
     if problems and not force:
         raise ReportError(
@@ -301,7 +316,7 @@ def compare_pair(
             )
     options = {"force": force, "resamples": resamples, "seed": seed}
     va, vb = _values(loaded.scores, base.label), _values(loaded.scores, other.label)
-    shared = [key for key in va if key in vb]
+    shared = [key for key in va if key in vb and (tasks is None or key[0] in tasks)]
     if not shared:
         raise ReportError(f"{other.label} and {base.label} share no task, setting and metric")
     meta = _meta(loaded.scores, base.label)

@@ -111,14 +111,13 @@ def comparison_charts(comparisons: list[Comparison]) -> list[dict[str, str]]:
     """Per task (primary metric) and per LogicKor strategy: base and fused side by side with
     each run's own 95% interval, and the paired difference with its interval written above."""
     charts = []
-    first = comparisons[0]
+    # Every comparison's rows: a fusion report judges LogicKor for some runs only.
+    rows = [r for c in comparisons for r in c.rows]
     primary = [
-        (r.task, r.metric, r.higher_is_better)
-        for r in first.rows
-        if r.primary and r.kind == "lm-eval"
+        (r.task, r.metric, r.higher_is_better) for r in rows if r.primary and r.kind == "lm-eval"
     ]
     for task, metric, higher in dict.fromkeys(primary):
-        groups = sorted({r.setting for r in first.rows if (r.task, r.metric) == (task, metric)})
+        groups = sorted({r.setting for r in rows if (r.task, r.metric) == (task, metric)})
         series = _series(
             comparisons, lambda r, t=task, m=metric: (r.task, r.metric) == (t, m), groups
         )
@@ -144,8 +143,10 @@ def comparison_charts(comparisons: list[Comparison]) -> list[dict[str, str]]:
                 ),
             }
         )
-    for strategy in dict.fromkeys(r.setting for r in first.rows if r.kind == "logickor"):
-        columns = [r.metric for r in first.rows if r.kind == "logickor" and r.setting == strategy]
+    for strategy in dict.fromkeys(r.setting for r in rows if r.kind == "logickor"):
+        columns = list(
+            dict.fromkeys(r.metric for r in rows if r.kind == "logickor" and r.setting == strategy)
+        )
         series = _series(
             comparisons,
             lambda r, s=strategy: r.kind == "logickor" and r.setting == s,
@@ -175,7 +176,8 @@ def _series(comparisons: list[Comparison], keep, groups: list, by: str = "settin
     def ci(row, which: str) -> Interval | None:
         return getattr(row.bootstrap, which) if row is not None and row.bootstrap else None
 
-    base_rows = [pick(comparisons[0], g) for g in groups]
+    # The base's values from the first comparison that has each group (all share the base).
+    base_rows = [next((r for c in comparisons if (r := pick(c, g))), None) for g in groups]
     out = [
         plots.Series(
             comparisons[0].base.label,
@@ -185,6 +187,8 @@ def _series(comparisons: list[Comparison], keep, groups: list, by: str = "settin
     ]
     for c in comparisons:
         rows = [pick(c, g) for g in groups]
+        if not any(rows):
+            continue  # this run has nothing in the chart (LogicKor not judged for it)
         out.append(
             plots.Series(
                 c.other.label,
@@ -221,8 +225,10 @@ def page(
     card: ModelCard | None = None,
     failures: list[Failure] | None = None,
     gate_lines: list[str] | None = None,
+    more_comparisons: list[Comparison] | None = None,
 ) -> str:
-    """The whole report as one HTML string."""
+    """The whole report as one HTML string. ``more_comparisons`` (against another base than
+    the charts' common one) are shown as tables only."""
     runs = ", ".join(r.label for r in loaded.runs)
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     context = {
@@ -231,7 +237,9 @@ def page(
         "skipped": loaded.skipped,
         "boards": [board_view(b, rounding) for b in boards],
         "logickor_charts": [c for b in boards if b.kind == "logickor" for c in logickor_charts(b)],
-        "comparisons": [comparison_view(c) for c in comparisons or []],
+        "comparisons": [
+            comparison_view(c) for c in [*(comparisons or []), *(more_comparisons or [])]
+        ],
         "comparison_charts": comparison_charts(comparisons) if comparisons else [],
         "model_card": {"header": ["Dataset", *card.columns], "rows": render.model_card_rows(card)}
         if card

@@ -105,11 +105,21 @@ def _file_source(path: Path) -> Source:
     )
 
 
+def _recorded_label(run: Path) -> str | None:
+    """The label a run directory's manifest records (``eval --label``); a broken manifest
+    is reported when the run is read."""
+    try:
+        return rundir.read_manifest(run).label
+    except BadFile:
+        return None
+
+
 def _default_label(source: Source) -> str:
-    """Run directories by their name, LogicKor folders as org/model, lm-eval output by the
-    folder it sits in (lm-eval's CLI names it after the model; a shot folder's run)."""
+    """Run directories by their recorded label, else their name; LogicKor folders as
+    org/model; lm-eval output by the folder it sits in (lm-eval's CLI names it after the
+    model; a shot folder's run)."""
     if source.kind == "run":
-        return source.path.name
+        return _recorded_label(source.path) or source.path.name
     if source.kind == "logickor":
         return f"{source.path.parent.name}/{source.path.name}"
     parent = source.path.parent
@@ -120,7 +130,8 @@ def _default_label(source: Source) -> str:
 
 def _read_run(path: Path, label: str, bad: _Bad) -> Part:
     manifest = rundir.read_manifest(path)
-    model = lmeval.display_model(manifest.model.name_or_path)
+    # A labelled run is shown by its label: a trained model's folder is often just `final`.
+    model = manifest.label or lmeval.display_model(manifest.model.name_or_path)
     versions = {t.name: t.version for t in manifest.tasks}
     info = RunInfo(
         label=label,

@@ -295,7 +295,12 @@ def comparisons_json(
     data = {
         "base": comparisons[0].base.label,
         "comparisons": [
-            {"run": c.other.label, "notes": c.notes, "rows": [_row_json(r) for r in c.rows]}
+            {
+                "run": c.other.label,
+                "base": c.base.label,
+                "notes": c.notes,
+                "rows": [_row_json(r) for r in c.rows],
+            }
             for c in comparisons
         ],
         "model_card": {

@@ -94,6 +94,11 @@ class Manifest(_Model):
     seeds: dict[str, int]
     limit: int | float | None
     started_at: str
+    label: str | None = Field(
+        None,
+        description="The run's name in reports and the model name their tables show "
+        "(`fusebench eval --label`); None: the directory's and the model folder's names.",
+    )
     finished_at: str | None = None
     status: Literal["running", "complete", "failed", "interrupted"] = "running"
     error: str | None = None

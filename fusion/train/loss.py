@@ -100,7 +100,9 @@ def fused_loss(
     elif kind != "ce":
         raise ValueError(f"fuse loss kind {kind!r}: expected 'ce' or 'kl'")
     fuse = (per_position * has).sum() / has.sum().clamp_min(1)
-    loss = lambda_clm * clm + (1.0 - lambda_clm) * fuse
+    # lambda_clm = 1 (the CLM-only control): the fusion term is left out of the graph, not
+    # weighted by 0 (0 * a non-finite fuse would be NaN), so loss and gradients are pure CLM's.
+    loss = clm if lambda_clm == 1.0 else lambda_clm * clm + (1.0 - lambda_clm) * fuse
     return FusedLoss(loss=loss, clm=clm.detach(), fuse=fuse.detach(), positions=int(mask.sum()))
 
 

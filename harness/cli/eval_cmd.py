@@ -47,6 +47,7 @@ def eval_command(
     seed: Annotated[int, _E.option("seed", rich_help_panel=_R)] = _DE.seed,
     overwrite: Annotated[bool, _E.option("overwrite", rich_help_panel=_R)] = _DE.overwrite,
     cache_dir: Annotated[Path | None, _E.option("cache_dir", rich_help_panel=_R)] = _DE.cache_dir,
+    label: Annotated[str | None, _E.option("label", rich_help_panel=_R)] = _DE.label,
     backend: Annotated[Backend, _E.option("backend", rich_help_panel=_B)] = _DE.backend,
     batch_size: Annotated[int, _O.option("batch_size", rich_help_panel=_B)] = _DO.batch_size,
     device: Annotated[str | None, _O.option("device", rich_help_panel=_B)] = _DO.device,
@@ -79,6 +80,8 @@ def eval_command(
         }
     if limit is not None and limit <= 0:
         raise HarnessError("--limit must be > 0")
+    if label is not None and not label.strip():
+        raise HarnessError("--label must not be empty")
     spec = EvalSpec(
         model=model,
         tasks=tasks.split(","),
@@ -98,6 +101,7 @@ def eval_command(
         seed=seed,
         overwrite=overwrite,
         cache_dir=cache_dir,
+        label=label,
     )
     run = run_eval(spec)
     from rich.console import Console

@@ -26,6 +26,13 @@ NprocOpt = Annotated[
     int, typer.Option("--nproc", min=1, help="Extraction processes (torchrun ranks).")
 ]
 OverwriteOpt = Annotated[bool, typer.Option(help="Replace a fused store made with other settings.")]
+RunOverwriteOpt = Annotated[
+    bool,
+    typer.Option(
+        help="Replace a fused store (and, with an evaluate section, evaluation runs) made "
+        "with other settings."
+    ),
+]
 
 
 @app.command("extract")
@@ -66,21 +73,43 @@ app.command("chat")(chat_command)
 def run_command(
     config: ConfigArg,
     nproc: NprocOpt = 1,
-    overwrite: OverwriteOpt = False,
+    overwrite: RunOverwriteOpt = False,
     resume: Annotated[bool, typer.Option(help="Continue training from its checkpoint.")] = True,
     quiet: QuietOption = False,
     progress: LegacyProgressOption = True,
 ) -> None:
-    """extract -> align and fuse -> train, skipping what is finished."""
+    """extract -> align and fuse -> train, skipping what is finished. With an `evaluate`
+    section, then a CLM-only control, evaluation of base, control, fused (and sources), the
+    comparison under work_dir/report, a headline, and exit 1 if the gate fails."""
     from fusion import pipeline
     from fusion.config import load_config
 
     shown = progress_bars(quiet, progress)
-    pipeline.fuse(
-        load_config(config),
+    loaded = load_config(config)
+    if loaded.evaluate is None:
+        pipeline.fuse(
+            loaded,
+            nproc=nproc,
+            overwrite=overwrite,
+            resume=resume,
+            progress=shown,
+            report=cli_reporter(),
+        )
+        return
+    from harness import logs
+    from harness.fuse_eval.headline import lines
+    from harness.fuse_eval.stage import evaluate_fusion
+
+    logs.configure()
+    outcome = evaluate_fusion(
+        loaded,
         nproc=nproc,
         overwrite=overwrite,
         resume=resume,
         progress=shown,
         report=cli_reporter(),
     )
+    for line in lines(outcome):
+        typer.echo(line)
+    if outcome.failed:
+        raise typer.Exit(1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import typer
 
@@ -18,14 +18,6 @@ _R = "Robustness"
 _C = "Cost"
 _J = FromSpec(JudgeRequest)
 _D = _J.defaults
-
-
-def public_url(url: str) -> str:
-    """The URL without user:password, for manifests and messages."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = host + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _api_key(var: str, base_url: str) -> str | None:
@@ -73,7 +65,7 @@ def judge_command(
 ) -> None:
     """Judge LogicKor answers in TARGET with an LLM; prints LogicKor's table at the end."""
     from harness import logs
-    from harness.judging import run_judge
+    from harness.judging import public_url, run_judge
 
     logs.configure(verbose)
     request = JudgeRequest(

@@ -94,3 +94,31 @@ def test_lambda_one_is_plain_clm() -> None:
     logits, labels, ids, logprobs = _batch(seed=9)
     got = fused_loss(logits, labels, ids, logprobs, lambda_clm=1.0)
     assert float(got.loss) == pytest.approx(float(clm_loss(logits, labels)), abs=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["ce", "kl"])
+def test_lambda_one_contributes_exactly_no_fusion_term(kind: str) -> None:
+    """The CLM-only control (``fuse run`` with an evaluate section) trains with lambda_clm = 1:
+    its loss and gradients are pure CLM's on the same batch, whatever the fused targets hold,
+    bit for bit, even targets that would make the fusion term non-finite."""
+    logits, labels, ids, logprobs = _batch(seed=11)
+    other_ids, other_logprobs = _batch(seed=12)[2:]
+    broken = logprobs.clone()
+    broken[0, 0, 0] = float("nan")  # a corrupt target: 0 * NaN would poison a weighted sum
+
+    def grad(ids_: torch.Tensor, logprobs_: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        leaf = logits.clone().requires_grad_()
+        loss = fused_loss(leaf, labels, ids_, logprobs_, lambda_clm=1.0, kind=kind).loss
+        loss.backward()
+        return loss.detach(), leaf.grad
+
+    loss, g = grad(ids, logprobs)
+    for ids_, logprobs_ in ((other_ids, other_logprobs), (ids, broken)):
+        other_loss, other_g = grad(ids_, logprobs_)
+        assert torch.equal(loss, other_loss) and torch.equal(g, other_g)
+    assert torch.isfinite(g).all()
+    plain = logits.clone().requires_grad_()
+    clm = clm_loss(plain, labels)
+    clm.backward()
+    torch.testing.assert_close(loss, clm.detach(), atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(g, plain.grad, atol=1e-7, rtol=1e-5)

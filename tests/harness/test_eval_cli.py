@@ -218,3 +218,41 @@ def test_quiet_hides_every_progress_bar(quiet: bool, zoo: Path, tmp_path: Path) 
     assert done.returncode == 0, done.stderr
     bars = [line for line in done.stderr.replace("\r", "\n").splitlines() if "%|" in line]
     assert (not bars) if quiet else bars, done.stderr
+
+
+def test_label_names_the_run_and_its_model_in_reports(zoo: Path, tmp_path: Path) -> None:
+    """``--label``: recorded in the manifest, and the reports' run label and model name
+    instead of the model folder's name (a trained model's folder is just ``final``); a run
+    without one, as every run made before labels existed, keeps today's names."""
+    import shutil
+
+    from reports import leaderboard, render
+    from reports.load import load, load_runs
+
+    final = tmp_path / "train" / "final"
+    shutil.copytree(zoo / "tiny-gpt2", final)
+    labelled, plain = tmp_path / "runs" / "labelled", tmp_path / "runs" / "plain"
+    argv = ["eval", str(final), "--tasks", "nsmc", "--limit", "3", "--quiet"]
+    assert main([*argv, "--label", "fused", "--output", str(labelled)]) == 0
+    assert main([*argv, "--output", str(plain)]) == 0
+    assert rundir.read_manifest(labelled).label == "fused"
+    assert rundir.read_manifest(plain).label is None
+
+    loaded = load_runs([labelled, plain])
+    assert [r.label for r in loaded.runs] == ["fused", "plain"]
+    assert [r.model for r in loaded.runs] == ["fused", "final"]
+    assert set(loaded.scores["model"]) == set(loaded.samples["model"]) == {"fused", "final"}
+    board = render.boards_md(leaderboard.build(load([labelled]).scores, "round"), "round")
+    assert "| fused | 0 |" in board and "final" not in board
+
+    # A rerun without --label keeps the label; another --label renames (nothing is redone).
+    assert main([*argv, "--output", str(labelled)]) == 0
+    assert rundir.read_manifest(labelled).label == "fused"
+    assert main([*argv, "--label", "renamed", "--output", str(labelled)]) == 0
+    assert load([labelled]).runs[0].label == "renamed"
+
+    # A manifest written before the field existed loads as before.
+    manifest = json.loads((plain / rundir.MANIFEST).read_text())
+    del manifest["label"]
+    (plain / rundir.MANIFEST).write_text(json.dumps(manifest))
+    assert load([plain]).runs[0].label == "plain"

@@ -1,0 +1,154 @@
+"""What a fusion config's ``evaluate`` section asks for: the models under their labels, the
+tasks, and one ``EvalSpec`` per model. Checked before any training, so that a typo in a task
+name costs one line (exit 2), not a training run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from fusion.config import ConfigError, FuseConfig
+from harness.backends import BackendOptions
+from harness.specs import EvalSpec
+
+# Run labels: the names reports show (a trained model's folder is just `final`).
+BASE, CONTROL, FUSED = "base", "clm-only", "fused"
+LABELS = (BASE, CONTROL, FUSED)
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One model to evaluate, under its label."""
+
+    label: str
+    model: str  # local directory or Hub id
+    revision: str | None = None
+    trust_remote_code: bool = False
+
+
+@dataclass(frozen=True)
+class Plan:
+    tasks: list[str]  # names as given (groups kept) that this catalogue knows
+    expanded: list[str]  # the tasks they stand for (what results hold)
+    skipped: list[str]  # default names this catalogue lacks (another branch's task)
+    num_fewshot: list[int]
+
+
+def field_error(config: FuseConfig, field: str, message: str) -> ConfigError:
+    """One line naming the config file and the field, as the config loader's errors do."""
+    return ConfigError(f"{config.source_file}: field {field}: {message}")
+
+
+def make_plan(config: FuseConfig) -> Plan:
+    """The tasks and shot counts to run; a bad task name or a source named like a label is
+    a ConfigError. A name from the default list that is not in the catalogue is skipped
+    (``ko_bpb`` arrives on another branch): the default must work either way."""
+    from tasks import catalog
+    from tasks.errors import TaskDataError
+
+    section = config.evaluate
+    assert section is not None
+    known = set(catalog.all_tasks()) | set(catalog.all_groups())
+    explicit = "tasks" in section.model_fields_set
+    names, skipped = [], []
+    for name in dict.fromkeys(section.tasks):
+        if name in known:
+            names.append(name)
+        elif explicit:
+            try:
+                catalog.expand([name])
+            except TaskDataError as err:
+                raise field_error(config, "evaluate.tasks", str(err)) from None
+        else:
+            skipped.append(name)
+    if not names:
+        raise field_error(
+            config, "evaluate.tasks", "none of the default tasks is in this task catalogue"
+        )
+    if section.sources:
+        for index, source in enumerate(config.sources):
+            if source.name in LABELS:
+                raise field_error(
+                    config,
+                    f"sources.{index}.name",
+                    f"{source.name!r} is an evaluation label ({', '.join(LABELS)}); rename "
+                    "the source",
+                )
+    return Plan(
+        tasks=names,
+        expanded=catalog.expand(names),
+        skipped=skipped,
+        num_fewshot=sorted(set(section.num_fewshot)),
+    )
+
+
+def subjects(config: FuseConfig, fused: Path, control: Path) -> list[Subject]:
+    """Base, each source (when ``evaluate.sources``), the control and the fused model: the
+    strengths leaderboard's rows, in this order."""
+    section, target = config.evaluate, config.target
+    assert section is not None
+    out = [Subject(BASE, target.path, target.revision, target.trust_remote_code)]
+    if section.sources:
+        out += [Subject(s.name, s.path, s.revision, s.trust_remote_code) for s in config.sources]
+    out.append(Subject(CONTROL, str(control), trust_remote_code=target.trust_remote_code))
+    out.append(Subject(FUSED, str(fused), trust_remote_code=target.trust_remote_code))
+    return out
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def eval_spec(config: FuseConfig, plan: Plan, subject: Subject, output: Path) -> EvalSpec:
+    """``fusebench eval``'s spec for one model; unset fields keep eval's defaults."""
+    section = config.evaluate
+    assert section is not None
+    options: dict = {
+        "dtype": section.dtype,
+        "device": section.device or default_device(),
+        "trust_remote_code": subject.trust_remote_code,
+        "revision": subject.revision,
+    }
+    if section.batch_size is not None:
+        options["batch_size"] = section.batch_size
+    extra: dict = {} if section.seed is None else {"seed": section.seed}
+    limit = section.limit
+    if limit is not None and limit >= 1:
+        limit = int(limit)  # a count of documents, as `fusebench eval --limit 50` records it
+    return EvalSpec(
+        model=subject.model,
+        tasks=plan.tasks,
+        output=output,
+        num_fewshot=plan.num_fewshot,
+        backend=section.backend,
+        options=BackendOptions(**options),
+        limit=limit,
+        label=subject.label,
+        **extra,
+    )
+
+
+def changed_settings(run: Path, spec: EvalSpec) -> list[str]:
+    """Which of the evaluate section's settings differ from those ``run`` was evaluated with
+    (empty for a new run): such a run is refused, or replaced with ``fuse run --overwrite``."""
+    from harness.evaluate import seeds_for
+    from reports import rundir
+    from reports.errors import BadFile
+
+    if not (run / rundir.MANIFEST).is_file():
+        return []
+    try:
+        old = rundir.read_manifest(run)
+    except BadFile:
+        return []  # run_eval names the broken file
+    new_args = spec.options.recorded()
+    pairs = {
+        "limit": (old.limit, spec.limit),
+        "seed": (old.seeds, seeds_for(spec.seed)),
+        "backend": (old.backend.name, spec.backend),
+        "dtype": (old.backend.args.get("dtype"), new_args["dtype"]),
+    }
+    return [name for name, (a, b) in pairs.items() if a != b]

@@ -1,0 +1,249 @@
+"""``fuse run`` with an ``evaluate`` section: fuse -> CLM-only control -> evaluate -> compare
+-> gate, every step resumable and skipped when done.
+
+The training half is ``fusion.pipeline.fuse_with_control``; this half needs the harness
+(lm-eval runs, LogicKor generation and judging) and the reports package, which ``fusion`` may
+not import (tests/test_import_direction.py), so it lives here, and the CLI calls it.
+
+A finished run leaves ``report/status.json``: a key of the settings (the config, process
+count, the tasks this catalogue has, the judge) and a fingerprint of the evaluation run
+directories (every file's size and mtime). When both still match and every output exists, a
+rerun does nothing but return the recorded headline: no stage is started, no model loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from fusion import pipeline
+from fusion.config import FuseConfig
+from fusion.layout import WorkDir
+from fusion.pipeline import Reporter
+from harness.errors import HarnessError
+from harness.fuse_eval import logickor
+from harness.fuse_eval.headline import Outcome
+from harness.fuse_eval.plan import (
+    BASE,
+    CONTROL,
+    FUSED,
+    Plan,
+    changed_settings,
+    eval_spec,
+    make_plan,
+    subjects,
+)
+from harness.fuse_eval.report import Gate, write_report
+from runrecords.atomic import write_json_atomic
+from runrecords.errors import Interrupted
+
+
+class _Lines(io.TextIOBase):
+    """A file whose complete lines go to a callback: the runners' consoles, as status lines."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self._say, self._pending = say, ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        *complete, self._pending = (self._pending + text).split("\n")
+        for line in complete:
+            if line.strip():
+                self._say(line.rstrip())
+        return len(text)
+
+
+def status_console(report: Reporter) -> Console:
+    """A console for ``run_eval`` / ``run_generate`` / ``run_judge`` that reports instead of
+    printing (plain text: no colours, no terminal)."""
+    return Console(
+        file=_Lines(report.status), force_terminal=False, no_color=True, highlight=False, width=200
+    )
+
+
+def settings_key(config: FuseConfig, nproc: int, plan: Plan, judge: Any) -> str:
+    """What a finished run's outputs depend on (never the judge's key)."""
+    data = {
+        "config": config.model_dump(mode="json"),
+        "nproc": nproc,
+        "tasks": plan.tasks,
+        "judge": judge.identity() if judge is not None else None,
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def inputs_fingerprint(runs: list[Path]) -> str:
+    """Every file of the evaluation runs by name, size and mtime: an edited or added result
+    makes the report stale."""
+    digest = hashlib.sha256()
+    for run in runs:
+        for folder, dirs, files in os.walk(run):
+            dirs.sort()
+            for name in sorted(files):
+                path = Path(folder) / name
+                stat = path.stat()
+                digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _report_files(layout: WorkDir) -> list[Path]:
+    return [
+        layout.compare_md,
+        layout.compare_json,
+        layout.compare_html,
+        layout.model_card,
+        layout.strengths,
+    ]
+
+
+def _recorded(layout: WorkDir, key: str, runs: list[Path]) -> Outcome | None:
+    """The recorded outcome when the report is current for ``key`` and the runs."""
+    path = layout.report_status
+    if not path.is_file() or not all(p.is_file() for p in _report_files(layout)):
+        return None
+    try:
+        status = json.loads(path.read_text(encoding="utf-8"))
+        if status.get("key") != key or status.get("inputs") != inputs_fingerprint(runs):
+            return None
+        return Outcome.from_json(status["outcome"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # unreadable: made again
+
+
+def _labels(config: FuseConfig) -> list[str]:
+    assert config.evaluate is not None
+    sources = [s.name for s in config.sources] if config.evaluate.sources else []
+    return [BASE, *sources, CONTROL, FUSED]
+
+
+def _trained(config: FuseConfig) -> tuple[Path, Path] | None:
+    from fusion.control import control_config
+    from fusion.train.trainer import finished
+
+    fused, control = finished(config), finished(control_config(config))
+    return (fused, control) if fused and control else None
+
+
+def _evaluate_models(
+    config: FuseConfig,
+    plan: Plan,
+    trained: tuple[Path, Path],
+    *,
+    overwrite: bool,
+    report: Reporter,
+    console: Console,
+) -> None:
+    """``run_eval`` for every model into work_dir/eval/<label>: resumed, or skipped when done;
+    a run made with other evaluate settings is refused (replaced with ``overwrite``)."""
+    from harness.evaluate import run_eval
+
+    layout = WorkDir(config.work_dir)
+    for subject in subjects(config, *trained):
+        out = layout.eval_run(subject.label)
+        spec = eval_spec(config, plan, subject, out)
+        changed = ", ".join(changed_settings(out, spec))
+        if changed and not overwrite:
+            raise HarnessError(
+                f"{out}: evaluated with other settings ({changed}) than the config's evaluate "
+                "section; rerun with --overwrite to evaluate again"
+            )
+        if changed:
+            report.status(f"evaluate {subject.label}: other settings ({changed}): evaluated anew")
+            shutil.rmtree(out)
+        report.status(f"evaluate {subject.label}: {subject.model}")
+        run_eval(spec, console)
+        report.output(f"eval {subject.label}", out)
+
+
+def _logickor(
+    config: FuseConfig, fused: Path, judge: logickor.Judge, *, progress: bool, report: Reporter
+) -> None:
+    """Base and fused answer LogicKor into their evaluation runs and are judged there."""
+    section, target, layout = config.evaluate, config.target, WorkDir(config.work_dir)
+    assert section is not None
+    for label, model in ((BASE, target.path), (FUSED, str(fused))):
+        report.status(f"LogicKor {label}: answer ({section.logickor_strategy}) and judge")
+        logickor.answer_and_judge(
+            config,
+            layout.eval_run(label),
+            model,
+            judge,
+            trust_remote_code=target.trust_remote_code,
+            quiet=not progress,
+            console=status_console(report),
+        )
+
+
+def evaluate_fusion(
+    config: FuseConfig,
+    *,
+    nproc: int = 1,
+    overwrite: bool = False,
+    resume: bool = True,
+    progress: bool = True,
+    report: Reporter | None = None,
+) -> Outcome:
+    """Fuse and train (``fusion.pipeline.fuse_with_control``), evaluate every model, write
+    the report, gate; returns the headline. ``Outcome.failed``: the gate failed."""
+    report = report or Reporter()
+    section = config.evaluate
+    if section is None:
+        raise ValueError("evaluate_fusion needs a config with an evaluate section")
+    plan = make_plan(config)  # checked before any work: a typo costs no training
+    judge = logickor.judge_from_env()
+    if judge is not None:
+        logickor.check_strategy(config)
+    layout = WorkDir(config.work_dir)
+    labels = _labels(config)
+    runs = [layout.eval_run(label) for label in labels]
+    key = settings_key(config, nproc, plan, judge)
+
+    done = _trained(config)
+    if not overwrite and done is not None:
+        recorded = _recorded(layout, key, runs)
+        if recorded is not None:
+            report.status(
+                f"fuse run: finished earlier (training, control, {len(runs)} evaluations, "
+                f"report): {layout.report}"
+            )
+            report.output("model", done[0])
+            report.output("control", done[1])
+            report.output("report", layout.report)
+            return recorded
+
+    for name in plan.skipped:
+        report.status(f"evaluate: task {name} is not in this task catalogue: skipped")
+    trained = pipeline.fuse_with_control(
+        config, nproc=nproc, overwrite=overwrite, resume=resume, progress=progress, report=report
+    )
+    try:
+        console = status_console(report)
+        _evaluate_models(config, plan, trained, overwrite=overwrite, report=report, console=console)
+        notes = [f"task {n} is not in this task catalogue: not evaluated" for n in plan.skipped]
+        if judge is None:
+            notes.append(logickor.NOT_JUDGED)
+        else:
+            _logickor(config, trained[0], judge, progress=progress, report=report)
+        inputs = inputs_fingerprint(runs)  # the runs as the report reads them
+        report.status(f"report: comparing {BASE}, {CONTROL} and {FUSED}")
+        gate = Gate(section.max_drop, section.max_drop_rel)
+        outcome = write_report(layout, labels, plan.expanded, gate, notes)
+        write_json_atomic(
+            layout.report_status, {"key": key, "inputs": inputs, "outcome": outcome.to_json()}
+        )
+    except KeyboardInterrupt:
+        raise Interrupted(
+            "fuse run: interrupted; finished training and evaluations are kept: rerun to continue"
+        ) from None
+    report.output("report", layout.report)
+    return outcome
