@@ -5,7 +5,9 @@
 ``runrecords`` is the bottom: the standard library only. ``tasks`` uses nothing of the others
 but ``runrecords``. ``reports`` and ``judges`` may use ``tasks`` (LogicKor's row checks, the
 task catalog) and never each other. ``fusion`` may read tasks' data-directory setting and
-catch its data errors (``tasks.datadir``, ``tasks.errors``) and nothing else of tasks.
+catch its data errors (``tasks.datadir``, ``tasks.errors``), and the demo zoo reads training
+splits the way the tasks do (``tasks.loaders``, ``tasks.lmeval.utils``); nothing else of tasks
+(the catalogue and lm-eval stay out of fusion's processes).
 ``harness`` may import every package. Imports inside functions count as much as any.
 """
 
@@ -25,7 +27,13 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "tasks": ("runrecords",),
     "reports": ("runrecords", "tasks"),
     "judges": ("runrecords", "tasks"),
-    "fusion": ("runrecords", "tasks.datadir", "tasks.errors"),
+    "fusion": (
+        "runrecords",
+        "tasks.datadir",
+        "tasks.errors",
+        "tasks.loaders",
+        "tasks.lmeval.utils",
+    ),
     "harness": ("runrecords", "tasks", "reports", "judges", "fusion"),
 }
 

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from reports.compare import Comparison, MetricRow
+from reports.render import metric_label
 
 
 @dataclass
@@ -25,6 +26,7 @@ class Row:
     diff: float  # fused - clm-only (LogicKor: fused - base)
     low: float | None  # its paired 95% bootstrap interval
     high: float | None
+    higher_is_better: bool = True  # bits per byte and perplexities: lower is better
 
 
 @dataclass
@@ -55,11 +57,35 @@ def headline_rows(fused_vs_base: Comparison, fused_vs_control: Comparison) -> li
     for key, r in _primary(fused_vs_control).items():
         b = r.bootstrap.diff if r.bootstrap else None
         base = against_base[key].base if key in against_base else float("nan")
-        rows.append(Row(r.task, r.metric, r.setting, base, r.other, r.base, r.diff, *_ends(b)))
+        rows.append(
+            Row(
+                r.task,
+                r.metric,
+                r.setting,
+                base,
+                r.other,
+                r.base,
+                r.diff,
+                *_ends(b),
+                r.higher_is_better,
+            )
+        )
     for r in against_base.values():
         if r.kind == "logickor":
             b = r.bootstrap.diff if r.bootstrap else None
-            rows.append(Row(r.task, r.metric, r.setting, r.base, r.other, None, r.diff, *_ends(b)))
+            rows.append(
+                Row(
+                    r.task,
+                    r.metric,
+                    r.setting,
+                    r.base,
+                    r.other,
+                    None,
+                    r.diff,
+                    *_ends(b),
+                    r.higher_is_better,
+                )
+            )
     return rows
 
 
@@ -77,7 +103,8 @@ def lines(outcome: Outcome) -> list[str]:
         control = "—" if r.clm_only is None else f"{r.clm_only:.{places}f}"
         what = "fused - clm-only" if r.clm_only is not None else "fused - base"
         out.append(
-            f"  {r.task} ({r.metric}, {setting}): {r.base:.{places}f} / {control} / "
+            f"  {r.task} ({metric_label(r.metric, r.higher_is_better)}, {setting}): "
+            f"{r.base:.{places}f} / {control} / "
             f"{r.fused:.{places}f}; {what} {r.diff:+.{places}f}{ci}"
         )
     out += [f"note: {n}" for n in outcome.notes]
