@@ -27,6 +27,9 @@ from runrecords.atomic import atomic_directory, write_text_atomic
 
 # Bump whenever anything below changes what lands on disk: it keys zoo.json and caches.
 ZOO_VERSION = "1"
+# Bump whenever the training code (fusion/zoo_training.py, zoo_data.py) changes what a
+# trained model learns: it keys the trained models' markers.
+TRAINING_VERSION = "1"
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = "zoo.json"
@@ -176,7 +179,7 @@ DEMO_SPECS: tuple[ZooSpec, ...] = (
         hidden_size=128,
         num_layers=4,
         intermediate_size=384,
-        training=TrainingRecipe(texts=("general",), steps=600),
+        training=TrainingRecipe(texts=("general",), steps=300),
     ),
     dataclasses.replace(
         _by_name("tiny-gpt2"),
@@ -184,7 +187,12 @@ DEMO_SPECS: tuple[ZooSpec, ...] = (
         hidden_size=128,
         num_layers=4,
         intermediate_size=384,
-        training=TrainingRecipe(texts=("general", "unsmile"), steps=800),
+        training=TrainingRecipe(
+            texts=("general", "unsmile"),
+            steps=300,
+            finetune_texts=("unsmile",),
+            finetune_steps=300,
+        ),
     ),
     dataclasses.replace(
         _by_name("tiny-mistral"),
@@ -192,7 +200,12 @@ DEMO_SPECS: tuple[ZooSpec, ...] = (
         hidden_size=128,
         num_layers=4,
         intermediate_size=384,
-        training=TrainingRecipe(texts=("general", "sentiment", "boolq"), steps=800),
+        training=TrainingRecipe(
+            texts=("general", "sentiment", "boolq"),
+            steps=300,
+            finetune_texts=("sentiment",),
+            finetune_steps=300,
+        ),
     ),
 )
 
@@ -399,6 +412,8 @@ def _config(spec: ZooSpec, tokenizer: Any) -> Any:
         "tie_word_embeddings": spec.tie_embeddings,
     }
     if spec.architecture == "GPT2LMHeadModel":
+        if spec.training is not None:  # trained here in minutes: dropout would only slow it
+            common.update(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
         return GPT2Config(
             n_embd=spec.hidden_size,
             n_layer=spec.num_layers,
@@ -453,6 +468,8 @@ def build_model(spec: ZooSpec, tokenizer: Any, seed: int = 0) -> Any:
 def _fingerprint(spec: ZooSpec, seed: int) -> dict[str, Any]:
     """What a built model depends on, as JSON gives it back (tuples become lists)."""
     recipe = {"zoo_version": ZOO_VERSION, "seed": seed, "spec": dataclasses.asdict(spec)}
+    if spec.training is not None:
+        recipe["training_version"] = TRAINING_VERSION
     return json.loads(json.dumps(recipe))
 
 
@@ -525,7 +542,7 @@ def _train(
     import time
 
     from fusion import zoo_data
-    from fusion.zoo_training import held_out_loss, pretrain
+    from fusion.zoo_training import finetune_answers, held_out_loss, pretrain
 
     recipe = spec.training
     assert recipe is not None
@@ -535,6 +552,27 @@ def _train(
     train_rows, held_rows = zoo_data.split_held_out(tuple(rows), recipe.held_out_fraction, seed)
     started = time.monotonic()
     losses = pretrain(model, tokenizer, train_rows, recipe, model_seed(spec, seed), on_step)
+    finetune: dict[str, Any] = {}
+    if recipe.finetune_steps:
+        task_rows: list[str] = []
+        for name in recipe.finetune_texts:
+            task_rows += zoo_data.text_source(name)
+        # The specialist phase sees the same training rows, never the held-out ones.
+        held = set(held_rows)
+        task_rows = [row for row in task_rows if row not in held]
+
+        def on_finetune(step: int, loss: float) -> None:
+            if on_step is not None:
+                on_step(recipe.steps + step, loss)
+
+        tuned = finetune_answers(
+            model, tokenizer, task_rows, recipe, model_seed(spec, seed) + 1, on_finetune
+        )
+        finetune = {
+            "finetune_rows": len(task_rows),
+            "finetune_answer_loss_first_tenth": _mean(tuned[: max(1, len(tuned) // 10)]),
+            "finetune_answer_loss_last_tenth": _mean(tuned[-max(1, len(tuned) // 10) :]),
+        }
     return {
         "recipe": dataclasses.asdict(recipe),
         "text_sources": {name: zoo_data.DESCRIPTIONS[name] for name in recipe.texts},
@@ -547,6 +585,7 @@ def _train(
         "held_out_loss_unit": "nats per token, this model's tokenizer (not comparable across models)",
         "loss_first_tenth": _mean(losses[: max(1, len(losses) // 10)]),
         "loss_last_tenth": _mean(losses[-max(1, len(losses) // 10) :]),
+        **finetune,
         "seconds": round(time.monotonic() - started, 1),
     }
 
@@ -657,7 +696,8 @@ def build_zoo(
                         corpus = tokenizer_corpus(kind)
                     steps = None
                     if spec.training is not None:
-                        steps = bar.add_task(f"  {spec.name}: training", total=spec.training.steps)
+                        total = spec.training.steps + spec.training.finetune_steps
+                        steps = bar.add_task(f"  {spec.name}: training", total=total)
 
                     def on_step(
                         step: int, loss: float, steps: Any = steps, name: str = spec.name

@@ -192,16 +192,15 @@ def run_eval(spec: EvalSpec, console: Console | None = None) -> Path:
     )
     manifest = open_run(spec, manifest)
     run = spec.output
-    pending = [
-        (t, n)
-        for n in sorted(set(spec.num_fewshot))
-        for t in task_names
-        if not manifest.is_done(t, n)
+    settings = [
+        (t, n) for n in sorted(set(spec.num_fewshot)) for t in task_names if catalog.scored_at(t, n)
     ]
-    for task, shots in [
-        (t, n) for n in spec.num_fewshot for t in task_names if manifest.is_done(t, n)
-    ]:
+    pending = [(t, n) for t, n in settings if not manifest.is_done(t, n)]
+    for task, shots in [(t, n) for t, n in settings if manifest.is_done(t, n)]:
         console.print(f"[dim]skip[/] {task} {shots}-shot: already in {run}")
+    zero_only = [t for t in task_names if not catalog.scored_at(t, max(spec.num_fewshot))]
+    if zero_only and max(spec.num_fewshot) > 0:
+        console.print(f"[dim]note[/] {', '.join(zero_only)}: scored at 0 shots only")
     if not pending:
         manifest.status, manifest.finished_at = "complete", manifest.finished_at or rundir.now()
         rundir.write_manifest(run, manifest)

@@ -7,6 +7,7 @@ from pathlib import Path
 from rich.table import Table
 
 from reports import rundir
+from tasks import catalog
 
 
 def summary_table(run: Path) -> Table:
@@ -21,6 +22,8 @@ def summary_table(run: Path) -> Table:
     for shots in manifest.num_fewshot:
         results = rundir.read_results(run, shots) or {}
         for task, metric in metrics.items():
+            if not catalog.scored_at(task, shots):
+                continue  # a rolling task (ko_bpb): 0 shots only
             row = results.get("results", {}).get(task)
             if row is None:
                 table.add_row(task, str(shots), metric, "missing", "", "")

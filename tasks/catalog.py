@@ -92,9 +92,9 @@ def all_groups() -> dict[str, GroupInfo]:
 
 
 def check_shots(names: list[str], shots: list[int]) -> None:
-    """Refuses shot counts a task cannot be scored at (ko_bpb: only 0), naming the task."""
-    asked = sorted({n for n in shots if n > 0})
-    if not asked:
+    """Refuses a run in which a task would be scored at no shot count at all: a rolling task
+    (ko_bpb) is scored at 0 shots only, so it needs 0 among the shot counts."""
+    if 0 in shots:
         return
     infos = all_tasks()
     for name in names:
@@ -102,9 +102,15 @@ def check_shots(names: list[str], shots: list[int]) -> None:
             listed = ",".join(map(str, sorted(set(shots))))
             raise TaskDataError(
                 f"{name} is scored at 0 shots only (a rolling log-likelihood has no prompt), "
-                f"but --num-fewshot {listed} asks for {','.join(map(str, asked))}: give it "
-                "--num-fewshot 0 (in a run of its own when other tasks need shots)"
+                f"but --num-fewshot {listed} has no 0: add 0 (it then runs at 0 shots only)"
             )
+
+
+def scored_at(name: str, shots: int) -> bool:
+    """Whether a run scores ``name`` at ``shots``: every task at every shot count, except a
+    rolling task (0 shots only; it is left out of the others, and reports say so)."""
+    info = all_tasks().get(name)
+    return shots == 0 or info is None or not info.zero_shot_only
 
 
 def expand(names: list[str]) -> list[str]:

@@ -26,6 +26,18 @@ def load(benchmark: str, **_metadata) -> datasets.DatasetDict:
     return load_benchmark(benchmark)
 
 
+def nsmc_doc_to_text(doc: dict) -> str:
+    """The review as it is. Through a template ("{{document}}") lm-eval turns an all-digit
+    text into an int when the task has choices, and a 5-shot prompt that samples such a
+    review (NSMC has them, e.g. "1010101010") stops with "Context is not a string"."""
+    return doc["document"]
+
+
+def unsmile_doc_to_text(doc: dict) -> str:
+    """The comment as it is (see nsmc_doc_to_text: an all-digit comment must stay text)."""
+    return doc["text"]
+
+
 def copa_doc_to_text(doc: dict) -> str:
     connector = {"원인": " 왜냐하면", "결과": " 그래서"}[doc["question"].strip()]
     return f"{doc['premise']} {connector}"

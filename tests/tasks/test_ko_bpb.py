@@ -290,8 +290,8 @@ def test_tasks_lists_source_split_and_direction(capsys: pytest.CaptureFixture[st
     assert entry["zero_shot_only"] is True
 
 
-@pytest.mark.parametrize("shots", ["0,5", "2"])
-def test_few_shots_are_refused_in_one_line(
+@pytest.mark.parametrize("shots", ["5", "2,3"])
+def test_shots_without_zero_are_refused_in_one_line(
     zoo: Path, tmp_path: Path, shots: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["eval", str(zoo / "tiny-gpt2"), "--tasks", "nsmc,ko_bpb", "--num-fewshot", shots]
@@ -300,6 +300,27 @@ def test_few_shots_are_refused_in_one_line(
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     assert "ko_bpb is scored at 0 shots only" in err and f"--num-fewshot {shots}" in err
     assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_with_zero_among_the_shots_it_runs_at_zero_only(zoo: Path, tmp_path: Path) -> None:
+    """``--num-fewshot 0,2`` with nsmc and ko_bpb: nsmc at both, ko_bpb at 0 only; the run is
+    complete and its summary lists no missing row."""
+    from harness.summary import summary_table
+    from reports import rundir
+
+    out = tmp_path / "run"
+    argv = ["eval", str(zoo / "tiny-gpt2"), "--tasks", "nsmc,ko_bpb", "--num-fewshot", "0,2"]
+    assert main([*argv, "--limit", "3", "--output", str(out)]) == 0
+    manifest = rundir.read_manifest(out)
+    assert manifest.status == "complete"
+    assert sorted((c.task, c.num_fewshot) for c in manifest.completed) == [
+        ("ko_bpb", 0),
+        ("nsmc", 0),
+        ("nsmc", 2),
+    ]
+    assert "ko_bpb" not in (rundir.read_results(out, 2) or {}).get("results", {})
+    table = summary_table(out)
+    assert "missing" not in [cell for column in table.columns for cell in column._cells]
 
 
 def test_lm_eval_itself_refuses_few_shots(zoo: Path) -> None:
