@@ -163,8 +163,13 @@ FULL_SPECS: tuple[ZooSpec, ...] = tuple(
 )
 
 
-def _by_name(name: str) -> ZooSpec:
-    return next(spec for spec in QUICK_SPECS if spec.name == name)
+def _trained(tokenizer_of: str, name: str, recipe: TrainingRecipe) -> ZooSpec:
+    """A demo-zoo spec: the random zoo's ``tokenizer_of`` architecture and tokenizer recipe,
+    wider and deeper (hidden 128, 4 layers), trained by ``recipe``."""
+    spec = next(spec for spec in QUICK_SPECS if spec.name == tokenizer_of)
+    return dataclasses.replace(
+        spec, name=name, hidden_size=128, num_layers=4, intermediate_size=384, training=recipe
+    )
 
 
 # The demo zoo: trained from scratch here on training splits only (fusion/zoo_data.py), with
@@ -173,34 +178,18 @@ def _by_name(name: str) -> ZooSpec:
 # comments in the korunsmile format, or sentiment (nsmc and kobest_sentineg formats) and
 # BoolQ question answering. Different architectures, tokenizer families and vocabularies.
 DEMO_SPECS: tuple[ZooSpec, ...] = (
-    dataclasses.replace(
-        _by_name("tiny-llama"),
-        name="target-llama",
-        hidden_size=128,
-        num_layers=4,
-        intermediate_size=384,
-        training=TrainingRecipe(texts=("general",), steps=300),
-    ),
-    dataclasses.replace(
-        _by_name("tiny-gpt2"),
-        name="hate-gpt2",
-        hidden_size=128,
-        num_layers=4,
-        intermediate_size=384,
-        training=TrainingRecipe(
-            texts=("general", "unsmile"),
-            steps=300,
-            finetune_texts=("unsmile",),
-            finetune_steps=300,
+    _trained("tiny-llama", "target-llama", TrainingRecipe(texts=("general",), steps=300)),
+    _trained(
+        "tiny-gpt2",
+        "hate-gpt2",
+        TrainingRecipe(
+            texts=("general", "unsmile"), steps=300, finetune_texts=("unsmile",), finetune_steps=300
         ),
     ),
-    dataclasses.replace(
-        _by_name("tiny-mistral"),
-        name="sentiment-mistral",
-        hidden_size=128,
-        num_layers=4,
-        intermediate_size=384,
-        training=TrainingRecipe(
+    _trained(
+        "tiny-mistral",
+        "sentiment-mistral",
+        TrainingRecipe(
             texts=("general", "sentiment", "boolq"),
             steps=300,
             finetune_texts=("sentiment",),

@@ -56,49 +56,57 @@ def pretrain(
 ) -> list[float]:
     """Train ``model`` in place on ``rows``; the loss of every step."""
     import torch
-    from transformers import get_cosine_schedule_with_warmup
 
     stream = torch.tensor(_token_stream(tokenizer, rows), dtype=torch.long)
     blocks = stream[: len(stream) // recipe.seq_len * recipe.seq_len].view(-1, recipe.seq_len)
-    generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=recipe.learning_rate, weight_decay=recipe.weight_decay
+
+    def step_loss(generator: Any) -> tuple[Any, Any]:
+        batch = blocks[torch.randint(len(blocks), (recipe.batch_size,), generator=generator)]
+        loss = model(input_ids=batch, labels=batch).loss
+        return loss, loss
+
+    warmup = max(1, int(recipe.steps * recipe.warmup_fraction))
+    return _train_steps(
+        model, recipe.steps, recipe.learning_rate, warmup, recipe, seed, step_loss, on_step
     )
-    schedule = get_cosine_schedule_with_warmup(
-        optimizer, max(1, int(recipe.steps * recipe.warmup_fraction)), recipe.steps
-    )
-    with torch.random.fork_rng(devices=[]):  # dropout draws from the global stream: seed it
-        torch.manual_seed(seed)
-        losses = _loop(model, blocks, recipe, generator, optimizer, schedule, on_step)
-    model.eval()
-    return losses
 
 
-def _loop(
+def _train_steps(
     model: Any,
-    blocks: Any,
+    steps: int,
+    learning_rate: float,
+    warmup: int,
     recipe: TrainingRecipe,
-    generator: Any,
-    optimizer: Any,
-    schedule: Any,
+    seed: int,
+    step_loss: Callable[[Any], tuple[Any, Any]],
     on_step: Callable[[int, float], None] | None,
 ) -> list[float]:
+    """The loop both phases share: AdamW, warm-up and cosine decay, clipping; ``step_loss``
+    draws a batch from the seeded generator and gives (loss to train on, loss to record).
+    The global RNG (dropout) is seeded too, inside a fork so the caller's stream is kept."""
     import torch
+    from transformers import get_cosine_schedule_with_warmup
 
-    model.train()
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=learning_rate, weight_decay=recipe.weight_decay
+    )
+    schedule = get_cosine_schedule_with_warmup(optimizer, warmup, steps)
     losses = []
-    for step in range(recipe.steps):
-        index = torch.randint(len(blocks), (recipe.batch_size,), generator=generator)
-        batch = blocks[index]
-        loss = model(input_ids=batch, labels=batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-        if on_step is not None:
-            on_step(step + 1, losses[-1])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model.train()
+        for step in range(steps):
+            loss, recorded = step_loss(generator)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(recorded.item())
+            if on_step is not None:
+                on_step(step + 1, losses[-1])
+    model.eval()
     return losses
 
 
@@ -178,29 +186,21 @@ def finetune_answers(
     mean loss (the answers weigh as much as all the rest, and the model keeps its language
     model: an answer-only loss made a source useless as a teacher everywhere else)."""
     import torch
-    from transformers import get_cosine_schedule_with_warmup
 
-    generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=recipe.finetune_learning_rate, weight_decay=recipe.weight_decay
-    )
+    def step_loss(generator: Any) -> tuple[Any, Any]:
+        index = torch.randint(len(rows), (recipe.batch_size,), generator=generator).tolist()
+        ids, mask, role = _answer_batch(tokenizer, [rows[i] for i in index], recipe.seq_len * 2)
+        text_loss, answer_loss = _text_and_answer_loss(model, ids, mask, role)
+        return text_loss + answer_loss, answer_loss
+
     steps = recipe.finetune_steps
-    schedule = get_cosine_schedule_with_warmup(optimizer, max(1, steps // 20), steps)
-    losses = []
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model.train()
-        for step in range(steps):
-            index = torch.randint(len(rows), (recipe.batch_size,), generator=generator).tolist()
-            ids, mask, role = _answer_batch(tokenizer, [rows[i] for i in index], recipe.seq_len * 2)
-            text_loss, answer_loss = _text_and_answer_loss(model, ids, mask, role)
-            (text_loss + answer_loss).backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(answer_loss.item())
-            if on_step is not None:
-                on_step(step + 1, losses[-1])
-    model.eval()
-    return losses
+    return _train_steps(
+        model,
+        steps,
+        recipe.finetune_learning_rate,
+        max(1, steps // 20),
+        recipe,
+        seed,
+        step_loss,
+        on_step,
+    )

@@ -91,6 +91,7 @@ def _options() -> BackendOptions:
         ("tiny-gpt2", False),  # byte-level BPE (Ġ); BOS = EOS = <|endoftext|>, not added
         ("tiny-llama", True),  # byte-level BPE whose tokenizer prepends <s>
         ("tiny-mistral", True),  # metaspace BPE (▁) with byte fallback, prepends <s>
+        ("tiny-qwen2", False),  # Qwen2's byte-level pipeline (NFC, split regex), no BOS added
     ],
 )
 def test_bits_per_byte_equals_the_hand_computation(
