@@ -80,6 +80,12 @@ class AlignSection(_Section):
         description="exact: same text after the marker swap; mined: else nearest by edit "
         "distance; statistics: FuseChat's aligned-pair counts, mined where a token has none.",
     )
+    gold_prefix: bool = Field(
+        False,
+        description="Move a source's mass on a target token that is a proper prefix of the "
+        "gold next token (source '긍' where the target writes '긍정' as one token) onto the "
+        "gold token; false (default): project as the references do.",
+    )
 
 
 class FuseSection(_Section):
@@ -98,6 +104,13 @@ class FuseSection(_Section):
         ge=1,
         description="Averages only: keep each position's `keep` most probable entries of the "
         "mixture (the dropped mass is reported); default: the whole union.",
+    )
+    tail: Literal["drop", "keep"] = Field(
+        "drop",
+        description="drop (FuseLLM's): each candidate's top-k is renormalised and training "
+        "matches those k entries; keep: the fused store holds absolute probabilities and "
+        "training also matches the rest of the vocabulary as one outcome (p_tail = 1 - sum "
+        "p), so a teacher whose top-k holds little mass is not sharpened to k tokens.",
     )
 
     @model_validator(mode="after")

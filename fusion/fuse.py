@@ -79,6 +79,16 @@ def weights(ces: Sequence[float], method: str, temperature: float = 1.0) -> np.n
     return np.exp(logits) / np.exp(logits).sum()
 
 
+def absolute(candidate: Candidate, mass: np.ndarray) -> Candidate:
+    """The candidate's kept entries at the probability they had in their model (``fuse.tail:
+    keep``): renormalised log-probabilities plus log(mass) per position; 1 - their sum is the
+    tail. A position with mass 0 (empty) stays -inf and is filled like any empty one."""
+    with np.errstate(divide="ignore"):
+        shift = np.log(np.clip(mass, 0.0, 1.0))[:, None]
+    logprobs = np.where(np.isfinite(candidate.logprobs), candidate.logprobs + shift, -np.inf)
+    return Candidate(candidate.ids, logprobs.astype(np.float32), candidate.ce)
+
+
 def _fill_missing(candidates: Sequence[Candidate]) -> list[Candidate]:
     """Positions where a source has no entry at all take the target's own distribution."""
     own = candidates[0]

@@ -64,6 +64,39 @@ def zoo(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     return cached_zoo(root / f"zoo-{ZOO_VERSION}")
 
 
+@pytest.fixture
+def small_demo(monkeypatch: pytest.MonkeyPatch) -> tuple:
+    """The demo zoo's recipes (fusion.zoo.DEMO_SPECS) at a test's size: the same code, tiny
+    models, step counts and tokenizer corpus, so that building it takes seconds."""
+    import dataclasses
+
+    from fusion import zoo
+
+    small = tuple(
+        dataclasses.replace(
+            spec,
+            hidden_size=32,
+            num_layers=1,
+            intermediate_size=64,
+            training=dataclasses.replace(
+                spec.training,
+                steps=30,
+                finetune_steps=min(spec.training.finetune_steps, 30),
+                batch_size=8,
+                seq_len=32,
+                learning_rate=1e-2,
+                held_out_max_rows=20,
+            ),
+        )
+        for spec in zoo.DEMO_SPECS
+    )
+    monkeypatch.setitem(zoo.ZOOS, "demo", small)
+    monkeypatch.setattr(zoo, "DEMO_CORPUS_MIX", {"general": 20, "unsmile": 10})
+    full = zoo.tokenizer_corpus  # tokenizers from a tenth of the text: seconds, not minutes
+    monkeypatch.setattr(zoo, "tokenizer_corpus", lambda kind: full(kind)[::10])
+    return small
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """`gpu` tests need CUDA (vLLM paths); on CPU-only machines they skip with the reason."""
     import torch

@@ -45,7 +45,15 @@ from fusion.config import FuseConfig, ModelEntry
 from fusion.corpus import load as load_corpus
 from fusion.errors import FusionError
 from fusion.extract import load_tokenizer, models, store_dir
-from fusion.fuse import Candidate, aligned_ce, fuse_row, uses_aligned_ce, weighting, weights
+from fusion.fuse import (
+    Candidate,
+    absolute,
+    aligned_ce,
+    fuse_row,
+    uses_aligned_ce,
+    weighting,
+    weights,
+)
 from fusion.layout import WorkDir
 from fusion.store import (
     SequenceTopK,
@@ -59,6 +67,8 @@ from fusion.store import (
 )
 from runrecords.atomic import write_atomic, write_json_atomic
 
+# Projected positions (from_source / one_to_many) where gold-prefix mass moved onto the gold.
+GOLD_PREFIX = "gold_prefix_moved"
 OUTCOMES = {
     FROM_SOURCE: "from_source",
     ONE_TO_MANY: "one_to_many",
@@ -279,7 +289,9 @@ def _fused_manifest(inputs: Inputs) -> StoreManifest:
             "method": config.fuse.method,
             "temperature": config.fuse.temperature,
             "keep": config.fuse.keep,
+            "tail": config.fuse.tail,
             "vocab_mapping": config.align.vocab_mapping,
+            "gold_prefix": config.align.gold_prefix,
             "offset_check": True,
             "versions": {"alignments": ALIGNMENTS_VERSION, "vocab_map": VOCAB_MAP_VERSION},
             "inputs": {name: store_key(s) for name, s in inputs.stores.items()},
@@ -329,9 +341,10 @@ def _row_candidates(
     paths: dict[str, dict[int, np.ndarray]],
     vmaps: dict[str, np.ndarray],
     outcome_counts: dict[str, dict[str, int]],
-) -> tuple[SequenceTopK, list[Candidate], list[float] | None]:
+) -> tuple[SequenceTopK, list[Candidate], list[np.ndarray], list[float] | None]:
     """The target's own and each source's projected distribution on one row (ce: the native
-    per-token CE), and the aligned CE of each (``aligned_ce``; None when no position has a
+    per-token CE, log-probabilities renormalised over the kept entries), the probability
+    those entries had in their model per position, and the aligned CE of each (``aligned_ce``; None when no position has a
     projection of every source's own, and then the native CE decides)."""
     target, tv = inputs.target, inputs.vocabs[inputs.target]
     text = inputs.texts[row]
@@ -358,17 +371,20 @@ def _row_candidates(
             paths[source][row],
             target_ends,
             sv.end_offsets(seq.token_ids, text),
+            gold_prefix=inputs.config.align.gold_prefix,
         )
         for code, count in zip(*np.unique(proj.outcome, return_counts=True), strict=True):
             outcome_counts[source][OUTCOMES[int(code)]] += int(count)
+        if proj.completed is not None:
+            outcome_counts[source][GOLD_PREFIX] += int(proj.completed.sum())
         common &= np.isin(proj.outcome[:-1], (FROM_SOURCE, ONE_TO_MANY))
         cands.append(Candidate(proj.ids, proj.logprobs, _row_ce(seq)))
         masses.append(np.minimum(proj.mass, 1.0))
     positions = np.flatnonzero(common)
     if not positions.size:
-        return own, cands, None
+        return own, cands, masses, None
     vocab_size = inputs.stores[target].manifest.vocab_size
-    return own, cands, aligned_ce(cands, masses, own.token_ids, positions, vocab_size)
+    return own, cands, masses, aligned_ce(cands, masses, own.token_ids, positions, vocab_size)
 
 
 def _row_ce(seq: SequenceTopK) -> float:
@@ -380,7 +396,7 @@ def _row_ce(seq: SequenceTopK) -> float:
 def _new_stats(names: list[str]) -> dict[str, Any]:
     """One shard's fusion statistics (summed over shards for the report)."""
     return {
-        "projection": {s: dict.fromkeys(OUTCOMES.values(), 0) for s in names[1:]},
+        "projection": {s: dict.fromkeys([*OUTCOMES.values(), GOLD_PREFIX], 0) for s in names[1:]},
         "rows_won": {criterion: dict.fromkeys(names, 0) for criterion in CRITERIA},
         "weight_sum": dict.fromkeys(names, 0.0),
         "rows": 0,
@@ -433,7 +449,7 @@ def _fuse(
                 if why:
                     excluded[row] = why
                     continue
-                own, cands, aligned = _row_candidates(
+                own, cands, masses, aligned = _row_candidates(
                     inputs, row, paths, vmaps, stats["projection"]
                 )
                 native = [c.ce for c in cands]
@@ -447,6 +463,8 @@ def _fuse(
                         Candidate(c.ids, c.logprobs, ce)
                         for c, ce in zip(cands, aligned, strict=True)
                     ]
+                if config.fuse.tail == "keep":
+                    cands = [absolute(c, m) for c, m in zip(cands, masses, strict=True)]
                 for name, w in zip(
                     names, weights([c.ce for c in cands], method, temperature), strict=True
                 ):

@@ -66,6 +66,8 @@ class FusedDataset(Dataset):
     def __init__(self, store: TopKStore, max_length: int, long_rows: str = "truncate") -> None:
         self.store = store
         self.max_length = max_length
+        # How the fuse stage stored the targets: 'keep' = absolute probabilities with a tail.
+        self.tail = store.manifest.settings.get("tail", "drop")
         lengths = sequence_lengths(store)
         long = np.flatnonzero(lengths > max_length)
         if long.size and long_rows == "refuse":

@@ -70,13 +70,22 @@ def fused_loss(
     *,
     lambda_clm: float,
     kind: Literal["ce", "kl"] = "ce",
+    tail: Literal["drop", "keep"] = "drop",
 ) -> FusedLoss:
     """Combined loss over positions whose label is not IGNORE.
 
     logits [B, T, V]; labels [B, T] (gold next token or IGNORE); topk_ids [B, T, k] target-vocab
     ids of the fused distribution (negative = pad); topk_logprobs [B, T, k] its stored
-    log-probabilities (-inf at pads). The fused distribution p is the softmax of the kept
-    entries (tail mass dropped, renormalised). 'ce': -sum p log q; 'kl': sum p (log p - log q).
+    log-probabilities (-inf at pads). 'ce': -sum p log q; 'kl': sum p (log p - log q).
+
+    tail 'drop' (the reference's): p is the softmax of the kept entries, the tail mass is
+    dropped and the k entries renormalised. tail 'keep': the stored values are absolute
+    log-probabilities (a store fused with ``fuse.tail: keep``), and the rest of the
+    vocabulary is one more outcome, the tail, with p_tail = 1 - sum p and q_tail = 1 - sum q
+    over the same k ids: the exact CE / KL of the two distributions coarsened to k + 1
+    outcomes. Why: when the top-k holds little mass (a small model's top-10 holds about 25%
+    on Korean text), renormalising trains the student to put all its mass on k tokens, which
+    costs held-out likelihood; the bucket keeps the teacher's uncertainty.
     Each term is a mean over the labelled positions (a position whose fused row is all pad
     counts in CLM only).
     """
@@ -91,19 +100,40 @@ def fused_loss(
 
     stored = topk_logprobs.float().masked_fill(~real, float("-inf"))
     has = real.any(-1) & mask  # positions with a fused target
-    # A row with no kept entry would give softmax(all -inf) = NaN: fill it before, mask after.
-    logp = torch.log_softmax(stored.masked_fill(~has.unsqueeze(-1), 0.0), dim=-1)
+    if kind not in ("ce", "kl"):
+        raise ValueError(f"fuse loss kind {kind!r}: expected 'ce' or 'kl'")
+    if tail == "drop":
+        # A row with no kept entry would give softmax(all -inf) = NaN: fill before, mask after.
+        logp = torch.log_softmax(stored.masked_fill(~has.unsqueeze(-1), 0.0), dim=-1)
+    elif tail == "keep":
+        logp = stored
+    else:
+        raise ValueError(f"fuse tail {tail!r}: expected 'drop' or 'keep'")
     p = logp.exp().masked_fill(~real, 0.0)
     per_position = -(p * logq.masked_fill(~real, 0.0)).sum(-1)
     if kind == "kl":
         per_position = per_position + (p * logp.masked_fill(~real, 0.0)).sum(-1)
-    elif kind != "ce":
-        raise ValueError(f"fuse loss kind {kind!r}: expected 'ce' or 'kl'")
+    if tail == "keep":
+        per_position = per_position + _tail_term(p, logq, real, kind)
     fuse = (per_position * has).sum() / has.sum().clamp_min(1)
     # lambda_clm = 1 (the CLM-only control): the fusion term is left out of the graph, not
     # weighted by 0 (0 * a non-finite fuse would be NaN), so loss and gradients are pure CLM's.
     loss = clm if lambda_clm == 1.0 else lambda_clm * clm + (1.0 - lambda_clm) * fuse
     return FusedLoss(loss=loss, clm=clm.detach(), fuse=fuse.detach(), positions=int(mask.sum()))
+
+
+def _tail_term(p: torch.Tensor, logq: torch.Tensor, real: torch.Tensor, kind: str) -> torch.Tensor:
+    """-p_tail log q_tail (+ p_tail log p_tail for KL) per position; p [.., k] with zeros at
+    pads, logq [.., k] finite everywhere (pads read id 0), real [.., k] the non-pad entries.
+    Stored fp16 masses can sum a hair above 1: the teacher's tail is clamped at 0; the
+    student's is kept above 0 by a floor (1e-6) before its log."""
+    p_tail = (1.0 - p.sum(-1)).clamp_min(0.0)
+    q_top = (logq.exp() * real).sum(-1)  # the student's mass on the k ids
+    log_q_tail = torch.log1p(-q_top.clamp_max(1.0 - 1e-6))
+    term = -p_tail * log_q_tail
+    if kind == "kl":
+        term = term + torch.xlogy(p_tail, p_tail)
+    return term
 
 
 def clm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

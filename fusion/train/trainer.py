@@ -177,6 +177,7 @@ class _Run:
             return paths.final
         tokenizer = load_tokenizer(self.config)
         where, dataset = open_data(self.config, tokenizer)
+        self.fuse_tail = getattr(dataset, "tail", "drop")
         pointer = self._where_to_start()
         if dataset.truncated:
             self._say(
@@ -326,6 +327,7 @@ class _Run:
             batch["topk_logprobs"],
             lambda_clm=section.lambda_clm,
             kind=section.fuse_loss,
+            tail=self.fuse_tail,
         )
 
     def _checkpoint(self, engine: Any, batches: MicroBatches, step: int) -> None:

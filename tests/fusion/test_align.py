@@ -414,3 +414,73 @@ def test_pair_counts_survive_a_safetensors_round_trip(tmp_path: Path) -> None:
     save_file(counts.to_arrays(), str(tmp_path / "c.safetensors"))
     again = PairCounts.from_arrays(load_file(str(tmp_path / "c.safetensors")))
     assert {s: dict(t) for s, t in again.counts.items()} == {1: {5: 2}, 2: {6: 1}, 3: {7: 1}}
+
+
+def test_gold_prefix_mass_moves_onto_the_gold_token() -> None:
+    """Target writes (긍정) as ( | 긍정 | ); the source predicts 긍 after ( (its 긍 | 정 pieces).
+    With gold_prefix the 0.6 on 긍 (a target token too, exact map) joins the gold 긍정's 0.1;
+    부정 keeps its 0.3; without it the target would learn 긍, a token its own tokenizer never
+    emits before 정 here."""
+    t_tokens = [bl("("), bl("긍정"), bl(")"), bl("긍"), bl("부정")]
+    s_tokens = ["(", "긍", "정", ")", "부정", "긍정"]
+    target = Vocabulary.from_tokens(t_tokens, "byte-level")
+    source = Vocabulary.from_tokens(s_tokens, "metaspace")
+    t_ids, s_ids = np.array([0, 1, 2]), np.array([0, 1, 2, 3])
+    path = np.array([[0, 0], [1, 1], [1, 2], [2, 3]], dtype=np.int32)  # 긍정 = 긍 + 정
+    vmap = np.array([0, 3, -1, 2, 4, 1], dtype=np.int32)  # 긍 -> 긍 (exact), 긍정 -> 긍정
+    topk = np.array([[1, 4, 5], [2, 1, 4], [3, 1, 4], [0, 1, 4]], np.int32)
+    logp = np.log(np.tile([0.6, 0.3, 0.1], (4, 1))).astype(np.float32)
+    args = (target, source, vmap, t_ids, s_ids, topk, logp, path)
+    before = project_row(*args)
+    assert before.outcome[0] == FROM_SOURCE and before.ids[0].tolist() == [3, 4, 1]
+    out = project_row(*args, gold_prefix=True)
+    assert out.ids[0].tolist() == [1, 4, PAD_ID]  # gold 긍정 first: 0.6 + 0.1
+    np.testing.assert_allclose(np.exp(out.logprobs[0, :2]), [0.7, 0.3], rtol=1e-6)
+    assert out.completed.tolist() == [True, False, False]
+    assert out.mass[0] == pytest.approx(before.mass[0])  # the model's kept mass is unchanged
+
+
+def test_gold_prefix_leaves_no_prefix_on_korean_rows(zoo: Path, data_root: Path, nsmc_rows) -> None:
+    """On real rows and every zoo source against tiny-llama: after the rule, no projected
+    position keeps an entry that is a proper prefix of its gold token; each position's
+    probability is conserved; positions without a prefix are untouched; the rule fires."""
+    from transformers import AutoTokenizer
+
+    target_tok = AutoTokenizer.from_pretrained(zoo / "tiny-llama")
+    tv = Vocabulary.from_tokenizer(target_tok)
+    texts = list(nsmc_rows(40))
+    fired = 0
+    for name in ("tiny-gpt2", "tiny-mistral", "tiny-qwen2"):
+        stok = AutoTokenizer.from_pretrained(zoo / name)
+        sv = Vocabulary.from_tokenizer(stok)
+        vmap = build_map("mined", sv, tv).ids
+        rng = np.random.default_rng(0)
+        for text in texts:
+            t_ids = np.array(target_tok(text, add_special_tokens=False)["input_ids"])
+            s_ids = np.array(stok(text, add_special_tokens=False)["input_ids"])
+            path = align(tv.keys(t_ids), sv.keys(s_ids))
+            topk = rng.integers(0, len(sv), size=(len(s_ids), 8)).astype(np.int32)
+            topk[:, 0] = np.roll(s_ids, -1)  # the true next source token first, as models do
+            logp = np.log(rng.dirichlet(np.ones(8), size=len(s_ids))).astype(np.float32)
+            logp.sort(axis=1)
+            logp = logp[:, ::-1].copy()
+            ends = (tv.end_offsets(t_ids, text), sv.end_offsets(s_ids, text))
+            plain = project_row(tv, sv, vmap, t_ids, s_ids, topk, logp, path, *ends)
+            out = project_row(tv, sv, vmap, t_ids, s_ids, topk, logp, path, *ends, True)
+            for i in range(len(t_ids) - 1):
+                gold = tv.data[t_ids[i + 1]]
+                kept = [t for t in out.ids[i].tolist() if t != PAD_ID]
+                assert not any(
+                    tv.data[t] != gold
+                    and 0 < len(tv.data[t]) < len(gold)
+                    and gold.startswith(tv.data[t])
+                    and t not in tv.special_ids
+                    for t in kept
+                )
+                np.testing.assert_allclose(
+                    np.exp(out.logprobs[i]).sum(), np.exp(plain.logprobs[i]).sum(), rtol=1e-5
+                )
+                if not out.completed[i]:
+                    assert out.ids[i].tolist() == plain.ids[i].tolist()
+            fired += int(out.completed.sum())
+    assert fired > 0

@@ -46,7 +46,9 @@ def _realign(config: Path, **fuse: object) -> None:
 
 
 def _candidates(config: Path, zoo: Path) -> dict[int, tuple[list, list[float]]]:
-    """Per row: [(ids, logprobs)] of target and projected sources, and the native CEs."""
+    """Per row: [(ids, logprobs, mass)] of target and projected sources (log-probabilities
+    renormalised over the kept entries, mass: what those entries had in their model), and
+    the native CEs."""
     from transformers import AutoTokenizer
 
     work = config.parent / "work"
@@ -67,7 +69,8 @@ def _candidates(config: Path, zoo: Path) -> dict[int, tuple[list, list[float]]]:
     tv = vocabs["tiny-llama"]
     for row, text in enumerate(texts):
         own = stores["tiny-llama"].sequence(row)
-        dists = [(own.topk_ids, log_normalise(own.topk_logprobs.astype(np.float32)))]
+        own_lp = own.topk_logprobs.astype(np.float32)
+        dists = [(own.topk_ids, log_normalise(own_lp), np.exp(own_lp.astype(np.float64)).sum(1))]
         ces = [own.mean_nll]
         for s in SOURCES:
             seq = stores[s].sequence(row)
@@ -83,7 +86,7 @@ def _candidates(config: Path, zoo: Path) -> dict[int, tuple[list, list[float]]]:
                 tv.end_offsets(own.token_ids, text),
                 vocabs[s].end_offsets(seq.token_ids, text),
             )
-            dists.append((proj.ids, proj.logprobs))
+            dists.append((proj.ids, proj.logprobs, proj.mass))
             ces.append(seq.mean_nll)
         out[row] = (dists, ces)
     return out
@@ -96,6 +99,26 @@ def _stored(seq, i: int) -> dict[int, float]:
     return dict(zip(seq.topk_ids[i][real].tolist(), (p / p.sum()).tolist(), strict=True))
 
 
+def _avg_ce_weights(ces: list[float]) -> list[float]:
+    r = [math.exp(-c) for c in ces]
+    return [math.exp(x) / sum(math.exp(y) for y in r) for x in r]
+
+
+def _mixture(dists: list, w: list[float], i: int, absolute: bool) -> dict[int, float]:
+    """Position i of sum_m w_m P_m, each P_m renormalised, or at its model's probability
+    (``absolute``: times the kept mass); a candidate without entries there takes the
+    target's."""
+    mix: dict[int, float] = {}
+    for m, (ids, lp, mass) in enumerate(dists):
+        if (ids[i] == PAD_ID).all():
+            ids, lp, mass = dists[0]
+        scale = min(mass[i], 1.0) if absolute else 1.0
+        for t, v in zip(ids[i].tolist(), lp[i].tolist(), strict=True):
+            if t != PAD_ID:
+                mix[t] = mix.get(t, 0.0) + w[m] * scale * math.exp(v)
+    return mix
+
+
 def test_avg_ce_store_is_the_specified_mixture(work: Path, zoo: Path) -> None:
     """sum_m w_m P_m with w = softmax(exp(-CE)), recomputed with dicts: every position within
     1e-3 total variation (it was 0.37 on average when the union was cut to k)."""
@@ -103,17 +126,10 @@ def test_avg_ce_store_is_the_specified_mixture(work: Path, zoo: Path) -> None:
     assert fused.manifest.layout == "ragged" and fused.manifest.k == 15  # 3 models x k=5
     worst = 0.0
     for row, (dists, ces) in _candidates(work, zoo).items():
-        r = [math.exp(-c) for c in ces]
-        w = [math.exp(x) / sum(math.exp(y) for y in r) for x in r]
+        w = _avg_ce_weights(ces)
         got = fused.sequence(row)
         for i in range(len(got)):
-            mix: dict[int, float] = {}
-            for m, (ids, lp) in enumerate(dists):
-                if (ids[i] == PAD_ID).all():
-                    ids, lp = dists[0]
-                for t, v in zip(ids[i].tolist(), lp[i].tolist(), strict=True):
-                    if t != PAD_ID:
-                        mix[t] = mix.get(t, 0.0) + w[m] * math.exp(v)
+            mix = _mixture(dists, w, i, absolute=False)
             stored = _stored(got, i)
             assert set(stored) == set(mix)  # the whole union, nothing cut
             tv = 0.5 * sum(abs(mix[t] - stored[t]) for t in mix)
@@ -121,6 +137,34 @@ def test_avg_ce_store_is_the_specified_mixture(work: Path, zoo: Path) -> None:
     assert worst < 1e-3
     report = json.loads((work.parent / "work" / "align" / "report.json").read_text())
     assert report["dropped_mass"] == {"mean_per_position": 0.0, "max": 0.0}
+
+
+def test_tail_keep_stores_the_mixture_at_absolute_probabilities(work: Path, zoo: Path) -> None:
+    """fuse.tail: keep stores sum_m w_m mass_m P_m (each candidate's kept entries at the
+    probability they had in their model), not renormalised: 1 - the sum is the tail."""
+    _realign(work, method="avg_ce", tail="keep")
+    fused = TopKStore(work.parent / "work" / "fused")
+    assert fused.manifest.settings["tail"] == "keep"
+    worst, sums = 0.0, []
+    for row, (dists, ces) in _candidates(work, zoo).items():
+        w = _avg_ce_weights(ces)
+        got = fused.sequence(row)
+        for i in range(len(got)):
+            mix = _mixture(dists, w, i, absolute=True)
+            real = got.topk_ids[i] != PAD_ID
+            stored = dict(
+                zip(
+                    got.topk_ids[i][real].tolist(),
+                    np.exp(got.topk_logprobs[i][real].astype(np.float64)).tolist(),
+                    strict=True,
+                )
+            )
+            assert set(stored) == set(mix)
+            worst = max(worst, max(abs(mix[t] - stored[t]) for t in mix))
+            sums.append(sum(stored.values()))
+    assert worst < 1e-3  # fp16 storage
+    assert max(sums) < 1 + 1e-3 and np.mean(sums) < 0.9  # random tiny models: a real tail
+    _realign(work, method="avg_ce")  # back to the module's store for the other tests
 
 
 def test_keep_cuts_to_the_most_probable_and_reports_what_it_drops(work: Path) -> None:
@@ -148,7 +192,7 @@ def test_min_ce_aligned_takes_whole_candidates_and_reports_both_criteria(
         got = fused.sequence(row)
         matches = [
             m
-            for m, (ids, _) in enumerate(dists)
+            for m, (ids, _, _) in enumerate(dists)
             if all(
                 ((ids[i] == PAD_ID).all() and i == len(got) - 1)
                 or got.topk_ids[i][: ids.shape[1]].tolist() == ids[i].tolist()

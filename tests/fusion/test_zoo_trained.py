@@ -8,35 +8,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-import pytest
-
 from fusion import zoo
-
-
-@pytest.fixture
-def small_demo(monkeypatch: pytest.MonkeyPatch) -> tuple[zoo.ZooSpec, ...]:
-    small = tuple(
-        dataclasses.replace(
-            spec,
-            hidden_size=32,
-            num_layers=1,
-            intermediate_size=64,
-            training=dataclasses.replace(
-                spec.training,
-                steps=30,
-                batch_size=8,
-                seq_len=32,
-                learning_rate=1e-2,
-                held_out_max_rows=20,
-            ),
-        )
-        for spec in zoo.DEMO_SPECS
-    )
-    monkeypatch.setitem(zoo.ZOOS, "demo", small)
-    monkeypatch.setattr(zoo, "DEMO_CORPUS_MIX", {"general": 20, "unsmile": 10})
-    full = zoo.tokenizer_corpus  # tokenizers from a tenth of the text: seconds, not minutes
-    monkeypatch.setattr(zoo, "tokenizer_corpus", lambda kind: full(kind)[::10])
-    return small
 
 
 def test_demo_zoo_trains_records_and_caches(small_demo, tmp_path: Path) -> None:
