@@ -105,6 +105,12 @@ class FuseSection(_Section):
         description="Averages only: keep each position's `keep` most probable entries of the "
         "mixture (the dropped mass is reported); default: the whole union.",
     )
+    include_target: bool = Field(
+        True,
+        description="true (FuseLLM's): the target's own distribution is a candidate beside "
+        "the sources; false: only the sources teach, and the target's own distribution only "
+        "fills positions where a source has no entry.",
+    )
     tail: Literal["drop", "keep"] = Field(
         "drop",
         description="drop (FuseLLM's): each candidate's top-k is renormalised and training "

@@ -56,10 +56,15 @@ class Candidate:
     ce: float
 
 
-def weights(ces: Sequence[float], method: str, temperature: float = 1.0) -> np.ndarray:
+def weights(
+    ces: Sequence[float], method: str, temperature: float = 1.0, include_target: bool = True
+) -> np.ndarray:
     """Per-candidate weights: one-hot on the min-CE candidate, or a softmax. A CE of +inf (a
     model with no gold position on the row) never wins; if every CE is +inf the candidates
-    are treated as equal."""
+    are treated as equal. ``include_target=False``: the first candidate (the target's own)
+    gets weight 0 and the sources share the weights (``fuse.include_target``)."""
+    if not include_target and len(ces) > 1:
+        return np.concatenate([[0.0], weights(ces[1:], method, temperature)])
     ce = np.asarray(ces, dtype=np.float64)
     if not np.isfinite(ce).any():
         ce = np.zeros_like(ce)
@@ -106,11 +111,12 @@ def fuse_row(
     method: str,
     keep: int | None = None,
     temperature: float = 1.0,
+    include_target: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fused ids [m, w] (PAD_ID unused, trailing), log-probabilities (-inf unused) and the
     mass dropped by ``keep`` per position [m] (zeros for min_ce and when nothing is cut)."""
     cands = _fill_missing(candidates)
-    w = weights([c.ce for c in cands], method, temperature)
+    w = weights([c.ce for c in cands], method, temperature, include_target)
     if weighting(method) == "min_ce":
         best = cands[int(np.argmax(w))]
         return (

@@ -290,6 +290,7 @@ def _fused_manifest(inputs: Inputs) -> StoreManifest:
             "temperature": config.fuse.temperature,
             "keep": config.fuse.keep,
             "tail": config.fuse.tail,
+            "include_target": config.fuse.include_target,
             "vocab_mapping": config.align.vocab_mapping,
             "gold_prefix": config.align.gold_prefix,
             "offset_check": True,
@@ -465,11 +466,14 @@ def _fuse(
                     ]
                 if config.fuse.tail == "keep":
                     cands = [absolute(c, m) for c, m in zip(cands, masses, strict=True)]
+                include = config.fuse.include_target
                 for name, w in zip(
-                    names, weights([c.ce for c in cands], method, temperature), strict=True
+                    names,
+                    weights([c.ce for c in cands], method, temperature, include),
+                    strict=True,
                 ):
                     stats["weight_sum"][name] += float(w)
-                ids, logprobs, lost = fuse_row(cands, method, keep, temperature)
+                ids, logprobs, lost = fuse_row(cands, method, keep, temperature, include)
                 stats["rows"] += 1
                 stats["dropped"] += float(lost.sum())
                 stats["dropped_max"] = max(stats["dropped_max"], float(lost.max(initial=0.0)))

@@ -108,3 +108,17 @@ def test_a_model_without_gold_positions_never_wins() -> None:
     sharp = weights([8.0, inf, 9.0], "avg_ce_sharp", 1.0)
     assert sharp[1] == 0 and sharp.sum() == pytest.approx(1.0)
     assert weights([inf, inf], "avg_ce_sharp").tolist() == [0.5, 0.5]
+
+
+def test_without_the_target_only_sources_teach_and_the_target_fills_gaps() -> None:
+    """fuse.include_target: false: the target's own distribution wins nothing even with the
+    lowest CE, has weight 0 in the averages, and still fills positions no source covers."""
+    assert weights([0.5, 2.0, 1.0], "min_ce", include_target=False).tolist() == [0, 0, 1]
+    w = weights([0.5, 2.0, 1.0], "avg_ce", include_target=False)
+    r = np.exp(-np.array([2.0, 1.0]))
+    np.testing.assert_allclose(w, [0.0, *(np.exp(r) / np.exp(r).sum())])
+    target = cand([[1, 2], [3, 4]], [[0.6, 0.4], [0.9, 0.1]], ce=0.5)
+    source = cand([[5, PAD_ID], [PAD_ID, PAD_ID]], [[1.0, 0.0], [0.0, 0.0]], ce=3.0)
+    ids, _, _ = fuse_row([target, source], "min_ce", include_target=False)
+    assert ids.tolist() == [[5, PAD_ID], [3, 4]]
+    assert fuse_row([target, source], "min_ce")[0].tolist() == [[1, 2], [3, 4]]
