@@ -21,6 +21,7 @@ from harness.cli import (
     vocab_cmd,
     zoo_cmd,
 )
+from harness.cli.helptext import flow_app
 from runrecords.errors import UserError
 
 app = typer.Typer(
@@ -59,6 +60,7 @@ app.command("merge")(merge_cmd.merge_command)
 app.add_typer(zoo_cmd.app, name="zoo")
 app.add_typer(fuse_cmd.app, name="fuse")
 app.add_typer(vocab_cmd.app, name="vocab")
+flow_app(app)  # docstrings wrapped in the source flow in --help (harness/cli/helptext.py)
 
 
 def main(argv: list[str] | None = None) -> int:
