@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from harness.cli import (
     compare_cmd,
@@ -75,7 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as done:
         return int(done.code or 0) if not isinstance(done.code, str) else 1
     except UserError as err:
-        Console(stderr=True).print(f"[red]error:[/] {err}", highlight=False, soft_wrap=True)
+        # The message is text, not markup: "fusebench[merge]" or a path with brackets stays.
+        Console(stderr=True).print(
+            f"[red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True
+        )
         return err.exit_code
     return 0
 

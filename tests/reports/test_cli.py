@@ -194,3 +194,12 @@ def test_a_compare_refusal_names_the_runs_in_the_order_of_their_values(tmp_path:
         "error: basemodel and othermodel do not compare: nsmc version 1.0 vs 2.0 "
         "(--force compares what they share)"
     )
+
+
+def test_an_error_line_is_shown_as_written(tmp_path: Path) -> None:
+    """Brackets in a message are text, not console markup (rich dropped '[x]' from paths and
+    '[merge]' from 'pip install fusebench[merge]')."""
+    missing = tmp_path / "runs[x]" / "base"
+    done = cli("report", str(missing))
+    assert done.returncode == 2
+    assert one_error_line(done) == f"error: {missing}: no such file or directory"
