@@ -38,8 +38,10 @@ REPLIES = {
 
 
 class ScriptedJudge:
-    def __init__(self, delay: float = 0.0, hang: float = 3.0) -> None:
-        self.delay, self.hang = delay, hang
+    def __init__(self, delay: float = 0.0, hang: float = 3.0, behaviour: str | None = None) -> None:
+        # ``behaviour``: every request gets it, whatever the prompt says (``generate`` sends
+        # LogicKor's own questions, which carry no marker).
+        self.delay, self.hang, self.behaviour = delay, hang, behaviour
         self.requests = 0
         self.in_flight = 0
         self.max_in_flight = 0
@@ -69,7 +71,7 @@ class ScriptedJudge:
         user = body["messages"][-1]["content"]
         turn = "M" if ("Follow-up Question" in user or "[후속 질문]" in user) else "S"
         found = _MARKER[turn].findall(user)
-        name = found[-1] if found else "plain"
+        name = self.behaviour or (found[-1] if found else "plain")
         key = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
         with self.lock:
             self.requests += 1
