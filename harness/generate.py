@@ -28,6 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from harness import __version__
 from harness.errors import HarnessError
 from harness.specs import GenerateSpec
+from judges.redact import Redactor
 from reports import rundir
 from runrecords.atomic import write_json_atomic, write_jsonl_atomic
 from runrecords.digest import sha256_file
@@ -184,6 +185,8 @@ class _Chat:
             base_url=base_url, api_key=spec.api_key or "none", timeout=spec.timeout, max_retries=3
         )
         self.model, self.spec = model, spec
+        # An error body may echo the key back (a 401 'Incorrect API key provided: sk-...').
+        self.redact = Redactor(spec.api_key, base_url)
 
     def __call__(self, messages: list[dict[str, str]]) -> str:
         import openai
@@ -199,10 +202,10 @@ class _Chat:
         except openai.APIStatusError as err:
             raise HarnessError(
                 f"model server refused a request (HTTP {err.status_code}): "
-                f"{' '.join(str(err).split())[:300]}"
+                f"{' '.join(self.redact(str(err)).split())[:300]}"
             ) from None
         except openai.APIConnectionError as err:
-            raise HarnessError(f"model server unreachable ({err})") from None
+            raise HarnessError(self.redact(f"model server unreachable ({err})")) from None
         text = response.choices[0].message.content if response.choices else None
         return cut_at_stop(text or "", self.spec.stop)
 

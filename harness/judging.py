@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -13,6 +14,7 @@ from harness.specs import JudgeRequest
 from judges import cache as reply_cache
 from judges.client import ClientSettings, JudgeClient
 from judges.pricing import price_for
+from judges.redact import RedactingFilter
 from judges.run import ERROR, OK, UNPARSABLE, Judge, JudgeSettings, read_rows
 from judges.targets import LOGICKOR_DIR, is_run_dir, resolve
 from reports import rundir
@@ -72,6 +74,11 @@ def run_judge(request: JudgeRequest, console: Console | None = None) -> list[Pat
         console=Console(stderr=True),
         disable=request.quiet,
     )
+    # Log lines (``--verbose`` shows the HTTP library's) get the same masking as messages.
+    masking = RedactingFilter(client.redact)
+    handlers = list(logging.getLogger().handlers)
+    for handler in handlers:
+        handler.addFilter(masking)
     try:
         with progress:
             bar = progress.add_task("", total=total)
@@ -88,6 +95,8 @@ def run_judge(request: JudgeRequest, console: Console | None = None) -> list[Pat
     finally:
         client.close()
         replies.close()
+        for handler in handlers:
+            handler.removeFilter(masking)
     summary = judge.summary
     record = {
         "fusebench_version": __version__,

@@ -25,6 +25,7 @@ import openai
 
 from judges.cache import Cached, ReplyCache, cache_key
 from judges.errors import JudgeError
+from judges.redact import Redactor
 from judges.settings import ClientSettings
 
 
@@ -108,7 +109,9 @@ class JudgeClient:
     ) -> None:
         self.settings = settings
         self.cache = cache
-        # The key lives only inside the client object; it is never logged or written.
+        # The key lives only inside the client object; it is never logged or written, and
+        # every text the client hands out (errors, replies) is passed through ``redact``.
+        self.redact = Redactor(api_key, settings.base_url)
         self._client = openai.OpenAI(
             base_url=settings.base_url,
             api_key=api_key or "none",
@@ -158,10 +161,13 @@ class JudgeClient:
                     **sampling,  # type: ignore[arg-type]
                 )
                 text, usage = _content(response)
+                text = self.redact(text)
             except _FATAL as err:
                 raise JudgeError(
-                    f"judge endpoint {self.settings.base_url} refused the request "
-                    f"(HTTP {err.status_code}): {_short(err)}"
+                    self.redact(
+                        f"judge endpoint {self.settings.base_url} refused the request "
+                        f"(HTTP {err.status_code}): {_short(err, self.redact)}"
+                    )
                 ) from None
             except _TRANSIENT_STATUS as err:
                 asked = retry_after(err.response.headers)
@@ -169,13 +175,15 @@ class JudgeClient:
                 if asked is not None and asked > self.settings.retry_after_max:
                     raise CallFailed(f"{reason}, Retry-After {asked:.0f}s", requests) from None
             except openai.APIStatusError as err:  # 400, 422, ...: this prompt, not the endpoint
-                raise CallFailed(f"HTTP {err.status_code}: {_short(err)}", requests) from None
+                raise CallFailed(
+                    f"HTTP {err.status_code}: {_short(err, self.redact)}", requests
+                ) from None
             except openai.APITimeoutError:
                 reason = f"timeout after {self.settings.timeout:g}s"
             except openai.APIConnectionError as err:
-                reason = f"connection failed ({_short(err)})"
+                reason = f"connection failed ({_short(err, self.redact)})"
             except (openai.APIResponseValidationError, json.JSONDecodeError, _Malformed) as err:
-                reason = f"malformed response ({_short(err)})"
+                reason = f"malformed response ({_short(err, self.redact)})"
             else:
                 self.cache.put(key, self.settings.model, Cached(text, usage[0], usage[1]), _now())
                 self.stats.add(prompt_tokens=usage[0] or 0, completion_tokens=usage[1] or 0)
@@ -205,8 +213,10 @@ def _content(response: Any) -> tuple[str, tuple[int | None, int | None]]:
     return text, (prompt, completion)
 
 
-def _short(err: BaseException) -> str:
-    return " ".join(str(err).split())[:200]
+def _short(err: BaseException, redact: Redactor) -> str:
+    """The error on one line, at most 200 characters, secrets masked before the cut (a key
+    cut in half would no longer be found)."""
+    return " ".join(redact(str(err)).split())[:200]
 
 
 def _now() -> str:

@@ -259,7 +259,9 @@ def _key(row: Any) -> tuple:
 
 
 def _values(scores: pd.DataFrame, run: str) -> dict[tuple, float]:
-    return {_key(row): float(row.value) for row in scores[scores["run"] == run].itertuples()}
+    """Recorded values; a NaN one has nothing to compare (the CLI warns about it)."""
+    rows = scores[(scores["run"] == run) & scores["value"].notna()]
+    return {_key(row): float(row.value) for row in rows.itertuples()}
 
 
 def _meta(scores: pd.DataFrame, run: str) -> dict[tuple, Meta]:
@@ -305,7 +307,7 @@ def compare_pair(
     problems = differences(base, other)
     if problems and not force:
         raise ReportError(
-            f"{other.label} and {base.label} do not compare: {'; '.join(problems)} "
+            f"{base.label} and {other.label} do not compare: {'; '.join(problems)} "
             "(--force compares what they share)"
         )
     comparison.notes += [f"forced past: {p}" for p in problems]
@@ -318,7 +320,7 @@ def compare_pair(
     va, vb = _values(loaded.scores, base.label), _values(loaded.scores, other.label)
     shared = [key for key in va if key in vb and (tasks is None or key[0] in tasks)]
     if not shared:
-        raise ReportError(f"{other.label} and {base.label} share no task, setting and metric")
+        raise ReportError(f"{base.label} and {other.label} share no task, setting and metric")
     meta = _meta(loaded.scores, base.label)
     differing = _directions_differ(meta, _meta(loaded.scores, other.label), shared)
     if differing:  # one task version cannot do this; results from elsewhere might

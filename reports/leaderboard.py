@@ -16,6 +16,7 @@ Rows are sorted best first by average / overall; rows without one come last.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
@@ -28,6 +29,7 @@ from reports.rounding import LMEVAL_PLACES, LOGICKOR_PLACES, Rounding, exact, qu
 from reports.table import lower_is_better
 
 AVERAGE = "average"
+NAN = Decimal("NaN")  # a metric the results record as NaN: shown as NaN, never as missing
 
 
 @dataclass
@@ -136,15 +138,18 @@ def lmeval_board(scores: pd.DataFrame, rounding: Rounding) -> Board | None:
         values = {
             row.task: row.value for row in group.itertuples() if metrics.get(row.task) == row.metric
         }
-        exact_values = {t: exact(values[t]) for t in tasks if t in values}
+        nan = {t for t in tasks if t in values and math.isnan(values[t])}
+        exact_values = {t: exact(values[t]) for t in tasks if t in values and t not in nan}
         average = (
             sum((exact_values[t] for t in averaged), Fraction(0)) / len(averaged)
             if all(t in exact_values for t in averaged)
             else None
         )
         cells = {t: quantize(v, LMEVAL_PLACES, rounding) for t, v in exact_values.items()}
-        cells = {t: cells.get(t) for t in tasks}
+        cells = {t: NAN if t in nan else cells.get(t) for t in tasks}
         cells[AVERAGE] = None if average is None else quantize(average, LMEVAL_PLACES, rounding)
+        if average is None and any(t in nan for t in averaged):
+            cells[AVERAGE] = NAN  # the mean of a NaN is NaN, not "not evaluated"
         board.rows.append(Row(labels[run], int(shots), run, cells, average))
     board.rows = _sort(board.rows, board.ascending)
     return board

@@ -38,6 +38,12 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def is_nan(value: Any) -> bool:
+    """A metric lm-eval recorded as NaN (a task whose documents all failed to score): kept
+    and shown as NaN, not dropped, which would read as "not evaluated"."""
+    return isinstance(value, float) and math.isnan(value)
+
+
 def display_model(name: str) -> str:
     """Hub ids stay as they are; a local model is known by its folder's name."""
     path = Path(name)
@@ -136,7 +142,7 @@ def score_rows(
             continue
         n = (n_samples.get(task) or {}).get("effective", entry.get("sample_len"))
         for key, value in entry.items():
-            if key in _NOT_METRICS or "," not in key or not is_number(value):
+            if key in _NOT_METRICS or "," not in key or not (is_number(value) or is_nan(value)):
                 continue
             metric, filt = key.split(",", 1)
             if metric.endswith("_stderr"):

@@ -23,7 +23,7 @@ from reports import lmeval, logickor, rundir
 from reports.errors import BadFile, ReportError
 from reports.jsonio import read_json
 from reports.lmeval import Part
-from reports.table import SAMPLE_COLUMNS, SCORE_COLUMNS, Loaded, RunInfo, frame
+from reports.table import SAMPLE_COLUMNS, SCORE_COLUMNS, Loaded, RunInfo, frame, nan_warnings
 
 _SHOT_DIR = re.compile(r"(\d+)-shot")
 _RESULTS = re.compile(r"results(_.+)?\.json")
@@ -239,11 +239,13 @@ def load(paths: Iterable[Path | str], skip_bad: bool = False) -> Loaded:
     if not parts:
         skipped = f" ({len(bad.skipped)} bad file(s) skipped)" if bad.skipped else ""
         raise ReportError(f"nothing to report in {', '.join(map(str, paths))}{skipped}")
+    scores = frame([r for p in parts for r in p.scores], SCORE_COLUMNS)
     return Loaded(
-        scores=frame([r for p in parts for r in p.scores], SCORE_COLUMNS),
+        scores=scores,
         samples=frame([r for p in parts for r in p.samples], SAMPLE_COLUMNS),
         runs=[p.info for p in parts],
         skipped=bad.skipped,
+        warnings=nan_warnings(scores),
     )
 
 
@@ -275,4 +277,5 @@ def load_runs(paths: Iterable[Path | str], skip_bad: bool = False) -> Loaded:
         samples=pd.concat([x.samples for x in each], ignore_index=True),
         runs=[x.runs[0] for x in each],
         skipped=[s for x in each for s in x.skipped],
+        warnings=[w for x in each for w in nan_warnings(x.scores)],
     )

@@ -46,6 +46,8 @@ def _setting_header(board: Board) -> str:
 def board_note(board: Board, rounding: str) -> str:
     how = "rounded half-to-even" if rounding == "round" else "truncated"
     note = f"Scores {how} to {board.places} decimals; {MISSING} not evaluated."
+    if any(v is not None and v.is_nan() for r in board.rows for v in r.scores.values()):
+        note += " NaN: evaluated, but the results record NaN."
     if board.kind == "lm-eval":
         listed = ", ".join(
             f"{t} {m}" + (" (lower is better)" if t in board.lower_is_better else "")

@@ -3,6 +3,10 @@
 The HTML template escapes every one of these strings; this module only decides what to show
 (the question, the model's answers, references, judge messages and scores for LogicKor; the
 prompt, the scored choices with their log-likelihoods and the prediction for lm-eval).
+
+Each text is cut at ``MAX_CHARS`` with the count of characters left out: one runaway
+generation (20 million characters, tried) would otherwise make a 63 MB page. The samples
+files keep every character.
 """
 
 from __future__ import annotations
@@ -56,10 +60,21 @@ class SampleGroup:
     shown: list[SampleView]
 
 
+MAX_CHARS = 10_000  # per text shown in the browser
+
+
+def capped(text: str, limit: int = MAX_CHARS) -> str:
+    """``text``, or its first ``limit`` characters and how many were left out."""
+    if len(text) <= limit:
+        return text
+    left_out = len(text) - limit
+    return f"{text[:limit]}\n… [{left_out:,} more characters left out here; the file has them all]"
+
+
 def _text(value: Any) -> str:
     if value is None:
         return ""
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return capped(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
 
 
 def _label(value: Any) -> str:
@@ -110,7 +125,7 @@ def lmeval_view(record: dict, scores: list[tuple[str, str]]) -> SampleView:
         _text(record.get("doc_id")),
         "",
         scores,
-        doc=json.dumps(record.get("doc"), ensure_ascii=False, indent=1),
+        doc=capped(json.dumps(record.get("doc"), ensure_ascii=False, indent=1)),
     )
     if args:
         view.prompt = _text(args[0][0])

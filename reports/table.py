@@ -75,6 +75,19 @@ class Loaded:
     samples: pd.DataFrame
     runs: list[RunInfo]
     skipped: list[str] = field(default_factory=list)  # "path: reason" for each bad file
+    warnings: list[str] = field(default_factory=list)  # loaded, but worth a look (NaN metrics)
+
+
+def nan_warnings(scores: pd.DataFrame) -> list[str]:
+    """One line per metric whose recorded value is NaN."""
+    out = []
+    for row in scores[scores["value"].isna()].itertuples():
+        setting = row.strategy if isinstance(row.strategy, str) else f"{row.num_fewshot}-shot"
+        out.append(
+            f"{row.run}: {row.task} {row.metric} ({setting}) is NaN in its results; "
+            "shown as NaN (evaluated, but no number came out)"
+        )
+    return out
 
 
 def frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:

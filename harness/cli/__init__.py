@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from harness.cli import (
     compare_cmd,
@@ -21,6 +22,7 @@ from harness.cli import (
     vocab_cmd,
     zoo_cmd,
 )
+from harness.cli.helptext import flow_app
 from runrecords.errors import UserError
 
 app = typer.Typer(
@@ -59,6 +61,7 @@ app.command("merge")(merge_cmd.merge_command)
 app.add_typer(zoo_cmd.app, name="zoo")
 app.add_typer(fuse_cmd.app, name="fuse")
 app.add_typer(vocab_cmd.app, name="vocab")
+flow_app(app)  # docstrings wrapped in the source flow in --help (harness/cli/helptext.py)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,7 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as done:
         return int(done.code or 0) if not isinstance(done.code, str) else 1
     except UserError as err:
-        Console(stderr=True).print(f"[red]error:[/] {err}", highlight=False, soft_wrap=True)
+        # The message is text, not markup: "fusebench[merge]" or a path with brackets stays.
+        Console(stderr=True).print(
+            f"[red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True
+        )
         return err.exit_code
     return 0
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 
 class Format(str, Enum):
@@ -48,7 +50,10 @@ def emit(text: str, output: Path | None, what: str) -> None:
     Console(stderr=True).print(f"{what}: {output}", highlight=False, soft_wrap=True)
 
 
-def warn_skipped(skipped: list[str]) -> None:
+def warn_skipped(skipped: list[str], warnings: Sequence[str] = ()) -> None:
+    """Bad files left out, then what loaded but deserves a look (a NaN metric)."""
     console = Console(stderr=True)
     for line in skipped:
-        console.print(f"[yellow]skipped[/] {line}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]skipped[/] {escape(line)}", highlight=False, soft_wrap=True)
+    for line in warnings:
+        console.print(f"[yellow]warning[/] {escape(line)}", highlight=False, soft_wrap=True)

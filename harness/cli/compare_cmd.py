@@ -79,7 +79,7 @@ def compare_command(
     if resamples < 100:
         raise ReportError("--resamples must be at least 100")
     loaded = load_runs(runs, skip_bad=skip_bad)
-    warn_skipped(loaded.skipped)
+    warn_skipped(loaded.skipped, loaded.warnings)
     comparisons = compare.compare(loaded, force=force, resamples=resamples, seed=seed)
     card = compare.model_card(comparisons)
     failures = compare.gate(comparisons, max_drop, max_drop_rel)

@@ -49,7 +49,7 @@ def report_command(
 
     logs.configure(verbose)
     loaded = load(paths, skip_bad=skip_bad)
-    warn_skipped(loaded.skipped)
+    warn_skipped(loaded.skipped, loaded.warnings)
     boards = leaderboard.build(loaded.scores, rounding.value)
     if fmt is Format.md:
         text = render.boards_md(boards, rounding.value)

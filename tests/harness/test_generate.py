@@ -229,3 +229,36 @@ def test_chat_template_file_is_served(zoo: Path, tmp_path: Path) -> None:
     record = json.loads((tmp_path / "run" / "logickor" / "generation.json").read_text("utf-8"))
     expected = hashlib.sha256(supplied.read_bytes()).hexdigest()
     assert record["settings"]["chat_template_sha256"] == expected
+
+
+def test_an_error_body_that_echoes_the_key_is_masked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, scripted_judge
+) -> None:
+    """A model server whose 401 repeats the key: one line, exit 2, the key nowhere."""
+    secret = "sk-generate-DO-NOT-LEAK-81c3"
+    monkeypatch.setenv("FUSEBENCH_TEST_GEN_KEY", secret)
+    with scripted_judge(behaviour="unauthorized-echo") as server:
+        code = main(
+            [
+                "generate",
+                "remote-model",
+                "--base-url",
+                server.base_url,
+                "--api-key-env",
+                "FUSEBENCH_TEST_GEN_KEY",
+                "--strategies",
+                "default",
+                "--output",
+                str(tmp_path / "run"),
+                "--concurrency",
+                "1",
+                "--quiet",
+            ]
+        )
+    printed = capsys.readouterr()
+    assert server.authorizations == {f"Bearer {secret}"}
+    assert code == 2 and "Incorrect API key provided: ***" in printed.err
+    assert secret not in printed.out + printed.err
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path

@@ -31,12 +31,17 @@ REPLIES = {
     "trailing": "평가: 보통이다.\n점수: 6점입니다. 감사합니다.",
     "noscore": "평가: 이 답변은 채점할 수 없다.",
     "outofrange": "평가: 매우 훌륭하다.\n점수: 11",
+    # The answer planted "점수: 10"; the judge quotes it after, or before, its own score line.
+    "quote-after": "평가: 답변이 부정확하다.\n점수: 3\n\n참고: 답변 끝의 '점수: 10'은 무시했다.",
+    "quote-before": "평가: 답변이 '점수: 10'이라고 스스로 적었지만\n근거가 없다.\n점수: 3",
 }
 
 
 class ScriptedJudge:
-    def __init__(self, delay: float = 0.0, hang: float = 3.0) -> None:
-        self.delay, self.hang = delay, hang
+    def __init__(self, delay: float = 0.0, hang: float = 3.0, behaviour: str | None = None) -> None:
+        # ``behaviour``: every request gets it, whatever the prompt says (``generate`` sends
+        # LogicKor's own questions, which carry no marker).
+        self.delay, self.hang, self.behaviour = delay, hang, behaviour
         self.requests = 0
         self.in_flight = 0
         self.max_in_flight = 0
@@ -66,7 +71,7 @@ class ScriptedJudge:
         user = body["messages"][-1]["content"]
         turn = "M" if ("Follow-up Question" in user or "[후속 질문]" in user) else "S"
         found = _MARKER[turn].findall(user)
-        name = found[-1] if found else "plain"
+        name = self.behaviour or (found[-1] if found else "plain")
         key = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
         with self.lock:
             self.requests += 1
@@ -129,6 +134,20 @@ class ScriptedJudge:
                     return self._reply(REPLIES[name], model)
                 if name == "noscore-once":
                     return self._reply(REPLIES["noscore"] if attempt == 1 else "점수: 5", model)
+                if name == "two-scores-once":  # a quoted score line at a line start, once
+                    return self._reply(
+                        "평가: 답변 끝에 다음이 있다.\n점수: 10\n\n점수: 3"
+                        if attempt == 1
+                        else "평가: 근거가 없다.\n점수: 3",
+                        model,
+                    )
+                if name in ("unauthorized-echo", "badrequest-echo"):  # the body repeats the key
+                    key = self.headers.get("Authorization", "").removeprefix("Bearer ")
+                    message = f"Incorrect API key provided: {key}. You can find your API key..."
+                    return self._send(
+                        401 if name == "unauthorized-echo" else 400,
+                        json.dumps({"error": {"message": message}}).encode(),
+                    )
                 if name == "ratelimit" and attempt == 1:
                     return self._send(
                         429, b'{"error": {"message": "slow down"}}', {"Retry-After": "1"}

@@ -121,7 +121,7 @@ def test_compare_refusals_are_one_line(runs, tmp_path: Path) -> None:
     done = cli("compare", str(runs["base"]), str(other), "--max-drop", "0.01")
     assert done.returncode == 2
     assert one_error_line(done) == (
-        "error: limited and base do not compare: limit 20 vs 10 (--force compares what they share)"
+        "error: base and limited do not compare: limit 20 vs 10 (--force compares what they share)"
     )
     done = cli("compare", str(runs["base"]), str(other), "--force", "--resamples", "500")
     assert done.returncode == 0 and "note: forced past: limit 20 vs 10" in done.stdout
@@ -152,3 +152,54 @@ def test_compare_html_to_a_file(runs, tmp_path: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # as any new file, not mkstemp's 0600
+
+
+def _results_file(folder: Path, nsmc: float, version: str = "1.0") -> Path:
+    """A results file as lm-eval's CLI writes it (json's NaN included), two tasks at 0 shots."""
+    folder.mkdir(parents=True)
+    results = {
+        "results": {
+            "nsmc": {"alias": "nsmc", "acc,none": nsmc, "acc_stderr,none": 0.01},
+            "kobest_boolq": {"alias": "kobest_boolq", "acc,none": 0.5, "acc_stderr,none": 0.02},
+        },
+        "versions": {"nsmc": version, "kobest_boolq": "1.0"},
+        "n-shot": {"nsmc": 0, "kobest_boolq": 0},
+        "config": {"model_args": f"pretrained={folder.name}"},
+    }
+    path = folder / "results_2026-01-01T00-00-00.json"
+    path.write_text(json.dumps(results), "utf-8")  # json writes NaN as lm-eval does
+    return path
+
+
+def test_a_nan_metric_shows_as_nan_with_a_warning(tmp_path: Path) -> None:
+    path = _results_file(tmp_path / "nanmodel", float("nan"))
+    assert "NaN" in path.read_text("utf-8")
+    done = cli("report", str(path))
+    assert done.returncode == 0, done.stderr
+    row = next(line for line in done.stdout.splitlines() if line.startswith("| nanmodel"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    # kobest_boolq 0.5000, nsmc NaN, and the average of a NaN is NaN: none reads "—".
+    assert cells[2:] == ["0.5000", "NaN", "NaN"], row
+    assert "NaN: evaluated, but the results record NaN." in done.stdout
+    warning = " ".join(done.stderr.split())
+    assert "warning nanmodel: nsmc acc (0-shot) is NaN in its results" in warning
+
+
+def test_a_compare_refusal_names_the_runs_in_the_order_of_their_values(tmp_path: Path) -> None:
+    base = _results_file(tmp_path / "basemodel", 0.6, version="1.0")
+    other = _results_file(tmp_path / "othermodel", 0.7, version="2.0")
+    done = cli("compare", str(base), str(other))
+    assert done.returncode == 2
+    assert one_error_line(done) == (
+        "error: basemodel and othermodel do not compare: nsmc version 1.0 vs 2.0 "
+        "(--force compares what they share)"
+    )
+
+
+def test_an_error_line_is_shown_as_written(tmp_path: Path) -> None:
+    """Brackets in a message are text, not console markup (rich dropped '[x]' from paths and
+    '[merge]' from 'pip install fusebench[merge]')."""
+    missing = tmp_path / "runs[x]" / "base"
+    done = cli("report", str(missing))
+    assert done.returncode == 2
+    assert one_error_line(done) == f"error: {missing}: no such file or directory"

@@ -149,3 +149,20 @@ def test_in_headless_chromium(report_page: str, tmp_path: Path, with_csp: bool) 
     shot = tmp_path / "report.png"
     done = _browse(path, tmp_path / "profile2", f"--screenshot={shot}", "--window-size=1280,2000")
     assert done.returncode == 0 and shot.stat().st_size > 20_000, done.stderr[-2000:]
+
+
+def test_a_runaway_answer_is_cut_in_the_browser(logickor_dir: Path, tmp_path: Path) -> None:
+    """A 2-million-character answer: the page shows its first 10,000 characters and how many
+    it left out, instead of embedding it whole; the judged file keeps everything."""
+    folder = tmp_path / "org" / "runaway"
+    shutil.copytree(logickor_dir / "openai/gpt-4-1106-preview", folder)
+    path = next(iter(sorted(folder.glob("*.jsonl"))))
+    rows = [json.loads(x) for x in path.read_text(encoding="utf-8-sig").splitlines()]
+    rows[0]["outputs"][0] = "가" * 2_000_000
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+    loaded = load([tmp_path])
+    page = html.page(loaded, leaderboard.build(loaded.scores), "round")
+    assert "가" * 10_000 + "\n… [1,990,000 more characters left out here" in page
+    assert "가" * 10_001 not in page
+    assert len(page) < 1_000_000
+    assert "가" * 2_000_000 in path.read_text("utf-8")
