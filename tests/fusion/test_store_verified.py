@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from fusion.store import TopKStore
@@ -84,3 +86,61 @@ def test_training_that_fails_after_starting_records_failed(
     assert status["status"] == "failed", status
     assert status["step"] == 1 and status["steps"] >= 1
     assert status["error"] and "\n" not in status["error"]
+
+
+def _rank_zero_under(folder: Path) -> int | None:
+    """The pid of rank 0 of a training whose config lies under ``folder`` (from /proc)."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ours = any(arg.startswith(str(folder).encode()) for arg in cmdline)
+        if b"fusion.train.main" in cmdline and ours and b"RANK=0" in environ:
+            return int(proc.name)
+    return None
+
+
+def test_rank_killed_under_the_launcher_leaves_failed(
+    tmp_path: Path, train_config, fused_store: Path, fusebench_env
+) -> None:
+    """Rank 0 (the status writer) SIGKILLed mid-training: the launcher records ``failed``."""
+    config = train_config(
+        tmp_path / "k.yaml",
+        tmp_path / "k",
+        fused_store=str(fused_store),
+        epochs=500,
+        micro_batch_size=1,
+        save_every=100000,
+        **FAST,
+    )
+    status_file = tmp_path / "k" / "train" / "status.json"
+    child = subprocess.Popen(
+        [str(Path(sys.executable).parent / "fusebench"), "fuse", "train", str(config)]
+        + ["--nproc", "2", "--quiet"],
+        env={**fusebench_env, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if status_file.is_file() and '"running"' in status_file.read_text():
+                break
+            assert child.poll() is None, child.communicate()
+            time.sleep(0.5)
+        rank0 = _rank_zero_under(tmp_path)
+        assert rank0 is not None
+        os.kill(rank0, signal.SIGKILL)
+        _, err = child.communicate(timeout=300)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 2, err[-3000:]
+    status = json.loads(status_file.read_text())
+    assert status["status"] == "failed", status
+    assert "training processes failed" in status["error"]
