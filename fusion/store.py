@@ -510,9 +510,20 @@ class TopKStore:
             yield self.sequence(i)
 
     def verify(self) -> None:
-        """Check every shard's sha256 now (reading checks each shard on first use anyway)."""
+        """Check every shard's sha256 now (reading checks each shard on first use anyway), so
+        a corrupt store is refused before work that depends on it starts, not in the middle."""
         for info in self.manifest.shards:
             self._check(info)
+
+    def problems(self) -> list[str]:
+        """One line per missing or corrupt shard (empty when every sha256 matches)."""
+        found = []
+        for info in self.manifest.shards:
+            try:
+                self._check(info)
+            except StoreError as err:
+                found.append(str(err))
+        return found
 
     def check_tokenizer(self, fingerprint: str, model: str) -> None:
         if fingerprint != self.manifest.tokenizer_fingerprint:

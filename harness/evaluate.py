@@ -2,8 +2,10 @@
 
 Each (task, shot count) is one lm-eval evaluation whose results land atomically before the
 next starts, so an interrupted run loses at most the task it was on, and a rerun with the
-same settings picks up there. Settings that change the numbers (model weights, backend,
-dtype, limit, seeds, task versions) must match an existing run, or the rerun is refused.
+same settings picks up there, once it has checked that what the manifest records as finished
+is on disk and intact (what is not is redone, and said so). Settings that change the numbers
+(model weights, backend, dtype, limit, seeds, task versions) must match an existing run, or
+the rerun is refused.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from harness import __version__
 from harness.backends import build_backend
@@ -23,7 +26,9 @@ from harness.models import cache_key, resolve_model
 from harness.specs import EvalSpec
 from reports import rundir
 from reports.rundir import BackendInfo, Completed, Manifest, TaskEntry
+from reports.rundir_verify import broken_entries
 from runrecords.atomic import write_json_atomic, write_jsonl_atomic
+from runrecords.digest import sha256_file
 from runrecords.errors import Interrupted
 from runrecords.settings import differences
 from tasks import catalog
@@ -195,6 +200,7 @@ def run_eval(spec: EvalSpec, console: Console | None = None) -> Path:
     settings = [
         (t, n) for n in sorted(set(spec.num_fewshot)) for t in task_names if catalog.scored_at(t, n)
     ]
+    _forget_broken(run, manifest, settings, console)
     pending = [(t, n) for t, n in settings if not manifest.is_done(t, n)]
     for task, shots in [(t, n) for t, n in settings if manifest.is_done(t, n)]:
         console.print(f"[dim]skip[/] {task} {shots}-shot: already in {run}")
@@ -240,7 +246,7 @@ def run_eval(spec: EvalSpec, console: Console | None = None) -> Path:
                     "maximum length: truncated from the left[/]"
                 )
             n_samples = len(results.get("samples", {}).get(task, []))
-            _store(run, shots, task, results)
+            results_sha256, samples_sha256 = _store(run, shots, task, results)
             manifest.completed.append(
                 Completed(
                     task=task,
@@ -249,6 +255,8 @@ def run_eval(spec: EvalSpec, console: Console | None = None) -> Path:
                     seconds=round(time.monotonic() - started, 2),
                     n_samples=n_samples,
                     truncated=truncated,
+                    results_sha256=results_sha256,
+                    samples_sha256=samples_sha256,
                 )
             )
             rundir.write_manifest(run, manifest)
@@ -269,9 +277,38 @@ def run_eval(spec: EvalSpec, console: Console | None = None) -> Path:
     return run
 
 
-def _store(run: Path, shots: int, task: str, results: dict) -> None:
-    """Samples first, then results: a task counts as done only once both are on disk."""
+def _forget_broken(
+    run: Path, manifest: Manifest, settings: list[tuple[str, int]], console: Console
+) -> None:
+    """Resume trusts the files, not the manifest: a finished entry whose results or samples
+    are missing or broken is dropped from ``completed`` (so it is redone when asked for), and
+    a results.json that cannot be read is removed (a redo merges into it)."""
+    broken, unusable = broken_entries(run, manifest)
+    if not broken:
+        return
+    for shots in unusable:
+        (rundir.shot_dir(run, shots) / rundir.RESULTS).unlink(missing_ok=True)
+    asked = set(settings)
+    for item in broken:
+        task, shots = item.entry.task, item.entry.num_fewshot
+        verb = "redo" if (task, shots) in asked else "forget"
+        console.print(
+            f"[yellow]{verb}[/] {task} {shots}-shot: {escape(item.reason)}", soft_wrap=True
+        )
+    gone = [id(item.entry) for item in broken]
+    manifest.completed = [c for c in manifest.completed if id(c) not in gone]
+    manifest.status, manifest.finished_at = "running", None
+    rundir.write_manifest(run, manifest)
+
+
+def _store(run: Path, shots: int, task: str, results: dict) -> tuple[str, str]:
+    """Samples first, then results: a task counts as done only once both are on disk.
+    Returns the sha256 of the task's entry in results.json and of its samples file, as
+    read back from disk (what a resume checks them against)."""
     samples = results.pop("samples", {}).get(task, [])
-    write_jsonl_atomic(rundir.samples_path(run, shots, task), samples)
+    samples_file = rundir.samples_path(run, shots, task)
+    write_jsonl_atomic(samples_file, samples)
     merged = rundir.merge_results(rundir.read_results(run, shots), results)
     write_json_atomic(rundir.shot_dir(run, shots) / rundir.RESULTS, merged)
+    written = rundir.read_results(run, shots) or {}
+    return rundir.task_digest(written, task), sha256_file(samples_file)

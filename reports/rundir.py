@@ -13,6 +13,8 @@ One shot setting is one lm-eval evaluation, so each gets its own folder: a run m
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -80,6 +82,12 @@ class Completed(_Model):
         description="Documents whose context was cut from the left to fit the model's maximum "
         "length (as lm-eval does); None where the backend cannot count them.",
     )
+    results_sha256: str | None = Field(
+        None,
+        description="Of this task's entry in <n>-shot/results.json (`task_digest`); None in "
+        "runs made before it was recorded (resume then checks presence and parse).",
+    )
+    samples_sha256: str | None = Field(None, description="Of <n>-shot/samples/<task>.jsonl.")
 
 
 class Manifest(_Model):
@@ -150,6 +158,14 @@ def merge_results(existing: dict | None, new: dict) -> dict:
     for key in _MERGED_KEYS:
         merged[key] = {**existing.get(key, {}), **new.get(key, {})}
     return merged
+
+
+def task_digest(results: dict, task: str) -> str:
+    """sha256 of one task's part of a results object (every per-task key), so a file that
+    holds all tasks of a shot count can be checked task by task."""
+    part = {key: (results.get(key) or {}).get(task) for key in _MERGED_KEYS}
+    text = json.dumps(part, sort_keys=True, ensure_ascii=True, allow_nan=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def read_results(run: Path, num_fewshot: int) -> dict | None:

@@ -315,8 +315,12 @@ def run_align(
     if (out / "manifest.json").is_file():
         old = read_manifest(out)
         if old.complete and old.same_store(manifest):
-            say(f"fused store up to date: {out}")
-            return out
+            corrupt = TopKStore(out).problems()
+            if not corrupt:
+                say(f"fused store up to date: {out}")  # every shard's sha256 checked
+                return out
+            # The writer redoes exactly the shards whose sha256 does not match their sidecar.
+            say(f"fused store: {len(corrupt)} corrupt shard(s), redoing: {'; '.join(corrupt)}")
         if not old.same_store(manifest):
             if not overwrite:
                 raise StoreError(

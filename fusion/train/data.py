@@ -41,6 +41,7 @@ def open_fused_store(path: Any, *, fingerprint: str, model: str, vocab_size: int
         )
     if len(store) == 0:
         raise StoreError(f"{store.path}: holds no sequences (all rows excluded or empty corpus)")
+    store.verify()  # before training starts, not at the first read of a corrupt shard
     return store
 
 

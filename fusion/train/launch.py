@@ -78,10 +78,15 @@ def run_training(
             f"train: interrupted after step {status.get('step')} of {status.get('steps')}; "
             f"checkpoint in {paths.checkpoints}; rerun with --resume to continue"
         )
-    raise TrainingFailed(
+    message = (
         f"train: the {nproc} training processes failed (exit code {code}); "
         "the failing rank's error is printed above"
     )
+    if status.get("status") in ("launching", "running"):  # a rank died without saying so
+        write_json_atomic(
+            paths.status, {**status, "status": "failed", "error": status.get("error", message)}
+        )
+    raise TrainingFailed(message)
 
 
 @contextmanager

@@ -41,7 +41,7 @@ from fusion.train.setup import (
     single_rank_env,
 )
 from runrecords.atomic import atomic_directory, write_json_atomic
-from runrecords.errors import Interrupted
+from runrecords.errors import Interrupted, UserError
 from runrecords.settings import first_difference
 
 # The file DeepSpeed's save_16bit_model writes a ZeRO-3 model's gathered weights to.
@@ -104,6 +104,8 @@ class _Run:
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         self.stop_signal = 0
         self.partial: list[torch.nn.Parameter] = []
+        # Where the run is, for the status an exit writes (set once "running" is written).
+        self.started, self.step, self.steps = False, 0, 0
 
     # ------------------------------------------------------------ setup
 
@@ -168,6 +170,23 @@ class _Run:
     # ------------------------------------------------------------ the run
 
     def run(self) -> Path:
+        """``_run``, and on every exit after training started a truthful status.json: an
+        error is recorded as ``failed`` with its message, a Ctrl-C as ``interrupted``,
+        never left at ``running``."""
+        try:
+            return self._run()
+        except Interrupted:
+            raise  # the loop wrote "interrupted" with its checkpoint
+        except KeyboardInterrupt:
+            if self.started:
+                self._status("interrupted", step=self.step, steps=self.steps)
+            raise
+        except BaseException as err:
+            if self.started:
+                self._status("failed", step=self.step, steps=self.steps, error=error_line(err))
+            raise
+
+    def _run(self) -> Path:
         import deepspeed
         from transformers import get_cosine_schedule_with_warmup, set_seed
 
@@ -224,6 +243,7 @@ class _Run:
             self._say(f"train: resumed at step {step} from {paths.checkpoints / pointer['tag']}")
         elif logbook:
             logbook.start_fresh()
+        self.started, self.step, self.steps = True, step, steps
         self._status("running", step=step, steps=steps)
         self._say(
             f"train: {len(dataset)} sequences, {steps} optimizer steps, {self.world} "
@@ -279,6 +299,7 @@ class _Run:
                     dtype=torch.float64,
                 )
             step += 1
+            self.step = step
             sums[4] = float(self.stop_signal)
             reduced = sums.to(engine.device)
             dist.all_reduce(reduced)  # one collective: mean losses, total tokens, any stop
@@ -379,6 +400,15 @@ class _Run:
             self._say(f"train: final model: {final}")
         dist.barrier()
         return final
+
+
+def error_line(err: BaseException) -> str:
+    """An exception as the one line status.json keeps (a user error's message as it is)."""
+    lines = str(err).strip().splitlines()
+    text = lines[0] if lines else ""
+    if isinstance(err, UserError):
+        return text[:500]
+    return f"{type(err).__name__}: {text}"[:500] if text else type(err).__name__
 
 
 def start_point(config: TrainRunConfig, world: int, *, resume: bool) -> dict[str, Any] | None:
