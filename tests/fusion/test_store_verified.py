@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from fusion.store import TopKStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,6 +31,7 @@ def _lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.strip()]
 
 
+@pytest.mark.slow  # two tiny fuse runs
 def test_corrupt_fused_shard_is_named_redone_and_never_trained_on(
     tmp_path: Path, zoo: Path, fuse_config, nsmc_rows, run_fusebench
 ) -> None:
@@ -104,6 +107,7 @@ def _rank_zero_under(folder: Path) -> int | None:
     return None
 
 
+@pytest.mark.slow  # a real two-rank DeepSpeed launch
 def test_rank_killed_under_the_launcher_leaves_failed(
     tmp_path: Path, train_config, fused_store: Path, fusebench_env
 ) -> None:
