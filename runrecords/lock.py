@@ -85,14 +85,17 @@ def _make_directory(directory: Path) -> list[Path]:
 
 
 def _holder_text(fd: int) -> str:
-    """The holder's record, or "" while it has not written it yet (it just took the lock)."""
+    """The holder's record; retried briefly while it is empty or half written (the holder
+    has just taken the lock), then whatever is there."""
+    text = ""
     for _ in range(20):
-        os.lseek(fd, 0, os.SEEK_SET)
-        text = os.read(fd, 65536).decode("utf-8", errors="replace")
-        if text.strip():
+        text = os.pread(fd, 65536, 0).decode("utf-8", errors="replace")
+        try:
+            json.loads(text)
             return text
-        time.sleep(0.05)
-    return ""
+        except ValueError:
+            time.sleep(0.05)
+    return text
 
 
 def describe(text: str) -> str:
