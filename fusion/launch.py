@@ -1,18 +1,25 @@
 """The one launcher for multi-process stages (extraction and training): torchrun on this
 machine, with a clean child environment, this checkout on PYTHONPATH, SIGTERM forwarded to
-the ranks and their exit code returned.
+the ranks and their exit code returned; no rank outlives the command that launched it.
 
 Why a module of its own: every stage that starts ranks must drop the one-rank rendezvous an
 in-process stage may have set up here (its port is taken), and must pass a scheduler's
 SIGTERM on so that ranks checkpoint; one copy keeps that true for all of them.
+
+Orphans: torchrun runs in its own session (a terminal's Ctrl-C reaches this process, which
+passes it on) with a parent-death signal on Linux, so that a killed command (SIGKILL, an
+OOM kill) takes torchrun down, and torchrun its ranks; each rank starts through
+``fusion.rank``, whose watchdog stops it if torchrun or this command is gone.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,17 +55,22 @@ def forget_single_rank() -> None:
 
 
 def rank_env(nproc: int, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment ranks start with: clean, this checkout importable, threads shared."""
+    """The environment ranks start with: clean, this checkout importable, threads shared,
+    and this process's pid for the ranks' watchdog (``fusion.rank``)."""
+    from fusion.rank import OWNER_PID
+
     env = child_env(dict(os.environ))
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in [str(PACKAGE_ROOT), env.get("PYTHONPATH", "")] if p
     )
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    env[OWNER_PID] = str(os.getpid())
     env.update(extra or {})
     return env
 
 
 def torchrun_command(module: str, args: list[str], nproc: int) -> list[str]:
+    """torchrun starting ``python -m fusion.rank module args`` (the watchdog, then module)."""
     return [
         sys.executable,
         "-m",
@@ -69,9 +81,37 @@ def torchrun_command(module: str, args: list[str], nproc: int) -> list[str]:
         "--nproc_per_node",
         str(nproc),
         "-m",
+        "fusion.rank",
         module,
         *args,
     ]
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the kernel send the child SIGTERM when this process dies
+    (Linux; elsewhere None). torchrun, told so, stops its ranks and exits.
+
+    libc is loaded here, before the fork; the child only calls into it, then checks that
+    this process did not die before the signal was set (it would never come).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
 
 
 @dataclass
@@ -87,10 +127,17 @@ def run_ranks(
 ) -> Launched:
     """Run ``python -m module args`` on ``nproc`` ranks and wait for them.
 
-    SIGTERM to this process goes on to torchrun, which hands it to every rank (Ctrl-C
-    reaches them all through the terminal): each finishes its unit of work, saves, exits.
+    SIGTERM and Ctrl-C to this process go on to torchrun (in a session of its own, it does
+    not see the terminal's), which hands them to every rank: each finishes its unit of
+    work, saves, exits. If this process leaves early, torchrun is told to stop.
     """
-    process = subprocess.Popen(torchrun_command(module, args, nproc), env=rank_env(nproc, env))
+    process = subprocess.Popen(
+        torchrun_command(module, args, nproc),
+        env=rank_env(nproc, env),
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=_parent_death_signal(),
+    )
     stopped: list[int] = []
 
     def forward(signum: int, frame: object) -> None:
@@ -102,7 +149,10 @@ def run_ranks(
         code = process.wait()
     except KeyboardInterrupt:
         stopped.append(signal.SIGINT)
+        process.send_signal(signal.SIGINT)
         code = process.wait()
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if process.poll() is None:  # leaving on a second Ctrl-C, or an error: stop them too
+            process.terminate()
     return Launched(code=code, interrupted=bool(stopped))

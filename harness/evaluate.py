@@ -10,7 +10,6 @@ the rerun is refused.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from harness.specs import EvalSpec
 from reports import rundir
 from reports.rundir import BackendInfo, Completed, Manifest, TaskEntry
 from reports.rundir_verify import broken_entries
+from runrecords import lock
 from runrecords.atomic import write_json_atomic, write_jsonl_atomic
 from runrecords.digest import sha256_file
 from runrecords.errors import Interrupted
@@ -111,11 +111,11 @@ def open_run(spec: EvalSpec, manifest: Manifest) -> Manifest:
     run = spec.output
     if run.exists() and not run.is_dir():
         raise HarnessError(f"{run}: exists and is not a directory")
-    if run.is_dir() and any(run.iterdir()):
+    if run.is_dir() and lock.entries(run):  # the command's own lock file does not count
         if not (run / rundir.MANIFEST).is_file():
             raise HarnessError(f"{run}: not empty and not a fusebench run; choose another --output")
         if spec.overwrite:
-            shutil.rmtree(run)
+            lock.clear(run)  # not rmtree: the lock file stays, and with it the lock
         else:
             old = rundir.read_manifest(run)  # a broken manifest is a BadFile naming it
             _check_same_settings(old, manifest, run)

@@ -11,6 +11,7 @@ from harness.backends import Backend, BackendOptions
 from harness.cli.options import FromSpec, QuietOption, progress_bars
 from harness.errors import HarnessError
 from harness.specs import EvalSpec
+from runrecords.lock import hold
 
 _B = "Backend"
 _R = "Run"
@@ -103,7 +104,8 @@ def eval_command(
         cache_dir=cache_dir,
         label=label,
     )
-    run = run_eval(spec)
+    with hold(output, "fusebench eval"):
+        run = run_eval(spec)
     from rich.console import Console
 
     from harness.summary import summary_table

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from harness.cli.options import LegacyProgressOption, QuietOption, progress_bars
+from runrecords.lock import hold
 
 
 def chat_command(
@@ -33,10 +34,8 @@ def chat_command(
     from harness.cli.reporting import cli_reporter
 
     shown = progress_bars(quiet, progress)
-    pipeline.fuse_chat(
-        load_chat_config(config),
-        nproc=nproc,
-        overwrite=overwrite,
-        progress=shown,
-        report=cli_reporter(),
-    )
+    loaded = load_chat_config(config)
+    with hold(loaded.work_dir, "fusebench fuse chat"):
+        pipeline.fuse_chat(
+            loaded, nproc=nproc, overwrite=overwrite, progress=shown, report=cli_reporter()
+        )

@@ -8,7 +8,7 @@ stage sequences live in ``fusion/pipeline.py``; this module parses arguments and
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -16,6 +16,7 @@ from harness.cli.fuse_chat_cmd import chat_command
 from harness.cli.fuse_train_cmd import train_command
 from harness.cli.options import LegacyProgressOption, QuietOption, progress_bars
 from harness.cli.reporting import cli_reporter
+from runrecords.lock import hold
 
 app = typer.Typer(
     help="Knowledge fusion: extract top-k, align and fuse, train.", no_args_is_help=True
@@ -47,7 +48,9 @@ def extract_command(
     from fusion.config import load_config
 
     shown = progress_bars(quiet, progress)
-    pipeline.extract(load_config(config), nproc=nproc, progress=shown, report=cli_reporter())
+    loaded = load_config(config)
+    with hold(loaded.work_dir, "fusebench fuse extract"):
+        pipeline.extract(loaded, nproc=nproc, progress=shown, report=cli_reporter())
 
 
 @app.command("align")
@@ -62,7 +65,9 @@ def align_command(
     from fusion.config import load_config
 
     shown = progress_bars(quiet, progress)
-    pipeline.align(load_config(config), overwrite=overwrite, progress=shown, report=cli_reporter())
+    loaded = load_config(config)
+    with hold(loaded.work_dir, "fusebench fuse align"):
+        pipeline.align(loaded, overwrite=overwrite, progress=shown, report=cli_reporter())
 
 
 app.command("train")(train_command)
@@ -81,11 +86,18 @@ def run_command(
     """extract -> align and fuse -> train, skipping what is finished. With an `evaluate`
     section, then a CLM-only control, evaluation of base, control, fused (and sources), the
     comparison under work_dir/report, a headline, and exit 1 if the gate fails."""
-    from fusion import pipeline
     from fusion.config import load_config
 
     shown = progress_bars(quiet, progress)
     loaded = load_config(config)
+    with hold(loaded.work_dir, "fusebench fuse run"):
+        _run(loaded, nproc=nproc, overwrite=overwrite, resume=resume, shown=shown)
+
+
+def _run(loaded: Any, *, nproc: int, overwrite: bool, resume: bool, shown: bool) -> None:
+    """``fuse run`` inside its work_dir's lock: the fusion, then the evaluation if asked."""
+    from fusion import pipeline
+
     if loaded.evaluate is None:
         pipeline.fuse(
             loaded,

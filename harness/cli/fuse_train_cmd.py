@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from harness.cli.options import QuietOption, progress_bars
+from runrecords.lock import hold
 
 
 def train_command(
@@ -33,7 +34,9 @@ def train_command(
     from harness.cli.reporting import cli_reporter
 
     shown = progress_bars(quiet)
-    final = pipeline.train(
-        load_config(config), nproc=nproc, resume=resume, progress=shown, report=cli_reporter()
-    )
+    loaded = load_config(config)
+    with hold(loaded.work_dir, "fusebench fuse train"):
+        final = pipeline.train(
+            loaded, nproc=nproc, resume=resume, progress=shown, report=cli_reporter()
+        )
     typer.echo(f"model: {final}")

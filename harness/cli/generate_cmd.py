@@ -11,6 +11,7 @@ import typer
 from harness.cli.options import FromSpec, QuietOption
 from harness.errors import HarnessError
 from harness.specs import GenerateSpec, Server
+from runrecords.lock import hold
 
 _S = "Server"
 _T = "Generation"
@@ -82,7 +83,8 @@ def generate_command(
         overwrite=overwrite,
         quiet=quiet,
     )
-    result = run_generate(spec)
+    with hold(output, "fusebench generate"):
+        result = run_generate(spec)
     for strategy, counts in result.items():
         typer.echo(
             f"{strategy}: {counts['generated']} questions generated, "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -12,6 +13,7 @@ import typer
 from harness.cli.options import FromSpec, QuietOption
 from harness.specs import JudgeRequest, Template
 from judges.errors import JudgeError
+from runrecords.lock import hold
 
 _P = "Judge"
 _R = "Robustness"
@@ -92,4 +94,8 @@ def judge_command(
         price_out=price_out,
         quiet=quiet,
     )
-    run_judge(request)
+    # The directory judged files and the record go to: --output, or a run judged in place
+    # (a target that is neither is refused by run_judge, with nothing to lock).
+    written = output if output is not None else (target if target.is_dir() else None)
+    with hold(written, "fusebench judge") if written is not None else nullcontext():
+        run_judge(request)

@@ -9,6 +9,7 @@ import typer
 
 from fusion.vocab.expand import ExpandOptions
 from harness.cli.options import FromSpec, QuietOption, progress_bars
+from runrecords.lock import hold
 
 app = typer.Typer(help="Korean vocabulary expansion (EEVE).", no_args_is_help=True)
 _X = FromSpec(ExpandOptions)
@@ -100,6 +101,6 @@ def train_command(
     from harness.cli.reporting import cli_reporter
 
     shown = progress_bars(quiet)
-    pipeline.vocab_train(
-        load_vocab_config(config), nproc=nproc, progress=shown, report=cli_reporter()
-    )
+    loaded = load_vocab_config(config)
+    with hold(loaded.work_dir, "fusebench vocab train"):
+        pipeline.vocab_train(loaded, nproc=nproc, progress=shown, report=cli_reporter())
