@@ -30,6 +30,7 @@ from fusion.config import (
     load_config,
     read_yaml_mapping,
     validate_config,
+    work_dir_at,
 )
 from fusion.layout import WorkDir
 from fusion.merge.methods import method as merge_method
@@ -108,7 +109,7 @@ def load_chat_config(path: Path) -> ChatConfig:
             if isinstance(entry, dict) and isinstance(entry.get("path"), str):
                 entry["path"] = _local(base, entry["path"], path, key)
     config = validate_config(ChatConfig, raw, path)
-    config.work_dir = (base / config.work_dir).resolve()
+    config.work_dir = work_dir_at(base, config.work_dir, path)
     if config.corpus.path:
         config.corpus.path = str((base / config.corpus.path).resolve())
     return config
