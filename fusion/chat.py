@@ -34,6 +34,7 @@ from fusion.config import (
 )
 from fusion.layout import WorkDir
 from fusion.merge.methods import method as merge_method
+from fusion.merge.output import MERGE_RECORD
 from fusion.merge.spec import Granularity, InputModel, MergeSpec, Method, ParameterValue
 from fusion.train.config import TrainSection
 
@@ -206,7 +207,7 @@ def merge_spec(chat: ChatConfig, finals: dict[str, Path]) -> MergeSpec:
 
 def merge_done(chat: ChatConfig, spec: MergeSpec) -> bool:
     """A finished merge with these inputs and settings (the spec is saved beside it)."""
-    saved = merged_dir(chat) / "fusebench_merge.yaml"
+    saved = merged_dir(chat) / MERGE_RECORD
     if not saved.is_file():
         return False
     return yaml.safe_load(saved.read_text(encoding="utf-8")) == spec.model_dump(mode="json")
