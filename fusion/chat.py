@@ -30,9 +30,11 @@ from fusion.config import (
     load_config,
     read_yaml_mapping,
     validate_config,
+    work_dir_at,
 )
 from fusion.layout import WorkDir
 from fusion.merge.methods import method as merge_method
+from fusion.merge.output import MERGE_RECORD
 from fusion.merge.spec import Granularity, InputModel, MergeSpec, Method, ParameterValue
 from fusion.train.config import TrainSection
 
@@ -108,7 +110,7 @@ def load_chat_config(path: Path) -> ChatConfig:
             if isinstance(entry, dict) and isinstance(entry.get("path"), str):
                 entry["path"] = _local(base, entry["path"], path, key)
     config = validate_config(ChatConfig, raw, path)
-    config.work_dir = (base / config.work_dir).resolve()
+    config.work_dir = work_dir_at(base, config.work_dir, path)
     if config.corpus.path:
         config.corpus.path = str((base / config.corpus.path).resolve())
     return config
@@ -205,7 +207,7 @@ def merge_spec(chat: ChatConfig, finals: dict[str, Path]) -> MergeSpec:
 
 def merge_done(chat: ChatConfig, spec: MergeSpec) -> bool:
     """A finished merge with these inputs and settings (the spec is saved beside it)."""
-    saved = merged_dir(chat) / "fusebench_merge.yaml"
+    saved = merged_dir(chat) / MERGE_RECORD
     if not saved.is_file():
         return False
     return yaml.safe_load(saved.read_text(encoding="utf-8")) == spec.model_dump(mode="json")

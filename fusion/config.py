@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from fusion.errors import FusionError
 from fusion.train.config import TrainSection
+from runrecords.atomic import blocking_file
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -142,7 +143,7 @@ class EvaluateSection(_Section):
     num_fewshot: list[Annotated[int, Field(ge=0)]] = Field(
         default_factory=lambda: [0, 5], min_length=1, description="Shot counts, each evaluated."
     )
-    limit: Annotated[float, Field(gt=0)] | None = Field(
+    limit: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = Field(
         None,
         description="Documents per task (a fraction of them if < 1); default all. For quick "
         "checks: a comparison over few documents has wide intervals.",
@@ -261,11 +262,22 @@ def load_train_config(path: Path) -> TrainRunConfig:
     return _resolved(validate_config(schema, raw, path), path)
 
 
+def work_dir_at(base: Path, work_dir: Path, path: Path) -> Path:
+    """``work_dir`` resolved against ``base``; refused (one line naming the config) when it,
+    or the nearest folder above it that exists, is a file: every stage would fail on mkdir."""
+    resolved = (base / work_dir).resolve()
+    blocker = blocking_file(resolved)
+    if blocker is not None:
+        what = "" if blocker == resolved else f" ({blocker} is a file)"
+        raise ConfigError(f"{path}: field work_dir: {resolved} is not a directory{what}")
+    return resolved
+
+
 def _resolved(config: Any, path: Path) -> Any:
     """``config`` with its relative paths resolved against the file's folder."""
     base = path.parent
     config.source_file = path.resolve()
-    config.work_dir = (base / config.work_dir).resolve()
+    config.work_dir = work_dir_at(base, config.work_dir, path)
     for entry in [config.target, *getattr(config, "sources", [])]:
         local = base / entry.path
         if local.exists():

@@ -181,7 +181,7 @@ def fuse_with_control(
     extract(config, nproc=nproc, progress=progress, report=report)
     align(config, overwrite=overwrite, progress=progress, report=report)
     trained = resume and finished(config) and finished(control_config(config))
-    with contextlib.nullcontext() if trained else shared_process_group(nproc):
+    with contextlib.nullcontext() if trained else shared_process_group(nproc, report.status):
         model = train(config, nproc=nproc, resume=resume, progress=progress, report=report)
         report.output("model", model)
         clm_only = control(config, nproc=nproc, resume=resume, progress=progress, report=report)
@@ -275,7 +275,7 @@ def vocab_train(
     )
     report.status(f"corpus: {len(corpus)} rows, {dataset.positions} tokens ({corpus.directory})")
     final = Path(config.model)
-    with shared_process_group(nproc):
+    with shared_process_group(nproc, report.status):
         for number, stage in enumerate(config.stages, start=1):
             steps, epochs = plan_steps(stage, dataset, config.train, nproc)
             run = stage_config(config, number, steps, epochs)

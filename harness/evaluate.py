@@ -32,6 +32,8 @@ from runrecords.digest import sha256_file
 from runrecords.errors import Interrupted
 from runrecords.settings import differences
 from tasks import catalog
+from tasks.datadir import data_dir
+from tasks.loaders import load_benchmark
 
 # Settings that are free to change between a run and its resumption.
 _FREE_BACKEND_ARGS = {"batch_size", "device"}
@@ -174,6 +176,17 @@ def _evaluate_one(lm, task: str, shots: int, spec: EvalSpec, task_manager, use_c
     return results
 
 
+def _check_local_data(task_names: list[str]) -> None:
+    """Parse each benchmark's local files now (kept for the evaluation, parsed once): a file
+    that is malformed or not UTF-8 is refused before the run directory is written. Hub data
+    is left to the evaluation (no download for tasks a resumed run skips)."""
+    if data_dir() is None:
+        return
+    infos = catalog.all_tasks()
+    for benchmark in sorted({infos[name].benchmark for name in task_names}):
+        load_benchmark(benchmark)
+
+
 def run_eval(spec: EvalSpec, console: Console | None = None) -> Path:
     """Evaluate, resuming where an earlier run into the same directory stopped."""
     console = console or Console(stderr=True)
@@ -181,6 +194,7 @@ def run_eval(spec: EvalSpec, console: Console | None = None) -> Path:
     if any(n < 0 for n in spec.num_fewshot):
         raise HarnessError("--num-fewshot: shot counts must be >= 0")
     catalog.check_shots(task_names, spec.num_fewshot)
+    _check_local_data(task_names)
     model = resolve_model(spec.model, spec.options.revision)
     manifest = Manifest(
         fusebench_version=__version__,

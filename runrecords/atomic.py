@@ -80,14 +80,26 @@ def write_jsonl_atomic(path: Path, rows: Iterable[Any]) -> None:
     write_text_atomic(path, "".join(dumps(row, indent=None) + "\n" for row in rows))
 
 
+def blocking_file(directory: Path) -> Path | None:
+    """The file that stands where ``directory`` (or the nearest folder above it that exists)
+    should be, or None: such a path cannot become a directory, and mkdir would say only
+    ``NotADirectoryError``."""
+    existing = next(p for p in (directory, *directory.absolute().parents) if p.exists())
+    return None if existing.is_dir() else existing
+
+
 @contextlib.contextmanager
 def atomic_directory(output: Path, overwrite: bool = True) -> Iterator[Path]:
     """Yield a scratch folder that becomes ``output`` only when the block succeeds.
 
     An interrupted save leaves no half-written model under the output name: the scratch
     folder is removed, and a previous ``output`` stays as it was. With ``overwrite=False`` an
-    existing, non-empty ``output`` is refused (``OutputExists``) before anything is written.
+    existing, non-empty ``output`` is refused (``OutputExists``) before anything is written;
+    so is an ``output`` that is (or lies under) a file, whatever ``overwrite`` says.
     """
+    blocker = blocking_file(output)
+    if blocker is not None:
+        raise OutputExists(f"{output}: {blocker} is a file, not a directory")
     if not overwrite and output.exists() and any(output.iterdir()):
         raise OutputExists(f"{output}: exists and is not empty (use --overwrite)")
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -28,3 +28,8 @@ fi
 # protobuf only.
 "$VENV/bin/python" -m pip install --quiet -e ".[$EXTRAS]" --config-settings editable_mode=compat
 "$VENV/bin/python" -c "import torch, transformers, lm_eval, deepspeed; print('fusebench environment ready: torch', torch.__version__)"
+# DeepSpeed compiles its CPU communication op on first use; built here once, under a timeout,
+# so that no training run pays for the build or is killed in the middle of it (a killed build
+# leaves a lock that fusion/train/extensions.py clears). Not fatal: a first run builds it.
+timeout 900 "$VENV/bin/python" -m fusion.train.extensions ||
+  echo "note: DeepSpeed's comm op was not built now; the first training run builds it"

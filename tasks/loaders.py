@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from pathlib import Path
 import datasets
 
 from tasks.datadir import data_dir, require_file
+from tasks.encoding import read_utf8
 from tasks.errors import TaskDataError
 
 csv.field_size_limit(2**31 - 1)
@@ -278,22 +280,24 @@ def read_tsv(path: Path, convert: Converter) -> Iterator[dict]:
     The files are tab-separated with no quoting (quotes are literal text), so csv runs with
     QUOTE_NONE; a row with more or fewer fields than the header is an error, not a guess.
     """
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise TaskDataError(f"{path}: empty file (expected a header row)") from None
-        for fields in reader:
-            if not fields:  # a trailing newline at the end of the file
-                continue
-            ctx = RowContext(path, reader.line_num)
-            if len(fields) != len(header):
-                raise TaskDataError(
-                    f"{path}:{reader.line_num}: {len(fields)} tab-separated fields, "
-                    f"header has {len(header)}"
-                )
-            yield convert(dict(zip(header, fields, strict=True)), ctx)
+    # Decoded whole before parsing: a file that is not UTF-8 is refused before any row is used.
+    reader = csv.reader(
+        io.StringIO(read_utf8(path), newline=""), delimiter="\t", quoting=csv.QUOTE_NONE
+    )
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise TaskDataError(f"{path}: empty file (expected a header row)") from None
+    for fields in reader:
+        if not fields:  # a trailing newline at the end of the file
+            continue
+        ctx = RowContext(path, reader.line_num)
+        if len(fields) != len(header):
+            raise TaskDataError(
+                f"{path}:{reader.line_num}: {len(fields)} tab-separated fields, "
+                f"header has {len(header)}"
+            )
+        yield convert(dict(zip(header, fields, strict=True)), ctx)
 
 
 def load_local(benchmark: Benchmark, root: Path) -> datasets.DatasetDict:

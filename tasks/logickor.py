@@ -20,6 +20,7 @@ from typing import Any
 
 from runrecords.jsonl import BadLine, json_lines
 from tasks.datadir import ENV_VAR, data_dir
+from tasks.encoding import read_utf8
 from tasks.errors import TaskDataError
 
 VERSION = "1"
@@ -198,7 +199,7 @@ def load_questions(root: Path | None = None) -> list[dict]:
     path = base / QUESTIONS
     if not path.is_file():
         raise TaskDataError(f"{path}: missing from the data directory ({ENV_VAR}={base})")
-    return parse_questions(path.read_text(encoding="utf-8-sig"), str(path))
+    return parse_questions(read_utf8(path), str(path))
 
 
 def load_templates(root: Path | None = None) -> Templates:
@@ -210,7 +211,7 @@ def load_templates(root: Path | None = None) -> Templates:
     if not path.is_file():
         raise TaskDataError(f"{path}: missing from the data directory ({ENV_VAR}={base})")
     try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
+        data = json.loads(read_utf8(path))
     except json.JSONDecodeError as err:
         raise TaskDataError(f"{path}:{err.lineno}: not JSON ({err.msg})") from None
     return _check_templates(data, str(path))

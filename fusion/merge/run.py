@@ -8,6 +8,7 @@ from pathlib import Path
 from fusion.merge.errors import MergeError
 from fusion.merge.methods import method
 from fusion.merge.models import ModelFiles, check_compatible, read_model
+from fusion.merge.output import MERGE_RECORD, check_not_an_input, check_output
 from fusion.merge.spec import MergeSpec
 from fusion.merge.tensors import copy_side_files, dtype_named
 from runrecords.atomic import atomic_directory
@@ -31,6 +32,9 @@ def read_inputs(spec: MergeSpec) -> tuple[ModelFiles | None, list[ModelFiles]]:
 def merge(spec: MergeSpec, output: Path, overwrite: bool = False, progress: bool = True) -> Path:
     """Merge as ``spec`` says into ``output`` (a Hugging Face model directory)."""
     dtype_named(spec.dtype)  # a bad dtype is refused before anything is read
+    # The output is checked before any input is read (or downloaded from the Hub).
+    check_not_an_input(output, _local_inputs(spec))
+    check_output(output, overwrite)
     chosen = method(spec.method)
     base, models = read_inputs(spec)
     chosen.check_parameters(
@@ -46,6 +50,18 @@ def merge(spec: MergeSpec, output: Path, overwrite: bool = False, progress: bool
         run(spec, base, models, scratch, progress)
         _write_spec(spec, scratch)
     return output
+
+
+def _local_inputs(spec: MergeSpec) -> list[tuple[str, Path]]:
+    """(field, directory) of every input that is a local directory (read_model's rule)."""
+    named = [(f"models.{index}.model", entry.model) for index, entry in enumerate(spec.models)]
+    if spec.base_model is not None:
+        named.insert(0, ("base_model", spec.base_model))
+    return [
+        (field, Path(reference).expanduser())
+        for field, reference in named
+        if Path(reference).expanduser().is_dir()
+    ]
 
 
 def _run_mergekit(
@@ -103,4 +119,4 @@ def _write_spec(spec: MergeSpec, folder: Path) -> None:
     import yaml
 
     text = yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
-    (folder / "fusebench_merge.yaml").write_text(text, encoding="utf-8")
+    (folder / MERGE_RECORD).write_text(text, encoding="utf-8")

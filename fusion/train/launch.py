@@ -17,6 +17,7 @@ import yaml
 from fusion.config import TrainRunConfig
 from fusion.errors import FusionError
 from fusion.launch import run_ranks
+from fusion.train.extensions import clear_stale_locks, watching_locks
 from fusion.train.setup import load_tokenizer, new_row_ids, open_data, run_paths
 from runrecords.atomic import write_json_atomic
 from runrecords.errors import Interrupted
@@ -51,6 +52,7 @@ def run_training(
     Hugging Face model's folder. Status lines go to ``say`` (the ranks of a multi-process
     run print theirs on stderr), with a progress bar unless ``progress`` is off."""
     check_inputs(config, nproc=nproc, resume=resume)
+    clear_stale_locks(say)
     if nproc == 1:
         from fusion.train.trainer import train
 
@@ -90,13 +92,15 @@ def run_training(
 
 
 @contextmanager
-def shared_process_group(nproc: int) -> Iterator[None]:
+def shared_process_group(nproc: int, say: Callable[[str], None] | None = None) -> Iterator[None]:
     """Several one-process trainings in this process (``vocab train``'s stages) share one
     gloo/nccl group: DeepSpeed's comm layer keeps the first group it saw, so a destroyed and
-    re-created one breaks the second run. With nproc > 1 each run has its own torchrun."""
+    re-created one breaks the second run. With nproc > 1 each run has its own torchrun.
+    DeepSpeed builds its CPU comm op here, so a killed build's lock is cleared first."""
     if nproc != 1:
         yield
         return
+    clear_stale_locks(say)
     import torch
     import torch.distributed as dist
 
@@ -108,7 +112,8 @@ def shared_process_group(nproc: int) -> Iterator[None]:
         import deepspeed
 
         backend = "nccl" if torch.cuda.is_available() else "gloo"
-        deepspeed.init_distributed(dist_backend=backend, verbose=False)
+        with watching_locks(say):
+            deepspeed.init_distributed(dist_backend=backend, verbose=False)
     try:
         yield
     finally:

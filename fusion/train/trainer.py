@@ -28,6 +28,7 @@ from fusion.train import checkpoint
 from fusion.train.clm_data import ClmCollator
 from fusion.train.data import Collator, DataState, MicroBatches
 from fusion.train.ds_config import deepspeed_config
+from fusion.train.extensions import watching_locks
 from fusion.train.freeze import apply_trainable
 from fusion.train.logbook import Logbook
 from fusion.train.loss import IGNORE, FusedLoss, clm_loss, fused_loss
@@ -78,7 +79,8 @@ def train(
     logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
     cuda = torch.cuda.is_available()
     started_here = not dist.is_initialized()
-    deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo", verbose=False)
+    with watching_locks():  # DeepSpeed loads (or waits for the build of) its comm op here
+        deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo", verbose=False)
     if cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     try:

@@ -22,6 +22,7 @@ from fusion.config import (
     TrainRunConfig,
     read_yaml_mapping,
     validate_config,
+    work_dir_at,
 )
 from fusion.layout import WorkDir
 from fusion.train.config import GROUPS, TrainSection
@@ -90,7 +91,7 @@ def load_vocab_config(path: Path) -> VocabTrainConfig:
     path = Path(path)
     config = validate_config(VocabTrainConfig, read_yaml_mapping(path), path)
     base = path.parent
-    config.work_dir = (base / config.work_dir).resolve()
+    config.work_dir = work_dir_at(base, config.work_dir, path)
     if (base / config.model).exists():
         config.model = str((base / config.model).resolve())
     if not (Path(config.model) / "config.json").is_file():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -20,13 +21,29 @@ _DE, _DO = _E.defaults, _O.defaults
 
 
 def _parse_shots(value: str) -> list[int]:
+    """``0,5`` -> [0, 5]; an empty item (``0,,5``, ``0,``) is a typo, not a shot count to drop."""
+    items = [item.strip() for item in value.split(",")]
+    if not any(items):
+        raise HarnessError("--num-fewshot: give at least one shot count")
+    if not all(items):
+        raise HarnessError(f"--num-fewshot {value!r}: empty item (expected e.g. 0 or 0,5)")
     try:
-        shots = [int(v) for v in value.split(",") if v.strip()]
+        shots = [int(item) for item in items]
     except ValueError:
         raise HarnessError(f"--num-fewshot {value!r}: expected integers such as 0 or 0,5") from None
-    if not shots:
-        raise HarnessError("--num-fewshot: give at least one shot count")
+    if any(n < 0 for n in shots):
+        raise HarnessError(f"--num-fewshot {value!r}: shot counts must be >= 0")
     return shots
+
+
+def _parse_limit(limit: float | None) -> int | float | None:
+    """A document count (>= 1), a fraction (< 1), or None; nan and inf are refused (nan
+    would be recorded in the manifest as it is, inf has no count)."""
+    if limit is None:
+        return None
+    if not math.isfinite(limit) or limit <= 0:
+        raise HarnessError(f"--limit {limit}: expected a number > 0 (a count, or a fraction < 1)")
+    return int(limit) if limit >= 1 else limit
 
 
 def _default_device() -> str:
@@ -79,15 +96,14 @@ def eval_command(
             "tensor_parallel_size": tensor_parallel_size,
             "data_parallel_size": data_parallel_size,
         }
-    if limit is not None and limit <= 0:
-        raise HarnessError("--limit must be > 0")
     if label is not None and not label.strip():
         raise HarnessError("--label must not be empty")
+    shots, documents = _parse_shots(num_fewshot), _parse_limit(limit)
     spec = EvalSpec(
         model=model,
         tasks=tasks.split(","),
         output=output,
-        num_fewshot=_parse_shots(num_fewshot),
+        num_fewshot=shots,
         backend=backend,
         options=BackendOptions(
             batch_size=batch_size,
@@ -98,7 +114,7 @@ def eval_command(
             max_length=max_length,
             extra=extra,
         ),
-        limit=int(limit) if limit is not None and limit >= 1 else limit,
+        limit=documents,
         seed=seed,
         overwrite=overwrite,
         cache_dir=cache_dir,

@@ -141,3 +141,27 @@ def test_vocab_expand_model_is_an_argument(capsys: pytest.CaptureFixture[str]) -
     assert "MODEL" in capsys.readouterr().err
     assert main([*base, "a", "--model", "b"]) == 2
     assert "give one" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--limit", "nan", "--limit nan: expected a number > 0"),
+        ("--limit", "inf", "--limit inf: expected a number > 0"),
+        ("--limit", "-inf", "--limit -inf: expected a number > 0"),
+        ("--limit", "0", "--limit 0.0: expected a number > 0"),
+        ("--num-fewshot", "0,,5", "--num-fewshot '0,,5': empty item"),
+        ("--num-fewshot", "0,", "--num-fewshot '0,': empty item"),
+        ("--num-fewshot", ",", "--num-fewshot: give at least one shot count"),
+        ("--num-fewshot", "0,-5", "--num-fewshot '0,-5': shot counts must be >= 0"),
+        ("--num-fewshot", "0,five", "--num-fewshot '0,five': expected integers"),
+    ],
+)
+def test_bad_limit_or_shots_is_one_line_and_nothing_written(
+    option: str, value: str, message: str, tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    assert main(["eval", str(tmp_path / "model"), "--output", str(out), option, value]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 
@@ -46,6 +47,23 @@ def test_atomic_directory_without_overwrite_refuses_a_full_output(tmp_path: Path
     refused = r"model: exists and is not empty \(use --overwrite\)"
     with pytest.raises(OutputExists, match=refused), atomic_directory(output, overwrite=False):
         pass
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_atomic_directory_refuses_a_file_in_the_way(tmp_path: Path, overwrite: bool) -> None:
+    """An output that is a file, or lies under one: OutputExists (one line), the file kept;
+    before, NotADirectoryError, or with overwrite the file silently replaced."""
+    file = tmp_path / "model"
+    file.write_text("mine")
+    for output in (file, file / "sub"):
+        with (
+            pytest.raises(
+                OutputExists, match=re.escape(f"{output}: {file} is a file, not a directory")
+            ),
+            atomic_directory(output, overwrite=overwrite),
+        ):
+            pass
+    assert file.read_text() == "mine" and [p.name for p in tmp_path.iterdir()] == ["model"]
 
 
 def test_journal_drops_a_torn_last_line(tmp_path: Path) -> None:

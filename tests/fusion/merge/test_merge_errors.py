@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -109,31 +110,96 @@ def test_bad_yaml_and_unknown_key(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "field granularty: Extra inputs are not permitted" in err
 
 
-def test_existing_output_is_kept(
+def _varm_config(tmp_path: Path, pivot: Path, targets: list[Path]) -> Path:
+    config = tmp_path / "merge.yaml"
+    body = {
+        "method": "varm",
+        "base_model": str(pivot),
+        "models": [{"model": str(t)} for t in targets],
+    }
+    config.write_text(yaml.safe_dump(body))
+    return config
+
+
+def _merge(config: Path, output: Path, *flags: str) -> int:
+    return main(["merge", str(config), "--output", str(output), "--quiet", *flags])
+
+
+def _one_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    return err
+
+
+def test_overwrite_replaces_only_a_previous_merge(
+    llamas: tuple[Path, list[Path]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A folder no merge wrote (the user's notes.txt) is refused with or without --overwrite
+    and left as it was; a previous merge's output is refused without --overwrite and
+    replaced with it."""
+    pivot, targets = llamas
+    config = _varm_config(tmp_path, pivot, targets)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("x")
+    capsys.readouterr()
+    for flags in ((), ("--overwrite",)):
+        assert _merge(config, out, *flags) == 2
+        assert "holds files no merge wrote (no fusebench_merge.yaml)" in _one_line(capsys)
+        assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    (out / "notes.txt").unlink()
+    assert _merge(config, out) == 0  # an empty folder is fine
+    first = (out / "model.safetensors").stat().st_ino
+    capsys.readouterr()
+    assert _merge(config, out) == 2
+    assert "exists and is not empty (use --overwrite)" in _one_line(capsys)
+    assert _merge(config, out, "--overwrite") == 0
+    assert (out / "model.safetensors").stat().st_ino != first  # a new file
+    assert (out / "fusebench_merge.yaml").is_file()
+    assert not list(tmp_path.glob(".out.partial-*")) and not list(tmp_path.glob(".out.stale-*"))
+
+
+def test_output_that_is_an_input_is_refused(
+    llamas: tuple[Path, list[Path]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Into the pivot's own directory, or a target's, or a folder holding one: refused, even
+    when the input is itself a previous merge's output (it holds the record)."""
+    pivot, targets = llamas
+    inputs = tmp_path / "inputs"
+    shutil.copytree(pivot, inputs / "pivot")
+    shutil.copytree(targets[0], inputs / "target")
+    (inputs / "target" / "fusebench_merge.yaml").write_text("method: varm\n")
+    config = _varm_config(tmp_path, inputs / "pivot", [inputs / "target"])
+    before = {p: p.read_bytes() for p in inputs.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    cases = [
+        (inputs / "pivot", "is base_model"),
+        (inputs / "target", "is models.0.model"),
+        (inputs, "holds base_model"),
+    ]
+    for output, what in cases:
+        for flags in ((), ("--overwrite",)):
+            assert _merge(config, output, *flags) == 2
+            err = _one_line(capsys)
+            assert f"output {output}: {what}" in err and "an input of this merge" in err, err
+    assert {p: p.read_bytes() for p in inputs.rglob("*") if p.is_file()} == before
+
+
+def test_output_that_is_a_file_is_refused(
     llamas: tuple[Path, list[Path]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pivot, targets = llamas
-    (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "keep.txt").write_text("x")
-    config = tmp_path / "merge.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "method": "varm",
-                "base_model": str(pivot),
-                "models": [{"model": str(t)} for t in targets],
-            }
-        )
-    )
-    assert main(["merge", str(config), "--output", str(tmp_path / "out"), "--quiet"]) == 2
-    assert "exists and is not empty (use --overwrite)" in capsys.readouterr().err
-    assert (
-        main(["merge", str(config), "--output", str(tmp_path / "out"), "--quiet", "--overwrite"])
-        == 0
-    )
-    assert not (tmp_path / "out" / "keep.txt").exists()
-    assert (tmp_path / "out" / "model.safetensors").is_file()
-    assert not list(tmp_path.glob(".out.partial-*"))
+    config = _varm_config(tmp_path, pivot, targets)
+    file = tmp_path / "model.bin"
+    file.write_text("mine")
+    capsys.readouterr()
+    for output, tail in ((file, "not a directory"), (file / "sub", f"({file} is a file)")):
+        for flags in ((), ("--overwrite",)):
+            assert _merge(config, output, *flags) == 2
+            err = _one_line(capsys)
+            assert f"output {output}: not a directory" in err and tail in err, err
+    assert file.read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["merge.yaml", "model.bin"]
 
 
 @pytest.mark.parametrize("name", ["merge_varm.yaml", "merge_ties.yaml"])
