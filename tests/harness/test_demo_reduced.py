@@ -13,6 +13,7 @@ import yaml
 
 from fusion import zoo
 from harness.cli import main
+from tests.harness.planting import plant_metric
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -89,12 +90,11 @@ def test_reduced_demo_runs_end_to_end_and_gates(
         assert got["results"] == want
 
     # A planted regression on the lower-is-better task: fused bits per byte 1.0 above base.
-    results_file = work / "eval" / "fused" / "0-shot" / "results.json"
-    results = json.loads(results_file.read_text())
     base = json.loads((work / "eval" / "base" / "0-shot" / "results.json").read_text())
     metric = "bits_per_byte,none"
-    results["results"]["ko_bpb"][metric] = base["results"]["ko_bpb"][metric] + 1.0
-    results_file.write_text(json.dumps(results))
+    plant_metric(
+        work / "eval" / "fused", 0, "ko_bpb", metric, base["results"]["ko_bpb"][metric] + 1
+    )
     assert main(argv) == 1
     failed = capsys.readouterr().out
     assert "FAIL" in failed and "ko_bpb" in failed

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from harness.cli import main
+from tests.harness.planting import plant_metric
 
 TASKS = ["kobest_boolq", "nsmc"]
 SECRET = "sk-test-judge-key-DO-NOT-LEAK"
@@ -237,11 +238,9 @@ def test_fuse_run_evaluates_compares_gates_and_reruns_as_a_no_op(
     assert seconds < 30, seconds
 
     # A planted regression: the fused model's nsmc falls 0.3 below the base: exit 1, named.
-    results_file = work / "eval" / "fused" / "0-shot" / "results.json"
-    results = json.loads(results_file.read_text())
     base_nsmc = json.loads((work / "eval" / "base" / "0-shot" / "results.json").read_text())
-    results["results"]["nsmc"]["acc,none"] = base_nsmc["results"]["nsmc"]["acc,none"] - 0.3
-    results_file.write_text(json.dumps(results))
+    worse = base_nsmc["results"]["nsmc"]["acc,none"] - 0.3
+    plant_metric(work / "eval" / "fused", 0, "nsmc", "acc,none", worse)
     assert main(argv) == 1
     failed = capsys.readouterr()
     assert "FAIL: 1 task(s) dropped by more than 0.2 absolute: nsmc" in failed.out
