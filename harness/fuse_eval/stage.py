@@ -64,11 +64,13 @@ class _Lines(io.TextIOBase):
         return len(text)
 
 
-def status_console(report: Reporter) -> Console:
+def status_console(report: Reporter | Callable[[str], None]) -> Console:
     """A console for ``run_eval`` / ``run_generate`` / ``run_judge`` that reports instead of
-    printing (plain text: no colours, no terminal)."""
+    printing (plain text: no colours, no terminal): each line to ``report.status``, or to
+    the callable given."""
+    say = report.status if isinstance(report, Reporter) else report
     return Console(
-        file=_Lines(report.status), force_terminal=False, no_color=True, highlight=False, width=200
+        file=_Lines(say), force_terminal=False, no_color=True, highlight=False, width=200
     )
 
 
@@ -219,14 +221,9 @@ def _evaluate_one(spec: EvalSpec, threads: int) -> None:
     from harness.evaluate import run_eval
 
     prefix = f"  [{spec.label}] "
-    console = Console(
-        file=_Lines(lambda line: print(prefix + line.strip(), file=sys.stderr, flush=True)),
-        force_terminal=False,
-        no_color=True,
-        highlight=False,
-        width=200,
+    run_eval(
+        spec, status_console(lambda line: print(prefix + line.strip(), file=sys.stderr, flush=True))
     )
-    run_eval(spec, console)
 
 
 def _logickor(
