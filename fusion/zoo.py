@@ -29,7 +29,7 @@ from runrecords.atomic import atomic_directory, write_text_atomic
 ZOO_VERSION = "1"
 # Bump whenever the training code (fusion/zoo_training.py, zoo_data.py) changes what a
 # trained model learns: it keys the trained models' markers.
-TRAINING_VERSION = "1"
+TRAINING_VERSION = "2"  # 2: one torch thread per model (fusion/zoo_parallel.py)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = "zoo.json"
@@ -485,7 +485,7 @@ def _is_built(target: Path, fingerprint: dict[str, Any]) -> bool:
     )
 
 
-def _build_one(
+def build_one(
     spec: ZooSpec,
     target: Path,
     corpus: list[str],
@@ -511,7 +511,7 @@ def _build_one(
     if spec.training is not None:
         training = _train(spec, model, tokenizer, seed, on_step)
         entry["held_out_loss"] = training["held_out_loss"]
-    with atomic_directory(target) as staging, _quiet_transformers():
+    with atomic_directory(target) as staging, quiet_transformers():
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         if training is not None:
@@ -608,7 +608,7 @@ def write_demo_corpus(output: Path, seed: int) -> Path:
 
 
 @contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
+def quiet_transformers() -> Iterator[None]:
     """Hide transformers' per-shard tqdm bars: the zoo shows its own progress."""
     from transformers.utils import logging
 
@@ -640,6 +640,7 @@ def build_zoo(
     names: list[str] | None = None,
     progress: bool = True,
     kind: str | None = None,
+    jobs: int | None = None,
 ) -> list[Path]:
     """Build (or find already built) the zoo's models under ``output``; their directories.
 
@@ -647,7 +648,9 @@ def build_zoo(
     ``random-large``. Models whose directory already carries this recipe's marker are
     skipped, so a rebuild is a no-op. ``output/zoo.json`` lists every model present for this
     zoo version (paths are relative to ``output``); the demo zoo also writes its fusion
-    corpus (``corpora/fusion-mix.jsonl``).
+    corpus (``corpora/fusion-mix.jsonl``). Trained models train in worker processes, one
+    thread each, ``jobs`` at a time (default: one per core), so their weights are the same
+    on every machine (``fusion/zoo_parallel.py``).
     """
     from rich.console import Console
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -656,13 +659,11 @@ def build_zoo(
     chosen = specs(names=names, kind=kind)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    paths: list[Path] = []
     with _locked(output / ".zoo.lock"):
         manifest = _read_json(output / MANIFEST) or {}
         models = (
             dict(manifest.get("models", {})) if manifest.get("zoo_version") == ZOO_VERSION else {}
         )
-        corpus: list[str] | None = None
         columns = (
             SpinnerColumn(),
             TextColumn("{task.description}"),
@@ -673,38 +674,64 @@ def build_zoo(
         console = Console(stderr=True)
         with Progress(*columns, console=console, disable=not progress, transient=False) as bar:
             task = bar.add_task("zoo", total=len(chosen))
+            missing = []
             for spec in chosen:
-                target = output / spec.name
-                fingerprint = _fingerprint(spec, seed)
-                if _is_built(target, fingerprint):
+                if _is_built(output / spec.name, _fingerprint(spec, seed)):
                     bar.update(task, description=f"{spec.name}: cached", advance=1)
-                    models[spec.name] = (_read_json(target / MARKER) or {})["entry"]
+                    models[spec.name] = (_read_json(output / spec.name / MARKER) or {})["entry"]
                 else:
+                    missing.append(spec)
+            if missing:
+                corpus = tokenizer_corpus(kind)
+                untrained = [spec for spec in missing if spec.training is None]
+                for spec in untrained:  # seconds each, and no thread count changes them
                     bar.update(task, description=f"{spec.name}: building")
-                    if corpus is None:
-                        corpus = tokenizer_corpus(kind)
-                    steps = None
-                    if spec.training is not None:
-                        total = spec.training.steps + spec.training.finetune_steps
-                        steps = bar.add_task(f"  {spec.name}: training", total=total)
-
-                    def on_step(
-                        step: int, loss: float, steps: Any = steps, name: str = spec.name
-                    ) -> None:
-                        bar.update(steps, completed=step, description=f"  {name}: loss {loss:.3f}")
-
-                    models[spec.name] = _build_one(
-                        spec, target, corpus, seed, on_step if steps is not None else None
-                    )
+                    models[spec.name] = build_one(spec, output / spec.name, corpus, seed)
                     bar.update(task, description=f"{spec.name}: built", advance=1)
-                paths.append(target)
+                trained = [spec for spec in missing if spec.training is not None]
+                if trained:
+                    models.update(_train_missing(trained, output, corpus, seed, jobs, bar, task))
             if kind == "demo":
                 write_demo_corpus(output, seed)
         models = {name: entry for name, entry in models.items() if (output / name).is_dir()}
         new_manifest = {"zoo_version": ZOO_VERSION, "models": models}
         if new_manifest != manifest:
             _write_json(output / MANIFEST, new_manifest)
-    return paths
+    return [output / spec.name for spec in chosen]
+
+
+def _train_missing(
+    trained: list[ZooSpec],
+    output: Path,
+    corpus: list[str],
+    seed: int,
+    jobs: int | None,
+    bar: Any,
+    task: Any,
+) -> dict[str, dict[str, Any]]:
+    """Train ``trained`` in worker processes, a progress bar per model."""
+    import os
+
+    from fusion.zoo_parallel import build_in_workers
+
+    workers = jobs if jobs is not None else min(len(trained), os.cpu_count() or 1)
+    bars = {}
+    for spec in trained:
+        assert spec.training is not None
+        total = spec.training.steps + spec.training.finetune_steps
+        bars[spec.name] = bar.add_task(f"  {spec.name}: waiting", total=total)
+    bar.update(task, description=f"training {len(trained)} model(s), {workers} at a time")
+
+    def on_step(name: str, step: int, loss: float) -> None:
+        text = f"  {name}: starting" if step == 0 else f"  {name}: loss {loss:.3f}"
+        bar.update(bars[name], completed=step, description=text)
+        total = bar.tasks[bars[name]].total
+        if step == total:
+            bar.update(task, advance=1)
+
+    return build_in_workers(
+        [(spec, output / spec.name) for spec in trained], corpus, seed, workers, on_step
+    )
 
 
 def cached_zoo(cache_root: Path | None = None) -> Path:

@@ -35,6 +35,14 @@ def build_command(
     quick: Annotated[bool, typer.Option(hidden=True, help="Deprecated: --kind random.")] = False,
     seed: Annotated[int, typer.Option(help="Initialisation and training seed.")] = _D.seed,
     names: Annotated[str | None, typer.Option(help="Comma-separated subset of the zoo.")] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Trained models built at once, each on one thread (default: one per core). "
+            "The weights do not depend on it.",
+        ),
+    ] = None,
     quiet: QuietOption = False,
 ) -> None:
     """Build small causal LMs of several architectures with their own Korean tokenizers."""
@@ -44,6 +52,7 @@ def build_command(
         seed=seed,
         names=names.split(",") if names else None,
         progress=progress_bars(quiet),
+        jobs=jobs,
     )
     for path in paths:
         typer.echo(f"model: {path}")

@@ -52,3 +52,46 @@ def test_recipe_change_rebuilds(small_demo, tmp_path: Path, monkeypatch) -> None
     zoo.build_zoo(tmp_path, kind="demo", names=names, progress=False)
     assert (path / "model.safetensors").read_bytes() != before
     assert json.loads((path / zoo.TRAINING).read_text())["recipe"]["steps"] == 31
+
+
+def test_weights_do_not_depend_on_jobs(small_demo, tmp_path: Path) -> None:
+    """Two models trained side by side in worker processes get the same weights as one at a
+    time in this process: each trains on one thread either way (fusion/zoo_parallel.py)."""
+    import torch
+
+    names = ["target-llama", "hate-gpt2"]
+    threads = torch.get_num_threads()
+    alone = zoo.build_zoo(tmp_path / "alone", kind="demo", names=names, jobs=1, progress=False)
+    assert torch.get_num_threads() == threads  # the caller's thread count is restored
+    together = zoo.build_zoo(tmp_path / "both", kind="demo", names=names, jobs=2, progress=False)
+    for one, other in zip(alone, together, strict=True):
+        assert (one / "model.safetensors").read_bytes() == (
+            other / "model.safetensors"
+        ).read_bytes()
+        assert (
+            json.loads((one / zoo.TRAINING).read_text())["held_out_loss"]
+            == json.loads((other / zoo.TRAINING).read_text())["held_out_loss"]
+        )
+
+
+def test_a_failing_worker_is_named_and_stops_the_build(small_demo, tmp_path: Path) -> None:
+    """A worker's error reaches the caller as one line naming the model; nothing half-built
+    is left under a model's name."""
+    import dataclasses
+
+    import pytest
+
+    from fusion.errors import FusionError
+
+    broken = tuple(
+        dataclasses.replace(s, training=dataclasses.replace(s.training, texts=("nope",)))
+        if s.name == "hate-gpt2"
+        else s
+        for s in small_demo
+    )
+    zoo.ZOOS["demo"] = broken  # small_demo's monkeypatch restores the real recipes after
+    with pytest.raises(FusionError, match="hate-gpt2.*unknown zoo text source 'nope'"):
+        zoo.build_zoo(
+            tmp_path, kind="demo", names=["target-llama", "hate-gpt2"], jobs=2, progress=False
+        )
+    assert not (tmp_path / "hate-gpt2").exists()
