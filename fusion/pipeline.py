@@ -47,11 +47,12 @@ def extract(
     """Prepare the corpus and check every row fits every model here, then extract top-k (in
     this process, or on ``nproc`` ranks that split the shards)."""
     from fusion.corpus import prepare
-    from fusion.extract import check_rows, models, store_dir
+    from fusion.extract import check_models, check_rows, models, store_dir
     from fusion.extract import extract as extract_here
     from fusion.launch import run_ranks
 
     report = report or Reporter()
+    check_models(config)
     corpus = prepare(config.corpus, config.work_dir, chat_model=config.target)
     kind = (
         f"conversations rendered with {config.target.name}'s chat template, "
@@ -63,6 +64,14 @@ def extract(
         f"({corpus.directory})"
     )
     check_rows(config, corpus)
+    if config.extract.backend == "vllm" and nproc > 1:
+        # Each rank would load the model on the same GPUs; vLLM spreads one model itself.
+        report.status(
+            f"extract.backend vllm: extraction runs in one process (not {nproc}); "
+            f"extract.tensor_parallel_size {config.extract.tensor_parallel_size} sets its "
+            "GPUs, --nproc applies to training"
+        )
+        nproc = 1
     try:
         if nproc == 1:
             paths = extract_here(config, progress=progress, say=report.status)
