@@ -65,36 +65,6 @@ def test_vllm_model_arguments() -> None:
     }
 
 
-@pytest.mark.gpu
-def test_vllm_eval_matches_hf_on_gpu(zoo: Path, tmp_path: Path) -> None:
-    """On a GPU box: the vllm backend writes a complete run whose accuracies match hf's."""
-    pytest.importorskip("vllm")
-    runs = {}
-    for backend in ("hf", "vllm"):
-        out = tmp_path / backend
-        assert (
-            main(
-                [
-                    "eval",
-                    str(zoo / "tiny-llama"),
-                    "--backend",
-                    backend,
-                    "--tasks",
-                    "nsmc",
-                    "--limit",
-                    "20",
-                    "--dtype",
-                    "float32",
-                    "--output",
-                    str(out),
-                ]
-            )
-            == 0
-        )
-        runs[backend] = rundir.read_results(out, 0)["results"]["nsmc"]["acc,none"]
-    assert runs["vllm"] == pytest.approx(runs["hf"], abs=0.05)
-
-
 def test_cache_key_follows_the_weights(zoo: Path, tmp_path: Path) -> None:
     a = resolve_model(str(zoo / "tiny-llama"))
     b = resolve_model(str(zoo / "tiny-gpt2"))
