@@ -82,18 +82,24 @@ def test_impossible_settings_are_refused_before_anything_is_written(
 
 
 def test_k_above_20_and_nproc_are_accepted_up_to_loading(
-    fuse_config, tmp_path: Path, capsys
+    fuse_config, tmp_path: Path, capfd
 ) -> None:
-    """k = 21 passes every check (vLLM gets max_logprobs=21); with --nproc 2 extraction stays
-    in one process and says so; here it stops where vLLM would be imported."""
+    """k = 21 passes every check (vLLM gets max_logprobs=21); with --nproc 2 extraction runs
+    in one child process (not torchrun ranks) and says so; here the child stops where vLLM
+    would be imported."""
     pytest.importorskip("torch")
     if __import__("importlib").util.find_spec("vllm") is not None:
         pytest.skip("vllm is installed: this checks the CPU path")
     path = fuse_config(tmp_path, ["하나 둘 셋"], extract={"backend": "vllm", "k": 21})
     assert main(["fuse", "extract", str(path), "--nproc", "2", "--no-progress"]) == 2
-    err = capsys.readouterr().err
+    err = capfd.readouterr().err
     assert "extraction runs in one process (not 2)" in err
-    assert err.strip().splitlines()[-1].endswith("needs the vllm extra and a CUDA GPU")
+    assert "error: extract.backend vllm needs the vllm extra and a CUDA GPU" in err  # the child's
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .endswith("extraction failed in a worker (exit code 2); its message is above")
+    )
     assert not list((tmp_path / "work").glob("stores/*/shard-*"))
 
 
