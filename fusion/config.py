@@ -71,8 +71,21 @@ class ExtractSection(_Section):
     max_length: int = Field(2048, ge=2)
     batch_size: int = Field(8, ge=1)
     rows_per_shard: int = Field(1000, ge=1)
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto",
+        description="auto: bfloat16 on CUDA (both backends, vllm included), float32 on CPU; "
+        "the store records the dtype used.",
+    )
     device: str | None = None
+    tensor_parallel_size: int = Field(
+        1,
+        ge=1,
+        description="vllm backend: GPUs one model is spread over. vLLM extraction runs in one "
+        "process whatever --nproc says (ranks would each load the model on the same GPUs).",
+    )
+    gpu_memory_utilization: float = Field(
+        0.9, gt=0, le=1, description="vllm backend: share of each GPU's memory vLLM may take."
+    )
 
 
 class AlignSection(_Section):

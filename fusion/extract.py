@@ -140,6 +140,10 @@ def manifest_for(
     vocab_size: int,
     masked: bool = False,
 ) -> StoreManifest:
+    """The store's manifest; its ``dtype`` is the one the backend runs in (``auto`` resolved),
+    so stores made in different precisions are never mixed."""
+    from fusion.extract_backends import resolved_dtype
+
     section = config.extract
     return StoreManifest(
         kind="topk",
@@ -153,7 +157,7 @@ def manifest_for(
         masked=masked,
         settings={
             "backend": section.backend,
-            "dtype": section.dtype,
+            "dtype": resolved_dtype(section.dtype, _device_type(config)),
             "max_length": section.max_length,
             "revision": entry.revision,
         },
@@ -171,6 +175,17 @@ def model_vocab_size(entry: ModelEntry) -> int:
     return int(text.vocab_size)
 
 
+def check_models(config: FuseConfig) -> None:
+    """With the vllm backend, every model takes extract.k and extract.max_length and its
+    config agrees with its checkpoint (read from config.json and the safetensors headers:
+    run before anything is written or loaded, so a bad setting costs one line, not a load)."""
+    if config.extract.backend == "vllm":
+        from fusion.extract_backends.vllm_plan import plan
+
+        for entry in models(config):
+            plan(entry, config.extract)
+
+
 def check_rows(config: FuseConfig, corpus: corpus_mod.Corpus) -> None:
     """Every row fits every model (run before launching workers: one clear error, once)."""
     for entry in models(config):
@@ -182,6 +197,13 @@ def check_rows(config: FuseConfig, corpus: corpus_mod.Corpus) -> None:
 
 def _quiet(text: str) -> None:
     return None
+
+
+def _device_type(config: FuseConfig) -> str:
+    """cuda or cpu: where the backend runs (vllm: always CUDA)."""
+    if config.extract.backend == "vllm":
+        return "cuda"
+    return _device(config).split(":")[0]
 
 
 def _device(config: FuseConfig) -> str:
@@ -257,8 +279,9 @@ def extract_model(
             rows = token_ids[shard]
             order = sorted(rows, key=lambda r: len(rows[r]))  # similar lengths per batch
             scored: dict[int, SequenceTopK] = {}
-            for start in range(0, len(order), section.batch_size):
-                chunk = order[start : start + section.batch_size]
+            step = backend.batch_rows or max(1, len(order))  # None: the whole shard
+            for start in range(0, len(order), step):
+                chunk = order[start : start + step]
                 for row, (ids, lps, nll) in zip(
                     chunk, backend.score([rows[r] for r in chunk]), strict=True
                 ):

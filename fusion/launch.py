@@ -131,9 +131,23 @@ def run_ranks(
     not see the terminal's), which hands them to every rank: each finishes its unit of
     work, saves, exits. If this process leaves early, torchrun is told to stop.
     """
+    return _supervise(torchrun_command(module, args, nproc), rank_env(nproc, env))
+
+
+def run_alone(module: str, args: list[str], *, env: dict[str, str] | None = None) -> Launched:
+    """Run ``python -m module args`` as one child process, without torchrun (no rendezvous
+    variables: vLLM must not mistake it for a rank), supervised as ``run_ranks``' ranks are.
+    Why a child: a GPU engine (vLLM) gives its memory back only when its process exits."""
+    cmd = [sys.executable, "-m", "fusion.rank", module, *args]
+    return _supervise(cmd, rank_env(1, env))
+
+
+def _supervise(cmd: list[str], env: dict[str, str]) -> Launched:
+    """Start ``cmd`` in a session of its own, forward SIGTERM / Ctrl-C, wait, never leave
+    it behind."""
     process = subprocess.Popen(
-        torchrun_command(module, args, nproc),
-        env=rank_env(nproc, env),
+        cmd,
+        env=env,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
         preexec_fn=_parent_death_signal(),

@@ -45,13 +45,16 @@ def extract(
     config: Any, *, nproc: int = 1, progress: bool = True, report: Reporter | None = None
 ) -> list[Path]:
     """Prepare the corpus and check every row fits every model here, then extract top-k (in
-    this process, or on ``nproc`` ranks that split the shards)."""
+    this process, or on ``nproc`` ranks that split the shards; the vllm backend in one child
+    process, whatever ``nproc``: vLLM spreads a model over ``extract.tensor_parallel_size``
+    GPUs itself, and its GPU memory is free again once that process exits)."""
     from fusion.corpus import prepare
-    from fusion.extract import check_rows, models, store_dir
+    from fusion.extract import check_models, check_rows, models, store_dir
     from fusion.extract import extract as extract_here
-    from fusion.launch import run_ranks
+    from fusion.launch import run_alone, run_ranks
 
     report = report or Reporter()
+    check_models(config)
     corpus = prepare(config.corpus, config.work_dir, chat_model=config.target)
     kind = (
         f"conversations rendered with {config.target.name}'s chat template, "
@@ -63,12 +66,27 @@ def extract(
         f"({corpus.directory})"
     )
     check_rows(config, corpus)
+    vllm = config.extract.backend == "vllm"
+    if vllm and nproc > 1:
+        # Each rank would load the model on the same GPUs; vLLM spreads one model itself.
+        report.status(
+            f"extract.backend vllm: extraction runs in one process (not {nproc}); "
+            f"extract.tensor_parallel_size {config.extract.tensor_parallel_size} sets its "
+            "GPUs, --nproc applies to training"
+        )
+        nproc = 1
+    alone = vllm and config.source_file is not None
     try:
-        if nproc == 1:
+        if nproc == 1 and not alone:
             paths = extract_here(config, progress=progress, say=report.status)
         else:
+            # vllm: one child process, whose exit gives vLLM's GPU memory back for training.
             args = [str(config.source_file), *([] if progress else ["--no-progress"])]
-            launched = run_ranks("fusion.extract", args, nproc=nproc)
+            launched = (
+                run_alone("fusion.extract", args)
+                if alone
+                else run_ranks("fusion.extract", args, nproc=nproc)
+            )
             if launched.interrupted:
                 raise KeyboardInterrupt
             if launched.code != 0:

@@ -18,8 +18,16 @@ What ``transformers serve`` (transformers 5.23, read from its sources in
   ``max_tokens`` sets ``max_new_tokens`` and ``stop`` becomes ``stop_strings``; ``usage``
   carries token counts. Unknown request fields are a 422.
 
-``vllm serve MODEL --host --port --served-model-name --chat-template`` is the GPU path, with
-the same ``/health`` and chat endpoint. **Untested on the development machine (no GPU).**
+``vllm serve MODEL --host --port --served-model-name MODEL --generation-config vllm`` is the
+GPU path, with the same ``/health`` and chat endpoint, plus ``--tensor-parallel-size``,
+``--max-model-len``, ``--dtype``, ``--gpu-memory-utilization`` and ``--chat-template`` when
+given. ``--generation-config vllm``: vLLM's own sampling defaults, not the model's
+generation_config.json (``vllm serve`` defaults to ``auto``, which would fill fields a request
+leaves unset, such as a repetition penalty, from the model's file). Its API key is the
+``VLLM_API_KEY`` of the server's environment: ``child_env`` sets it to the one key the client
+sends, or removes it. ``/v1/models`` reports each model's ``max_model_len``. **Untested on the
+development machine (no GPU)**: the command line is built and tested here, the server is run
+by ``scripts/gpu_smoke.sh``.
 """
 
 from __future__ import annotations
@@ -49,6 +57,44 @@ SERVERS = tuple(server.value for server in Server)
 class Served:
     base_url: str  # http://127.0.0.1:PORT/v1
     model: str  # the name requests must use
+    api_key: str | None = None  # the key the server checks (vllm), None: no auth
+
+
+@dataclass(frozen=True)
+class VLLMOptions:
+    """``vllm serve`` engine arguments fusebench passes through (None: vLLM's default)."""
+
+    tensor_parallel_size: int | None = None
+    max_model_len: int | None = None
+    dtype: str | None = None
+    gpu_memory_utilization: float | None = None
+
+    def argv(self) -> list[str]:
+        out: list[str] = []
+        for flag, value in (
+            ("--tensor-parallel-size", self.tensor_parallel_size),
+            ("--max-model-len", self.max_model_len),
+            ("--dtype", self.dtype),
+            ("--gpu-memory-utilization", self.gpu_memory_utilization),
+        ):
+            if value is not None:
+                out += [flag, str(value)]
+        return out
+
+    def given(self) -> list[str]:
+        """The options set, as the CLI names them (they apply to --serve vllm only)."""
+        return [flag for flag in self.argv() if flag.startswith("--")]
+
+
+def child_env(kind: str, api_key: str | None, environ: dict[str, str]) -> dict[str, str]:
+    """The server's environment: for vllm, ``VLLM_API_KEY`` is exactly the client's key (an
+    inherited one would turn auth on with a key the client does not send)."""
+    env = dict(environ)
+    if kind == "vllm":
+        env.pop("VLLM_API_KEY", None)
+        if api_key:
+            env["VLLM_API_KEY"] = api_key
+    return env
 
 
 def free_port() -> int:
@@ -103,6 +149,7 @@ def command(
     chat_template: Path | None,
     trust_remote_code: bool,
     device: str,
+    vllm: VLLMOptions | None = None,
 ) -> list[str]:
     if kind == "transformers":
         cmd = [
@@ -129,6 +176,9 @@ def command(
             str(port),
             "--served-model-name",
             model,
+            "--generation-config",
+            "vllm",
+            *(vllm or VLLMOptions()).argv(),
         ]
         if chat_template is not None:
             cmd += ["--chat-template", str(chat_template)]
@@ -171,6 +221,8 @@ def serve(
     device: str = "cpu",
     log: Path | None = None,
     startup_timeout: float = 600.0,
+    vllm: VLLMOptions | None = None,
+    api_key: str | None = None,
 ) -> Iterator[Served]:
     """Run the server for the duration of the ``with`` block. It is stopped on every exit:
     normal, an exception, Ctrl-C, or SIGTERM (which the CLI turns into KeyboardInterrupt)."""
@@ -181,10 +233,11 @@ def serve(
         port = free_port()
         log_path = log or Path(workdir) / "server.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        cmd = command(kind, served_model, port, chat_template, trust_remote_code, device)
+        cmd = command(kind, served_model, port, chat_template, trust_remote_code, device, vllm)
         with log_path.open("ab") as log_file:
             process = subprocess.Popen(
                 cmd,
+                env=child_env(kind, api_key, dict(os.environ)),
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -192,7 +245,9 @@ def serve(
             )
         try:
             _wait_healthy(process, port, startup_timeout, log_path, kind)
-            yield Served(f"http://127.0.0.1:{port}/v1", served_model)
+            yield Served(
+                f"http://127.0.0.1:{port}/v1", served_model, api_key if kind == "vllm" else None
+            )
         finally:
             _stop(process)
 
@@ -215,4 +270,7 @@ def _wait_healthy(
         except (urllib.error.URLError, OSError):
             pass
         time.sleep(0.5)
-    raise HarnessError(f"{kind} serve did not answer {url} within {timeout:.0f}s ({log})")
+    raise HarnessError(
+        f"{kind} serve did not answer {url} within {timeout:.0f}s ({log}); a first start "
+        "downloads and compiles: raise --startup-timeout"
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,15 +33,19 @@ __all__ = [
 
 DEFAULT_SEED = 1234
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
-# LogicKor's generator stops on these (chat-format markers of common model families).
+# LogicKor's generator stops on these (chat-format markers of common model families), as in
+# instructkr/LogicKor generator.py at commit 97a5e863 (its current vLLM generator: it added
+# <|end|>, <|eot_id|> and <eos>, dropped </s> and <start_of_turn>, and skips special tokens).
+LOGICKOR_VERSION = "instructkr/LogicKor generator.py @ 97a5e863"
 DEFAULT_STOP = (
     "<|endoftext|>",
-    "</s>",
-    "<|im_end|>",
     "[INST]",
     "[/INST]",
+    "<|im_end|>",
+    "<|end|>",
+    "<|eot_id|>",
     "<end_of_turn>",
-    "<start_of_turn>",
+    "<eos>",
 )
 
 # Enum-typed fields hold the Enum's value (a str), defaults included.
@@ -136,6 +141,24 @@ class GenerateSpec(BaseModel):
     device: str = Field("cpu", description="--serve transformers: device.")
     trust_remote_code: bool = Field(
         False, description="Run code shipped with the model (off unless asked)."
+    )
+    startup_timeout: float = Field(
+        600.0,
+        gt=0,
+        description="--serve: seconds to wait for the server to answer (a first vLLM start "
+        "downloads the model and compiles).",
+    )
+    tensor_parallel_size: int | None = Field(
+        None, ge=1, description="--serve vllm: GPUs the model is spread over."
+    )
+    max_model_len: int | None = Field(
+        None, ge=2, description="--serve vllm: context length (default: the model's)."
+    )
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] | None = Field(
+        None, description="--serve vllm: weights' dtype (default: vLLM's auto)."
+    )
+    gpu_memory_utilization: float | None = Field(
+        None, gt=0, le=1, description="--serve vllm: share of each GPU's memory (default 0.9)."
     )
     overwrite: bool = Field(False, description="Replace a generation with other settings.")
     quiet: bool = Field(False, description="No progress bar.")

@@ -16,8 +16,18 @@ Scored = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 class Backend(Protocol):
     vocab_size: int
+    batch_rows: int | None  # rows per score() call; None: a whole shard at once
 
     def score(self, batch: list[list[int]]) -> list[Scored]: ...
+
+
+def resolved_dtype(dtype: str, device_type: str) -> str:
+    """The dtype a backend really runs in: ``auto`` is bfloat16 on CUDA, float32 elsewhere,
+    for both backends (vLLM's own ``auto`` would take the checkpoint's dtype, so hf and vllm
+    stores of one model would differ); the store records this, never ``auto``."""
+    if dtype != "auto":
+        return dtype
+    return "bfloat16" if device_type == "cuda" else "float32"
 
 
 def make_backend(name: str, entry: Any, section: Any, device: str) -> Backend:

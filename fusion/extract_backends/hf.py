@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from fusion.extract_backends import Scored
+from fusion.extract_backends import Scored, resolved_dtype
 
 DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 
@@ -23,9 +23,7 @@ class HFBackend:
 
         self.torch = torch
         self.device = torch.device(device)
-        dtype = section.dtype
-        if dtype == "auto":
-            dtype = "bfloat16" if self.device.type == "cuda" else "float32"
+        dtype = resolved_dtype(section.dtype, self.device.type)
         self.model = AutoModelForCausalLM.from_pretrained(
             entry.path,
             revision=entry.revision,
@@ -34,6 +32,7 @@ class HFBackend:
         ).to(self.device)
         self.model.eval()
         self.k = section.k
+        self.batch_rows = section.batch_size
         self.vocab_size = int(self.model.get_output_embeddings().weight.shape[0])
 
     def score(self, batch: list[list[int]]) -> list[Scored]:

@@ -14,6 +14,7 @@ from harness.specs import GenerateSpec, Server
 from runrecords.lock import hold
 
 _S = "Server"
+DTYPES = ("auto", "float16", "bfloat16", "float32")
 _T = "Generation"
 _G = FromSpec(GenerateSpec)
 _D = _G.defaults
@@ -36,6 +37,19 @@ def generate_command(
     trust_remote_code: Annotated[
         bool, _G.option("trust_remote_code", rich_help_panel=_S)
     ] = _D.trust_remote_code,
+    startup_timeout: Annotated[
+        float, _G.option("startup_timeout", min=1, rich_help_panel=_S)
+    ] = _D.startup_timeout,
+    tensor_parallel_size: Annotated[
+        int | None, _G.option("tensor_parallel_size", min=1, rich_help_panel=_S)
+    ] = _D.tensor_parallel_size,
+    max_model_len: Annotated[
+        int | None, _G.option("max_model_len", min=2, rich_help_panel=_S)
+    ] = _D.max_model_len,
+    dtype: Annotated[str | None, _G.option("dtype", rich_help_panel=_S)] = _D.dtype,
+    gpu_memory_utilization: Annotated[
+        float | None, _G.option("gpu_memory_utilization", min=0.01, max=1.0, rich_help_panel=_S)
+    ] = _D.gpu_memory_utilization,
     chat_template: Annotated[
         Path | None, _G.option("chat_template", rich_help_panel=_T)
     ] = _D.chat_template,
@@ -65,6 +79,8 @@ def generate_command(
     if not names:
         raise HarnessError("--strategies: give at least one")
     stops = _D.stop if stop is None else [s for s in stop.split(",") if s]
+    if dtype is not None and dtype not in DTYPES:
+        raise HarnessError(f"--dtype {dtype}: expected one of {', '.join(DTYPES)}")
     spec = GenerateSpec(
         model=model,
         output=output,
@@ -80,14 +96,21 @@ def generate_command(
         api_key_env=api_key_env,
         device=device,
         trust_remote_code=trust_remote_code,
+        startup_timeout=startup_timeout,
+        tensor_parallel_size=tensor_parallel_size,
+        max_model_len=max_model_len,
+        dtype=dtype,
+        gpu_memory_utilization=gpu_memory_utilization,
         overwrite=overwrite,
         quiet=quiet,
     )
     with hold(output, "fusebench generate"):
         result = run_generate(spec)
     for strategy, counts in result.items():
+        failed = counts.get("failed", 0)
         typer.echo(
             f"{strategy}: {counts['generated']} questions generated, "
             f"{counts['already_done']} already done"
+            + (f", {failed} failed (reasons in logickor/generation.json)" if failed else "")
         )
     typer.echo(f"run directory: {output}")

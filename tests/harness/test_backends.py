@@ -40,34 +40,29 @@ def test_vllm_missing_is_a_clear_error(zoo: Path, tmp_path: Path, capsys) -> Non
     assert code == 2 and "needs vLLM and a CUDA GPU" in capsys.readouterr().err
 
 
-@pytest.mark.gpu
-def test_vllm_eval_matches_hf_on_gpu(zoo: Path, tmp_path: Path) -> None:
-    """On a GPU box: the vllm backend writes a complete run whose accuracies match hf's."""
-    pytest.importorskip("vllm")
-    runs = {}
-    for backend in ("hf", "vllm"):
-        out = tmp_path / backend
-        assert (
-            main(
-                [
-                    "eval",
-                    str(zoo / "tiny-llama"),
-                    "--backend",
-                    backend,
-                    "--tasks",
-                    "nsmc",
-                    "--limit",
-                    "20",
-                    "--dtype",
-                    "float32",
-                    "--output",
-                    str(out),
-                ]
-            )
-            == 0
-        )
-        runs[backend] = rundir.read_results(out, 0)["results"]["nsmc"]["acc,none"]
-    assert runs["vllm"] == pytest.approx(runs["hf"], abs=0.05)
+def test_vllm_model_arguments() -> None:
+    """lm-eval's VLLM gets batch_size 'auto' (vLLM schedules every request itself), whatever
+    --batch-size says, and the parallelism and length options."""
+    from harness.backends.vllm import vllm_kwargs
+
+    options = BackendOptions(
+        batch_size=8,
+        dtype="bfloat16",
+        max_length=1024,
+        revision="abc",
+        extra={"tensor_parallel_size": 2, "data_parallel_size": 1},
+    )
+    assert vllm_kwargs("m", options) == {
+        "pretrained": "m",
+        "batch_size": "auto",
+        "dtype": "bfloat16",
+        "trust_remote_code": False,
+        "tensor_parallel_size": 2,
+        "data_parallel_size": 1,
+        "gpu_memory_utilization": 0.9,
+        "revision": "abc",
+        "max_model_len": 1024,
+    }
 
 
 def test_cache_key_follows_the_weights(zoo: Path, tmp_path: Path) -> None:

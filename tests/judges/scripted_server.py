@@ -37,11 +37,34 @@ REPLIES = {
 }
 
 
+def prompt_tokens(messages: list[dict]) -> int:
+    """The scripted model's tokenizer: one token per character of the messages' contents."""
+    return sum(len(m["content"]) for m in messages)
+
+
 class ScriptedJudge:
-    def __init__(self, delay: float = 0.0, hang: float = 3.0, behaviour: str | None = None) -> None:
+    def __init__(
+        self,
+        delay: float = 0.0,
+        hang: float = 3.0,
+        behaviour: str | None = None,
+        max_model_len: int | None = None,
+        tokenize: bool = True,
+        served_name: str = "scripted-model",
+        api_key: str | None = None,
+        port: int = 0,
+    ) -> None:
         # ``behaviour``: every request gets it, whatever the prompt says (``generate`` sends
         # LogicKor's own questions, which carry no marker).
         self.delay, self.hang, self.behaviour = delay, hang, behaviour
+        # ``max_model_len``: play a vLLM server of that context: /v1/models reports it,
+        # /tokenize counts (``prompt_tokens``) unless ``tokenize`` is False, and a chat request
+        # whose prompt + max_tokens is over it gets vLLM's HTTP 400.
+        self.max_model_len, self.tokenize = max_model_len, tokenize
+        self.bodies: list[dict] = []  # every chat request's body
+        # ``served_name``: the model /v1/models lists; ``api_key``: a 401 for any other key
+        # (as ``vllm serve`` with VLLM_API_KEY set).
+        self.served_name, self.api_key = served_name, api_key
         self.requests = 0
         self.in_flight = 0
         self.max_in_flight = 0
@@ -49,7 +72,7 @@ class ScriptedJudge:
         self.by_behaviour: dict[str, list[float]] = {}
         self.authorizations: set[str] = set()
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self.server.daemon_threads = True
         # A client that timed out or was dropped on purpose leaves a broken pipe: expected.
         self.server.handle_error = lambda request, address: None  # type: ignore[method-assign]
@@ -113,9 +136,49 @@ class ScriptedJudge:
                 }
                 self._send(200, json.dumps(body, ensure_ascii=False).encode())
 
+            def _refused(self) -> bool:
+                """A 401 unless the request carries the server's key (when it has one)."""
+                if judge.api_key and self.headers.get("Authorization") != f"Bearer {judge.api_key}":
+                    self._send(401, b'{"error": {"message": "Unauthorized"}}')
+                    return True
+                return False
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                if self.path == "/health":
+                    return self._send(200, b"{}")
+                if self._refused():
+                    return None
+                if self.path.rstrip("/").endswith("/v1/models") and judge.max_model_len:
+                    card = {
+                        "id": judge.served_name,
+                        "object": "model",
+                        "max_model_len": judge.max_model_len,
+                    }
+                    return self._send(200, json.dumps({"object": "list", "data": [card]}).encode())
+                return self._send(404, b'{"error": {"message": "not found"}}')
+
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length))
+                if self._refused():
+                    return None
+                if self.path.rstrip("/").endswith("/tokenize"):
+                    if not (judge.max_model_len and judge.tokenize):
+                        return self._send(404, b'{"error": {"message": "not found"}}')
+                    count = prompt_tokens(body["messages"])
+                    reply = {"count": count, "max_model_len": judge.max_model_len}
+                    return self._send(200, json.dumps(reply).encode())
+                with judge.lock:
+                    judge.bodies.append(body)
+                if judge.max_model_len:
+                    used = prompt_tokens(body["messages"])
+                    if used + body.get("max_tokens", 0) > judge.max_model_len:
+                        message = (
+                            f"This model's maximum context length is {judge.max_model_len} "
+                            f"tokens. However, you requested {used + body['max_tokens']} tokens "
+                            f"({used} in the messages, {body['max_tokens']} in the completion)."
+                        )
+                        return self._send(400, json.dumps({"error": {"message": message}}).encode())
                 with judge.lock:
                     judge.in_flight += 1
                     judge.max_in_flight = max(judge.max_in_flight, judge.in_flight)
