@@ -16,6 +16,7 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -38,10 +39,19 @@ REPLIES = {
 
 
 class ScriptedJudge:
-    def __init__(self, delay: float = 0.0, hang: float = 3.0, behaviour: str | None = None) -> None:
+    def __init__(
+        self,
+        delay: float = 0.0,
+        hang: float = 3.0,
+        behaviour: str | None = None,
+        respond: Callable[[list[dict]], str] | None = None,
+    ) -> None:
         # ``behaviour``: every request gets it, whatever the prompt says (``generate`` sends
-        # LogicKor's own questions, which carry no marker).
+        # LogicKor's own questions, which carry no marker). ``respond``: the reply text is
+        # computed from the messages (a pairwise judge that reads both answers); a reply
+        # starting with ``HTTP 500`` is sent as that status instead.
         self.delay, self.hang, self.behaviour = delay, hang, behaviour
+        self.respond = respond
         self.requests = 0
         self.in_flight = 0
         self.max_in_flight = 0
@@ -130,6 +140,11 @@ class ScriptedJudge:
                 name, _, attempt = judge._behaviour(body)
                 time.sleep(judge.delay)
                 model = body.get("model", "judge")
+                if judge.respond is not None:
+                    text = judge.respond(body["messages"])
+                    if text.startswith("HTTP 500"):
+                        return self._send(500, b'{"error": {"message": "scripted"}}')
+                    return self._reply(text, model)
                 if name in REPLIES:
                     return self._reply(REPLIES[name], model)
                 if name == "noscore-once":
