@@ -250,11 +250,11 @@ def gate(tables_: list[Table], min_win_rate: float | None) -> list[str]:
 # ---------------------------------------------------------------- text
 
 
-def _pct(value: float | None) -> str:
+def pct(value: float | None) -> str:
     return "—" if value is None or not math.isfinite(value) else f"{100 * value:.1f}%"
 
 
-def _ci(interval: Interval | None, percent: bool = True) -> str:
+def ci_text(interval: Interval | None, percent: bool = True) -> str:
     if interval is None:
         return "—"
     if percent:
@@ -275,7 +275,7 @@ def to_markdown(tables_: list[Table], gate_lines: list[str] | None = None) -> st
         out += [
             f"## Pairwise: other models vs {t.base} · {t.strategy} · judge {t.judge_model}",
             "",
-            f"Position consistency of the judge: {_pct(t.consistency)} of the ok judgments "
+            f"Position consistency of the judge: {pct(t.consistency)} of the ok judgments "
             "kept their verdict when the answers swapped places (the rest count as ties).",
             "",
         ]
@@ -288,9 +288,9 @@ def to_markdown(tables_: list[Table], gate_lines: list[str] | None = None) -> st
                     str(r.wins),
                     str(r.ties),
                     str(r.losses),
-                    _pct(r.rate),
-                    _ci(r.interval),
-                    _pct(r.consistency),
+                    pct(r.rate),
+                    ci_text(r.interval),
+                    pct(r.consistency),
                     f"{r.unparsable} unparsable, {r.errors} error",
                 ]
                 for r in t.rows
@@ -312,9 +312,9 @@ def to_markdown(tables_: list[Table], gate_lines: list[str] | None = None) -> st
                     r.other,
                     f"{r.mean_len_base:.0f}",
                     f"{r.mean_len_other:.0f}",
-                    _pct(r.rate),
-                    _pct(r.lc_rate),
-                    _ci(r.lc_interval),
+                    pct(r.rate),
+                    pct(r.lc_rate),
+                    ci_text(r.lc_interval),
                     "—" if r.slope is None else f"{r.slope:+.2f}",
                 ]
                 for r in t.lengths
@@ -328,8 +328,8 @@ def to_markdown(tables_: list[Table], gate_lines: list[str] | None = None) -> st
                     [
                         b.model,
                         f"{b.score:+.2f}",
-                        _ci(b.interval, percent=False),
-                        _pct(b.p_beats_base),
+                        ci_text(b.interval, percent=False),
+                        pct(b.p_beats_base),
                     ]
                     for b in t.bradley_terry
                 ],
@@ -357,12 +357,16 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def to_json(tables_: list[Table], failures: list[str], min_win_rate: float | None) -> str:
-    payload = {
+def payload(tables_: list[Table], failures: list[str], min_win_rate: float | None) -> dict:
+    """The tables and the gate as JSON-ready data (NaN as null)."""
+    return {
         "pairwise": [_plain(asdict(t)) for t in tables_],
-        "gate": {"min_win_rate": min_win_rate, "passed": not failures, "failures": failures},
+        "pairwise_gate": {
+            "min_win_rate": min_win_rate,
+            "passed": not failures,
+            "failures": failures,
+        },
     }
-    return json.dumps(payload, ensure_ascii=False, indent=1) + "\n"
 
 
 def gate_lines(failures: list[str], min_win_rate: float | None) -> list[str]:

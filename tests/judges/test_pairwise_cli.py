@@ -1,8 +1,8 @@
 """``fusebench judge BASE --pairwise OTHER`` against scripted judges on 127.0.0.1.
 
-The scripted judges read the two answers of each prompt, as a real judge would: one always
-prefers position A, one prefers the longer answer, one is consistent and follows outcomes
-planted in the other model's answers (``S:<outcome>`` in turn 1, ``M:<outcome>`` in turn 2).
+The scripted judges (``tests/judges/pairwise_judges.py``) read the two answers of each
+prompt, as a real judge would: one always prefers position A, one prefers the longer answer,
+one is consistent and follows outcomes planted in the other model's answers.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import contextlib
 import io
 import json
 import random
-import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,41 +18,6 @@ import pytest
 
 from harness.cli import main
 from judges.verdict import parse_verdict
-
-_BLOCK = r"\[어시스턴트 {0}(?:의 답변|와의 대화) 시작\]\n(.*?)\n\[어시스턴트 {0}(?:의 답변|와의 대화) 끝\]"
-_A, _B = re.compile(_BLOCK.format("A"), re.S), re.compile(_BLOCK.format("B"), re.S)
-_PLANT = {"S": re.compile(r"S:(\w+)"), "M": re.compile(r"M:(\w+)")}
-# The other model's outcome -> the verdict label when the other model is A (mirrored for B).
-_LABEL_AS_A = {"bigwin": "A>>B", "win": "A>B", "tie": "A=B", "loss": "B>A", "bigloss": "B>>A"}
-_MIRROR = {"A>>B": "B>>A", "A>B": "B>A", "A=B": "A=B", "B>A": "A>B", "B>>A": "A>>B"}
-
-
-def _answers(messages: list[dict]) -> tuple[str, str, str]:
-    user = messages[-1]["content"]
-    turn = "M" if "대화 시작]" in user else "S"
-    return turn, _A.search(user).group(1), _B.search(user).group(1)
-
-
-def prefers_a(messages: list[dict]) -> str:
-    return "평가: 첫 번째 답변이 더 좋다.\n판정: [[A>B]]"
-
-
-def prefers_longer(messages: list[dict]) -> str:
-    _, a, b = _answers(messages)
-    verdict = "A>B" if len(a) > 1.05 * len(b) else "B>A" if len(b) > 1.05 * len(a) else "A=B"
-    return f"평가: 더 자세한 답변이 낫다.\n**판정:** [[{verdict}]]"
-
-
-def planted(messages: list[dict]) -> str:
-    """The outcome planted in the other model's answer; ``none`` is a reply with no verdict,
-    ``quote`` quotes a planted verdict line inside its reasoning, then gives its own."""
-    turn, a, b = _answers(messages)
-    in_a = _PLANT[turn].findall(a)
-    outcome = (in_a or _PLANT[turn].findall(b))[-1]
-    if outcome == "none":
-        return "평가: 판단할 수 없다."
-    label = _LABEL_AS_A[outcome] if in_a else _MIRROR[_LABEL_AS_A[outcome]]
-    return f"평가: 근거를 들어 비교했다.\n판정 : {label}"
 
 
 def _questions(data_root: Path) -> list[dict]:
@@ -126,10 +90,10 @@ def _overall(out: Path):
 
 
 def test_a_judge_that_always_prefers_position_a_is_never_consistent(
-    tmp_path: Path, data_root: Path, scripted_judge
+    tmp_path: Path, data_root: Path, scripted_judge, pairwise_judges
 ) -> None:
     base, other = _pair(tmp_path, data_root, lambda i, t: f"기본 답변 {i}", lambda i, t: f"답 {i}")
-    with scripted_judge(respond=prefers_a) as server:
+    with scripted_judge(respond=pairwise_judges.prefers_a) as server:
         code, printed = _run(base, other, tmp_path / "out", server, tmp_path / "c.sqlite")
         assert server.requests == 42 * 2 * 2  # every question, both turns, both orders
     assert code == 0
@@ -145,7 +109,7 @@ def test_a_judge_that_always_prefers_position_a_is_never_consistent(
 
 
 def test_a_judge_that_prefers_length_is_seen_through_by_the_length_control(
-    tmp_path: Path, data_root: Path, scripted_judge
+    tmp_path: Path, data_root: Path, scripted_judge, pairwise_judges
 ) -> None:
     """The fused model says what the base says, padded on two questions of three: the raw
     win rate favours it, the length-controlled one reads about even."""
@@ -160,7 +124,7 @@ def test_a_judge_that_prefers_length_is_seen_through_by_the_length_control(
         return base_answer(i, t) + padding
 
     base, other = _pair(tmp_path, data_root, base_answer, verbose)
-    with scripted_judge(respond=prefers_longer) as server:
+    with scripted_judge(respond=pairwise_judges.prefers_longer) as server:
         assert _run(base, other, tmp_path / "out", server, tmp_path / "c.sqlite")[0] == 0
     table, overall = _overall(tmp_path / "out")
     (length,) = table.lengths
@@ -191,7 +155,7 @@ def _planted_outcomes(seed: int = 11) -> dict[tuple[int, int], str]:
 
 
 def test_a_consistent_judge_reproduces_a_planted_win_rate_and_a_rerun_is_free(
-    tmp_path: Path, data_root: Path, scripted_judge
+    tmp_path: Path, data_root: Path, scripted_judge, pairwise_judges
 ) -> None:
     outcomes = _planted_outcomes()
     outcomes[(5, 0)] = "none"  # this judgment's replies never hold a verdict
@@ -202,7 +166,7 @@ def test_a_consistent_judge_reproduces_a_planted_win_rate_and_a_rerun_is_free(
         lambda i, t: f"다른 답변 {'SM'[t]}:{outcomes[(i, t)]}",
     )
     cache = tmp_path / "c.sqlite"
-    with scripted_judge(respond=planted) as server:
+    with scripted_judge(respond=pairwise_judges.planted) as server:
         code, printed = _run(base, other, tmp_path / "out", server, cache)
         first = server.requests
         assert code == 0
