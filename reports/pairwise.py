@@ -347,20 +347,20 @@ def to_markdown(tables_: list[Table], gate_lines: list[str] | None = None) -> st
     return "\n".join(out) + "\n"
 
 
-def _plain(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_plain(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
 def payload(tables_: list[Table], failures: list[str], min_win_rate: float | None) -> dict:
     """The tables and the gate as JSON-ready data (NaN as null)."""
     return {
-        "pairwise": [_plain(asdict(t)) for t in tables_],
+        "pairwise": [json_safe(asdict(t)) for t in tables_],
         "pairwise_gate": {
             "min_win_rate": min_win_rate,
             "passed": not failures,

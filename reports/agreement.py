@@ -1,0 +1,176 @@
+"""Agreement between judge models that judged the same answers.
+
+Single scores: the same LogicKor answers judged by two judges (``fusebench judge`` twice,
+``--judge-model`` differing, into two folders) are paired by strategy, question, turn and
+the answer's text (the same answers, whichever folder holds them); per pair of judges, the
+Spearman and Kendall correlations of their scores, each judge's mean and the mean of the
+judges. Pairwise verdicts: the same pairs judged by two judges are paired by strategy,
+models, question and turn; per pair of judges, Cohen's kappa of their outcomes (win, tie,
+loss) and each judge's win rate.
+
+A judged file records its judge per judgment (``judge_model``); LogicKor's published files
+do not, and are named by their run instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from reports import logickor
+from reports import pairwise_stats as ps
+
+
+@dataclass
+class ScoreAgreement:
+    strategy: str
+    judge_a: str
+    judge_b: str
+    answers: int
+    spearman: float
+    kendall: float
+    mean_a: float
+    mean_b: float
+
+    @property
+    def mean_of_judges(self) -> float:
+        return (self.mean_a + self.mean_b) / 2
+
+
+@dataclass
+class VerdictAgreement:
+    strategy: str
+    judge_a: str
+    judge_b: str
+    judgments: int
+    kappa: float
+    win_rate_a: float
+    win_rate_b: float
+
+
+def _answer_key(text: object) -> str:
+    return hashlib.sha256(str(text).encode("utf-8")).hexdigest()[:16]
+
+
+def score_items(samples: pd.DataFrame) -> pd.DataFrame:
+    """One row per judged answer: strategy, item (question, turn, answer), judge, score."""
+    items = []
+    if samples.empty:
+        return pd.DataFrame(columns=["strategy", "item", "judge", "score"])
+    rows = samples[samples["kind"] == "logickor"].drop_duplicates(["run", "strategy", "doc_id"])
+    for run, strategy, doc_id, record in rows[["run", "strategy", "doc_id", "record"]].itertuples(
+        index=False
+    ):
+        outputs = record.get("outputs") or []
+        for turn, key in enumerate(logickor.TURNS):
+            judged = record.get(key) or {}
+            score = judged.get("judge_score")
+            if not isinstance(score, (int, float)) or turn >= len(outputs):
+                continue
+            judge = judged.get("judge_model") or f"judge of {run}"
+            item = f"{doc_id}|{turn}|{_answer_key(outputs[turn])}"
+            items.append((str(strategy), item, str(judge), float(score)))
+    return pd.DataFrame(items, columns=["strategy", "item", "judge", "score"])
+
+
+def scores(samples: pd.DataFrame) -> list[ScoreAgreement]:
+    """Every pair of judges that scored answers in common, per strategy."""
+    items = score_items(samples)
+    out = []
+    for strategy, group in items.groupby("strategy", sort=False):
+        table = group.pivot_table(index="item", columns="judge", values="score", aggfunc="mean")
+        for a, b in itertools.combinations(sorted(table.columns), 2):
+            both = table[[a, b]].dropna()
+            if len(both) < 2:
+                continue
+            corr = ps.score_agreement(both[a].to_numpy(), both[b].to_numpy())
+            out.append(
+                ScoreAgreement(
+                    str(strategy),
+                    a,
+                    b,
+                    len(both),
+                    corr.spearman,
+                    corr.kendall,
+                    float(both[a].mean()),
+                    float(both[b].mean()),
+                )
+            )
+    return out
+
+
+def verdicts(frame: pd.DataFrame) -> list[VerdictAgreement]:
+    """Every pair of judges with pairwise outcomes in common (``reports.pairwise.load``)."""
+    ok = frame[frame["status"] == "ok"]
+    out = []
+    for strategy, group in ok.groupby("strategy", sort=False):
+        table = group.pivot_table(
+            index=["base", "other", "id", "turn"],
+            columns="judge_model",
+            values="outcome",
+            aggfunc="first",
+        )
+        for a, b in itertools.combinations(sorted(table.columns), 2):
+            both = table[[a, b]].dropna()
+            if len(both) < 2:
+                continue
+            rate = {j: float(both[j].map(ps.OUTCOME_VALUE).mean()) for j in (a, b)}
+            out.append(
+                VerdictAgreement(
+                    str(strategy),
+                    a,
+                    b,
+                    len(both),
+                    ps.verdict_kappa(both[a].tolist(), both[b].tolist()),
+                    rate[a],
+                    rate[b],
+                )
+            )
+    return out
+
+
+def _num(value: float, places: int = 3) -> str:
+    return "—" if not math.isfinite(value) else f"{value:.{places}f}"
+
+
+def to_markdown(score_rows: list[ScoreAgreement], verdict_rows: list[VerdictAgreement]) -> str:
+    """The agreement tables, or an empty string when no two judges share anything."""
+    out: list[str] = []
+    if score_rows:
+        out += [
+            "### Agreement between judges (scores)",
+            "",
+            "| Strategy | Judge A | Judge B | Answers | Spearman | Kendall | Mean A | Mean B "
+            "| Mean of judges |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        out += [
+            f"| {r.strategy} | {r.judge_a} | {r.judge_b} | {r.answers} | {_num(r.spearman)} | "
+            f"{_num(r.kendall)} | {r.mean_a:.2f} | {r.mean_b:.2f} | {r.mean_of_judges:.2f} |"
+            for r in score_rows
+        ]
+        out.append("")
+    if verdict_rows:
+        out += [
+            "### Agreement between judges (pairwise verdicts)",
+            "",
+            "| Strategy | Judge A | Judge B | Judgments | Cohen's kappa | Win rate A | Win rate B |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        out += [
+            f"| {r.strategy} | {r.judge_a} | {r.judge_b} | {r.judgments} | {_num(r.kappa)} | "
+            f"{100 * r.win_rate_a:.1f}% | {100 * r.win_rate_b:.1f}% |"
+            for r in verdict_rows
+        ]
+        out.append("")
+    if out:
+        out.append(
+            "Scores: rank correlations over the answers both judges scored (1: the same "
+            "order). Verdicts: Cohen's kappa of win / tie / loss over the judgments both "
+            "answered (1: always agree, 0: as often as chance)."
+        )
+    return "\n".join(out) + ("\n" if out else "")
