@@ -108,6 +108,8 @@ def judge_command(
     if pairwise:
         if output is None:
             raise JudgeError("--pairwise needs --output DIR for its judgments")
+        if repeats != 1:
+            raise JudgeError("--repeats applies to single scores, not to --pairwise judging")
         with hold(output, "fusebench judge"):
             run_pairwise(request)
         return

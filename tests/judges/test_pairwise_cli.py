@@ -242,3 +242,31 @@ def test_pairwise_user_errors_are_one_line(tmp_path: Path, data_root: Path, caps
 )
 def test_verdict_parsing(reply: str, value: int | None) -> None:
     assert parse_verdict(reply) == value
+
+
+def test_an_interrupted_pairwise_run_resumes_from_its_part_file(
+    tmp_path: Path, data_root: Path, scripted_judge, pairwise_judges
+) -> None:
+    """Judgments already appended to the part file (a killed run) are not asked again, even
+    without a cache; a torn last line is dropped and redone."""
+    base, other = _pair(tmp_path, data_root, lambda i, t: f"가 {i}", lambda i, t: f"나나 {i}")
+    out = tmp_path / "out"
+    args = ("--no-cache", "--limit", "3")
+    with scripted_judge(respond=pairwise_judges.prefers_longer) as server:
+        assert _run(base, other, out, server, tmp_path / "c.sqlite", *args)[0] == 0
+        full = _judgments(out)
+        (final,) = (out / "pairwise").rglob("*.jsonl")
+        part = final.parent / f".{final.name}.pairwise-part"
+        signature = {
+            "kind": "pairwise",
+            "model": "scripted-pairwise",
+            "max_asks": 3,
+            "sampling": {"temperature": 0.0},
+        }
+        kept = [json.dumps({**j, "_judge": signature}, ensure_ascii=False) for j in full[:4]]
+        part.write_text("\n".join(kept) + "\n" + kept[0][:50], "utf-8")
+        final.unlink()
+        before = server.requests
+        assert _run(base, other, out, server, tmp_path / "c.sqlite", *args)[0] == 0
+        assert server.requests - before == 2 * 2  # the two unfinished judgments, both orders
+    assert _judgments(out) == full and not part.exists()
