@@ -25,7 +25,7 @@ from judges.client import JudgeClient
 from judges.errors import JudgeError
 from judges.pairwise_prompts import build_pairwise_messages
 from judges.pricing import Price
-from judges.run import ERROR, OK, UNPARSABLE, ask_until_parsed
+from judges.run import ERROR, OK, UNPARSABLE, ask_until_parsed, spent
 from judges.settings import JudgeSettings
 from judges.verdict import combine, label, parse_verdict
 from runrecords.atomic import write_jsonl_atomic
@@ -121,20 +121,7 @@ class PairwiseJudge:
         orders = [self._ask(base, other, turn, order) for order in ORDERS]
         statuses = [o["status"] for o in orders]
         status = ERROR if ERROR in statuses else UNPARSABLE if UNPARSABLE in statuses else OK
-        known = all(o["tokens"] is not None for o in orders)
-        tokens = (
-            {
-                "prompt": sum(o["tokens"][0] for o in orders),
-                "completion": sum(o["tokens"][1] for o in orders),
-            }
-            if known
-            else None
-        )
-        cost = (
-            self.price.cost(tokens["prompt"], tokens["completion"])
-            if self.price is not None and tokens is not None
-            else None
-        )
+        tokens, cost = spent(orders, self.price)
         combined = (
             combine(orders[0]["other_score"], orders[1]["other_score"]) if status == OK else None
         )

@@ -52,6 +52,19 @@ class Summary:
         self.judgments[status] += 1
 
 
+def spent(asks: list[dict[str, Any]], price: Price | None) -> tuple[dict | None, float | None]:
+    """The tokens of several asks (``ask_until_parsed`` results) together, and their cost;
+    None when any ask's tokens, or the price, are unknown (never 0)."""
+    if any(a["tokens"] is None for a in asks):
+        return None, None
+    tokens = {
+        "prompt": sum(a["tokens"][0] for a in asks),
+        "completion": sum(a["tokens"][1] for a in asks),
+    }
+    cost = price.cost(tokens["prompt"], tokens["completion"]) if price is not None else None
+    return tokens, cost
+
+
 def ask_until_parsed(
     client: JudgeClient,
     messages: list[dict],
@@ -160,20 +173,7 @@ class Judge:
         statuses = [r["status"] for r in repeats]
         status = OK if valid else (UNPARSABLE if UNPARSABLE in statuses else ERROR)
         chosen = next((r for r in repeats if r["status"] == OK), repeats[-1])
-        known = all(r["tokens"] is not None for r in repeats)
-        tokens = (
-            {
-                "prompt": sum(r["tokens"][0] for r in repeats),
-                "completion": sum(r["tokens"][1] for r in repeats),
-            }
-            if known
-            else None
-        )
-        cost = (
-            self.price.cost(tokens["prompt"], tokens["completion"])
-            if self.price is not None and tokens is not None
-            else None
-        )
+        tokens, cost = spent(repeats, self.price)
         out: dict[str, Any] = {
             # LogicKor's two fields first: its tools read only these.
             "judge_message": judge_message(chosen["reply"]) if status == OK else "",

@@ -1,8 +1,8 @@
 """Agreement between judge models that judged the same answers.
 
 Single scores: the same LogicKor answers judged by two judges (``fusebench judge`` twice,
-``--judge-model`` differing, into two folders) are paired by strategy, question, turn and
-the answer's text (the same answers, whichever folder holds them); per pair of judges, the
+``--judge-model`` differing, into two folders) are paired by strategy, question and turn
+within the same set of answers (a file's answers, whichever folder holds them); per pair of judges, the
 Spearman and Kendall correlations of their scores, each judge's mean and the mean of the
 judges. Pairwise verdicts: the same pairs judged by two judges are paired by strategy,
 models, question and turn; per pair of judges, Cohen's kappa of their outcomes (win, tie,
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import math
 from dataclasses import dataclass
 
@@ -52,28 +53,33 @@ class VerdictAgreement:
     win_rate_b: float
 
 
-def _answer_key(text: object) -> str:
-    return hashlib.sha256(str(text).encode("utf-8")).hexdigest()[:16]
+def _answers_key(records: list[dict]) -> str:
+    """What identifies one set of answers (a generated file), whichever folder and judge."""
+    answers = sorted((str(r.get("id")), r.get("outputs") or []) for r in records)
+    payload = json.dumps(answers, ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
 
 def score_items(samples: pd.DataFrame) -> pd.DataFrame:
-    """One row per judged answer: strategy, item (question, turn, answer), judge, score."""
+    """One row per judged answer: strategy, item (set of answers, question, turn), judge,
+    score. Items of different models' answers never meet, even when two answers agree."""
     items = []
     if samples.empty:
         return pd.DataFrame(columns=["strategy", "item", "judge", "score"])
     rows = samples[samples["kind"] == "logickor"].drop_duplicates(["run", "strategy", "doc_id"])
-    for run, strategy, doc_id, record in rows[["run", "strategy", "doc_id", "record"]].itertuples(
-        index=False
-    ):
-        outputs = record.get("outputs") or []
-        for turn, key in enumerate(logickor.TURNS):
-            judged = record.get(key) or {}
-            score = judged.get("judge_score")
-            if not isinstance(score, (int, float)) or turn >= len(outputs):
-                continue
-            judge = judged.get("judge_model") or f"judge of {run}"
-            item = f"{doc_id}|{turn}|{_answer_key(outputs[turn])}"
-            items.append((str(strategy), item, str(judge), float(score)))
+    for (run, strategy), group in rows.groupby(["run", "strategy"], sort=False):
+        records = list(group["record"])
+        answers = _answers_key(records)
+        for record in records:
+            outputs = record.get("outputs") or []
+            for turn, key in enumerate(logickor.TURNS):
+                judged = record.get(key) or {}
+                score = judged.get("judge_score")
+                if not isinstance(score, (int, float)) or turn >= len(outputs):
+                    continue
+                judge = judged.get("judge_model") or f"judge of {run}"
+                item = f"{answers}|{record.get('id')}|{turn}"
+                items.append((str(strategy), item, str(judge), float(score)))
     return pd.DataFrame(items, columns=["strategy", "item", "judge", "score"])
 
 

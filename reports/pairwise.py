@@ -269,6 +269,68 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     return [line(header), "| " + " | ".join("---" for _ in header) + " |", *map(line, rows)]
 
 
+Cells = tuple[list[str], list[list[str]]]  # (header, rows) of a table, as text
+
+
+def win_cells(t: Table) -> Cells:
+    header = [
+        "Model",
+        "Category",
+        "W",
+        "T",
+        "L",
+        "Win rate",
+        "95% CI",
+        "Consistent",
+        "Unparsable",
+        "Error",
+    ]
+    rows = [
+        [r.other, r.category, str(r.wins), str(r.ties), str(r.losses), pct(r.rate),
+         ci_text(r.interval), pct(r.consistency), str(r.unparsable), str(r.errors)]
+        for r in t.rows
+    ]  # fmt: skip
+    return header, rows
+
+
+def length_cells(t: Table) -> Cells:
+    header = [
+        "Model",
+        f"Mean length {t.base}",
+        "Mean length model",
+        "Win rate",
+        "LC win rate",
+        "95% CI",
+        "Length slope",
+    ]
+    rows = [
+        [r.other, f"{r.mean_len_base:.0f}", f"{r.mean_len_other:.0f}", pct(r.rate),
+         pct(r.lc_rate), ci_text(r.lc_interval), "—" if r.slope is None else f"{r.slope:+.2f}"]
+        for r in t.lengths
+    ]  # fmt: skip
+    return header, rows
+
+
+def bt_cells(t: Table) -> Cells:
+    header = ["Model", "Score", "95% CI", f"P(beats {t.base})"]
+    rows = [
+        [b.model, f"{b.score:+.2f}", ci_text(b.interval, percent=False), pct(b.p_beats_base)]
+        for b in t.bradley_terry
+    ]
+    return header, rows
+
+
+LEGEND = (
+    "Win rate: the model's wins plus half its ties, over the judgments the judge answered in "
+    "both orders; its interval resamples questions (both turns together). Consistent: the "
+    "share of those judgments whose verdict kept its direction when the answers swapped "
+    "places (the others count as ties). LC win rate: the win rate a logistic model of the "
+    "verdict on the length difference predicts at equal length; a positive length slope "
+    "means the judge favoured the longer answer. Bradley-Terry score: the log-odds of beating "
+    "the base."
+)
+
+
 def to_markdown(tables_: list[Table], gate_lines: list[str] | None = None) -> str:
     out: list[str] = []
     for t in tables_:
@@ -279,69 +341,17 @@ def to_markdown(tables_: list[Table], gate_lines: list[str] | None = None) -> st
             "kept their verdict when the answers swapped places (the rest count as ties).",
             "",
         ]
-        out += _md_table(
-            ["Model", "Category", "W", "T", "L", "Win rate", "95% CI", "Consistent", "Left out"],
-            [
-                [
-                    r.other,
-                    f"**{r.category}**" if r.category == OVERALL else r.category,
-                    str(r.wins),
-                    str(r.ties),
-                    str(r.losses),
-                    pct(r.rate),
-                    ci_text(r.interval),
-                    pct(r.consistency),
-                    f"{r.unparsable} unparsable, {r.errors} error",
-                ]
-                for r in t.rows
-            ],
-        )
+        header, rows = win_cells(t)
+        for row in rows:
+            row[1] = f"**{row[1]}**" if row[1] == OVERALL else row[1]
+        out += _md_table(header, rows)
         out += ["", "Length (characters per answer) and the length-controlled win rate:", ""]
-        out += _md_table(
-            [
-                "Model",
-                f"Mean length {t.base}",
-                "Mean length model",
-                "Win rate",
-                "LC win rate",
-                "95% CI",
-                "Length slope",
-            ],
-            [
-                [
-                    r.other,
-                    f"{r.mean_len_base:.0f}",
-                    f"{r.mean_len_other:.0f}",
-                    pct(r.rate),
-                    pct(r.lc_rate),
-                    ci_text(r.lc_interval),
-                    "—" if r.slope is None else f"{r.slope:+.2f}",
-                ]
-                for r in t.lengths
-            ],
-        )
+        out += _md_table(*length_cells(t))
         if t.bradley_terry:
             out += ["", f"Bradley-Terry scores (log-odds against {t.base}, which is 0):", ""]
-            out += _md_table(
-                ["Model", "Score", "95% CI", f"P(beats {t.base})"],
-                [
-                    [
-                        b.model,
-                        f"{b.score:+.2f}",
-                        ci_text(b.interval, percent=False),
-                        pct(b.p_beats_base),
-                    ]
-                    for b in t.bradley_terry
-                ],
-            )
+            out += _md_table(*bt_cells(t))
         out.append("")
-    out += [
-        "Win rate: the model's wins plus half its ties, over the judgments the judge answered "
-        "in both orders; its interval resamples questions (both turns together). "
-        "LC win rate: the win rate a logistic model of the verdict on the length difference "
-        "predicts at equal length; a positive length slope means the judge favoured the "
-        "longer answer.",
-    ]
+    out.append(LEGEND)
     if gate_lines:
         out += ["", *gate_lines]
     return "\n".join(out) + "\n"

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from reports import plots
-from reports.pairwise import OVERALL, Table, ci_text, pct
+from reports.pairwise import LEGEND, OVERALL, Table, bt_cells, length_cells, pct, win_cells
 from reports.samples import capped
 
 
@@ -30,37 +30,9 @@ class PairSample:
 
 
 def _table_view(t: Table) -> dict[str, Any]:
-    rows = [
-        [
-            r.other,
-            r.category,
-            str(r.wins),
-            str(r.ties),
-            str(r.losses),
-            pct(r.rate),
-            ci_text(r.interval),
-            pct(r.consistency),
-            str(r.unparsable),
-            str(r.errors),
-        ]
-        for r in t.rows
-    ]
-    lengths = [
-        [
-            r.other,
-            f"{r.mean_len_base:.0f}",
-            f"{r.mean_len_other:.0f}",
-            pct(r.rate),
-            pct(r.lc_rate),
-            ci_text(r.lc_interval),
-            "—" if r.slope is None else f"{r.slope:+.2f}",
-        ]
-        for r in t.lengths
-    ]
-    bt = [
-        [b.model, f"{b.score:+.2f}", ci_text(b.interval, percent=False), pct(b.p_beats_base)]
-        for b in t.bradley_terry
-    ]
+    header, rows = win_cells(t)
+    length_header, lengths = length_cells(t)
+    bt_header, bt = bt_cells(t)
     charts = []
     for other in dict.fromkeys(r.other for r in t.rows):
         mine = [r for r in t.rows if r.other == other]
@@ -84,31 +56,12 @@ def _table_view(t: Table) -> dict[str, Any]:
     return {
         "title": f"Other models vs {t.base} · {t.strategy} · judge {t.judge_model}",
         "consistency": pct(t.consistency),
-        "header": [
-            "Model",
-            "Category",
-            "W",
-            "T",
-            "L",
-            "Win rate",
-            "95% CI",
-            "Consistent",
-            "Unparsable",
-            "Error",
-        ],
+        "header": header,
         "rows": rows,
         "overall": OVERALL,
-        "length_header": [
-            "Model",
-            f"Mean length {t.base}",
-            "Mean length model",
-            "Win rate",
-            "LC win rate",
-            "95% CI",
-            "Length slope",
-        ],
+        "length_header": length_header,
         "lengths": lengths,
-        "bt_header": ["Model", "Score", "95% CI", f"P(beats {t.base})"],
+        "bt_header": bt_header,
         "bradley_terry": bt,
         "charts": charts,
     }
@@ -153,4 +106,4 @@ def view(tables: list[Table], frame: pd.DataFrame, max_samples: int) -> dict[str
                     "shown": shown,
                 }
             )
-    return {"tables": [_table_view(t) for t in tables], "samples": groups}
+    return {"tables": [_table_view(t) for t in tables], "samples": groups, "legend": LEGEND}

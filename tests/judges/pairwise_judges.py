@@ -10,8 +10,12 @@ the prompt, as a real judge would, and answers in the pairwise prompt's contract
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
+from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -50,6 +54,40 @@ def planted(messages: list[dict]) -> str:
     return f"평가: 근거를 들어 비교했다.\n판정 : {label}"
 
 
+def judge_pairwise(
+    base: Path, other: Path, out: Path, server: Any, cache: Path, *extra: str
+) -> tuple[int, str]:
+    """``fusebench judge BASE --pairwise OTHER --output OUT`` against ``server``: (exit code,
+    what it printed)."""
+    from harness.cli import main
+
+    with contextlib.redirect_stdout(io.StringIO()) as stdout:
+        code = main(
+            [
+                "judge",
+                str(base),
+                "--pairwise",
+                str(other),
+                "--output",
+                str(out),
+                "--base-url",
+                server.base_url,
+                "--judge-model",
+                "scripted-pairwise",
+                "--cache",
+                str(cache),
+                "--backoff",
+                "0.01",
+                "--quiet",
+                *extra,
+            ]
+        )
+    return code, stdout.getvalue()
+
+
 @pytest.fixture(scope="session")
 def pairwise_judges() -> SimpleNamespace:
-    return SimpleNamespace(prefers_a=prefers_a, prefers_longer=prefers_longer, planted=planted)
+    """The scripted judges, and ``run``: :func:`judge_pairwise`."""
+    return SimpleNamespace(
+        prefers_a=prefers_a, prefers_longer=prefers_longer, planted=planted, run=judge_pairwise
+    )

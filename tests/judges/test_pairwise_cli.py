@@ -7,8 +7,6 @@ one is consistent and follows outcomes planted in the other model's answers.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import random
 from collections.abc import Callable
@@ -48,31 +46,6 @@ def _pair(
     return _write(root, "org/base", base), _write(root, "org/fused", other)
 
 
-def _run(base: Path, other: Path, out: Path, server, cache: Path, *extra: str) -> tuple[int, str]:
-    with contextlib.redirect_stdout(io.StringIO()) as stdout:
-        code = main(
-            [
-                "judge",
-                str(base),
-                "--pairwise",
-                str(other),
-                "--output",
-                str(out),
-                "--base-url",
-                server.base_url,
-                "--judge-model",
-                "scripted-pairwise",
-                "--cache",
-                str(cache),
-                "--backoff",
-                "0.01",
-                "--quiet",
-                *extra,
-            ]
-        )
-    return code, stdout.getvalue()
-
-
 def _judgments(out: Path) -> list[dict]:
     files = sorted((out / "pairwise").rglob("*.jsonl"))
     return [json.loads(line) for f in files for line in f.read_text("utf-8").splitlines()]
@@ -94,7 +67,9 @@ def test_a_judge_that_always_prefers_position_a_is_never_consistent(
 ) -> None:
     base, other = _pair(tmp_path, data_root, lambda i, t: f"기본 답변 {i}", lambda i, t: f"답 {i}")
     with scripted_judge(respond=pairwise_judges.prefers_a) as server:
-        code, printed = _run(base, other, tmp_path / "out", server, tmp_path / "c.sqlite")
+        code, printed = pairwise_judges.run(
+            base, other, tmp_path / "out", server, tmp_path / "c.sqlite"
+        )
         assert server.requests == 42 * 2 * 2  # every question, both turns, both orders
     assert code == 0
     table, overall = _overall(tmp_path / "out")
@@ -125,7 +100,10 @@ def test_a_judge_that_prefers_length_is_seen_through_by_the_length_control(
 
     base, other = _pair(tmp_path, data_root, base_answer, verbose)
     with scripted_judge(respond=pairwise_judges.prefers_longer) as server:
-        assert _run(base, other, tmp_path / "out", server, tmp_path / "c.sqlite")[0] == 0
+        assert (
+            pairwise_judges.run(base, other, tmp_path / "out", server, tmp_path / "c.sqlite")[0]
+            == 0
+        )
     table, overall = _overall(tmp_path / "out")
     (length,) = table.lengths
     assert length.mean_len_other > length.mean_len_base
@@ -167,10 +145,10 @@ def test_a_consistent_judge_reproduces_a_planted_win_rate_and_a_rerun_is_free(
     )
     cache = tmp_path / "c.sqlite"
     with scripted_judge(respond=pairwise_judges.planted) as server:
-        code, printed = _run(base, other, tmp_path / "out", server, cache)
+        code, printed = pairwise_judges.run(base, other, tmp_path / "out", server, cache)
         first = server.requests
         assert code == 0
-        rerun, _ = _run(base, other, tmp_path / "out2", server, cache)
+        rerun, _ = pairwise_judges.run(base, other, tmp_path / "out2", server, cache)
         assert rerun == 0 and server.requests == first  # every reply from the cache
     assert first == 42 * 2 * 2 + 2 * 2  # the verdict-less judgment asked 3 times per order
     table, overall = _overall(tmp_path / "out")
@@ -188,11 +166,11 @@ def test_a_consistent_judge_reproduces_a_planted_win_rate_and_a_rerun_is_free(
 
 
 def test_a_failing_endpoint_is_an_error_never_a_verdict(
-    tmp_path: Path, data_root: Path, scripted_judge
+    tmp_path: Path, data_root: Path, scripted_judge, pairwise_judges
 ) -> None:
     base, other = _pair(tmp_path, data_root, lambda i, t: "가", lambda i, t: "나")
     with scripted_judge(respond=lambda messages: "HTTP 500") as server:
-        code, printed = _run(
+        code, printed = pairwise_judges.run(
             base,
             other,
             tmp_path / "out",
@@ -253,7 +231,7 @@ def test_an_interrupted_pairwise_run_resumes_from_its_part_file(
     out = tmp_path / "out"
     args = ("--no-cache", "--limit", "3")
     with scripted_judge(respond=pairwise_judges.prefers_longer) as server:
-        assert _run(base, other, out, server, tmp_path / "c.sqlite", *args)[0] == 0
+        assert pairwise_judges.run(base, other, out, server, tmp_path / "c.sqlite", *args)[0] == 0
         full = _judgments(out)
         (final,) = (out / "pairwise").rglob("*.jsonl")
         part = final.parent / f".{final.name}.pairwise-part"
@@ -267,6 +245,6 @@ def test_an_interrupted_pairwise_run_resumes_from_its_part_file(
         part.write_text("\n".join(kept) + "\n" + kept[0][:50], "utf-8")
         final.unlink()
         before = server.requests
-        assert _run(base, other, out, server, tmp_path / "c.sqlite", *args)[0] == 0
+        assert pairwise_judges.run(base, other, out, server, tmp_path / "c.sqlite", *args)[0] == 0
         assert server.requests - before == 2 * 2  # the two unfinished judgments, both orders
     assert _judgments(out) == full and not part.exists()

@@ -23,27 +23,6 @@ def _cli(*args: str) -> tuple[int, str]:
     return code, stdout.getvalue()
 
 
-def _judge(base: Path, other: Path, out: Path, server, cache: Path, *extra: str) -> str:
-    code, printed = _cli(
-        "judge",
-        str(base),
-        "--pairwise",
-        str(other),
-        "--output",
-        str(out),
-        "--base-url",
-        server.base_url,
-        "--judge-model",
-        "scripted-pairwise",
-        "--cache",
-        str(cache),
-        "--quiet",
-        *extra,
-    )
-    assert code == 0, printed
-    return printed
-
-
 @pytest.fixture(scope="module")
 def published(
     tmp_path_factory: pytest.TempPathFactory, data_root: Path, scripted_judge, pairwise_judges
@@ -55,13 +34,14 @@ def published(
         pytest.fail(f"{generated}: LogicKor's published generations are missing")
     tmp = tmp_path_factory.mktemp("pairwise-published")
     with scripted_judge(respond=pairwise_judges.prefers_longer) as server:
-        printed = _judge(
+        code, printed = pairwise_judges.run(
             generated / EEVE / "default.jsonl",
             generated / ORION / "default.jsonl",
             tmp / "out",
             server,
             tmp / "c.sqlite",
         )
+        assert code == 0, printed
         assert server.requests == 42 * 2 * 2
     assert "Position consistency of the judge: 100.0%" in printed
     return tmp / "out"
@@ -127,13 +107,14 @@ def test_answers_are_escaped_in_the_html(
         rows = [{**q, "outputs": outputs} for q in questions]
         path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
     with scripted_judge(respond=pairwise_judges.prefers_longer) as server:
-        _judge(
+        code, _ = pairwise_judges.run(
             tmp_path / "org/base",
             tmp_path / "org/fused",
             tmp_path / "out",
             server,
             tmp_path / "c.sqlite",
         )
+        assert code == 0
     page = tmp_path / "page.html"
     assert _cli("report", str(tmp_path / "out"), "--format", "html", "--output", str(page))[0] == 0
     html = page.read_text("utf-8")
