@@ -63,7 +63,9 @@ def judge_command(
     ] = not _D.use_cache,
     price_in: Annotated[float | None, _J.option("price_in", rich_help_panel=_C)] = _D.price_in,
     price_out: Annotated[float | None, _J.option("price_out", rich_help_panel=_C)] = _D.price_out,
-    pairwise: Annotated[list[Path] | None, _J.option("pairwise", rich_help_panel=_W)] = None,
+    pairwise: Annotated[
+        list[Path] | None, _J.option("pairwise", metavar="OTHER", rich_help_panel=_W)
+    ] = None,
     limit: Annotated[int | None, _J.option("limit", min=1, rich_help_panel=_W)] = _D.limit,
     quiet: QuietOption = _D.quiet,
     verbose: Annotated[bool, typer.Option(help="Show library logs.")] = False,
