@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from judges.errors import JudgeError
+from judges.pairwise import PairJob
 from judges.run import Job
 
 LOGICKOR_DIR = "logickor"
@@ -89,11 +90,9 @@ def slug(label: str) -> str:
     return label.replace("/", "__")
 
 
-def resolve_pairwise(base: Path, others: list[Path], output: Path | None):
+def resolve_pairwise(base: Path, others: list[Path], output: Path | None) -> list[PairJob]:
     """One ``PairJob`` per other model and strategy both have; a single file on each side is
     paired whatever the strategies are called (the base's name is kept)."""
-    from judges.pairwise import PairJob
-
     if output is None:
         raise JudgeError("pairwise judging needs --output DIR for its judgments")
     base_label, base_files = model_files(base)

@@ -143,40 +143,52 @@ def _num(value: float, places: int = 3) -> str:
     return "—" if not math.isfinite(value) else f"{value:.{places}f}"
 
 
+NOTE = (
+    "Scores: rank correlations over the answers both judges scored (1: the same order). "
+    "Verdicts: Cohen's kappa of win / tie / loss over the judgments both answered (1: always "
+    "agree, 0: as often as chance)."
+)
+
+
+def views(score_rows: list[ScoreAgreement], verdict_rows: list[VerdictAgreement]) -> list[dict]:
+    """The agreement tables as (title, header, rows) of text; empty when no two judges meet."""
+    out = []
+    if score_rows:
+        out.append(
+            {
+                "title": "Agreement between judges (scores)",
+                "header": ["Strategy", "Judge A", "Judge B", "Answers", "Spearman", "Kendall",
+                           "Mean A", "Mean B", "Mean of judges"],
+                "rows": [
+                    [r.strategy, r.judge_a, r.judge_b, str(r.answers), _num(r.spearman),
+                     _num(r.kendall), f"{r.mean_a:.2f}", f"{r.mean_b:.2f}",
+                     f"{r.mean_of_judges:.2f}"]
+                    for r in score_rows
+                ],
+            }
+        )  # fmt: skip
+    if verdict_rows:
+        out.append(
+            {
+                "title": "Agreement between judges (pairwise verdicts)",
+                "header": ["Strategy", "Judge A", "Judge B", "Judgments", "Cohen's kappa",
+                           "Win rate A", "Win rate B"],
+                "rows": [
+                    [r.strategy, r.judge_a, r.judge_b, str(r.judgments), _num(r.kappa),
+                     f"{100 * r.win_rate_a:.1f}%", f"{100 * r.win_rate_b:.1f}%"]
+                    for r in verdict_rows
+                ],
+            }
+        )  # fmt: skip
+    return out
+
+
 def to_markdown(score_rows: list[ScoreAgreement], verdict_rows: list[VerdictAgreement]) -> str:
     """The agreement tables, or an empty string when no two judges share anything."""
     out: list[str] = []
-    if score_rows:
-        out += [
-            "### Agreement between judges (scores)",
-            "",
-            "| Strategy | Judge A | Judge B | Answers | Spearman | Kendall | Mean A | Mean B "
-            "| Mean of judges |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-        ]
-        out += [
-            f"| {r.strategy} | {r.judge_a} | {r.judge_b} | {r.answers} | {_num(r.spearman)} | "
-            f"{_num(r.kendall)} | {r.mean_a:.2f} | {r.mean_b:.2f} | {r.mean_of_judges:.2f} |"
-            for r in score_rows
-        ]
+    for table in views(score_rows, verdict_rows):
+        out += [f"### {table['title']}", "", "| " + " | ".join(table["header"]) + " |"]
+        out.append("| " + " | ".join("---" for _ in table["header"]) + " |")
+        out += ["| " + " | ".join(row) + " |" for row in table["rows"]]
         out.append("")
-    if verdict_rows:
-        out += [
-            "### Agreement between judges (pairwise verdicts)",
-            "",
-            "| Strategy | Judge A | Judge B | Judgments | Cohen's kappa | Win rate A | Win rate B |",
-            "| --- | --- | --- | --- | --- | --- | --- |",
-        ]
-        out += [
-            f"| {r.strategy} | {r.judge_a} | {r.judge_b} | {r.judgments} | {_num(r.kappa)} | "
-            f"{100 * r.win_rate_a:.1f}% | {100 * r.win_rate_b:.1f}% |"
-            for r in verdict_rows
-        ]
-        out.append("")
-    if out:
-        out.append(
-            "Scores: rank correlations over the answers both judges scored (1: the same "
-            "order). Verdicts: Cohen's kappa of win / tie / loss over the judgments both "
-            "answered (1: always agree, 0: as often as chance)."
-        )
-    return "\n".join(out) + ("\n" if out else "")
+    return "\n".join([*out, NOTE]) + "\n" if out else ""

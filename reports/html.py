@@ -229,10 +229,12 @@ def page(
     pairwise: dict[str, Any] | None = None,
     pairwise_gate: dict[str, Any] | None = None,
     compliance: dict[str, Any] | None = None,
+    agreement: list[dict[str, Any]] | None = None,
 ) -> str:
     """The whole report as one HTML string. ``more_comparisons`` (against another base than
     the charts' common one) are shown as tables only; ``pairwise`` is
-    ``reports.pairwise_html.view``'s (``pairwise_gate``: passed, lines), ``compliance`` ``reports.language.view``'s."""
+    ``reports.pairwise_html.view``'s (``pairwise_gate``: passed, lines), ``compliance`` ``reports.language.view``'s, ``agreement``
+    ``reports.agreement.views``'."""
     runs = ", ".join(r.label for r in loaded.runs)
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     context = {
@@ -253,5 +255,6 @@ def page(
         "pairwise": pairwise,
         "pairwise_gate": pairwise_gate,
         "compliance": compliance,
+        "agreement": agreement or [],
     }
     return _environment().get_template("report.html.j2").render(**context)

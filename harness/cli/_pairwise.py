@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from reports.pairwise import Table
 
 
 def split(paths: list[Path]) -> tuple[list[Path], list[Path]]:
@@ -20,7 +23,7 @@ def split(paths: list[Path]) -> tuple[list[Path], list[Path]]:
 
 @dataclass
 class PairwiseReport:
-    tables: list[Any]
+    tables: list[Table]
     frame: pd.DataFrame
     failures: list[str]
     gate_lines: list[str]

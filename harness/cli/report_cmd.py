@@ -101,6 +101,7 @@ def report_command(
             rounding.value,
             max_samples=samples,
             compliance=language.view(compliance),
+            agreement=agreement.views(agree_scores, agree_verdicts),
             **(pair.html(samples) if pair else {}),
         )
     emit(text, output, "report")

@@ -106,3 +106,8 @@ def test_two_pairwise_judges_get_a_kappa(
     assert cells[5] == "50.0%"  # all ties
     # The consistent judge follows the planted cycle: 12 wins, 6 ties, 6 losses of 24.
     assert cells[6] == f"{100 * (12 + 6 * 0.5) / 24:.1f}%"
+    page = tmp_path / "page.html"
+    _cli("report", str(tmp_path / "consistent"), str(tmp_path / "a-first"), "--format", "html",
+         "--output", str(page))  # fmt: skip
+    html = page.read_text("utf-8")
+    assert 'id="agreement"' in html and '<td class="num">0.000</td>' in html
