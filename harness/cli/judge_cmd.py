@@ -110,8 +110,11 @@ def judge_command(
     if pairwise:
         if output is None:
             raise JudgeError("--pairwise needs --output DIR for its judgments")
-        if repeats != 1:
-            raise JudgeError("--repeats applies to single scores, not to --pairwise judging")
+        if repeats != 1 or template != _D.template:
+            raise JudgeError(
+                "--repeats and --template apply to single scores; --pairwise judging asks "
+                "once per order with its own prompt"
+            )
         with hold(output, "fusebench judge"):
             run_pairwise(request)
         return

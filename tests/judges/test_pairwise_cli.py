@@ -194,6 +194,9 @@ def test_pairwise_user_errors_are_one_line(tmp_path: Path, data_root: Path, caps
     local = ["--base-url", "http://127.0.0.1:9/v1", "--quiet"]
     assert main(["judge", str(base), "--pairwise", str(other), *local]) == 2
     assert "--output" in capsys.readouterr().err
+    out = ["--output", str(tmp_path / "o")]
+    assert main(["judge", str(base), "--pairwise", str(other), *out, "--repeats", "2", *local]) == 2
+    assert "--repeats and --template apply to single scores" in capsys.readouterr().err
     other.write_text(other.read_text("utf-8").replace('"questions": ["', '"questions": ["X'))
     code = main(
         ["judge", str(base), "--pairwise", str(other), "--output", str(tmp_path / "o"), *local]
