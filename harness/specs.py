@@ -225,4 +225,13 @@ class JudgeRequest(BaseModel):
         description="USD per 1M prompt tokens (default: known models' list price, else cost unknown).",
     )
     price_out: float | None = Field(None, description="USD per 1M completion tokens.")
+    pairwise: list[Path] = Field(
+        default_factory=list,
+        description="Judge TARGET (the base) against this model pairwise, both answers in both "
+        "orders (repeat the option for several); a run directory, a LogicKor model folder or "
+        "file. Needs --output.",
+    )
+    limit: int | None = Field(
+        None, description="Pairwise: judge only the first N questions of each file."
+    )
     quiet: bool = Field(False, description="No progress bar.")

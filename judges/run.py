@@ -52,6 +52,65 @@ class Summary:
         self.judgments[status] += 1
 
 
+def spent(asks: list[dict[str, Any]], price: Price | None) -> tuple[dict | None, float | None]:
+    """The tokens of several asks (``ask_until_parsed`` results) together, and their cost;
+    None when any ask's tokens, or the price, are unknown (never 0)."""
+    if any(a["tokens"] is None for a in asks):
+        return None, None
+    tokens = {
+        "prompt": sum(a["tokens"][0] for a in asks),
+        "completion": sum(a["tokens"][1] for a in asks),
+    }
+    cost = price.cost(tokens["prompt"], tokens["completion"]) if price is not None else None
+    return tokens, cost
+
+
+def ask_until_parsed(
+    client: JudgeClient,
+    messages: list[dict],
+    settings: JudgeSettings,
+    parse: Callable[[str], Any],
+    repeat: int = 0,
+    missing: str = "nothing parsable",
+) -> dict[str, Any]:
+    """Ask until ``parse`` finds a value in the reply, at most ``settings.max_asks`` times:
+    ``ok`` with the value, ``unparsable`` (the last reply kept, value None, never a default)
+    or ``error`` when a call fails after all its retries. Shared by single-answer scores and
+    pairwise verdicts, so both keep one contract."""
+    tokens = [0, 0]
+    known_tokens = True
+    requests, reply_text = 0, None
+
+    def result(status: str, value: Any, error: str | None, asks: int) -> dict[str, Any]:
+        return {
+            "status": status,
+            "value": value,
+            "reply": reply_text,
+            "error": error,
+            "tokens": tokens if known_tokens else None,
+            "requests": requests,
+            "asks": asks,
+        }
+
+    for ask in range(settings.max_asks):
+        try:
+            reply = client.ask(messages, settings.sampling(), {"repeat": repeat, "ask": ask})
+        except CallFailed as err:
+            requests += err.requests
+            return result(ERROR, None, str(err), ask + 1)
+        requests += reply.requests
+        if reply.prompt_tokens is None or reply.completion_tokens is None:
+            known_tokens = False
+        else:
+            tokens[0] += reply.prompt_tokens
+            tokens[1] += reply.completion_tokens
+        reply_text = reply.text
+        value = parse(reply.text)
+        if value is not None:
+            return result(OK, value, None, ask + 1)
+    return result(UNPARSABLE, None, f"{missing} in {settings.max_asks} replies", settings.max_asks)
+
+
 def read_rows(path: Path) -> list[dict]:
     """The rows of a generated (or judged) LogicKor file, checked for what judging needs."""
     try:
@@ -100,53 +159,11 @@ class Judge:
 
     def _repeat(self, messages: list[dict], repeat: int) -> dict[str, Any]:
         """One repeat: ask until the reply holds a score, at most ``max_asks`` times."""
-        tokens = [0, 0]
-        known_tokens = True
-        requests, reply_text, error = 0, None, None
-        for ask in range(self.settings.max_asks):
-            try:
-                reply = self.client.ask(
-                    messages, self.settings.sampling(), {"repeat": repeat, "ask": ask}
-                )
-            except CallFailed as err:
-                requests += err.requests
-                error = str(err)
-                return {
-                    "status": ERROR,
-                    "score": None,
-                    "reply": reply_text,
-                    "error": error,
-                    "tokens": tokens if known_tokens else None,
-                    "requests": requests,
-                    "asks": ask + 1,
-                }
-            requests += reply.requests
-            if reply.prompt_tokens is None or reply.completion_tokens is None:
-                known_tokens = False
-            else:
-                tokens[0] += reply.prompt_tokens
-                tokens[1] += reply.completion_tokens
-            reply_text = reply.text
-            score = parse_score(reply.text)
-            if score is not None:
-                return {
-                    "status": OK,
-                    "score": score,
-                    "reply": reply.text,
-                    "error": None,
-                    "tokens": tokens if known_tokens else None,
-                    "requests": requests,
-                    "asks": ask + 1,
-                }
-        return {
-            "status": UNPARSABLE,
-            "score": None,
-            "reply": reply_text,
-            "error": f"no score in {self.settings.max_asks} replies",
-            "tokens": tokens if known_tokens else None,
-            "requests": requests,
-            "asks": self.settings.max_asks,
-        }
+        out = ask_until_parsed(
+            self.client, messages, self.settings, parse_score, repeat, "no score"
+        )
+        out["score"] = out.pop("value")
+        return out
 
     def _judgment(self, row: dict, turn_key: str) -> dict[str, Any]:
         messages = build_messages(row, turn_key, self.settings.template, self.judge_system)
@@ -156,20 +173,7 @@ class Judge:
         statuses = [r["status"] for r in repeats]
         status = OK if valid else (UNPARSABLE if UNPARSABLE in statuses else ERROR)
         chosen = next((r for r in repeats if r["status"] == OK), repeats[-1])
-        known = all(r["tokens"] is not None for r in repeats)
-        tokens = (
-            {
-                "prompt": sum(r["tokens"][0] for r in repeats),
-                "completion": sum(r["tokens"][1] for r in repeats),
-            }
-            if known
-            else None
-        )
-        cost = (
-            self.price.cost(tokens["prompt"], tokens["completion"])
-            if self.price is not None and tokens is not None
-            else None
-        )
+        tokens, cost = spent(repeats, self.price)
         out: dict[str, Any] = {
             # LogicKor's two fields first: its tools read only these.
             "judge_message": judge_message(chosen["reply"]) if status == OK else "",

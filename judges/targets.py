@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from judges.errors import JudgeError
+from judges.pairwise import PairJob
 from judges.run import Job
 
 LOGICKOR_DIR = "logickor"
@@ -56,4 +57,60 @@ def resolve(target: Path, output: Path | None) -> list[Job]:
     for f in files:
         relative = f.relative_to(target)
         jobs.append(Job(f, output / relative, str(relative.with_suffix(""))))
+    return jobs
+
+
+# ---------------------------------------------------------------- pairwise
+
+PAIRWISE_DIR = "pairwise"  # <output>/pairwise/<strategy>/<other>.jsonl
+PAIRWISE_RECORD = "pairwise.json"
+
+
+def model_files(path: Path) -> tuple[str, dict[str, Path]]:
+    """(label, strategy -> file) of one model for pairwise judging: a run directory (its
+    name), a LogicKor model folder or file (``org/model``)."""
+    if not path.exists():
+        raise JudgeError(f"{path}: no such file or directory")
+    if is_run_dir(path):
+        return path.name, {f.stem: f for f in sorted((path / LOGICKOR_DIR).glob("*.jsonl"))}
+    if path.is_file():
+        if path.suffix != ".jsonl":
+            raise JudgeError(f"{path}: not a LogicKor .jsonl file or run directory")
+        return f"{path.parent.parent.name}/{path.parent.name}", {path.stem: path}
+    files = {f.stem: f for f in sorted(path.glob("*.jsonl"))}
+    if not files:
+        raise JudgeError(
+            f"{path}: no .jsonl files; pairwise judging takes a run directory, a LogicKor "
+            "model folder (<org>/<model>/) or one <strategy>.jsonl file per model"
+        )
+    return f"{path.parent.name}/{path.name}", files
+
+
+def slug(label: str) -> str:
+    return label.replace("/", "__")
+
+
+def resolve_pairwise(base: Path, others: list[Path], output: Path | None) -> list[PairJob]:
+    """One ``PairJob`` per other model and strategy both have; a single file on each side is
+    paired whatever the strategies are called (the base's name is kept)."""
+    if output is None:
+        raise JudgeError("pairwise judging needs --output DIR for its judgments")
+    base_label, base_files = model_files(base)
+    jobs = []
+    for other in others:
+        other_label, other_files = model_files(other)
+        if other_label == base_label:
+            other_label = f"{other_label} ({other})"
+        if len(base_files) == 1 and len(other_files) == 1:
+            pairs = [(next(iter(base_files)), *base_files.values(), *other_files.values())]
+        else:
+            pairs = [(s, base_files[s], other_files[s]) for s in base_files if s in other_files]
+        if not pairs:
+            raise JudgeError(
+                f"{base} and {other} share no strategy ({', '.join(base_files)} vs "
+                f"{', '.join(other_files)})"
+            )
+        for strategy, b, o in pairs:
+            out = output / PAIRWISE_DIR / strategy / f"{slug(other_label)}.jsonl"
+            jobs.append(PairJob(b, o, base_label, other_label, strategy, out))
     return jobs

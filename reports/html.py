@@ -226,13 +226,19 @@ def page(
     failures: list[Failure] | None = None,
     gate_lines: list[str] | None = None,
     more_comparisons: list[Comparison] | None = None,
+    pairwise: dict[str, Any] | None = None,
+    pairwise_gate: dict[str, Any] | None = None,
+    compliance: dict[str, Any] | None = None,
+    agreement: list[dict[str, Any]] | None = None,
 ) -> str:
     """The whole report as one HTML string. ``more_comparisons`` (against another base than
-    the charts' common one) are shown as tables only."""
+    the charts' common one) are shown as tables only; ``pairwise`` is
+    ``reports.pairwise_html.view``'s (``pairwise_gate``: passed, lines), ``compliance`` ``reports.language.view``'s, ``agreement``
+    ``reports.agreement.views``'."""
     runs = ", ".join(r.label for r in loaded.runs)
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     context = {
-        "title": "fusebench comparison" if comparisons else "fusebench report",
+        "title": "fusebench comparison" if comparisons or pairwise else "fusebench report",
         "subtitle": f"{len(loaded.runs)} run(s): {runs} · generated {when}",
         "skipped": loaded.skipped,
         "boards": [board_view(b, rounding) for b in boards],
@@ -246,5 +252,9 @@ def page(
         else None,
         "gate": {"passed": not failures, "lines": gate_lines} if gate_lines else None,
         "sample_groups": samples.groups(loaded.samples, max_samples),
+        "pairwise": pairwise,
+        "pairwise_gate": pairwise_gate,
+        "compliance": compliance,
+        "agreement": agreement or [],
     }
     return _environment().get_template("report.html.j2").render(**context)

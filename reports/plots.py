@@ -143,3 +143,36 @@ def heatmap(
         spine.set_visible(False)
     fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02)
     return to_data_uri(fig)
+
+
+def win_tie_loss(
+    title: str,
+    groups: Sequence[str],
+    shares: Sequence[tuple[float, float, float]],
+    rates: Sequence[float | None],
+    intervals: Sequence[Interval | None],
+) -> str:
+    """A horizontal bar per group split into win, tie and loss shares, with the win rate
+    (ties as half) and its 95% interval drawn over it."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 0.42 * len(groups) + 1.3))
+    ys = list(range(len(groups)))[::-1]
+    left = [0.0] * len(groups)
+    for index, (name, color) in enumerate(
+        (("win", "#55A868"), ("tie", "#B8BCC6"), ("loss", "#C44E52"))
+    ):
+        widths = [s[index] for s in shares]
+        ax.barh(ys, widths, left=left, color=color, label=name, height=0.6)
+        left = [a + b for a, b in zip(left, widths, strict=True)]
+    for y, rate, ci in zip(ys, rates, intervals, strict=True):
+        if rate is None:
+            continue
+        err = [[rate - ci.low], [ci.high - rate]] if ci is not None else None
+        ax.errorbar(rate, y, xerr=err, fmt="o", color="black", capsize=3, markersize=4)
+    ax.axvline(0.5, color="#5b6475", linewidth=0.8, linestyle="--")
+    ax.set_yticks(ys, list(groups))
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("share of judgments; dot: win rate (ties as half) with 95% interval")
+    ax.set_title(title)
+    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return to_data_uri(fig)

@@ -25,6 +25,7 @@ pytest_plugins = [
     "tests.fusion.fuse_fixtures",
     "tests.fusion.train_fixtures",
     "tests.judges.scripted_server",
+    "tests.judges.pairwise_judges",
 ]
 
 

@@ -18,6 +18,7 @@ from runrecords.lock import hold
 _P = "Judge"
 _R = "Robustness"
 _C = "Cost"
+_W = "Pairwise"
 _J = FromSpec(JudgeRequest)
 _D = _J.defaults
 
@@ -62,12 +63,19 @@ def judge_command(
     ] = not _D.use_cache,
     price_in: Annotated[float | None, _J.option("price_in", rich_help_panel=_C)] = _D.price_in,
     price_out: Annotated[float | None, _J.option("price_out", rich_help_panel=_C)] = _D.price_out,
+    pairwise: Annotated[
+        list[Path] | None, _J.option("pairwise", metavar="OTHER", rich_help_panel=_W)
+    ] = None,
+    limit: Annotated[int | None, _J.option("limit", min=1, rich_help_panel=_W)] = _D.limit,
     quiet: QuietOption = _D.quiet,
     verbose: Annotated[bool, typer.Option(help="Show library logs.")] = False,
 ) -> None:
-    """Judge LogicKor answers in TARGET with an LLM; prints LogicKor's table at the end."""
+    """Judge LogicKor answers in TARGET with an LLM; prints LogicKor's table at the end.
+    With --pairwise OTHER: TARGET is the base, and the judge compares its answers with
+    OTHER's, in both orders; prints win rates, intervals and the judge's consistency."""
     from harness import logs
     from harness.judging import public_url, run_judge
+    from harness.pairwise_judging import run_pairwise
 
     logs.configure(verbose)
     request = JudgeRequest(
@@ -92,10 +100,25 @@ def judge_command(
         use_cache=not no_cache,
         price_in=price_in,
         price_out=price_out,
+        pairwise=pairwise or [],
+        limit=limit,
         quiet=quiet,
     )
     # The directory judged files and the record go to: --output, or a run judged in place
     # (a target that is neither is refused by run_judge, with nothing to lock).
     written = output if output is not None else (target if target.is_dir() else None)
+    if pairwise:
+        if output is None:
+            raise JudgeError("--pairwise needs --output DIR for its judgments")
+        if repeats != 1 or template != _D.template:
+            raise JudgeError(
+                "--repeats and --template apply to single scores; --pairwise judging asks "
+                "once per order with its own prompt"
+            )
+        with hold(output, "fusebench judge"):
+            run_pairwise(request)
+        return
+    if limit is not None:
+        raise JudgeError("--limit applies to --pairwise judging only")
     with hold(written, "fusebench judge") if written is not None else nullcontext():
         run_judge(request)

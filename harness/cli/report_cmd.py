@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
@@ -24,7 +26,8 @@ def report_command(
         list[Path],
         typer.Argument(
             help="Run directories, lm-eval results files or folders, LogicKor judged files or "
-            "folders (<org>/<model>/<strategy>.jsonl)."
+            "folders (<org>/<model>/<strategy>.jsonl), pairwise judgment folders (judge "
+            "--pairwise --output DIR)."
         ),
     ],
     fmt: Annotated[
@@ -44,21 +47,61 @@ def report_command(
     """Leaderboard: a row per model and shot count or LogicKor strategy, a column per task's
     primary metric (LogicKor: its six categories, single- and multi-turn, overall), sorted."""
     from harness import logs
-    from reports import leaderboard, render
+    from harness.cli import _pairwise
+    from reports import agreement, language, leaderboard, render
+    from reports.errors import ReportError
     from reports.load import load
+    from reports.pairwise import json_safe
+    from reports.stats import DEFAULT_RESAMPLES, DEFAULT_SEED
 
     logs.configure(verbose)
-    loaded = load(paths, skip_bad=skip_bad)
-    warn_skipped(loaded.skipped, loaded.warnings)
+
+    pair_dirs, paths = _pairwise.split(paths)
+    pair = _pairwise.load(pair_dirs, None, DEFAULT_RESAMPLES, DEFAULT_SEED)
+    if pair is not None and fmt is Format.csv:
+        raise ReportError("pairwise judgments: --format md, json or html (not csv)")
+    if paths:
+        loaded = load(paths, skip_bad=skip_bad)
+        warn_skipped(loaded.skipped, loaded.warnings)
+    else:
+        loaded = _pairwise.empty_loaded()
     boards = leaderboard.build(loaded.scores, rounding.value)
+    compliance = language.compliance(loaded.samples)
+    agree_scores = agreement.scores(loaded.samples)
+    agree_verdicts = agreement.verdicts(pair.frame) if pair else []
     if fmt is Format.md:
-        text = render.boards_md(boards, rounding.value)
+        text = render.boards_md(boards, rounding.value) if paths else ""
+        if compliance:
+            text += "\n" + language.to_markdown(compliance)
+        text += ("\n" + pair.markdown()) if pair else ""
+        if agree_scores or agree_verdicts:
+            text += "\n" + agreement.to_markdown(agree_scores, agree_verdicts)
     elif fmt is Format.csv:
         text = render.boards_csv(boards)
     elif fmt is Format.json:
-        text = render.boards_json(boards)
+        text = render.boards_json(boards) if paths else "{}"
+        data = json.loads(text)
+        if compliance:
+            data["language_compliance"] = [asdict(c) for c in compliance]
+        if agree_scores or agree_verdicts:
+            data["judge_agreement"] = json_safe(
+                {
+                    "scores": [asdict(r) for r in agree_scores],
+                    "verdicts": [asdict(r) for r in agree_verdicts],
+                }
+            )
+        text = json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+        text = pair.merged_json(text) if pair else text
     else:
         from reports import html
 
-        text = html.page(loaded, boards, rounding.value, max_samples=samples)
+        text = html.page(
+            loaded,
+            boards,
+            rounding.value,
+            max_samples=samples,
+            compliance=language.view(compliance),
+            agreement=agreement.views(agree_scores, agree_verdicts),
+            **(pair.html(samples) if pair else {}),
+        )
     emit(text, output, "report")

@@ -16,6 +16,7 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -53,9 +54,12 @@ class ScriptedJudge:
         served_name: str = "scripted-model",
         api_key: str | None = None,
         port: int = 0,
+        respond: Callable[[list[dict]], str] | None = None,
     ) -> None:
         # ``behaviour``: every request gets it, whatever the prompt says (``generate`` sends
-        # LogicKor's own questions, which carry no marker).
+        # LogicKor's own questions, which carry no marker). ``respond``: the reply text is
+        # computed from the messages (a pairwise judge that reads both answers); a reply
+        # starting with ``HTTP 500`` is sent as that status instead.
         self.delay, self.hang, self.behaviour = delay, hang, behaviour
         # ``max_model_len``: play a vLLM server of that context: /v1/models reports it,
         # /tokenize counts (``prompt_tokens``) unless ``tokenize`` is False, and a chat request
@@ -65,6 +69,7 @@ class ScriptedJudge:
         # ``served_name``: the model /v1/models lists; ``api_key``: a 401 for any other key
         # (as ``vllm serve`` with VLLM_API_KEY set).
         self.served_name, self.api_key = served_name, api_key
+        self.respond = respond
         self.requests = 0
         self.in_flight = 0
         self.max_in_flight = 0
@@ -193,6 +198,11 @@ class ScriptedJudge:
                 name, _, attempt = judge._behaviour(body)
                 time.sleep(judge.delay)
                 model = body.get("model", "judge")
+                if judge.respond is not None:
+                    text = judge.respond(body["messages"])
+                    if text.startswith("HTTP 500"):
+                        return self._send(500, b'{"error": {"message": "scripted"}}')
+                    return self._reply(text, model)
                 if name in REPLIES:
                     return self._reply(REPLIES[name], model)
                 if name == "noscore-once":

@@ -47,7 +47,10 @@ def test_report_logickor_markdown(logickor_dir: Path) -> None:
     lines = done.stdout.splitlines()
     assert lines[0] == "## LogicKor" and lines[2] == HEADER
     assert lines[4].startswith("| openai/gpt-4-1106-preview | default | ")
-    assert sum(line.startswith("| ") for line in lines) == 2 + 42
+    compliance = lines.index("### Korean-language compliance")
+    assert sum(line.startswith("| ") for line in lines[:compliance]) == 2 + 42
+    # Beside it, each model and strategy's share of non-Korean answers.
+    assert sum(line.startswith("| ") for line in lines[compliance:]) == 2 + 42
 
 
 def test_report_json_truncated_to_a_file(logickor_dir: Path, runs, tmp_path: Path) -> None:

@@ -1,0 +1,387 @@
+"""Pairwise judgments in, the tables a base-versus-fused decision rests on out.
+
+Reads what ``fusebench judge BASE --pairwise OTHER`` writes (``<dir>/pairwise/<strategy>/
+<other>.jsonl``, one line per question and turn) and builds, per strategy and judge model:
+
+- per other model, per LogicKor category and overall: wins, ties, losses (the other model's),
+  the win rate (ties as half) with a 95% bootstrap interval over questions, the judgments
+  left out (unparsable, error: counted, never scored), and the judge's position consistency
+  (the share of judgments whose verdict kept its direction when the answers swapped places);
+- per other model: each side's mean answer length (characters) and the length-controlled
+  win rate with its interval;
+- Bradley-Terry scores anchored at the base (0), with intervals, and as the probability of
+  beating the base.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from reports import pairwise_stats as ps
+from reports.errors import BadFile, ReportError
+from reports.stats import DEFAULT_RESAMPLES, DEFAULT_SEED, Interval
+
+RECORD = "pairwise.json"
+FOLDER = "pairwise"
+OVERALL = "overall"
+COLUMNS = [
+    "id",
+    "category",
+    "turn",
+    "strategy",
+    "base",
+    "other",
+    "status",
+    "outcome",
+    "consistent",
+    "judge_model",
+    "len_base",
+    "len_other",
+    "record",
+]
+
+
+def is_pairwise(path: Path) -> bool:
+    """A folder ``fusebench judge --pairwise`` wrote (it holds ``pairwise.json``)."""
+    return path.is_dir() and (path / RECORD).is_file() and (path / FOLDER).is_dir()
+
+
+def _rows(path: Path) -> list[dict]:
+    out = []
+    for number, line in enumerate(path.read_text("utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise BadFile(path, f"line {number}: not JSON ({err.msg})") from None
+        missing = [k for k in ("id", "turn", "base", "other", "status") if k not in row]
+        if missing:
+            raise BadFile(path, f"line {number}: missing field {missing[0]!r}")
+        out.append(row)
+    return out
+
+
+def load(paths: list[Path]) -> pd.DataFrame:
+    """Every judgment under the pairwise folders ``paths``, one row each."""
+    records = []
+    for path in paths:
+        if not is_pairwise(path):
+            raise ReportError(f"{path}: not a pairwise judgment folder (no {RECORD})")
+        for file in sorted((path / FOLDER).rglob("*.jsonl")):
+            try:
+                records += _rows(file)
+            except BadFile as err:
+                raise ReportError(str(err)) from None
+    if not records:
+        raise ReportError(f"{', '.join(map(str, paths))}: no pairwise judgments")
+    frame = pd.DataFrame(
+        {
+            **{k: [r.get(k) for r in records] for k in COLUMNS[:10]},
+            "len_base": [len((r.get("answers") or {}).get("base") or "") for r in records],
+            "len_other": [len((r.get("answers") or {}).get("other") or "") for r in records],
+            "record": records,
+        }
+    )
+    frame["category"] = frame["category"].fillna("")
+    return frame
+
+
+# ---------------------------------------------------------------- tables
+
+
+@dataclass
+class Row:
+    """One other model in one category (or overall)."""
+
+    other: str
+    category: str
+    wins: int
+    ties: int
+    losses: int
+    rate: float | None
+    interval: Interval | None
+    unparsable: int
+    errors: int
+    consistency: float | None  # share of ok judgments whose two orders agreed
+
+
+@dataclass
+class LengthRow:
+    other: str
+    mean_len_base: float
+    mean_len_other: float
+    rate: float | None
+    lc_rate: float | None
+    lc_interval: Interval | None
+    slope: float | None
+
+
+@dataclass
+class BTRow:
+    model: str
+    score: float
+    interval: Interval | None
+    p_beats_base: float
+
+
+@dataclass
+class Table:
+    strategy: str
+    judge_model: str
+    base: str
+    rows: list[Row] = field(default_factory=list)
+    lengths: list[LengthRow] = field(default_factory=list)
+    bradley_terry: list[BTRow] = field(default_factory=list)
+    consistency: float | None = None  # over every ok judgment of the table
+    judgments: int = 0
+
+
+def _row(group: pd.DataFrame, other: str, category: str, resamples: int, seed: int) -> Row:
+    ok = group[group["status"] == "ok"]
+    rate = ps.win_rate(ok["id"], ok["outcome"], resamples, seed)
+    return Row(
+        other,
+        category,
+        rate.wins,
+        rate.ties,
+        rate.losses,
+        rate.rate,
+        rate.interval,
+        int((group["status"] == "unparsable").sum()),
+        int((group["status"] == "error").sum()),
+        float(ok["consistent"].astype(bool).mean()) if len(ok) else None,
+    )
+
+
+def _values(ok: pd.DataFrame) -> np.ndarray:
+    return ok["outcome"].map(ps.OUTCOME_VALUE).to_numpy(dtype=float)
+
+
+def _table(frame: pd.DataFrame, key: tuple, resamples: int, seed: int, fit_resamples: int) -> Table:
+    strategy, judge, base = key
+    table = Table(str(strategy), str(judge), str(base), judgments=len(frame))
+    ok_all = frame[frame["status"] == "ok"]
+    table.consistency = float(ok_all["consistent"].astype(bool).mean()) if len(ok_all) else None
+    for other, group in frame.groupby("other", sort=False):
+        for category, in_cat in group.groupby("category", sort=False):
+            table.rows.append(_row(in_cat, str(other), str(category), resamples, seed))
+        table.rows.append(_row(group, str(other), OVERALL, resamples, seed))
+        ok = group[group["status"] == "ok"]
+        lc = ps.length_controlled(
+            ok["id"], _values(ok), ok["len_other"], ok["len_base"], fit_resamples, seed
+        )
+        table.lengths.append(
+            LengthRow(
+                str(other),
+                float(group["len_base"].mean()),
+                float(group["len_other"].mean()),
+                float(_values(ok).mean()) if len(ok) else None,
+                lc.rate,
+                lc.interval,
+                lc.slope,
+            )
+        )
+    if ok_all["other"].nunique() >= 1 and len(ok_all):
+        battles = pd.DataFrame(
+            {
+                "model_a": ok_all["base"],
+                "model_b": ok_all["other"],
+                "score_a": 1 - _values(ok_all),
+                "question": ok_all["id"].astype(str),
+            }
+        )
+        scores = ps.bradley_terry(battles, str(base))
+        intervals = ps.bradley_terry_intervals(battles, str(base), fit_resamples, seed)
+        table.bradley_terry = sorted(
+            (
+                BTRow(m, s, intervals.get(m), ps.to_probability(s))
+                for m, s in scores.items()
+                if math.isfinite(s)
+            ),
+            key=lambda r: -r.score,
+        )
+    return table
+
+
+def tables(
+    frame: pd.DataFrame,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_SEED,
+    fit_resamples: int = 1000,
+) -> list[Table]:
+    """One table per (strategy, judge model, base)."""
+    keys = ["strategy", "judge_model", "base"]
+    return [
+        _table(group, key, resamples, seed, fit_resamples)
+        for key, group in frame.groupby(keys, sort=False)
+    ]
+
+
+# ---------------------------------------------------------------- gate
+
+
+def gate(tables_: list[Table], min_win_rate: float | None) -> list[str]:
+    """A line per other model whose overall win rate against the base (the point estimate)
+    is below ``min_win_rate``, or that has no ok judgment at all."""
+    if min_win_rate is None:
+        return []
+    failures = []
+    for t in tables_:
+        for r in t.rows:
+            if r.category != OVERALL:
+                continue
+            if r.rate is None or r.rate < min_win_rate:
+                shown = "no ok judgment" if r.rate is None else f"{r.rate:.3f}"
+                failures.append(
+                    f"{r.other} vs {t.base} ({t.strategy}, judge {t.judge_model}): "
+                    f"win rate {shown} < {min_win_rate:g}"
+                )
+    return failures
+
+
+# ---------------------------------------------------------------- text
+
+
+def pct(value: float | None) -> str:
+    return "—" if value is None or not math.isfinite(value) else f"{100 * value:.1f}%"
+
+
+def ci_text(interval: Interval | None, percent: bool = True) -> str:
+    if interval is None:
+        return "—"
+    if percent:
+        return f"[{100 * interval.low:.1f}, {100 * interval.high:.1f}]"
+    return f"[{interval.low:+.2f}, {interval.high:+.2f}]"
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
+
+    return [line(header), "| " + " | ".join("---" for _ in header) + " |", *map(line, rows)]
+
+
+Cells = tuple[list[str], list[list[str]]]  # (header, rows) of a table, as text
+
+
+def win_cells(t: Table) -> Cells:
+    header = [
+        "Model",
+        "Category",
+        "W",
+        "T",
+        "L",
+        "Win rate",
+        "95% CI",
+        "Consistent",
+        "Unparsable",
+        "Error",
+    ]
+    rows = [
+        [r.other, r.category, str(r.wins), str(r.ties), str(r.losses), pct(r.rate),
+         ci_text(r.interval), pct(r.consistency), str(r.unparsable), str(r.errors)]
+        for r in t.rows
+    ]  # fmt: skip
+    return header, rows
+
+
+def length_cells(t: Table) -> Cells:
+    header = [
+        "Model",
+        f"Mean length {t.base}",
+        "Mean length model",
+        "Win rate",
+        "LC win rate",
+        "95% CI",
+        "Length slope",
+    ]
+    rows = [
+        [r.other, f"{r.mean_len_base:.0f}", f"{r.mean_len_other:.0f}", pct(r.rate),
+         pct(r.lc_rate), ci_text(r.lc_interval), "—" if r.slope is None else f"{r.slope:+.2f}"]
+        for r in t.lengths
+    ]  # fmt: skip
+    return header, rows
+
+
+def bt_cells(t: Table) -> Cells:
+    header = ["Model", "Score", "95% CI", f"P(beats {t.base})"]
+    rows = [
+        [b.model, f"{b.score:+.2f}", ci_text(b.interval, percent=False), pct(b.p_beats_base)]
+        for b in t.bradley_terry
+    ]
+    return header, rows
+
+
+LEGEND = (
+    "Win rate: the model's wins plus half its ties, over the judgments the judge answered in "
+    "both orders; its interval resamples questions (both turns together). Consistent: the "
+    "share of those judgments whose verdict kept its direction when the answers swapped "
+    "places (the others count as ties). LC win rate: the win rate a logistic model of the "
+    "verdict on the length difference predicts at equal length; a positive length slope "
+    "means the judge favoured the longer answer. Bradley-Terry score: the log-odds of beating "
+    "the base."
+)
+
+
+def to_markdown(tables_: list[Table], gate_lines: list[str] | None = None) -> str:
+    out: list[str] = []
+    for t in tables_:
+        out += [
+            f"## Pairwise: other models vs {t.base} · {t.strategy} · judge {t.judge_model}",
+            "",
+            f"Position consistency of the judge: {pct(t.consistency)} of the ok judgments "
+            "kept their verdict when the answers swapped places (the rest count as ties).",
+            "",
+        ]
+        header, rows = win_cells(t)
+        for row in rows:
+            row[1] = f"**{row[1]}**" if row[1] == OVERALL else row[1]
+        out += _md_table(header, rows)
+        out += ["", "Length (characters per answer) and the length-controlled win rate:", ""]
+        out += _md_table(*length_cells(t))
+        if t.bradley_terry:
+            out += ["", f"Bradley-Terry scores (log-odds against {t.base}, which is 0):", ""]
+            out += _md_table(*bt_cells(t))
+        out.append("")
+    out.append(LEGEND)
+    if gate_lines:
+        out += ["", *gate_lines]
+    return "\n".join(out) + "\n"
+
+
+def json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def payload(tables_: list[Table], failures: list[str], min_win_rate: float | None) -> dict:
+    """The tables and the gate as JSON-ready data (NaN as null)."""
+    return {
+        "pairwise": [json_safe(asdict(t)) for t in tables_],
+        "pairwise_gate": {
+            "min_win_rate": min_win_rate,
+            "passed": not failures,
+            "failures": failures,
+        },
+    }
+
+
+def gate_lines(failures: list[str], min_win_rate: float | None) -> list[str]:
+    if min_win_rate is None:
+        return []
+    if not failures:
+        return [f"gate passed: every model's overall win rate is at least {min_win_rate:g}"]
+    return [f"gate FAILED: {len(failures)} below --min-win-rate {min_win_rate:g}", *failures]
