@@ -719,10 +719,12 @@ def _train_missing(
     for spec in trained:
         assert spec.training is not None
         total = spec.training.steps + spec.training.finetune_steps
-        bars[spec.name] = bar.add_task(f"  {spec.name}: waiting", total=total)
+        bars[spec.name] = bar.add_task(f"  {spec.name}: waiting", total=total, start=False)
     bar.update(task, description=f"training {len(trained)} model(s), {workers} at a time")
 
     def on_step(name: str, step: int, loss: float) -> None:
+        if step == 0:  # its clock starts when its worker does
+            bar.start_task(bars[name])
         text = f"  {name}: starting" if step == 0 else f"  {name}: loss {loss:.3f}"
         bar.update(bars[name], completed=step, description=text)
         total = bar.tasks[bars[name]].total
