@@ -39,6 +39,15 @@ from tasks.loaders import load_benchmark
 _FREE_BACKEND_ARGS = {"batch_size", "device"}
 
 
+def recorded_backend_args(spec: EvalSpec) -> dict:
+    """The backend arguments as the manifest records them: what the backend is really given
+    (lm-eval's vLLM model always gets ``batch_size="auto"``, never the hf backends' number)."""
+    args = spec.options.recorded()
+    if spec.backend == "vllm":
+        args["batch_size"] = "auto"
+    return args
+
+
 def git_commit() -> str | None:
     """The fusebench commit, when running from a checkout (with ``-dirty`` if modified)."""
     root = Path(__file__).resolve().parent.parent
@@ -200,7 +209,7 @@ def run_eval(spec: EvalSpec, console: Console | None = None) -> Path:
         fusebench_version=__version__,
         git_commit=git_commit(),
         model=model,
-        backend=BackendInfo(name=spec.backend, args=spec.options.recorded()),
+        backend=BackendInfo(name=spec.backend, args=recorded_backend_args(spec)),
         requested_tasks=spec.tasks,
         tasks=_task_entries(task_names),
         num_fewshot=sorted(set(spec.num_fewshot)),

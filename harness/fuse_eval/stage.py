@@ -168,6 +168,9 @@ def _evaluate_models(
             shutil.rmtree(out)
         jobs.append((subject.model, spec))
     workers = min(workers, len(jobs))
+    if any(spec.backend == "vllm" for _, spec in jobs):
+        _each_in_own_process(jobs, report)
+        return
     if workers > 1 and all(spec.options.device == "cpu" for _, spec in jobs):
         _parallel(jobs, workers, report)
         return
@@ -204,6 +207,22 @@ def _parallel(jobs: list[tuple[str, EvalSpec]], workers: int, report: Reporter) 
             raise
         for spec in pending.values():
             report.output(f"eval {spec.label}", spec.output)
+
+
+def _each_in_own_process(jobs: list[tuple[str, EvalSpec]], report: Reporter) -> None:
+    """One model after another, each in a spawned process of its own that exits when done.
+    Why: vLLM does not give its GPU memory back inside a process, so a second model (and a
+    LogicKor ``vllm serve`` after the evaluations) would find the GPU full. UNTESTED WITH
+    vLLM on the development machine (no GPU); the process handling is tested with ``hf``."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("spawn")
+    for model, spec in jobs:
+        report.status(f"evaluate {spec.label}: {model} (a process of its own)")
+        with ProcessPoolExecutor(1, mp_context=context) as pool:
+            pool.submit(_evaluate_one, spec, os.cpu_count() or 1).result()
+        report.output(f"eval {spec.label}", spec.output)
 
 
 def _evaluate_one(spec: EvalSpec, threads: int) -> None:

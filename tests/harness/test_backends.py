@@ -65,6 +65,16 @@ def test_vllm_model_arguments() -> None:
     }
 
 
+def test_the_manifest_records_what_vllm_gets() -> None:
+    """An eval manifest names the batch size the backend really used: "auto" for vLLM, the
+    number for the hf backends."""
+    from harness.evaluate import recorded_backend_args
+    from harness.specs import EvalSpec
+
+    assert recorded_backend_args(EvalSpec(model="m", backend="vllm"))["batch_size"] == "auto"
+    assert recorded_backend_args(EvalSpec(model="m", backend="hf"))["batch_size"] == 8
+
+
 def test_cache_key_follows_the_weights(zoo: Path, tmp_path: Path) -> None:
     a = resolve_model(str(zoo / "tiny-llama"))
     b = resolve_model(str(zoo / "tiny-gpt2"))

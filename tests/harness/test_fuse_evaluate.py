@@ -286,3 +286,42 @@ def test_fuse_run_evaluates_compares_gates_and_reruns_as_a_no_op(
     for path in tmp_path.rglob("*"):
         if path.is_file() and path.suffix != ".sqlite":
             assert SECRET not in path.read_text(errors="ignore"), path
+
+
+@pytest.mark.slow  # three spawned processes, each importing lm-eval and torch
+def test_each_model_in_a_process_of_its_own(zoo: Path, tmp_path: Path) -> None:
+    """The path `evaluate.backend: vllm` takes (vLLM keeps its GPU memory until its process
+    exits): every evaluation runs in a spawned process of its own, one after another; shown
+    here with the hf backend. Its results equal an evaluation in this process, and an error in
+    the child reaches the caller as it was raised."""
+    import os
+
+    from fusion.pipeline import Reporter
+    from harness.backends import BackendOptions
+    from harness.evaluate import run_eval
+    from harness.fuse_eval.stage import _each_in_own_process
+    from harness.specs import EvalSpec
+    from reports import rundir
+
+    def spec(label: str, model: Path) -> EvalSpec:
+        return EvalSpec(
+            model=str(model),
+            tasks=["nsmc"],
+            limit=6,
+            label=label,
+            output=tmp_path / label,
+            options=BackendOptions(device="cpu"),
+        )
+
+    outputs: dict[str, Path] = {}
+    report = Reporter(output=lambda name, path: outputs.setdefault(name, path))
+    jobs = [(str(zoo / name), spec(name, zoo / name)) for name in ("tiny-llama", "tiny-gpt2")]
+    pid = os.getpid()
+    _each_in_own_process(jobs, report)
+    assert os.getpid() == pid and set(outputs) == {"eval tiny-llama", "eval tiny-gpt2"}
+    here = spec("here", zoo / "tiny-llama")
+    run_eval(here)
+    scores = [rundir.read_results(tmp_path / label, 0) for label in ("tiny-llama", "here")]
+    assert scores[0]["results"]["nsmc"] == scores[1]["results"]["nsmc"]
+    with pytest.raises(Exception, match="nope"):
+        _each_in_own_process([("nope", spec("bad", tmp_path / "nope"))], report)
