@@ -239,7 +239,11 @@ def page(
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     context = {
         "title": "fusebench comparison" if comparisons or pairwise else "fusebench report",
-        "subtitle": f"{len(loaded.runs)} run(s): {runs} · generated {when}",
+        "subtitle": (
+            f"{len(loaded.runs)} run(s): {runs} · generated {when}"
+            if loaded.runs or not pairwise
+            else f"pairwise judgments · generated {when}"
+        ),
         "skipped": loaded.skipped,
         "boards": [board_view(b, rounding) for b in boards],
         "logickor_charts": [c for b in boards if b.kind == "logickor" for c in logickor_charts(b)],
