@@ -332,7 +332,11 @@ def extract(
         if not dist.is_initialized():
             dist.init_process_group("gloo")
         if not torch.cuda.is_available():
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // rank.world))
+            # The cores shared among the ranks, unless OMP_NUM_THREADS says otherwise (as
+            # `OMP_NUM_THREADS=1 make demo` does to reproduce the demo on a bigger machine).
+            threads = os.environ.get("OMP_NUM_THREADS", "")
+            fair = max(1, (os.cpu_count() or 1) // rank.world)
+            torch.set_num_threads(int(threads) if threads.isdigit() and int(threads) else fair)
     try:
         if rank.rank == 0:
             corpus_mod.prepare(config.corpus, config.work_dir, chat_model=config.target)
