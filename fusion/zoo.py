@@ -650,7 +650,7 @@ def build_zoo(
     zoo version (paths are relative to ``output``); the demo zoo also writes its fusion
     corpus (``corpora/fusion-mix.jsonl``). Trained models train in worker processes, one
     thread each, ``jobs`` at a time (default: one per core), so their weights are the same
-    on every machine (``fusion/zoo_parallel.py``). The workers are spawned, so a script that
+    whatever the machine's core count (``fusion/zoo_parallel.py``). The workers are spawned, so a script that
     calls this must do so under ``if __name__ == "__main__":`` (Python's rule for spawned
     processes: a worker imports the script again).
     """

@@ -25,10 +25,18 @@ from judges.client import JudgeClient
 from judges.errors import JudgeError
 from judges.pairwise_prompts import build_pairwise_messages
 from judges.pricing import Price
-from judges.run import ERROR, OK, UNPARSABLE, ask_until_parsed, spent
+from judges.run import (
+    ERROR,
+    OK,
+    UNPARSABLE,
+    add_cost,
+    ask_until_parsed,
+    finish_file,
+    part_path,
+    spent,
+)
 from judges.settings import JudgeSettings
 from judges.verdict import combine, label, parse_verdict
-from runrecords.atomic import write_jsonl_atomic
 from runrecords.journal import append_journal, read_journal
 
 TURNS = ("single", "multi")  # LogicKor's query_single / query_multi
@@ -67,10 +75,6 @@ def pair_rows(base: list[dict], other: list[dict], job: PairJob) -> list[tuple[d
                 f"{job.other}: question id {o['id']!r} asks something else than in {job.base}"
             )
     return pairs
-
-
-def _part(output: Path) -> Path:
-    return output.parent / f".{output.name}.pairwise-part"
 
 
 class PairwiseJudge:
@@ -160,7 +164,7 @@ class PairwiseJudge:
 
     def run(self, job: PairJob, pairs: list[tuple[dict, dict]]) -> Path:
         signature = self.signature()
-        part = _part(job.output)
+        part = part_path(job.output, "pairwise")
         job.output.parent.mkdir(parents=True, exist_ok=True)
         keys = {(b["id"], t) for b, _ in pairs for t in TURNS}
         done = {
@@ -188,14 +192,9 @@ class PairwiseJudge:
             except BaseException:
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
-        final = []
-        for b, _ in pairs:
-            for turn in TURNS:
-                row = dict(done[(b["id"], turn)])
-                row.pop("_judge", None)
-                final.append(row)
-        write_jsonl_atomic(job.output, final)
-        part.unlink(missing_ok=True)
+        final = finish_file(
+            job.output, part, [done[(b["id"], turn)] for b, _ in pairs for turn in TURNS]
+        )
         self._tally(final)
         self.summary.files.append(job.output)
         return job.output
@@ -204,6 +203,4 @@ class PairwiseJudge:
         for row in rows:
             self.summary.judgments[row["status"]] += 1
             self.summary.inconsistent += row["consistent"] is False
-            if self.summary.cost is not None:
-                cost = row.get("cost")
-                self.summary.cost = None if cost is None else self.summary.cost + cost
+            self.summary.cost = add_cost(self.summary.cost, row.get("cost"))

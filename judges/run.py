@@ -128,8 +128,23 @@ def read_rows(path: Path) -> list[dict]:
     return rows
 
 
-def part_path(output: Path) -> Path:
-    return output.parent / f".{output.name}.judge-part"
+def part_path(output: Path, kind: str = "judge") -> Path:
+    """The journal an interrupted run of ``output`` resumes from (``kind``: judge, pairwise)."""
+    return output.parent / f".{output.name}.{kind}-part"
+
+
+def add_cost(total: float | None, cost: float | None) -> float | None:
+    """A running cost that becomes unknown (None) once one part's cost is unknown."""
+    return None if total is None or cost is None else total + cost
+
+
+def finish_file(output: Path, part: Path, rows: list[dict]) -> list[dict]:
+    """Write a judged file from its finished rows (their resume signature dropped),
+    atomically, then remove the part file it was resumed from; the rows as written."""
+    final = [{key: value for key, value in row.items() if key != "_judge"} for row in rows]
+    write_jsonl_atomic(output, final)
+    part.unlink(missing_ok=True)
+    return final
 
 
 def _read_part(path: Path, signature: dict) -> dict[Any, dict]:
@@ -211,9 +226,7 @@ class Judge:
             for key in TURN_KEYS:
                 judged = row[key]
                 self.summary.count(judged["status"])
-                if self.summary.cost is not None:
-                    cost = judged.get("cost")
-                    self.summary.cost = None if cost is None else self.summary.cost + cost
+                self.summary.cost = add_cost(self.summary.cost, judged.get("cost"))
 
     def signature(self) -> dict[str, Any]:
         """What makes two judged rows comparable: a part file from other settings is not
@@ -257,13 +270,7 @@ class Judge:
                 # Ctrl-C / SIGTERM: drop what has not started; finished rows are on disk.
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
-        final = []
-        for row in rows:
-            judged = dict(done[row["id"]])
-            judged.pop("_judge", None)
-            final.append(judged)
-        write_jsonl_atomic(job.output, final)
-        part.unlink(missing_ok=True)
+        final = finish_file(job.output, part, [done[row["id"]] for row in rows])
         self._tally(final)
         self.summary.files.append(job.output)
         return job.output

@@ -179,18 +179,22 @@ def _vllm_outputs(model, batch: list[list[int]], k: int) -> list[SimpleNamespace
     return outputs
 
 
-def test_conversion_matches_the_hf_backend(zoo: Path) -> None:
-    """Positions, gold NLL and the last position from vLLM's structure equal the hf backend's
-    arrays on the same fp32 model (ids equal, log-probabilities within 1e-5)."""
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-qwen2", "tiny-mistral"])
+def test_conversion_matches_the_hf_backend(zoo: Path, nsmc_rows, name: str) -> None:
+    """Positions, gold NLL and the last position from vLLM's structure (built here by an
+    independent route: a dense log-softmax over the whole vocabulary, ranks counted) equal the
+    hf backend's arrays on the same fp32 model, for every zoo tokenizer on real NSMC reviews
+    (ids equal, log-probabilities within 1e-5)."""
     from transformers import AutoTokenizer
 
     from fusion.extract_backends.hf import HFBackend
 
-    entry = SimpleNamespace(path=str(zoo / "tiny-llama"), revision=None, trust_remote_code=False)
+    entry = SimpleNamespace(path=str(zoo / name), revision=None, trust_remote_code=False)
     section = SimpleNamespace(dtype="float32", k=21, batch_size=4)
     hf = HFBackend(entry, section, "cpu")
-    tokenizer = AutoTokenizer.from_pretrained(zoo / "tiny-llama")
-    batch = [tokenizer(t)["input_ids"] for t in ("영화가 정말 재미있다", "별로", "최고의 배우들")]
+    tokenizer = AutoTokenizer.from_pretrained(zoo / name)
+    texts = ["영화가 정말 재미있다", "별로", "최고의 배우들", *nsmc_rows(8)]
+    batch = [tokenizer(t)["input_ids"] for t in texts]
     expected = hf.score(batch)
     got = scored(batch, _vllm_outputs(hf.model, batch, 21), 21)
     for (ids_h, lp_h, nll_h), (ids_v, lp_v, nll_v) in zip(expected, got, strict=True):
