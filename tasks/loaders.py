@@ -190,6 +190,42 @@ def heldout_passages(splits: datasets.DatasetDict) -> datasets.DatasetDict:
     return datasets.DatasetDict({"validation": datasets.Dataset.from_list(kept, features=features)})
 
 
+def _held_out_texts(
+    texts: list[str], seen: set[str], split: str
+) -> datasets.DatasetDict:
+    """Each text once (first occurrence, file order), stripped, less the empty ones and those
+    in ``seen``; ``index`` is the text's first row in its split, to trace it back."""
+    first_rows: dict[str, int] = {}
+    for row, raw in enumerate(texts):
+        text = raw.strip()
+        if text and text not in seen:
+            first_rows.setdefault(text, row)
+    kept = [{"text": text, "index": row} for text, row in first_rows.items()]
+    features = datasets.Features({"text": _S, "index": _I})
+    return datasets.DatasetDict({split: datasets.Dataset.from_list(kept, features=features)})
+
+
+def heldout_comments(splits: datasets.DatasetDict) -> datasets.DatasetDict:
+    """ko_bpb_comments' text: UnSmile's valid comments (online comments and replies), less
+    every comment its train split also holds, so no model trained on UnSmile train saw it."""
+    seen = {text.strip() for text in splits["train"]["문장"]}
+    return _held_out_texts(list(splits["valid"]["문장"]), seen, "validation")
+
+
+def heldout_reviews(splits: datasets.DatasetDict) -> datasets.DatasetDict:
+    """ko_bpb_reviews' text: NSMC's test reviews (movie reviews). The train split (Hub only)
+    is read for nothing: no zoo model trains on any NSMC text."""
+    return _held_out_texts(list(splits["test"]["document"]), set(), "test")
+
+
+def heldout_products(splits: datasets.DatasetDict) -> datasets.DatasetDict:
+    """ko_bpb_products' text: KoBEST SentiNeg's validation and test sentences (shopping
+    reviews), less every sentence its train split also holds."""
+    seen = {text.strip() for text in splits["train"]["sentence"]}
+    texts = list(splits["validation"]["sentence"]) + list(splits["test"]["sentence"])
+    return _held_out_texts(texts, seen, "test")
+
+
 # ---------------------------------------------------------------- the catalogue
 
 
@@ -242,6 +278,45 @@ BENCHMARKS: dict[str, Benchmark] = {
             },
             features=datasets.Features({"문장": _S, "labels": datasets.Sequence(_I)}),
             convert=_unsmile,
+        ),
+        Benchmark(
+            # Domain held-out text (ko_bpb_comments): UnSmile valid comments less train's.
+            name="ko_bpb_comments",
+            hub_path="smilegate-ai/kor_unsmile",
+            hub_name=None,
+            local_files={
+                "train": "korean_unsmile/unsmile_train_v1.0.tsv",
+                "valid": "korean_unsmile/unsmile_valid_v1.0.tsv",
+            },
+            features=datasets.Features({"문장": _S, "labels": datasets.Sequence(_I)}),
+            convert=_unsmile,
+            derive=heldout_comments,
+            derived_note="UnSmile valid comments, de-duplicated, less those in train",
+        ),
+        Benchmark(
+            # Domain held-out text (ko_bpb_products): SentiNeg dev + test sentences.
+            name="ko_bpb_products",
+            hub_path="skt/kobest_v1",
+            hub_name="sentineg",
+            local_files={
+                s: f"kobest_v1/sentineg/{f}.tsv"
+                for s, f in (("train", "train"), ("validation", "dev"), ("test", "test"))
+            },
+            features=datasets.Features({"sentence": _S, "label": _I}),
+            convert=_sentineg,
+            derive=heldout_products,
+            derived_note="SentiNeg dev and test sentences, de-duplicated, less those in train",
+        ),
+        Benchmark(
+            # Domain held-out text (ko_bpb_reviews): NSMC's test reviews, text only.
+            name="ko_bpb_reviews",
+            hub_path="e9t/nsmc",
+            hub_name=None,
+            local_files={"test": "nsmc/ratings_test.txt"},
+            features=datasets.Features({"id": _S, "document": _S, "label": _I}),
+            convert=_nsmc,
+            derive=heldout_reviews,
+            derived_note="NSMC test reviews (movie reviews), de-duplicated, non-empty",
         ),
         Benchmark(
             # Held-out Korean text for a tokenizer-independent language-modelling score. Only

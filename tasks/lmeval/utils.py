@@ -107,3 +107,21 @@ class ZeroShotOnly(ContextSampler):
             f"{self.task} is scored at 0 shots only (a rolling log-likelihood has no prompt); "
             f"{n} shot(s) were asked for: use num_fewshot 0"
         )
+
+
+class ZeroShotOnlyComments(ZeroShotOnly):
+    """ko_bpb_comments' sampler (the same refusal, naming its task)."""
+
+    task = "ko_bpb_comments"
+
+
+class ZeroShotOnlyReviews(ZeroShotOnly):
+    """ko_bpb_reviews' sampler (the same refusal, naming its task)."""
+
+    task = "ko_bpb_reviews"
+
+
+class ZeroShotOnlyProducts(ZeroShotOnly):
+    """ko_bpb_products' sampler (the same refusal, naming its task)."""
+
+    task = "ko_bpb_products"

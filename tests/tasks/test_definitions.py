@@ -42,6 +42,9 @@ def test_catalogue_lists_every_task_with_version() -> None:
         "nsmc",
         "korunsmile",
         "ko_bpb",
+        "ko_bpb_comments",
+        "ko_bpb_products",
+        "ko_bpb_reviews",
     }
     assert tasks["korunsmile"].metric == "f1" and tasks["korunsmile"].split == "valid"
     assert tasks["nsmc"].fewshot_split == "test"
