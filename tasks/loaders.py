@@ -190,9 +190,7 @@ def heldout_passages(splits: datasets.DatasetDict) -> datasets.DatasetDict:
     return datasets.DatasetDict({"validation": datasets.Dataset.from_list(kept, features=features)})
 
 
-def _held_out_texts(
-    texts: list[str], seen: set[str], split: str
-) -> datasets.DatasetDict:
+def _held_out_texts(texts: list[str], seen: set[str], split: str) -> datasets.DatasetDict:
     """Each text once (first occurrence, file order), stripped, less the empty ones and those
     in ``seen``; ``index`` is the text's first row in its split, to trace it back."""
     first_rows: dict[str, int] = {}
