@@ -29,7 +29,7 @@ from runrecords.atomic import atomic_directory, write_text_atomic
 ZOO_VERSION = "1"
 # Bump whenever the training code (fusion/zoo_training.py, zoo_data.py) changes what a
 # trained model learns: it keys the trained models' markers.
-TRAINING_VERSION = "2"  # 2: one torch thread per model (fusion/zoo_parallel.py)
+TRAINING_VERSION = "3"  # 3: weighted text entries, general text without reviews
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = "zoo.json"
@@ -183,15 +183,18 @@ DEMO_SPECS: tuple[ZooSpec, ...] = (
         "tiny-gpt2",
         "hate-gpt2",
         TrainingRecipe(
-            texts=("general", "unsmile"), steps=300, finetune_texts=("unsmile",), finetune_steps=300
+            texts=("general", "comments*2", "unsmile"),
+            steps=600,
+            finetune_texts=("unsmile",),
+            finetune_steps=300,
         ),
     ),
     _trained(
         "tiny-mistral",
         "sentiment-mistral",
         TrainingRecipe(
-            texts=("general", "sentiment", "boolq"),
-            steps=300,
+            texts=("general", "reviews*6", "sentiment*2"),
+            steps=600,
             finetune_texts=("sentiment",),
             finetune_steps=300,
         ),
@@ -205,7 +208,7 @@ ZOOS: dict[str, tuple[ZooSpec, ...]] = {
 }
 # The demo's fusion corpus: a small seeded sample of every domain, written beside the zoo.
 DEMO_CORPUS = "corpora/fusion-mix.jsonl"
-DEMO_CORPUS_MIX = {"general": 600, "unsmile": 600, "sentiment": 400, "boolq": 200}
+DEMO_CORPUS_MIX = {"general": 600, "unsmile": 600, "sentiment": 600}
 
 
 def specs(
@@ -536,9 +539,15 @@ def _train(
     recipe = spec.training
     assert recipe is not None
     rows: list[str] = []
-    for name in recipe.texts:
+    repeats: dict[str, int] = {}
+    for entry in recipe.texts:
+        name, times = zoo_data.weighted(entry)
         rows += zoo_data.text_source(name)
+        for row in zoo_data.text_source(name):
+            repeats[row] = max(repeats.get(row, 1), times)
+    # Held out before repetition, so no held-out row is trained on in another copy.
     train_rows, held_rows = zoo_data.split_held_out(tuple(rows), recipe.held_out_fraction, seed)
+    train_rows = [row for row in train_rows for _ in range(repeats[row])]
     started = time.monotonic()
     losses = pretrain(model, tokenizer, train_rows, recipe, model_seed(spec, seed), on_step)
     finetune: dict[str, Any] = {}
@@ -564,7 +573,9 @@ def _train(
         }
     return {
         "recipe": dataclasses.asdict(recipe),
-        "text_sources": {name: zoo_data.DESCRIPTIONS[name] for name in recipe.texts},
+        "text_sources": {
+            entry: zoo_data.DESCRIPTIONS[zoo_data.weighted(entry)[0]] for entry in recipe.texts
+        },
         "train_rows": len(train_rows),
         "held_out_rows": len(held_rows),
         "held_out_loss": held_out_loss(
@@ -600,7 +611,10 @@ def write_demo_corpus(output: Path, seed: int) -> Path:
 
     path = output / DEMO_CORPUS
     rows = zoo_data.mixture(DEMO_CORPUS_MIX, seed)
-    text = "".join(json.dumps({"text": row}, ensure_ascii=False) + "\n" for row in rows)
+    text = "".join(
+        json.dumps({"text": row, "group": group}, ensure_ascii=False) + "\n"
+        for group, row in rows
+    )
     if not path.is_file() or path.read_text(encoding="utf-8") != text:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(path, text)

@@ -46,8 +46,18 @@ def general_text() -> list[str]:
         rows += [doc["premise"], doc["alternative_1"], doc["alternative_2"]]
     for doc in _train_split("kobest_wic"):
         rows += [doc["context_1"], doc["context_2"]]
-    rows += [doc["sentence"] for doc in _train_split("kobest_sentineg")]
     return list(dict.fromkeys(row.strip() for row in rows if row.strip()))
+
+
+def comment_text() -> list[str]:
+    """UnSmile train comments as plain text (no class word): the hate-speech source's domain."""
+    return list(dict.fromkeys(doc["문장"].strip() for doc in _train_split("korunsmile")))
+
+
+def review_text() -> list[str]:
+    """SentiNeg train sentences (shopping reviews) as plain text: the sentiment source's
+    domain. Kept out of ``general``, so the target never sees a review."""
+    return list(dict.fromkeys(doc["sentence"].strip() for doc in _train_split("kobest_sentineg")))
 
 
 def unsmile_rows() -> list[str]:
@@ -82,7 +92,9 @@ def boolq_rows() -> list[str]:
 
 DESCRIPTIONS = {
     "general": "KoBEST train: BoolQ passages, HellaSwag contexts, COPA premises and "
-    "alternatives, WiC and SentiNeg sentences (no labels, no prompts)",
+    "alternatives, WiC sentences (no labels, no prompts)",
+    "comments": "UnSmile train comments, plain text",
+    "reviews": "KoBEST SentiNeg train sentences (shopping reviews), plain text",
     "unsmile": "UnSmile train comments, each followed by its korunsmile class word",
     "sentiment": "KoBEST SentiNeg train sentences as nsmc prompts (+ (긍정)/(부정)) and as "
     "kobest_sentineg prompts (+ 긍정/부정)",
@@ -91,10 +103,21 @@ DESCRIPTIONS = {
 
 SOURCES: dict[str, Callable[[], list[str]]] = {
     "general": general_text,
+    "comments": comment_text,
+    "reviews": review_text,
     "unsmile": unsmile_rows,
     "sentiment": sentiment_rows,
     "boolq": boolq_rows,
 }
+
+
+def weighted(entry: str) -> tuple[str, int]:
+    """A recipe's text entry: ``name`` or ``name*K`` (its rows K times in the training
+    stream, so a small domain is not drowned by general text)."""
+    name, _, times = entry.partition("*")
+    if times and not times.isdigit():
+        raise FusionError(f"zoo text entry {entry!r}: expected NAME or NAME*K")
+    return name, int(times or 1)
 
 
 @cache
@@ -114,15 +137,16 @@ def split_held_out(rows: tuple[str, ...], fraction: float, seed: int) -> tuple[l
     return [r for i, r in enumerate(rows) if i not in held], [rows[i] for i in sorted(held)]
 
 
-def mixture(counts: dict[str, int], seed: int) -> list[str]:
-    """A seeded sample of ``counts[name]`` rows of each source, shuffled together (the demo's
-    fusion corpus: a small mixed sample of the domains the sources specialise in)."""
+def mixture(counts: dict[str, int], seed: int) -> list[tuple[str, str]]:
+    """A seeded sample of ``counts[name]`` rows of each source, shuffled together, each as
+    (source name, row) (the demo's fusion corpus: a small mixed sample of the domains the
+    sources specialise in; the name becomes the row's ``group``)."""
     rng = random.Random(seed)
-    rows: list[str] = []
+    rows: list[tuple[str, str]] = []
     for name, count in counts.items():
         pool = list(text_source(name))
         if count > len(pool):
             raise FusionError(f"zoo mixture: {count} rows of {name!r} asked, {len(pool)} exist")
-        rows += rng.sample(pool, count)
+        rows += [(name, row) for row in rng.sample(pool, count)]
     rng.shuffle(rows)
     return rows

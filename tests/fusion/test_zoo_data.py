@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from fusion import zoo_data
+from fusion.errors import FusionError
 
 csv.field_size_limit(2**31 - 1)
 
@@ -104,12 +105,43 @@ def test_rows_are_formatted_as_the_tasks_prompt() -> None:
     assert expected["kobest_sentineg"] <= set(zoo_data.text_source("sentiment"))
 
 
-def test_mixture_is_seeded_and_sized() -> None:
+def test_mixture_is_seeded_sized_and_grouped() -> None:
     counts = {"general": 30, "unsmile": 20}
     first, again = zoo_data.mixture(counts, seed=0), zoo_data.mixture(counts, seed=0)
     assert first == again and len(first) == 50
     assert zoo_data.mixture(counts, seed=1) != first
-    assert sum(row in set(zoo_data.text_source("unsmile")) for row in first) == 20
+    unsmile = set(zoo_data.text_source("unsmile"))
+    assert sum(row in unsmile for _, row in first) == 20
+    assert all((group == "unsmile") == (row in unsmile) for group, row in first)
+
+
+def test_general_text_holds_no_review_or_comment() -> None:
+    """The target trains on ``general`` alone: the sources' domains stay out of it, so a
+    source can know its domain better than the target."""
+    general = set(zoo_data.text_source("general"))
+    assert not general & set(zoo_data.text_source("reviews"))
+    assert not general & set(zoo_data.text_source("comments"))
+
+
+def test_weighted_entries() -> None:
+    assert zoo_data.weighted("reviews*6") == ("reviews", 6)
+    assert zoo_data.weighted("general") == ("general", 1)
+    with pytest.raises(FusionError, match="expected NAME or NAME\\*K"):
+        zoo_data.weighted("general*x")
+
+
+def test_demo_corpus_rows_carry_their_group(tmp_path: Path) -> None:
+    from fusion.zoo import DEMO_CORPUS_MIX, write_demo_corpus
+
+    rows = [
+        json.loads(line)
+        for line in write_demo_corpus(tmp_path, seed=0).read_text(encoding="utf-8").splitlines()
+    ]
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["group"]] = counts.get(row["group"], 0) + 1
+        assert row["text"] in zoo_data.text_source(row["group"])
+    assert counts == DEMO_CORPUS_MIX
 
 
 def test_held_out_split_is_disjoint_and_seeded() -> None:
