@@ -168,7 +168,9 @@ def _model_scores(
     return frame, groups, total
 
 
-def _wins(report_file: Path, groups: list[str]) -> tuple[dict[str, Any] | None, str | None]:
+def _wins(
+    report_file: Path, groups: list[str], names: list[str]
+) -> tuple[dict[str, Any] | None, str | None]:
     """Rows won per criterion and group from align/report.json, or None and why not."""
     if not report_file.is_file():
         return None, f"{report_file} is missing (run `fusebench fuse align`)"
@@ -182,6 +184,8 @@ def _wins(report_file: Path, groups: list[str]) -> tuple[dict[str, Any] | None, 
         return None, stale
     for criterion in CRITERIA:
         split = by_group.get(criterion) or {}
+        if set(overall.get(criterion) or {}) != set(names):
+            return None, f"{report_file} counts other models than this config's"
         for name, count in (overall.get(criterion) or {}).items():
             if sum(int(split.get(g, {}).get(name, 0)) for g in split) != count:
                 return None, stale
@@ -217,13 +221,11 @@ def _margin(out: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
             diff = mine["bpb"] - theirs["bpb"]
             if best is None or diff < best["bpb_diff"]:
                 best = {"source": name, "group": group, "bpb_diff": diff}
-    if best is not None and best["bpb_diff"] < 0:
+    if best is None or best["bpb_diff"] < 0:  # nothing comparable, or a source is better
         return best, None
     unjudged = [n for n, e in out["models"].items() if not e["exact"]]
     found = (
         f"best margin: {best['source']} on {best['group']}, {best['bpb_diff']:+.4f} bits per byte"
-        if best is not None
-        else "no source has an exact number"
     )
     if unjudged:
         found += f"; {', '.join(unjudged)} approximate, not compared"
@@ -266,7 +268,9 @@ def compute(config: FuseConfig) -> dict[str, Any]:
     out["best"] = {g: _best(out["models"], g) for g in groups}
     out["best_total"] = _best(out["models"], None)
     out["criterion"] = "min_ce_aligned" if uses_aligned_ce(config.fuse.method) else "min_ce"
-    out["wins"], out["wins_note"] = _wins(WorkDir(config.work_dir).align_report, groups)
+    out["wins"], out["wins_note"] = _wins(
+        WorkDir(config.work_dir).align_report, groups, [e.name for e in entries]
+    )
     out["margin"], out["warning"] = _margin(out)
     return out
 
