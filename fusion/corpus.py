@@ -11,6 +11,12 @@ conversations) is rendered once with the target's chat template (fusion/conversa
 row's text is the rendering and its ``spans`` are the assistant responses' character ranges,
 the only text trained on. Conversations are never split at ``max_chars`` (a cut would break
 the template); one longer than a model's ``extract.max_length`` is an error naming it.
+
+A JSONL row (text or conversation) may carry a ``group`` (a non-empty string, e.g. the
+domain it came from); every piece of a split row keeps it, so the strength check after
+extraction (fusion/strength.py) can report per group. Rows without one are in the group
+``NO_GROUP``. A row's group is written to rows.jsonl only when it has one, so a corpus without
+groups keeps its fingerprint (and its stores). Other formats (plain text, TSV, Hub) carry none.
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ SHARED = {
 # the assistant (the train split only: dev and test are evaluation data).
 BOOLQ_SYSTEM = "주어진 글을 읽고 질문에 예 또는 아니요로 답하세요."
 BOOLQ_ANSWERS = {"TRUE": "예, 맞습니다.", "FALSE": "아니요, 그렇지 않습니다."}
+NO_GROUP = "(none)"  # the group of rows that name none
+GROUP_FIELD = "group"
 _SENTENCE_END = re.compile(r"[.!?。…]+[\"')\]]*\s")
 
 
@@ -57,6 +65,7 @@ class Corpus:
     fingerprint: str
     directory: Path
     spans: list[list[Span]] | None = None
+    groups: list[str | None] | None = None  # None: no row names a group
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -67,6 +76,11 @@ class Corpus:
 
     def where(self, row: int) -> str:
         return f"corpus row {row} ({self.origins[row]})"
+
+    def group(self, row: int) -> str:
+        """The row's group (``NO_GROUP`` when it names none)."""
+        named = self.groups[row] if self.groups is not None else None
+        return named if named is not None else NO_GROUP
 
 
 def split_text(text: str, max_chars: int) -> list[str]:
@@ -135,8 +149,20 @@ def _boolq_messages(path: Path, line: int, row: dict[str, str]) -> list[dict[str
     ]
 
 
-def _read_file(path: Path, kind: str, field: str) -> Iterator[tuple[int, Any]]:
-    """(line, text), or (line, messages) for the conversation kinds."""
+def _group(path: Path, line: int, record: dict[str, Any]) -> str | None:
+    """A JSONL row's optional group: absent, or a non-empty string."""
+    value = record.get(GROUP_FIELD)
+    if value is None and GROUP_FIELD not in record:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise CorpusError(
+            f"{path}:{line}: field {GROUP_FIELD!r} must be a non-empty string, got {value!r}"
+        )
+    return value
+
+
+def _read_file(path: Path, kind: str, field: str) -> Iterator[tuple[int, Any, str | None]]:
+    """(line, text, group), or (line, messages, group) for the conversation kinds."""
     with path.open(encoding="utf-8", newline="") as handle:
         if kind in ("tsv", "boolq-chat"):
             reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
@@ -150,11 +176,12 @@ def _read_file(path: Path, kind: str, field: str) -> Iterator[tuple[int, Any]]:
                         if kind == "boolq-chat"
                         else row.get(field) or ""
                     ),
+                    None,
                 )
             return
         for line, raw in enumerate(handle, start=1):
             if kind == "text":
-                yield line, raw
+                yield line, raw, None
                 continue
             if not raw.strip():
                 continue
@@ -168,14 +195,15 @@ def _read_file(path: Path, kind: str, field: str) -> Iterator[tuple[int, Any]]:
                         f"{path}:{line}: no `messages` (a conversation corpus has "
                         "them on every row)"
                     )
-                yield line, record["messages"]
+                yield line, record["messages"], _group(path, line, record)
                 continue
             if not isinstance(record, dict) or not isinstance(record.get(field), str):
                 raise CorpusError(f"{path}:{line}: no string field {field!r} (corpus.text_field)")
-            yield line, record[field]
+            yield line, record[field], _group(path, line, record)
 
 
-Row = tuple[str, str, list[Span] | None]  # origin, text, response spans (conversations)
+# origin, text, response spans (conversations), group
+Row = tuple[str, str, list[Span] | None, str | None]
 
 
 def _rendered(where: str, messages: Any, renderer: Renderer) -> tuple[str, list[Span]]:
@@ -186,11 +214,11 @@ def _rendered(where: str, messages: Any, renderer: Renderer) -> tuple[str, list[
 
 
 def _file_rows(path: Path, kind: str, field: str, renderer: Renderer | None) -> Iterator[Row]:
-    for line, value in _read_file(path, kind, field):
+    for line, value, group in _read_file(path, kind, field):
         if renderer is None:
-            yield f"{path.name}:{line}", value, None
+            yield f"{path.name}:{line}", value, None, group
         else:
-            yield f"{path.name}:{line}", *_rendered(f"{path}:{line}", value, renderer)
+            yield f"{path.name}:{line}", *_rendered(f"{path}:{line}", value, renderer), group
 
 
 def _hub_rows(section: Any, renderer: Renderer | None) -> Iterator[Row]:
@@ -205,9 +233,9 @@ def _hub_rows(section: Any, renderer: Renderer | None) -> Iterator[Row]:
     for index, value in enumerate(data[column]):
         where = f"{section.hub_dataset}[{index}]"
         if renderer is None:
-            yield where, value or "", None
+            yield where, value or "", None, None
         else:
-            yield where, *_rendered(where, value, renderer)
+            yield where, *_rendered(where, value, renderer), None
 
 
 def _sources(section: Any, shared_root: Path | None) -> tuple[list[Path], str, str]:
@@ -303,13 +331,16 @@ def prepare(
     )
     rows: list[dict[str, Any]] = []
     empty = 0
-    for origin, text, spans in found:
+    for origin, text, spans, group in found:
+        named = {GROUP_FIELD: group} if group is not None else {}
         if spans is not None:  # a conversation: one row, never split
-            rows.append({"text": text, "origin": origin, "spans": [list(s) for s in spans]})
+            rows.append(
+                {"text": text, "origin": origin, "spans": [list(s) for s in spans], **named}
+            )
         else:
             pieces = split_text(text, section.max_chars)
             empty += not pieces
-            rows.extend({"text": p, "origin": origin} for p in pieces)
+            rows.extend({"text": p, "origin": origin, **named} for p in pieces)
         if section.max_rows is not None and len(rows) >= section.max_rows:
             rows = rows[: section.max_rows]
             break
@@ -347,6 +378,12 @@ def load(work_dir: Path) -> Corpus:
         if meta.get("conversation")
         else None
     )
+    groups = [r.get(GROUP_FIELD) for r in records]
     return Corpus(
-        [r["text"] for r in records], [r["origin"] for r in records], fingerprint, directory, spans
+        [r["text"] for r in records],
+        [r["origin"] for r in records],
+        fingerprint,
+        directory,
+        spans,
+        groups if any(g is not None for g in groups) else None,
     )

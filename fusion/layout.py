@@ -4,11 +4,13 @@
     stores/<model>/          each model's top-k store
     align/<source>/          DTW paths, pair counts and the vocabulary map of one source
     align/report.json        how the fused store was made
+    align/strength.json      the strength check: bits per byte per model and corpus group
     fused/                   the fused-targets store training reads
     train/                   checkpoints, log and final model of the fusion training
     control/                 the same training with lambda_clm = 1 (evaluate section)
     eval/<label>/            evaluation run directories: base, clm-only, fused, each source
-    report/                  compare.md|json|html, model-card.md, strengths.md, status.json
+    report/                  compare.md|json|html, model-card.md, strengths.md, status.json,
+                             strength-check.md
     pairs/<source>/          FuseChat: one pair's own work_dir (corpus and stores linked)
     merged/                  FuseChat: the merged pair targets
     stages/<n>/              EEVE: one stage's training run
@@ -56,6 +58,10 @@ class WorkDir:
         return self.align / "report.json"
 
     @property
+    def align_strength(self) -> Path:
+        return self.align / "strength.json"
+
+    @property
     def fused(self) -> Path:
         return self.root / "fused"
 
@@ -97,6 +103,10 @@ class WorkDir:
     @property
     def strengths(self) -> Path:
         return self.report / "strengths.md"
+
+    @property
+    def strength_check(self) -> Path:
+        return self.report / "strength-check.md"
 
     @property
     def report_status(self) -> Path:

@@ -105,16 +105,21 @@ def extract(
 def align(
     config: Any, *, overwrite: bool = False, progress: bool = True, report: Reporter | None = None
 ) -> Path:
-    """Align every source to the target, map vocabularies, project and fuse into one store."""
+    """Align every source to the target, map vocabularies, project and fuse into one store;
+    then the strength check (fusion/strength.py: bits per byte per model and corpus group, rows
+    won per group), so that it is on screen before any training starts."""
     from fusion.align.stage import run_align
+    from fusion.strength import check_strength
 
     report = report or Reporter()
     try:
         out = run_align(config, progress=progress, overwrite=overwrite, say=report.status)
+        strength = check_strength(config, say=report.status)
     except KeyboardInterrupt:
         raise _interrupted("alignment") from None
     report.output("fused store", out)
     report.output("report", WorkDir(config.work_dir).align_report)
+    report.output("strength check", strength)
     return out
 
 

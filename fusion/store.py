@@ -509,6 +509,17 @@ class TopKStore:
         for i in range(len(self)):
             yield self.sequence(i)
 
+    def gold(self) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """(row id, token ids, gold NLL) of every stored sequence, shard by shard, without
+        unpacking the top-k arrays (what the strength check reads)."""
+        width = self.manifest.id_bytes or 4
+        for info in self.manifest.shards:
+            data = self._shard(info.index)
+            offsets, ids = data["offsets"], unpack_ids(data["token_ids"], width)
+            for local, row in enumerate(data["row_ids"]):
+                lo, hi = int(offsets[local]), int(offsets[local + 1])
+                yield int(row), ids[lo:hi], data["nll"][lo:hi]
+
     def verify(self) -> None:
         """Check every shard's sha256 now (reading checks each shard on first use anyway), so
         a corrupt store is refused before work that depends on it starts, not in the middle."""

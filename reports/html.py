@@ -230,11 +230,13 @@ def page(
     pairwise_gate: dict[str, Any] | None = None,
     compliance: dict[str, Any] | None = None,
     agreement: list[dict[str, Any]] | None = None,
+    extra_sections: list[str] | None = None,
 ) -> str:
     """The whole report as one HTML string. ``more_comparisons`` (against another base than
     the charts' common one) are shown as tables only; ``pairwise`` is
     ``reports.pairwise_html.view``'s (``pairwise_gate``: passed, lines), ``compliance`` ``reports.language.view``'s, ``agreement``
-    ``reports.agreement.views``'."""
+    ``reports.agreement.views``'. ``extra_sections``: ready HTML fragments (each escaped by
+    its maker, e.g. ``reports.strength.html_section``) added at the end of the page."""
     runs = ", ".join(r.label for r in loaded.runs)
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     context = {
@@ -260,5 +262,6 @@ def page(
         "pairwise_gate": pairwise_gate,
         "compliance": compliance,
         "agreement": agreement or [],
+        "extra_sections": extra_sections or [],
     }
     return _environment().get_template("report.html.j2").render(**context)

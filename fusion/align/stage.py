@@ -118,6 +118,7 @@ class Inputs:
             raise StoreError(f"{first.path}: extracted from another corpus than {corpus.directory}")
         self.num_rows = len(corpus)
         self.texts = corpus.rows
+        self.groups = [corpus.group(r) for r in range(len(corpus))]
         self.index = {
             name: {int(r): i for i, r in enumerate(s.row_ids())} for name, s in self.stores.items()
         }
@@ -398,11 +399,15 @@ def _row_ce(seq: SequenceTopK) -> float:
     return seq.mean_nll if len(seq) > 1 else math.inf
 
 
-def _new_stats(names: list[str]) -> dict[str, Any]:
-    """One shard's fusion statistics (summed over shards for the report)."""
+def _new_stats(names: list[str], groups: list[str]) -> dict[str, Any]:
+    """One shard's fusion statistics (summed over shards for the report); ``rows_won_by_group``
+    splits ``rows_won`` by corpus group (fusion/strength.py reports it)."""
     return {
         "projection": {s: dict.fromkeys([*OUTCOMES.values(), GOLD_PREFIX], 0) for s in names[1:]},
         "rows_won": {criterion: dict.fromkeys(names, 0) for criterion in CRITERIA},
+        "rows_won_by_group": {
+            criterion: {g: dict.fromkeys(names, 0) for g in groups} for criterion in CRITERIA
+        },
         "weight_sum": dict.fromkeys(names, 0.0),
         "rows": 0,
         "no_common": 0,
@@ -439,6 +444,7 @@ def _fuse(
     method, keep = config.fuse.method, config.fuse.keep
     temperature = config.fuse.temperature or 1.0
     names = [e.name for e in inputs.entries]
+    groups = sorted(set(inputs.groups))
     bar, task = _progress(f"fuse ({method})", inputs.num_rows, progress)
     with bar:
         for shard in range(manifest.num_shards):
@@ -446,7 +452,7 @@ def _fuse(
             if writer.done(shard) and _stats_file(out, shard).is_file():
                 bar.advance(task, len(rows))
                 continue
-            stats = _new_stats(names)
+            stats = _new_stats(names, groups)
             kept, excluded = [], {}
             for row in rows:
                 bar.advance(task)
@@ -461,8 +467,11 @@ def _fuse(
                 if aligned is None:
                     stats["no_common"] += 1
                     aligned = native
-                stats["rows_won"]["min_ce"][names[int(np.argmin(native))]] += 1
-                stats["rows_won"]["min_ce_aligned"][names[int(np.argmin(aligned))]] += 1
+                group = inputs.groups[row]
+                for criterion, ces in (("min_ce", native), ("min_ce_aligned", aligned)):
+                    winner = names[int(np.argmin(ces))]
+                    stats["rows_won"][criterion][winner] += 1
+                    stats["rows_won_by_group"][criterion][group][winner] += 1
                 if uses_aligned_ce(method):
                     cands = [
                         Candidate(c.ids, c.logprobs, ce)
@@ -497,7 +506,7 @@ def _fuse(
             writer.write_shard(shard, kept, excluded)
     final = writer.finalize()
     # Summed over every shard's file, so a resumed run reports the whole store.
-    total = _new_stats(names)
+    total = _new_stats(names, groups)
     for shard in range(manifest.num_shards):
         _add_stats(total, json.loads(_stats_file(out, shard).read_text(encoding="utf-8")))
     rows_fused = total["rows"]
@@ -508,6 +517,7 @@ def _fuse(
         "excluded": final.excluded,
         "projection": total["projection"],
         "rows_won": total["rows_won"],
+        "rows_won_by_group": total["rows_won_by_group"],
         "rows_without_common_positions": total["no_common"],
         "mean_weight": {
             n: (w / rows_fused if rows_fused else 0.0) for n, w in total["weight_sum"].items()

@@ -5,6 +5,8 @@ evaluation run directories (nothing is recomputed here):
     compare.html              the comparison page with its charts (``compare --format html``)
     model-card.md             the model-card table: base, clm-only, fused per shot count
     strengths.md              the leaderboard of every evaluated model (base, sources, ...)
+    strength-check.md         the strength check before training (align/strength.json), also
+                              a section of compare.md and compare.html
 
 LogicKor, judged for base and fused only, is compared where both have it (fused vs base);
 the comparisons with the control are restricted to the lm-eval tasks.
@@ -19,6 +21,7 @@ from fusion.layout import WorkDir
 from harness.fuse_eval.headline import Outcome, headline_rows
 from harness.fuse_eval.plan import BASE, CONTROL, FUSED
 from reports import compare, html, leaderboard, render
+from reports import strength as strength_check
 from reports.load import load, load_runs
 from runrecords.atomic import write_text_atomic
 
@@ -55,7 +58,11 @@ def write_report(
     every = [*against_base, fused_vs_control]
 
     layout.report.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(layout.compare_md, render.comparisons_md(every, card, gate_lines))
+    # Strength check (issue 22): its own file, plus one section in compare.md and compare.html.
+    strength_md, strength_html = _strength_check(layout)
+    write_text_atomic(
+        layout.compare_md, render.comparisons_md(every, card, gate_lines) + strength_md
+    )
     write_text_atomic(
         layout.compare_json,
         render.comparisons_json(every, card, failures, gate.max_drop, gate.max_drop_rel),
@@ -71,6 +78,7 @@ def write_report(
         failures,
         gate_lines,
         more_comparisons=[fused_vs_control],
+        extra_sections=strength_html,
     )
     write_text_atomic(layout.compare_html, page)
     write_text_atomic(layout.model_card, _model_card(card))
@@ -82,6 +90,17 @@ def write_report(
         failed=bool(failures),
         html=str(layout.compare_html),
     )
+
+
+def _strength_check(layout: WorkDir) -> tuple[str, list[str]]:
+    """The strength check's Markdown (written to strength-check.md, appended to compare.md)
+    and HTML sections; nothing when the work_dir has none (aligned before the check)."""
+    data = strength_check.load_strength(layout.align_strength)
+    if data is None:
+        return "", []
+    text = strength_check.markdown(data)
+    write_text_atomic(layout.strength_check, text)
+    return "\n" + text, [strength_check.html_section(data)]
 
 
 def _model_card(card: compare.ModelCard | None) -> str:

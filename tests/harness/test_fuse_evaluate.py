@@ -209,6 +209,10 @@ def test_fuse_run_evaluates_compares_gates_and_reruns_as_a_no_op(
     page = (report / "compare.html").read_text()
     assert page.lower().startswith("<!doctype html>") and "data:image/svg+xml" in page
     assert "fused vs base" in page and "fused vs clm-only" in page
+    # The strength check before training: its own file and a section of both pages.
+    check = (report / "strength-check.md").read_text()
+    assert check.startswith("## Strength check (before training)") and check in md
+    assert page.count('<section id="strength-check">') == 1
     for text in (md, card, strengths, page):
         assert "final" not in text.replace("final model", "")
 
