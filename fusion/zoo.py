@@ -29,7 +29,8 @@ from runrecords.atomic import atomic_directory, write_text_atomic
 ZOO_VERSION = "1"
 # Bump whenever the training code (fusion/zoo_training.py, zoo_data.py) changes what a
 # trained model learns: it keys the trained models' markers.
-TRAINING_VERSION = "3"  # 3: weighted text entries, general text without reviews
+TRAINING_VERSION = "3"  # 3: weighted text entries, general text without reviews, a
+# fusion share of every source's documents that no model trains on (zoo_data)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = "zoo.json"
@@ -183,10 +184,10 @@ DEMO_SPECS: tuple[ZooSpec, ...] = (
         "tiny-gpt2",
         "hate-gpt2",
         TrainingRecipe(
-            texts=("general", "comments*2", "unsmile"),
+            texts=("general", "comments*4", "unsmile"),
             steps=600,
             finetune_texts=("unsmile",),
-            finetune_steps=300,
+            finetune_steps=200,
         ),
     ),
     _trained(
@@ -194,9 +195,9 @@ DEMO_SPECS: tuple[ZooSpec, ...] = (
         "sentiment-mistral",
         TrainingRecipe(
             texts=("general", "reviews*6", "sentiment*2"),
-            steps=600,
+            steps=500,
             finetune_texts=("sentiment",),
-            finetune_steps=300,
+            finetune_steps=200,
         ),
     ),
 )
@@ -542,8 +543,8 @@ def _train(
     repeats: dict[str, int] = {}
     for entry in recipe.texts:
         name, times = zoo_data.weighted(entry)
-        rows += zoo_data.text_source(name)
-        for row in zoo_data.text_source(name):
+        rows += zoo_data.training_rows(name)
+        for row in zoo_data.training_rows(name):
             repeats[row] = max(repeats.get(row, 1), times)
     # Held out before repetition, so no held-out row is trained on in another copy.
     train_rows, held_rows = zoo_data.split_held_out(tuple(rows), recipe.held_out_fraction, seed)
@@ -554,7 +555,7 @@ def _train(
     if recipe.finetune_steps:
         task_rows: list[str] = []
         for name in recipe.finetune_texts:
-            task_rows += zoo_data.text_source(name)
+            task_rows += zoo_data.training_rows(name)
         # The specialist phase sees the same training rows, never the held-out ones.
         held = set(held_rows)
         task_rows = [row for row in task_rows if row not in held]

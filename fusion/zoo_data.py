@@ -12,6 +12,8 @@ learned that task's format.
 from __future__ import annotations
 
 import random
+import re
+import zlib
 from collections.abc import Callable
 from functools import cache
 
@@ -111,6 +113,46 @@ SOURCES: dict[str, Callable[[], list[str]]] = {
 }
 
 
+# Of every source's documents, this share (by a hash of the document's text, so the same
+# comment or sentence falls on the same side in every format) is kept for the fusion corpus
+# and never trained on by any zoo model: on the fusion corpus the sources then predict, as
+# FuseLLM's sources do on MiniPile, instead of recalling rows they were trained on (a source
+# that recalls its rows gives near one-hot distributions: nothing beyond the gold token).
+FUSION_SHARE_PERCENT = 15
+
+_SENTINEG_ROW = re.compile(r"문장: (.*) 긍부정: \S+", flags=re.S)
+_BOOLQ_ROW = re.compile(r"(.*) 질문: .* 답변:  \S+", flags=re.S)
+
+
+def document_of(name: str, row: str) -> str:
+    """The data document a row of source ``name`` is made from (a task row less its prompt
+    and answer), so that the fusion/training split keeps each document on one side."""
+    if name in ("unsmile", "sentiment"):
+        sentineg = _SENTINEG_ROW.fullmatch(row)
+        return (sentineg[1] if sentineg else row.rpartition(" ")[0]).strip()
+    if name == "boolq":
+        boolq = _BOOLQ_ROW.fullmatch(row)
+        return (boolq[1] if boolq else row).strip()
+    return row.strip()
+
+
+def reserved_for_fusion(document: str) -> bool:
+    """Whether a document belongs to the fusion corpus's share (no zoo model trains on it)."""
+    return zlib.crc32(document.encode("utf-8")) % 100 < FUSION_SHARE_PERCENT
+
+
+@cache
+def training_rows(name: str) -> tuple[str, ...]:
+    """Rows of ``name`` that zoo models train on: those whose document is not reserved."""
+    return tuple(r for r in text_source(name) if not reserved_for_fusion(document_of(name, r)))
+
+
+@cache
+def fusion_rows(name: str) -> tuple[str, ...]:
+    """Rows of ``name`` that the fusion corpus samples: no zoo model trained on them."""
+    return tuple(r for r in text_source(name) if reserved_for_fusion(document_of(name, r)))
+
+
 def weighted(entry: str) -> tuple[str, int]:
     """A recipe's text entry: ``name`` or ``name*K`` (its rows K times in the training
     stream, so a small domain is not drowned by general text)."""
@@ -138,13 +180,14 @@ def split_held_out(rows: tuple[str, ...], fraction: float, seed: int) -> tuple[l
 
 
 def mixture(counts: dict[str, int], seed: int) -> list[tuple[str, str]]:
-    """A seeded sample of ``counts[name]`` rows of each source, shuffled together, each as
-    (source name, row) (the demo's fusion corpus: a small mixed sample of the domains the
-    sources specialise in; the name becomes the row's ``group``)."""
+    """A seeded sample of ``counts[name]`` of each source's fusion rows (``fusion_rows``: no
+    zoo model trained on them), shuffled together, each as (source name, row): the demo's
+    fusion corpus, a small mixed sample of the sources' domains; the name becomes the row's
+    ``group``."""
     rng = random.Random(seed)
     rows: list[tuple[str, str]] = []
     for name, count in counts.items():
-        pool = list(text_source(name))
+        pool = list(fusion_rows(name))
         if count > len(pool):
             raise FusionError(f"zoo mixture: {count} rows of {name!r} asked, {len(pool)} exist")
         rows += [(name, row) for row in rng.sample(pool, count)]
