@@ -230,11 +230,17 @@ def page(
     pairwise_gate: dict[str, Any] | None = None,
     compliance: dict[str, Any] | None = None,
     agreement: list[dict[str, Any]] | None = None,
+    claim: dict[str, Any] | None = None,
+    matrix: dict[str, Any] | None = None,
+    sections: list[str] | None = None,
 ) -> str:
     """The whole report as one HTML string. ``more_comparisons`` (against another base than
     the charts' common one) are shown as tables only; ``pairwise`` is
     ``reports.pairwise_html.view``'s (``pairwise_gate``: passed, lines), ``compliance`` ``reports.language.view``'s, ``agreement``
-    ``reports.agreement.views``'."""
+    ``reports.agreement.views``'. A fusion report opens with ``claim``
+    (``reports.claim.view``: the forest plot and its table), then ``matrix``
+    (``reports.matrix.view``), then ``sections``: HTML fragments other modules made (each
+    escapes its own text), inserted as they are."""
     runs = ", ".join(r.label for r in loaded.runs)
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     context = {
@@ -260,5 +266,8 @@ def page(
         "pairwise_gate": pairwise_gate,
         "compliance": compliance,
         "agreement": agreement or [],
+        "claim": claim,
+        "matrix": matrix,
+        "sections": sections or [],
     }
     return _environment().get_template("report.html.j2").render(**context)
