@@ -42,7 +42,16 @@ def intro(pooled: Pooled) -> str:
 
 def header(pooled: Pooled) -> list[str]:
     several = len(pooled.seeds) > 1
-    out = ["Task", "Setting", "Metric", "clm-only", "fused", "Δ fused - clm-only", "95% CI", ""]
+    out = [
+        "Task",
+        "Setting",
+        "Metric",
+        "clm-only",
+        "fused",
+        "Δ fused - clm-only",
+        "95% CI",
+        "Verdict",
+    ]
     if several:
         out[3:5] = ["clm-only (mean)", "fused (mean)"]
         out += ["Seeds agreeing", "Δ per seed"]

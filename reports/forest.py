@@ -86,18 +86,24 @@ def _flip(value: float, higher: bool) -> float:
     return value if higher else -value
 
 
-def forest_svg(panels_: list[ForestPanel], title: str) -> str:
+def forest_svg(panels_: list[ForestPanel]) -> str:
     """The panels stacked in one figure, as SVG text."""
     plt = plots._pyplot()
-    heights = [len(p.rows) + 1.6 for p in panels_] or [1.0]
+    if not panels_:
+        fig, ax = plt.subplots(figsize=(4, 0.6))
+        ax.axis("off")
+        ax.text(0, 0.5, "no lm-eval task was compared", va="center")
+        return plots.to_svg(fig)
+    heights = [len(p.rows) + 2.2 for p in panels_] or [1.0]
     fig, axes = plt.subplots(
         len(heights),
         1,
         figsize=(8.6, 0.32 * sum(heights) + 0.9),
-        gridspec_kw={"height_ratios": heights, "hspace": 1.1},
+        gridspec_kw={"height_ratios": heights, "hspace": 1.4},
         squeeze=False,
     )
-    fig.suptitle(f"{title}\n{RIGHT_IS_BETTER}", x=0.02, ha="left", fontsize=10)
+    # No figure title: the page's heading names the chart, and a suptitle would sit on the
+    # first panel's title. Each panel says which way is better on its own x axis.
     for ax, panel in zip(axes[:, 0], panels_, strict=False):
         higher = panel.higher_is_better
         ys = list(range(len(panel.rows)))[::-1]
@@ -141,6 +147,7 @@ def forest_svg(panels_: list[ForestPanel], title: str) -> str:
                 tick.set_fontweight("bold")
         how = "fused - clm-only" if higher else "clm-only - fused (lower is better)"
         ax.set_title(f"{panel.title}: {how}", loc="left", fontsize=9)
+        ax.set_xlabel("← clm-only better        fused better →", fontsize=7.5)
         ax.tick_params(axis="x", labelsize=7)
         ax.spines["left"].set_visible(False)
     for ax in axes[len(panels_) :, 0]:

@@ -100,10 +100,12 @@ def logickor_charts(board: Board) -> list[dict[str, str]]:
     return charts
 
 
-def _delta(row) -> str:
+def _delta(row, who: str | None = None) -> str:
+    """The paired difference and its interval; ``who`` names the run when several are drawn
+    (otherwise the lines above a group would not say which run each is)."""
     k = render.places(row)
     ci = row.bootstrap.diff if row.bootstrap else None
-    text = f"Δ {row.diff:+.{k}f}"
+    text = (f"{who}: " if who else "") + f"Δ {row.diff:+.{k}f}"
     return text + (f"\n[{ci.low:+.{k}f}, {ci.high:+.{k}f}]" if ci else "")
 
 
@@ -123,7 +125,7 @@ def comparison_charts(comparisons: list[Comparison]) -> list[dict[str, str]]:
         )
         notes = [
             "\n".join(
-                _delta(r)
+                _delta(r, c.other.label if len(comparisons) > 1 else None)
                 for c in comparisons
                 for r in c.rows
                 if (r.task, r.metric, r.setting) == (task, metric, g)

@@ -121,7 +121,7 @@ def write_report(
     machine_line = machine.line(record)
 
     layout.report.mkdir(parents=True, exist_ok=True)
-    svg = forest.forest_svg(forest.panels(pooled), claim.TITLE)
+    svg = forest.forest_svg(forest.panels(pooled))
     write_text_atomic(layout.forest_svg, svg)
     md_parts = [
         claim.markdown(pooled, layout.forest_svg.name, machine_line),
