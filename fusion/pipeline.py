@@ -227,6 +227,8 @@ def fuse_with_control(
     several = len(seeds) > 1
     done = trained_seeds(config) if resume else None
     if done is not None:
+        which = f"{len(done)} seeds" if several else "fused and clm-only"
+        report.status(f"training: finished earlier ({which})")
         return _reported(done, report)
     from fusion.launch import forget_single_rank
     from fusion.train.launch import shared_process_group

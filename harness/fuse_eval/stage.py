@@ -342,7 +342,9 @@ def evaluate_fusion(
             fused = next(m.fused for m in trained if m.seed == first.seed)
             _logickor(config, first.fused, fused, judge, progress=progress, report=report)
         inputs = inputs_fingerprint(runs)  # the runs as the report reads them
-        report.status(f"report: comparing {BASE}, {CONTROL} and {FUSED}")
+        several = len(trained) > 1
+        per_seed = f" ({len(trained)} seeds, pooled)" if several else ""
+        report.status(f"report: comparing {BASE}, {CONTROL} and {FUSED}{per_seed}")
         gate = Gate(section.max_drop, section.max_drop_rel)
         outcome = write_report(
             layout,

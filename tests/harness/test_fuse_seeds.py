@@ -106,7 +106,7 @@ def _mtimes(root: Path) -> dict[str, int]:
 
 @pytest.mark.slow
 def test_two_seeds_train_evaluate_pool_rerun_and_resume(
-    tmp_path: Path, fuse_config, nsmc_rows, no_judge, capsys
+    tmp_path: Path, fuse_config, nsmc_rows, no_judge, capsys, run_fusebench
 ) -> None:
     config = _config(
         fuse_config,
@@ -148,8 +148,10 @@ def test_two_seeds_train_evaluate_pool_rerun_and_resume(
     assert f"fused - clm-only {pooled['diff']:+.4f}" in line
     assert "means over 2 seeds" in first.out
     page = (work / "report" / "compare.html").read_text()
-    assert page.index('id="claim"') < page.index('id="strength-matrix"') < page.index(
-        'id="comparison"'
+    assert (
+        page.index('id="claim"')
+        < page.index('id="strength-matrix"')
+        < page.index('id="comparison"')
     )
 
     # A rerun: nothing trained, evaluated or written.
@@ -169,11 +171,24 @@ def test_two_seeds_train_evaluate_pool_rerun_and_resume(
     after = _mtimes(work)
     redone = {p for p in after if p not in before or after[p] != before[p]}
     assert redone, "the deleted evaluation was not made again"
-    assert all(
-        "/eval/fused-seed-1/" in p or "/report/" in p or "/stores/" in p or "/corpus/" in p
-        for p in redone
-    ), sorted(redone)
+    # The other runs are resumed (their manifests touched), none is evaluated again.
+    evaluated = {p for p in redone if "/eval/" in p and not p.endswith("manifest.json")}
+    assert evaluated and all("/eval/fused-seed-1/" in p for p in evaluated), sorted(redone)
     assert not any(f"/{d}/" in p for p in redone for d in ("train", "train-seed-1"))
     assert not any(f"/{d}/" in p for p in redone for d in ("control", "control-seed-1"))
-    assert "finished earlier" in resumed.err
+    assert "training: finished earlier (2 seeds)" in resumed.err
+    assert "evaluate fused-seed-1" in resumed.err
     assert (work / "eval" / "fused-seed-1" / "manifest.json").is_file()
+
+    # A run stopped during seed 1's control: the other trainings are kept, only it trains
+    # (in a child process, as a user runs it: DeepSpeed keeps the first process group this
+    # process made, so a second in-process training after the first run's group is gone fails).
+    shutil.rmtree(work / "control-seed-1")
+    before = _mtimes(work)
+    done = run_fusebench(*argv)
+    assert done.returncode == 0, done.stderr[-2000:]
+    after = _mtimes(work)
+    trained = {p for p in after if p not in before or after[p] != before[p]}
+    assert any("/control-seed-1/final/" in p for p in trained)
+    for folder in ("train", "control", "train-seed-1"):
+        assert not any(f"/work/{folder}/" in p for p in trained), folder
