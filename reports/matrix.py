@@ -108,12 +108,14 @@ def _best(rows: list[MatrixRow], index: int, column: Column) -> int | None:
 
 
 def cells(matrix: Matrix, places: int = 4) -> list[list[tuple[str, bool]]]:
-    """Per row: (model, False), then (value text, is the column's best)."""
+    """Per row: (model, False), then (value text, is the column's best: ties all marked)."""
     out = []
-    for i, row in enumerate(matrix.rows):
+    for row in matrix.rows:
         texts = [(row.model, False)]
         for j, v in enumerate(row.values):
-            texts.append((MISSING if v is None else f"{v:.{places}f}", matrix.best[j] == i))
+            best = matrix.best[j]
+            top = None if best is None else matrix.rows[best].values[j]
+            texts.append((MISSING if v is None else f"{v:.{places}f}", v is not None and v == top))
         out.append(texts)
     return out
 
