@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from fusion.errors import FusionError
 from fusion.train.config import TrainSection
@@ -174,6 +181,13 @@ class EvaluateSection(_Section):
     seed: int | None = Field(
         None, description="Seed of every evaluation (default: `fusebench eval`'s)."
     )
+    seeds: list[Annotated[int, Field(strict=True)]] | None = Field(
+        None,
+        description="Training seeds: the fused model and its control are trained and "
+        "evaluated once per seed (the extraction and the fused store are shared), and fused - "
+        "clm-only is pooled over them. Default: the one seed `train.seed`, where a one-seed "
+        "run always trained.",
+    )
     sources: bool = Field(
         True,
         description="Evaluate each source too (under its name), so the strengths leaderboard "
@@ -204,6 +218,21 @@ class EvaluateSection(_Section):
         description="LogicKor: stop sequences (default: generate's list of chat markers; on "
         "CPU each costs `transformers serve` a vocabulary scan per request).",
     )
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_distinct(cls, seeds: list[int] | None) -> list[int] | None:
+        """A repeated seed would train one model twice and count it twice in the pool."""
+        if seeds is None:
+            return None
+        if not seeds:
+            raise ValueError("name at least one seed (or leave seeds out: train.seed)")
+        if any(s < 0 for s in seeds):
+            raise ValueError(f"seeds must be non-negative integers, not {seeds}")
+        repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+        if repeated:
+            raise ValueError(f"seeds must be distinct: {', '.join(map(str, repeated))} repeated")
+        return seeds
 
 
 class TrainRunConfig(_Section):

@@ -8,7 +8,10 @@
     fused/                   the fused-targets store training reads
     train/                   checkpoints, log and final model of the fusion training
     control/                 the same training with lambda_clm = 1 (evaluate section)
-    eval/<label>/            evaluation run directories: base, clm-only, fused, each source
+    train-seed-<s>/          evaluate.seeds: the fusion training at seed s (a seed equal to
+    control-seed-<s>/        train.seed stays in train/ and control/, as a one-seed run)
+    eval/<label>/            evaluation run directories: base, clm-only, fused, each source;
+                             other seeds: fused-seed-<s>, clm-only-seed-<s>
     report/                  compare.md|json|html, model-card.md, strengths.md, status.json,
                              strength-check.md
     pairs/<source>/          FuseChat: one pair's own work_dir (corpus and stores linked)
@@ -73,6 +76,13 @@ class WorkDir:
     def control(self) -> Path:
         return self.root / "control"
 
+    def seed_train(self, seed: int) -> Path:
+        """The fusion training at a seed other than ``train.seed`` (``fusion/seeds.py``)."""
+        return self.root / f"train-seed-{seed}"
+
+    def seed_control(self, seed: int) -> Path:
+        return self.root / f"control-seed-{seed}"
+
     @property
     def eval(self) -> Path:
         return self.root / "eval"
@@ -95,6 +105,11 @@ class WorkDir:
     @property
     def compare_html(self) -> Path:
         return self.report / "compare.html"
+
+    @property
+    def forest_svg(self) -> Path:
+        """The fused - clm-only forest plot compare.md shows (compare.html embeds it)."""
+        return self.report / "forest.svg"
 
     @property
     def model_card(self) -> Path:

@@ -11,7 +11,6 @@ is on disk, a rerun continues).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,20 +167,47 @@ def control(
     resume: bool = True,
     progress: bool = True,
     report: Reporter | None = None,
+    seed: int | None = None,
 ) -> Path:
     """The CLM-only control (``fusion/control.py``): the fused training's run with
-    lambda_clm = 1, into work_dir/control; returns its final model."""
-    from fusion.control import control_config
+    lambda_clm = 1, into work_dir/control (another ``seed``: its own folder, see
+    ``fusion/seeds.py``); returns its final model."""
+    from fusion.seeds import seeded_control
     from fusion.train.trainer import finished
 
     report = report or Reporter()
-    run = control_config(config)
+    seed = config.train.seed if seed is None else seed
+    run = seeded_control(config, seed)
     done = finished(run)
+    what = "control (clm-only)" + ("" if seed == config.train.seed else f", seed {seed}")
     if done:
-        report.status(f"control (clm-only): finished earlier: {done}")
+        report.status(f"{what}: finished earlier: {done}")
         return done
-    report.status("control (clm-only): the same training with lambda_clm = 1")
+    report.status(f"{what}: the same training with lambda_clm = 1")
     return train(run, nproc=nproc, resume=resume, progress=progress, report=report)
+
+
+@dataclass(frozen=True)
+class SeedModels:
+    """One training seed's fused model and its CLM-only control."""
+
+    seed: int
+    fused: Path
+    control: Path
+
+
+def trained_seeds(config: Any) -> list[SeedModels] | None:
+    """Every seed's (fused, control) when all are finished, else None (nothing is trained)."""
+    from fusion.seeds import seeded, seeded_control, training_seeds
+    from fusion.train.trainer import finished
+
+    out = []
+    for seed in training_seeds(config):
+        fused, clm = finished(seeded(config, seed)), finished(seeded_control(config, seed))
+        if not (fused and clm):
+            return None
+        out.append(SeedModels(seed, fused, clm))
+    return out
 
 
 def fuse_with_control(
@@ -192,25 +218,53 @@ def fuse_with_control(
     resume: bool = True,
     progress: bool = True,
     report: Reporter | None = None,
-) -> tuple[Path, Path]:
-    """``fuse``, then the CLM-only control on the same store; returns (fused model, control
-    model). One-process trainings share one process group (see ``shared_process_group``)."""
-    from fusion.control import control_config
-    from fusion.launch import forget_single_rank
-    from fusion.train.launch import shared_process_group
-    from fusion.train.trainer import finished
+) -> list[SeedModels]:
+    """``fuse``, then the CLM-only control on the same store, once per training seed
+    (``evaluate.seeds``, default ``train.seed``; extraction and the fused store are shared);
+    returns each seed's (fused model, control model). A finished seed is not trained again.
+    One-process trainings share one process group (see ``shared_process_group``)."""
+    from fusion.seeds import seeded, training_seeds
 
     report = report or Reporter()
     extract(config, nproc=nproc, progress=progress, report=report)
     align(config, overwrite=overwrite, progress=progress, report=report)
-    trained = resume and finished(config) and finished(control_config(config))
-    with contextlib.nullcontext() if trained else shared_process_group(nproc, report.status):
-        model = train(config, nproc=nproc, resume=resume, progress=progress, report=report)
-        report.output("model", model)
-        clm_only = control(config, nproc=nproc, resume=resume, progress=progress, report=report)
-        report.output("control", clm_only)
+    seeds = training_seeds(config)
+    several = len(seeds) > 1
+    done = trained_seeds(config) if resume else None
+    if done is not None:
+        which = f"{len(done)} seeds" if several else "fused and clm-only"
+        report.status(f"training: finished earlier ({which})")
+        return _reported(done, report)
+    from fusion.launch import forget_single_rank
+    from fusion.train.launch import shared_process_group
+    from fusion.train.trainer import finished
+
+    out = []
+    with shared_process_group(nproc, report.status):
+        for number, seed in enumerate(seeds, start=1):
+            if several:
+                report.status(f"seed {seed} ({number}/{len(seeds)}): fused and clm-only")
+            run = seeded(config, seed)
+            model = finished(run) if resume else None
+            if model is not None:  # a finished seed of an interrupted multi-seed run
+                report.status(f"train (fused): finished earlier: {model}")
+            else:
+                model = train(run, nproc=nproc, resume=resume, progress=progress, report=report)
+            clm_only = control(
+                config, nproc=nproc, resume=resume, progress=progress, report=report, seed=seed
+            )
+            out.append(SeedModels(seed, model, clm_only))
     forget_single_rank()
-    return model, clm_only
+    return _reported(out, report)
+
+
+def _reported(models: list[SeedModels], report: Reporter) -> list[SeedModels]:
+    several = len(models) > 1
+    for m in models:
+        suffix = f" (seed {m.seed})" if several else ""
+        report.output("model" + suffix, m.fused)
+        report.output("control" + suffix, m.control)
+    return models
 
 
 # ------------------------------------------------------------------ FuseChat

@@ -162,6 +162,24 @@ def _statistic(docs: pd.DataFrame, aggregation: str | None) -> stats.Statistic:
     return stats.mean if docs["value"].notna().all() else stats.macro_f1
 
 
+def document_values(
+    loaded: Loaded, run: str, key: tuple, aggregation: str | None
+) -> tuple[pd.Index, np.ndarray, stats.Statistic] | None:
+    """One run's per-document records of ``key`` (task, setting, metric) as the paired
+    bootstrap takes them (values; (log-likelihood, count) for ratio metrics; (gold, pred) for
+    F1), by doc_id, with the statistic that recomputes the metric; None without samples.
+    ``reports.seeds`` pools these over training seeds."""
+    docs = _docs(loaded.samples, run, *key)
+    if docs.empty:
+        return None
+    return docs.index, _arrays(docs, docs.index, aggregation), _statistic(docs, aggregation)
+
+
+def metric_meta(loaded: Loaded, run: str) -> dict[tuple, Meta]:
+    """Direction and lm-eval aggregation per (task, setting, metric) of one run."""
+    return _meta(loaded.scores, run)
+
+
 def _lmeval_row(
     loaded: Loaded,
     base: str,

@@ -100,10 +100,12 @@ def logickor_charts(board: Board) -> list[dict[str, str]]:
     return charts
 
 
-def _delta(row) -> str:
+def _delta(row, who: str | None = None) -> str:
+    """The paired difference and its interval; ``who`` names the run when several are drawn
+    (otherwise the lines above a group would not say which run each is)."""
     k = render.places(row)
     ci = row.bootstrap.diff if row.bootstrap else None
-    text = f"Δ {row.diff:+.{k}f}"
+    text = (f"{who}: " if who else "") + f"Δ {row.diff:+.{k}f}"
     return text + (f"\n[{ci.low:+.{k}f}, {ci.high:+.{k}f}]" if ci else "")
 
 
@@ -123,7 +125,7 @@ def comparison_charts(comparisons: list[Comparison]) -> list[dict[str, str]]:
         )
         notes = [
             "\n".join(
-                _delta(r)
+                _delta(r, c.other.label if len(comparisons) > 1 else None)
                 for c in comparisons
                 for r in c.rows
                 if (r.task, r.metric, r.setting) == (task, metric, g)
@@ -230,13 +232,17 @@ def page(
     pairwise_gate: dict[str, Any] | None = None,
     compliance: dict[str, Any] | None = None,
     agreement: list[dict[str, Any]] | None = None,
-    extra_sections: list[str] | None = None,
+    claim: dict[str, Any] | None = None,
+    matrix: dict[str, Any] | None = None,
+    sections: list[str] | None = None,
 ) -> str:
     """The whole report as one HTML string. ``more_comparisons`` (against another base than
     the charts' common one) are shown as tables only; ``pairwise`` is
     ``reports.pairwise_html.view``'s (``pairwise_gate``: passed, lines), ``compliance`` ``reports.language.view``'s, ``agreement``
-    ``reports.agreement.views``'. ``extra_sections``: ready HTML fragments (each escaped by
-    its maker, e.g. ``reports.strength.html_section``) added at the end of the page."""
+    ``reports.agreement.views``'. A fusion report opens with ``claim``
+    (``reports.claim.view``: the forest plot and its table), then ``matrix``
+    (``reports.matrix.view``), then ``sections``: HTML fragments other modules made (each
+    escapes its own text), inserted as they are."""
     runs = ", ".join(r.label for r in loaded.runs)
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     context = {
@@ -262,6 +268,8 @@ def page(
         "pairwise_gate": pairwise_gate,
         "compliance": compliance,
         "agreement": agreement or [],
-        "extra_sections": extra_sections or [],
+        "claim": claim,
+        "matrix": matrix,
+        "sections": sections or [],
     }
     return _environment().get_template("report.html.j2").render(**context)

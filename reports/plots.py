@@ -29,6 +29,11 @@ _PALETTE = [
 ]
 
 
+# Height of one line of 8-point annotation text, in points (font size x line spacing, with
+# room for the glyphs' descent): what the title must clear per annotation line.
+_ANNOTATION_LINE_PT = 8 * 1.15 * 1.25
+
+
 @dataclass
 class Series:
     name: str
@@ -55,14 +60,23 @@ def _pyplot():
     return plt
 
 
-def to_data_uri(fig) -> str:
-    """The figure as a base64 SVG data URI (no date metadata: the same input, the same bytes)."""
+def to_svg(fig) -> str:
+    """The figure as SVG text (no date metadata: the same input, the same bytes)."""
     buffer = io.StringIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "Glyph missing from font": the browser draws Hangul
         fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
     _pyplot().close(fig)
-    return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue().encode()).decode()
+    return buffer.getvalue()
+
+
+def svg_data_uri(svg: str) -> str:
+    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
+
+
+def to_data_uri(fig) -> str:
+    """The figure as a base64 SVG data URI."""
+    return svg_data_uri(to_svg(fig))
 
 
 def grouped_bars(
@@ -96,14 +110,17 @@ def grouped_bars(
                     )
     ax.set_xticks(range(len(groups)), groups)
     ax.set_ylabel(ylabel)
-    ax.set_title(title, pad=30 if annotations else 6)  # room for the two-line annotations
     if ylim:
         ax.set_ylim(*ylim)
-    if annotations:
+    lines = max((len(text.splitlines()) for text in annotations or [] if text), default=0)
+    if lines:
+        # The annotations stand on the axes' top edge; the title goes above the tallest one
+        # (a fixed pad put it on top of the interval text as soon as there were 2+ runs).
         top = ax.get_ylim()[1]
-        for g, text in enumerate(annotations):
+        for g, text in enumerate(annotations or []):
             if text:
-                ax.text(g, top, text, ha="center", va="bottom", fontsize=8)
+                ax.text(g, top, text, ha="center", va="bottom", fontsize=8, linespacing=1.15)
+    ax.set_title(title, pad=_ANNOTATION_LINE_PT * lines + 8)
     ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return to_data_uri(fig)
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fusion.config import ConfigError, FuseConfig
+from fusion.pipeline import SeedModels
 from harness.backends import BackendOptions
 from harness.specs import EvalSpec
 
@@ -68,7 +69,9 @@ def make_plan(config: FuseConfig) -> Plan:
         )
     if section.sources:
         for index, source in enumerate(config.sources):
-            if source.name in LABELS:
+            if source.name in LABELS or source.name.startswith(
+                (CONTROL + "-seed-", FUSED + "-seed-")
+            ):
                 raise field_error(
                     config,
                     f"sources.{index}.name",
@@ -83,16 +86,58 @@ def make_plan(config: FuseConfig) -> Plan:
     )
 
 
-def subjects(config: FuseConfig, fused: Path, control: Path) -> list[Subject]:
-    """Base, each source (when ``evaluate.sources``), the control and the fused model: the
-    strengths leaderboard's rows, in this order."""
+@dataclass(frozen=True)
+class SeedLabels:
+    """One training seed's evaluation runs: the folder labels under work_dir/eval (a seed
+    equal to ``train.seed`` keeps a one-seed run's ``clm-only`` and ``fused``) and the labels
+    reports show (with several seeds, every run names its seed)."""
+
+    seed: int
+    control: str
+    fused: str
+    control_shown: str
+    fused_shown: str
+
+
+def seed_suffix(seed: int) -> str:
+    return f"-seed-{seed}"
+
+
+def seed_labels(config: FuseConfig) -> list[SeedLabels]:
+    from fusion.seeds import is_home_seed, training_seeds
+
+    seeds = training_seeds(config)
+    out = []
+    for seed in seeds:
+        suffix = seed_suffix(seed)
+        home = is_home_seed(config, seed)
+        shown = suffix if len(seeds) > 1 else ""
+        out.append(
+            SeedLabels(
+                seed,
+                CONTROL if home else CONTROL + suffix,
+                FUSED if home else FUSED + suffix,
+                CONTROL + shown,
+                FUSED + shown,
+            )
+        )
+    return out
+
+
+def subjects(config: FuseConfig, trained: list[SeedModels]) -> list[Subject]:
+    """Base, each source (when ``evaluate.sources``), then per training seed the control and
+    the fused model: the strengths leaderboard's rows, in this order."""
     section, target = config.evaluate, config.target
     assert section is not None
     out = [Subject(BASE, target.path, target.revision, target.trust_remote_code)]
     if section.sources:
         out += [Subject(s.name, s.path, s.revision, s.trust_remote_code) for s in config.sources]
-    out.append(Subject(CONTROL, str(control), trust_remote_code=target.trust_remote_code))
-    out.append(Subject(FUSED, str(fused), trust_remote_code=target.trust_remote_code))
+    labels = {x.seed: x for x in seed_labels(config)}
+    for models in trained:
+        names = labels[models.seed]
+        remote = target.trust_remote_code
+        out.append(Subject(names.control, str(models.control), trust_remote_code=remote))
+        out.append(Subject(names.fused, str(models.fused), trust_remote_code=remote))
     return out
 
 

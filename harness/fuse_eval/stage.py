@@ -27,7 +27,7 @@ from rich.console import Console
 from fusion import pipeline
 from fusion.config import FuseConfig
 from fusion.layout import WorkDir
-from fusion.pipeline import Reporter
+from fusion.pipeline import Reporter, SeedModels, trained_seeds
 from harness.errors import HarnessError
 from harness.fuse_eval import logickor
 from harness.fuse_eval.headline import Outcome
@@ -39,9 +39,10 @@ from harness.fuse_eval.plan import (
     changed_settings,
     eval_spec,
     make_plan,
+    seed_labels,
     subjects,
 )
-from harness.fuse_eval.report import Gate, write_report
+from harness.fuse_eval.report import Gate, extra_sections, write_report
 from harness.specs import EvalSpec
 from runrecords.atomic import write_json_atomic
 from runrecords.errors import Interrupted
@@ -76,8 +77,13 @@ def status_console(report: Reporter | Callable[[str], None]) -> Console:
 
 def settings_key(config: FuseConfig, nproc: int, plan: Plan, judge: Any) -> str:
     """What a finished run's outputs depend on (never the judge's key)."""
+    dumped = config.model_dump(mode="json")
+    if config.evaluate is not None and config.evaluate.seeds is None:
+        # Absent seeds leave the key as it was before the field existed: a finished one-seed
+        # run stays finished. Named seeds are part of the key.
+        dumped["evaluate"].pop("seeds", None)
     data = {
-        "config": config.model_dump(mode="json"),
+        "config": dumped,
         "nproc": nproc,
         "tasks": plan.tasks,
         "judge": judge.identity() if judge is not None else None,
@@ -124,23 +130,18 @@ def _recorded(layout: WorkDir, key: str, runs: list[Path]) -> Outcome | None:
 
 
 def _labels(config: FuseConfig) -> list[str]:
+    """Every evaluation run's folder under work_dir/eval: base, the sources, then each
+    training seed's control and fused model."""
     assert config.evaluate is not None
     sources = [s.name for s in config.sources] if config.evaluate.sources else []
-    return [BASE, *sources, CONTROL, FUSED]
-
-
-def _trained(config: FuseConfig) -> tuple[Path, Path] | None:
-    from fusion.control import control_config
-    from fusion.train.trainer import finished
-
-    fused, control = finished(config), finished(control_config(config))
-    return (fused, control) if fused and control else None
+    trained = [label for s in seed_labels(config) for label in (s.control, s.fused)]
+    return [BASE, *sources, *trained]
 
 
 def _evaluate_models(
     config: FuseConfig,
     plan: Plan,
-    trained: tuple[Path, Path],
+    trained: list[SeedModels],
     *,
     overwrite: bool,
     report: Reporter,
@@ -154,7 +155,7 @@ def _evaluate_models(
 
     layout = WorkDir(config.work_dir)
     jobs: list[tuple[str, EvalSpec]] = []
-    for subject in subjects(config, *trained):
+    for subject in subjects(config, trained):
         out = layout.eval_run(subject.label)
         spec = eval_spec(config, plan, subject, out)
         changed = ", ".join(changed_settings(out, spec))
@@ -245,13 +246,24 @@ def _evaluate_one(spec: EvalSpec, threads: int) -> None:
     )
 
 
+def _eval_threads(workers: int, jobs: int) -> int:
+    """The torch threads each evaluation gets on the CPU (``_parallel``'s split)."""
+    return max(1, (os.cpu_count() or 1) // max(1, min(workers, jobs)))
+
+
 def _logickor(
-    config: FuseConfig, fused: Path, judge: logickor.Judge, *, progress: bool, report: Reporter
+    config: FuseConfig,
+    fused_label: str,
+    fused: Path,
+    judge: logickor.Judge,
+    *,
+    progress: bool,
+    report: Reporter,
 ) -> None:
     """Base and fused answer LogicKor into their evaluation runs and are judged there."""
     section, target, layout = config.evaluate, config.target, WorkDir(config.work_dir)
     assert section is not None
-    for label, model in ((BASE, target.path), (FUSED, str(fused))):
+    for label, model in ((BASE, target.path), (fused_label, str(fused))):
         report.status(f"LogicKor {label}: answer ({section.logickor_strategy}) and judge")
         logickor.answer_and_judge(
             config,
@@ -288,16 +300,20 @@ def evaluate_fusion(
     runs = [layout.eval_run(label) for label in labels]
     key = settings_key(config, nproc, plan, judge)
 
-    done = _trained(config)
+    done = trained_seeds(config)
     if not overwrite and done is not None:
         recorded = _recorded(layout, key, runs)
         if recorded is not None:
+            seeds = f"{len(done)} seeds, " if len(done) > 1 else ""
             report.status(
-                f"fuse run: finished earlier (training, control, {len(runs)} evaluations, "
-                f"report): {layout.report}"
+                f"fuse run: finished earlier ({seeds}training, control, {len(runs)} "
+                f"evaluations, report): {layout.report}"
             )
-            report.output("model", done[0])
-            report.output("control", done[1])
+            several = len(done) > 1
+            for m in done:
+                suffix = f" (seed {m.seed})" if several else ""
+                report.output("model" + suffix, m.fused)
+                report.output("control" + suffix, m.control)
             report.output("report", layout.report)
             return recorded
 
@@ -321,11 +337,25 @@ def evaluate_fusion(
         if judge is None:
             notes.append(logickor.NOT_JUDGED)
         else:
-            _logickor(config, trained[0], judge, progress=progress, report=report)
+            # Several seeds: the first seed's fused model answers LogicKor (one judging).
+            first = seed_labels(config)[0]
+            fused = next(m.fused for m in trained if m.seed == first.seed)
+            _logickor(config, first.fused, fused, judge, progress=progress, report=report)
         inputs = inputs_fingerprint(runs)  # the runs as the report reads them
-        report.status(f"report: comparing {BASE}, {CONTROL} and {FUSED}")
+        several = len(trained) > 1
+        per_seed = f" ({len(trained)} seeds, pooled)" if several else ""
+        report.status(f"report: comparing {BASE}, {CONTROL} and {FUSED}{per_seed}")
         gate = Gate(section.max_drop, section.max_drop_rel)
-        outcome = write_report(layout, labels, plan.expanded, gate, notes)
+        outcome = write_report(
+            layout,
+            labels,
+            plan.expanded,
+            gate,
+            notes,
+            seeds=seed_labels(config),
+            sections=extra_sections(layout),
+            eval_threads=_eval_threads(nproc, len(runs)),
+        )
         write_json_atomic(
             layout.report_status, {"key": key, "inputs": inputs, "outcome": outcome.to_json()}
         )

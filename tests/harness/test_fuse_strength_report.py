@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from fusion.layout import WorkDir
-from harness.fuse_eval.report import _strength_check
+from harness.fuse_eval.report import extra_sections
 
 STRENGTH = {
     "format": "fusebench-strength",
@@ -26,12 +26,11 @@ STRENGTH = {
 
 def test_strength_check_file_and_sections(tmp_path: Path) -> None:
     layout = WorkDir(tmp_path)
-    assert _strength_check(layout) == ("", [])  # no check: nothing written, no section
+    assert extra_sections(layout) == []  # no check: nothing written, no section
     assert not layout.strength_check.exists()
     layout.align.mkdir(parents=True)
     layout.align_strength.write_text(json.dumps(STRENGTH), encoding="utf-8")
-    layout.report.mkdir()
-    md, sections = _strength_check(layout)
+    (section,) = extra_sections(layout)
     written = layout.strength_check.read_text(encoding="utf-8")
-    assert md == "\n" + written and "| t <x> (target) | **2.5000** |" in written
-    assert len(sections) == 1 and "t &lt;x&gt; (target)" in sections[0]
+    assert section.markdown == written and "| t <x> (target) | **2.5000** |" in written
+    assert "t &lt;x&gt; (target)" in section.html and "<x>" not in section.html

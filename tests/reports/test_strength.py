@@ -132,7 +132,7 @@ def test_the_page_carries_the_section(logickor_dir: Path) -> None:
         loaded,
         leaderboard.build(loaded.scores),
         "round",
-        extra_sections=[html_section(STRENGTH)],
+        sections=[html_section(STRENGTH)],
     )
     assert page.count('<section id="strength-check">') == 1
     assert "요리 &lt;b&gt;&amp;amp; | 기타" in page and GROUP not in page
