@@ -4,10 +4,12 @@ Fusion can only transfer what a source predicts better than the target, so after
 (in the align path, before training) every model's top-k store is read back for one number per
 corpus group (fusion/corpus.py: a JSONL row's optional ``group``): **bits per byte**, the
 row texts' total gold NLL in nats over ``ln 2 * UTF-8 bytes``, summed over the group's rows
-before dividing. That is lm-eval's ``loglikelihood_rolling`` + ``bits_per_byte`` (the
-project's ``ko_bpb`` task): every token of the text scored once, the first one conditioned on
-the model's BOS token (its EOS where it has none), so models with different tokenizers are
-comparable.
+before dividing, so that models with different tokenizers are comparable. Its reference is
+lm-eval's ``loglikelihood_rolling`` + ``bits_per_byte`` (the project's ``ko_bpb`` task): every
+token of the text scored once, the first one conditioned on the model's BOS token (its EOS
+where it has none). Each model's entry in the result says how its first token was scored
+(``first_token``: ``bos``, ``start`` or ``unscored``), whether its number is compared
+(``exact``) and, where it is not lm-eval's token for token, why (``note``).
 
 What a store holds decides how that number is made (``Framing``, fusion/framing.py):
 
