@@ -5,6 +5,13 @@ One store per model under ``work_dir/stores/<name>``. Ranks: under torchrun (``R
 before the others read it and finalises the stores after all are done (gloo barriers).
 Finished shards are skipped on a rerun, so an interrupted extraction resumes shard by shard.
 
+For a model whose tokenizer prepends no start token (GPT-2, Qwen2), rank 0 also writes the
+store's ``start.safetensors`` (fusion/framing.py): the model's first-token distribution after
+the start token alone, which the strength check needs to score a row's first token. It is
+written beside the shards, never into them (shards and manifest are the same with or without
+it), also into a finished store that lacks it (loading the model for that one forward pass);
+the hf backend only (a vllm store goes without it).
+
 Run as ``python -m fusion.extract CONFIG`` under ``torch.distributed.run`` (the CLI's
 ``--nproc N`` does that); a user error in a worker prints one line and exits 2.
 """
@@ -24,6 +31,7 @@ import numpy as np
 from fusion import corpus as corpus_mod
 from fusion.config import FuseConfig, ModelEntry, load_config
 from fusion.errors import FusionError
+from fusion.framing import Framing, framing, read_start, write_start
 from fusion.layout import WorkDir
 from fusion.store import (
     SequenceTopK,
@@ -244,16 +252,12 @@ def extract_model(
     mine = range(rank.rank, manifest.num_shards, rank.world)
     pending = [s for s in mine if not writer.done(s)]
     console = Console(stderr=True)
+    frame = framing(tokenizer)
     if not pending:
+        write_start_sidecar(config, entry, writer, frame, rank, None, say)
         return writer
-    from fusion.extract_backends import make_backend
-
-    backend = make_backend(section.backend, entry, section, _device(config))
-    if backend.vocab_size != manifest.vocab_size:
-        raise ExtractError(
-            f"{entry.name}: the model has {backend.vocab_size} logits, its "
-            f"config says {manifest.vocab_size}"
-        )
+    backend = _backend(config, entry, manifest)
+    write_start_sidecar(config, entry, writer, frame, rank, backend, say)
     token_ids = {
         s: tokenize_rows(tokenizer, corpus, writer.shard_rows(s), entry, section.max_length)
         for s in pending
@@ -306,6 +310,46 @@ def extract_model(
         f"({done_tokens / seconds:,.0f} tokens/s)"
     )
     return writer
+
+
+def _backend(config: FuseConfig, entry: ModelEntry, manifest: StoreManifest) -> Any:
+    """The configured backend for one model, its logits as wide as the store's vocabulary."""
+    from fusion.extract_backends import make_backend
+
+    section = config.extract
+    backend = make_backend(section.backend, entry, section, _device(config))
+    if backend.vocab_size != manifest.vocab_size:
+        raise ExtractError(
+            f"{entry.name}: the model has {backend.vocab_size} logits, its "
+            f"config says {manifest.vocab_size}"
+        )
+    return backend
+
+
+def write_start_sidecar(
+    config: FuseConfig,
+    entry: ModelEntry,
+    writer: StoreWriter,
+    frame: Framing,
+    rank: Rank,
+    backend: Any | None,
+    say: Callable[[str], None] = _quiet,
+) -> Path | None:
+    """Rank 0 writes the store's start sidecar (fusion/framing.py) where the tokenizer
+    prepends no start token and the file is missing or does not match the store: one forward
+    pass of ``[start]`` (``backend`` when this rank has one loaded, else the model is loaded
+    for it). Returns the file written, or None. The hf backend only."""
+    if rank.rank != 0 or not frame.needs_start or config.extract.backend != "hf":
+        return None
+    assert frame.start is not None
+    found, _ = read_start(writer.path, writer.manifest, frame.start)
+    if found is not None:
+        return None
+    backend = backend or _backend(config, entry, writer.manifest)
+    logprobs = backend.start_logprobs(frame.start)
+    path = write_start(writer.path, writer.manifest, frame.start, logprobs)
+    say(f"{entry.name}: first-token distribution after the start token {frame.start}: {path}")
+    return path
 
 
 def _barrier(rank: Rank) -> None:

@@ -4,21 +4,31 @@ Fusion can only transfer what a source predicts better than the target, so after
 (in the align path, before training) every model's top-k store is read back for one number per
 corpus group (fusion/corpus.py: a JSONL row's optional ``group``): **bits per byte**, the
 row texts' total gold NLL in nats over ``ln 2 * UTF-8 bytes``, summed over the group's rows
-before dividing. That is lm-eval's ``loglikelihood_rolling`` + ``bits_per_byte`` (the
-project's ``ko_bpb`` task): every token of the text scored once, the first one conditioned on
-the model's BOS token (its EOS where it has none), so models with different tokenizers are
-comparable.
+before dividing, so that models with different tokenizers are comparable. Its reference is
+lm-eval's ``loglikelihood_rolling`` + ``bits_per_byte`` (the project's ``ko_bpb`` task): every
+token of the text scored once, the first one conditioned on the model's BOS token (its EOS
+where it has none). Each model's entry in the result says how its first token was scored
+(``first_token``: ``bos``, ``start`` or ``unscored``), whether its number is compared
+(``exact``) and, where it is not lm-eval's token for token, why (``note``).
 
-What a store holds decides whether it gives that number (``Framing``):
+What a store holds decides how that number is made (``Framing``, fusion/framing.py):
 
 * a tokenizer that prepends its BOS (Llama, Mistral): the store's first token is the BOS and
-  position t scores token t+1, so the text's every token is scored after the BOS: **exact**;
-* a tokenizer that prepends nothing (GPT-2, Qwen2): the text's first token is never scored and
-  the rest are conditioned without the start token. The check then reports the bits per byte
-  of the scored part (bytes after the first token) and marks it **approximate** with the
-  reason; approximate numbers are shown but never marked best nor used for the warning. (The
-  exact number would need the extractor to prepend the start token, which changes these
-  models' stores, their alignment and the target's training inputs: not done here.)
+  position t scores token t+1, so the text's every token is scored after the BOS: **exact**,
+  token for token lm-eval's number;
+* a tokenizer that prepends nothing (GPT-2, Qwen2): the store never scores the text's first
+  token and conditions the rest without the start token. Extraction (hf backend) therefore
+  writes the store's ``start.safetensors``: the model's log-probabilities of the first token
+  after the start token alone. With it, a row's NLL is ``-log p(t0 | start)`` plus the
+  store's ``-log p(t_i | t_0..t_{i-1})``, over the row's whole UTF-8 bytes: the model's
+  **complete code length** of the text, a valid autoregressive factorisation, compared like
+  the exact numbers (marked best, used for the warning) with a note saying so. It is not
+  token for token lm-eval's (which keeps the start token in context for every token; the
+  stores are not changed for this: they are the target's training inputs and what alignment
+  reads). Without the file (a store extracted before fusebench wrote it, or by the vllm
+  backend) or with one that does not match the store, the check reports the bits per byte of
+  the scored part (bytes after the first token) and marks it **approximate** with the
+  reason; approximate numbers are shown but never marked best nor used for the warning.
 
 Tokens a tokenizer appends after the text (an EOS) are not scored. Truncation cannot happen:
 extraction refuses a row longer than ``extract.max_length`` (fusion/extract.py), so every
@@ -46,6 +56,7 @@ from fusion.config import FuseConfig
 from fusion.corpus import Corpus
 from fusion.corpus import load as load_corpus
 from fusion.extract import load_tokenizer, models, store_dir
+from fusion.framing import START_FILE, Framing, framing, read_start
 from fusion.fuse import uses_aligned_ce
 from fusion.layout import WorkDir
 from fusion.store import TopKStore, check_same_corpus
@@ -56,47 +67,74 @@ VERSION = 1
 CRITERIA = ("min_ce", "min_ce_aligned")  # as fusion/align/stage.py counts them
 DEFINITION = (
     "bits per UTF-8 byte: the row texts' gold NLL (nats, from the top-k store) summed over "
-    "the group, divided by ln 2 * their UTF-8 bytes; every text token scored once after the "
-    "model's BOS (EOS where it has none), as lm-eval's loglikelihood_rolling + bits_per_byte"
+    "the group, divided by ln 2 * their UTF-8 bytes; every text token scored once. Where the "
+    "tokenizer prepends the model's BOS (EOS where it has none), after it, as lm-eval's "
+    "loglikelihood_rolling + bits_per_byte; where it prepends nothing, the first token after "
+    "the start token alone (the store's start.safetensors) and the rest conditioned on the text "
+    "without it: the model's complete code length of the text (said in the model's note)"
 )
 WARNING = "fusion can transfer only what a source predicts better than the target"
-_PROBE = "가나 다라 ab"  # any text: what the tokenizer adds around it is what is measured
 
 
 @dataclass(frozen=True)
-class Framing:
-    """What a tokenizer adds around a text (``prefix`` / ``suffix`` tokens), and whether the
-    store therefore scores every text token after the definition's start token."""
+class Scoring:
+    """How one model's store is scored: its framing, the start sidecar's first-token
+    log-probabilities (None: not used), whether the number is compared, and the note."""
 
-    prefix: int
-    suffix: int
+    frame: Framing
+    first: np.ndarray | None
     exact: bool
     note: str | None
 
+    @property
+    def first_token(self) -> str:
+        """How a row's first token is scored: bos, start (the sidecar) or unscored."""
+        if self.frame.bos:
+            return "bos"
+        return "start" if self.first is not None else "unscored"
 
-def framing(tokenizer: Any) -> Framing:
-    """Read off a probe text: the tokens added before and after it, and the start token."""
-    plain = tokenizer(_PROBE, add_special_tokens=False)["input_ids"]
-    full = tokenizer(_PROBE, add_special_tokens=True)["input_ids"]
-    prefix = next(
-        (i for i in range(len(full) - len(plain) + 1) if full[i : i + len(plain)] == plain), 0
+
+def scoring(store: TopKStore, tokenizer: Any) -> Scoring:
+    """Exact after a prepended BOS; complete with a matching start sidecar; else approximate
+    with the reason (a missing or bad sidecar is a note, never an error)."""
+    frame = framing(tokenizer)
+    if frame.bos:
+        return Scoring(frame, None, True, None)
+    if frame.prefix:
+        return Scoring(
+            frame,
+            None,
+            False,
+            f"approximate: the tokenizer prepends {frame.prefix} token(s) "
+            f"{list(frame.prefix_ids)}, not the start token {frame.start}; bits per byte of "
+            "the text after them",
+        )
+    why = "the tokenizer has no BOS nor EOS"
+    if frame.start is not None:
+        first, why = read_start(store.path, store.manifest, frame.start)
+        if first is not None:
+            return Scoring(
+                frame,
+                first,
+                True,
+                "complete code length, not token for token lm-eval's: the tokenizer "
+                f"prepends no start token, so each row's first token is scored after the "
+                f"start token {frame.start} alone ({START_FILE}) and the rest as the store "
+                "scored them, conditioned on the text without the start token",
+            )
+        backend = store.manifest.settings.get("backend")
+        if backend != "hf" and not (store.path / START_FILE).exists():
+            why = f"the {backend} backend writes no {START_FILE}"
+        elif not (store.path / START_FILE).exists():
+            why = f"no {START_FILE} in the store (`fusebench fuse extract` writes it)"
+    return Scoring(
+        frame,
+        None,
+        False,
+        "approximate: the tokenizer prepends no start token and "
+        f"{why}, so the store never scores a row's first token and conditions the rest "
+        "without a start token; bits per byte of the text after the first token",
     )
-    suffix = len(full) - len(plain) - prefix
-    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    if prefix == 1 and full[0] == start:
-        return Framing(prefix, suffix, True, None)
-    if prefix == 0:
-        note = (
-            "approximate: the tokenizer prepends no BOS, so the store never scores a row's "
-            "first token and conditions the rest without a start token; bits per byte of the "
-            "text after the first token"
-        )
-    else:
-        note = (
-            f"approximate: the tokenizer prepends {prefix} token(s) {full[:prefix]}, not the "
-            f"start token {start}; bits per byte of the text after them"
-        )
-    return Framing(prefix, suffix, False, note)
 
 
 def row_score(
@@ -105,19 +143,26 @@ def row_score(
     text: str,
     frame: Framing,
     first_bytes: Callable[[int], int],
+    first: np.ndarray | None = None,
 ) -> tuple[float, int, int]:
     """(NLL nats, UTF-8 bytes, tokens scored) of one stored row. Position t of a store scores
     token t+1, so the text tokens ``prefix .. n-suffix-1`` are scored at positions
-    ``prefix-1 .. n-suffix-2``; without a prefix the first text token is not, and its bytes
-    (``first_bytes(id)``) are left out of the row's."""
+    ``prefix-1 .. n-suffix-2``; without a prefix the first text token is not: with ``first``
+    (the start sidecar's log-probabilities) it is scored as ``-first[id]``, otherwise its
+    bytes (``first_bytes(id)``) are left out of the row's."""
     n = len(token_ids)
     last = n - frame.suffix - 1  # index of the last text token
     lo = max(frame.prefix - 1, 0)
     scored = np.asarray(nll[lo:last], dtype=np.float64)
+    value, tokens = float(scored.sum()), int(scored.size)
     size = len(text.encode("utf-8"))
     if frame.prefix == 0 and n > frame.suffix:
-        size = max(size - first_bytes(int(token_ids[0])), 0)
-    return float(scored.sum()), size, int(scored.size)
+        if first is not None:
+            value -= float(first[int(token_ids[0])])
+            tokens += 1
+        else:
+            size = max(size - first_bytes(int(token_ids[0])), 0)
+    return value, size, tokens
 
 
 def _first_bytes(tokenizer: Any, family: str, text: str, token: int) -> int:
@@ -141,9 +186,10 @@ def _cell(nll: float, size: int, tokens: int, rows: int) -> dict[str, Any]:
 
 def _model_scores(
     store: TopKStore, tokenizer: Any, corpus: Corpus, keep: set[int]
-) -> tuple[Framing, dict[str, dict[str, Any]], dict[str, Any]]:
+) -> tuple[Scoring, dict[str, dict[str, Any]], dict[str, Any]]:
     """Per group and in total: rows, bytes, tokens scored, NLL and bits per byte."""
-    frame = framing(tokenizer)
+    how = scoring(store, tokenizer)
+    frame = how.frame
     family = tokenizer_family(tokenizer)
     sums: dict[str, list[float]] = {}
     for row, ids, nll in store.gold():
@@ -151,7 +197,12 @@ def _model_scores(
             continue
         text = corpus.rows[row]
         value, size, tokens = row_score(
-            ids, nll, text, frame, lambda t, text=text: _first_bytes(tokenizer, family, text, t)
+            ids,
+            nll,
+            text,
+            frame,
+            lambda t, text=text: _first_bytes(tokenizer, family, text, t),
+            how.first,
         )
         acc = sums.setdefault(corpus.group(row), [0.0, 0, 0, 0])
         acc[0] += value
@@ -165,7 +216,7 @@ def _model_scores(
         int(sum(a[2] for a in sums.values())),
         int(sum(a[3] for a in sums.values())),
     )
-    return frame, groups, total
+    return how, groups, total
 
 
 def _wins(
@@ -255,13 +306,14 @@ def compute(config: FuseConfig) -> dict[str, Any]:
         "models": {},
     }
     for entry in entries:
-        frame, by_group, total = _model_scores(
+        how, by_group, total = _model_scores(
             stores[entry.name], load_tokenizer(entry), corpus, keep
         )
         out["models"][entry.name] = {
             "role": "target" if entry is entries[0] else "source",
-            "exact": frame.exact,
-            "note": frame.note,
+            "exact": how.exact,
+            "first_token": how.first_token,
+            "note": how.note,
             "groups": by_group,
             "total": total,
         }
@@ -305,7 +357,7 @@ def summary_lines(out: dict[str, Any]) -> list[str]:
         lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     for name, entry in out["models"].items():
         if entry["note"]:
-            lines.append(f"  ~ {name}: {entry['note']}")
+            lines.append(f"  {'' if entry['exact'] else '~ '}{name}: {entry['note']}")
     if out["rows_excluded"]:
         lines.append(
             f"  {out['rows_excluded']} row(s) excluded from some store: left out for every model"

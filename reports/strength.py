@@ -3,8 +3,10 @@ training) as Markdown and as a self-contained HTML fragment.
 
 Read from the JSON file only (``reports`` imports nothing of ``fusion``): bits per byte per
 model (rows) and corpus group (columns), the best exact number per group marked, approximate
-numbers prefixed ``~`` with their reason below, then the rows each model won per group under
-the configured criterion and the other one, and the check's warning when it gave one.
+numbers prefixed ``~`` with their reason below (an exact number's note, such as how a model
+without a BOS had its first token scored, below them without ``~``), then the rows each
+model won per group under the configured criterion and the other one, and the check's
+warning when it gave one.
 """
 
 from __future__ import annotations
@@ -91,7 +93,11 @@ def _criteria(data: dict[str, Any]) -> list[str]:
 
 
 def _notes(data: dict[str, Any]) -> list[str]:
-    notes = [f"~ {n}: {e['note']}" for n, e in data["models"].items() if e.get("note")]
+    notes = [
+        f"{'' if e.get('exact', True) else '~ '}{n}: {e['note']}"
+        for n, e in data["models"].items()
+        if e.get("note")
+    ]
     if data.get("rows_excluded"):
         notes.append(f"{data['rows_excluded']} row(s) excluded from some store: left out for all")
     return notes

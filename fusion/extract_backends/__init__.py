@@ -2,7 +2,9 @@
 
 Every backend returns, for each sequence of n token ids, ``(topk_ids int32 [n, k],
 topk_logprobs float32 [n, k], nll float32 [n])`` where position t describes the next token
-t+1 and the last position has nll 0 (no gold next token).
+t+1 and the last position has nll 0 (no gold next token). The hf backend also gives
+``start_logprobs(start_id)`` (float32 [V]: the next-token log-probabilities after the single
+token ``start_id``) for the store's start sidecar (fusion/framing.py); vllm does not.
 """
 
 from __future__ import annotations

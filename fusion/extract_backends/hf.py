@@ -35,6 +35,16 @@ class HFBackend:
         self.batch_rows = section.batch_size
         self.vocab_size = int(self.model.get_output_embeddings().weight.shape[0])
 
+    def start_logprobs(self, start_id: int) -> np.ndarray:
+        """log-softmax float32 [V] of the logits after the single token ``start_id``: the
+        distribution of a text's first token given only the start token (fusion/framing.py)."""
+        torch = self.torch
+        ids = torch.tensor([[start_id]], dtype=torch.long, device=self.device)
+        with torch.inference_mode():
+            logits = self.model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+            logprobs = torch.log_softmax(logits[0, -1].float(), dim=-1)
+        return logprobs.cpu().numpy().astype(np.float32)
+
     def score(self, batch: list[list[int]]) -> list[Scored]:
         torch = self.torch
         width = max(len(ids) for ids in batch)

@@ -11,6 +11,7 @@ import pytest
 
 from fusion.config import load_config
 from fusion.extract import Rank, extract
+from fusion.framing import START_FILE, framing, read_start
 from fusion.store import PAD_ID, TopKStore
 
 
@@ -98,9 +99,14 @@ def test_resume_redoes_only_unfinished_shards(
 
 @pytest.mark.slow
 def test_two_torchrun_processes_write_the_same_store_as_one(
-    extracted: Path, tmp_path: Path, fuse_config, nsmc_rows, run_fusebench
+    extracted: Path, tmp_path: Path, fuse_config, nsmc_rows, run_fusebench, zoo: Path
 ) -> None:
-    config_file = fuse_config(tmp_path, nsmc_rows(10))
+    from transformers import AutoTokenizer
+
+    # tiny-gpt2 beside: its tokenizer prepends no start token, so rank 0 (only) writes the
+    # store's start sidecar (fusion/framing.py), once.
+    sources = [{"name": n, "path": str(zoo / n)} for n in ("tiny-mistral", "tiny-gpt2")]
+    config_file = fuse_config(tmp_path, nsmc_rows(10), sources=sources)
     done = run_fusebench(
         "fuse", "extract", str(config_file), "--nproc", "2", "--no-progress", timeout=300
     )
@@ -110,6 +116,13 @@ def test_two_torchrun_processes_write_the_same_store_as_one(
         assert store_arrays(tmp_path / "work" / "stores" / name) == store_arrays(
             extracted / "work" / "stores" / name
         )
+        assert not (tmp_path / "work" / "stores" / name / START_FILE).exists()
+    assert done.stderr.count("first-token distribution") == 1
+    assert "tiny-gpt2: first-token distribution after the start token" in done.stderr
+    gpt2 = TopKStore(tmp_path / "work" / "stores" / "tiny-gpt2")
+    start = framing(AutoTokenizer.from_pretrained(zoo / "tiny-gpt2")).start
+    found, why = read_start(gpt2.path, gpt2.manifest, start)
+    assert found is not None, why
 
 
 def test_fused_store_is_complete_and_a_distribution_per_position(extracted: Path) -> None:

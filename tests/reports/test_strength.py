@@ -97,6 +97,18 @@ def test_markdown_marks_the_best_per_group_and_counts_wins() -> None:
     assert f"**{WARNING}**" in text and "Rows won per group: unavailable (old)." in text
 
 
+def test_an_exact_number_with_a_note_has_no_approximate_mark() -> None:
+    """A model without a BOS scored completely (the store's start sidecar): compared, best
+    where it is lowest, its note below the table without ``~``."""
+    data = copy.deepcopy(STRENGTH)
+    gpt2 = data["models"]["tiny-gpt2"]
+    gpt2.update(exact=True, first_token="start", note="complete code length, not lm-eval's")
+    data["best"]["소설"] = "tiny-gpt2"
+    text = markdown(data)
+    assert "| tiny-gpt2 | **3.0500** | 3.2000 | 3.1000 |" in text
+    assert "- tiny-gpt2: complete code length, not lm-eval's" in text and "~" not in text
+
+
 def test_html_fragment_is_escaped_and_self_contained() -> None:
     fragment = html_section(copy.deepcopy(STRENGTH) | {"warning": WARNING + " <i>x</i>"})
     assert "<b>" not in fragment and "&amp;amp;" in fragment and "<i>" not in fragment
