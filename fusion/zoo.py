@@ -613,8 +613,7 @@ def write_demo_corpus(output: Path, seed: int) -> Path:
     path = output / DEMO_CORPUS
     rows = zoo_data.mixture(DEMO_CORPUS_MIX, seed)
     text = "".join(
-        json.dumps({"text": row, "group": group}, ensure_ascii=False) + "\n"
-        for group, row in rows
+        json.dumps({"text": row, "group": group}, ensure_ascii=False) + "\n" for group, row in rows
     )
     if not path.is_file() or path.read_text(encoding="utf-8") != text:
         path.parent.mkdir(parents=True, exist_ok=True)
