@@ -295,6 +295,26 @@ def load_config(path: Path, schema: type[TrainRunConfig] = FuseConfig) -> Any:
     return _resolved(validate_config(schema, read_yaml_mapping(path), path), path)
 
 
+def with_seeds(config: FuseConfig, seeds: str) -> FuseConfig:
+    """``config`` with ``evaluate.seeds`` from a command line's ``0,1,2`` (validated as the
+    config field is; one line naming the option when it is wrong)."""
+    where = f"--seeds {seeds}"
+    if config.evaluate is None:
+        raise ConfigError(f"{where}: {config.source_file} has no evaluate section to seed")
+    try:
+        parsed = [int(part) for part in seeds.split(",")]
+    except ValueError:
+        raise ConfigError(f"{where}: expected comma-separated integers, e.g. 0,1,2") from None
+    try:
+        section = type(config.evaluate).model_validate(
+            {**config.evaluate.model_dump(), "seeds": parsed}
+        )
+    except ValidationError as err:
+        reason = err.errors()[0]["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{where}: {reason}") from None
+    return config.model_copy(update={"evaluate": section})
+
+
 def load_train_config(path: Path) -> TrainRunConfig:
     """What a training rank reads: a FuseConfig when the file names sources, else a
     TrainRunConfig (one ``vocab train`` stage, written by the parent process)."""

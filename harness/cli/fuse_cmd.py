@@ -82,14 +82,26 @@ def run_command(
     resume: Annotated[bool, typer.Option(help="Continue training from its checkpoint.")] = True,
     quiet: QuietOption = False,
     progress: LegacyProgressOption = True,
+    seeds: Annotated[
+        str | None,
+        typer.Option(
+            "--seeds",
+            metavar="S[,S...]",
+            help="Training seeds, in place of the config's evaluate.seeds (e.g. 0,1,2): the "
+            "fused model and its control are trained and evaluated once per seed; seeds "
+            "already finished in the work_dir are reused.",
+        ),
+    ] = None,
 ) -> None:
     """extract -> align and fuse -> train, skipping what is finished. With an `evaluate`
     section, then a CLM-only control, evaluation of base, control, fused (and sources), the
     comparison under work_dir/report, a headline, and exit 1 if the gate fails."""
-    from fusion.config import load_config
+    from fusion.config import load_config, with_seeds
 
     shown = progress_bars(quiet, progress)
     loaded = load_config(config)
+    if seeds is not None:
+        loaded = with_seeds(loaded, seeds)
     with hold(loaded.work_dir, "fusebench fuse run"):
         _run(loaded, nproc=nproc, overwrite=overwrite, resume=resume, shown=shown)
 

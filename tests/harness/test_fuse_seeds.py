@@ -58,6 +58,37 @@ def test_bad_seeds_are_one_line_naming_the_field(
     assert not (tmp_path / "work").exists()
 
 
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("1,x", "--seeds 1,x: expected comma-separated integers, e.g. 0,1,2"),
+        ("1,2,1", "--seeds 1,2,1: seeds must be distinct: 1 repeated"),
+        ("0,-3", "--seeds 0,-3: seeds must be non-negative integers"),
+    ],
+)
+def test_bad_seeds_option_is_one_line(
+    option, message, tmp_path: Path, fuse_config, nsmc_rows, no_judge, capsys
+) -> None:
+    config = _config(fuse_config, tmp_path, nsmc_rows, tasks=["nsmc"])
+    assert main(["fuse", "run", str(config), "--quiet", "--seeds", option]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "work").exists()
+
+
+def test_seeds_option_replaces_the_config_field(tmp_path: Path, fuse_config, nsmc_rows) -> None:
+    from fusion.config import ConfigError, load_config, with_seeds
+
+    path = _config(fuse_config, tmp_path, nsmc_rows, tasks=["nsmc"], seeds=[0])
+    config = load_config(path)
+    seeded = with_seeds(config, "0,1,2")
+    assert seeded.evaluate.seeds == [0, 1, 2] and config.evaluate.seeds == [0]
+    assert seeded.evaluate.tasks == config.evaluate.tasks
+    plain = config.model_copy(update={"evaluate": None})
+    with pytest.raises(ConfigError, match="has no evaluate section"):
+        with_seeds(plain, "1")
+
+
 def test_seed_layout_and_labels(tmp_path: Path, fuse_config, nsmc_rows) -> None:
     """train.seed keeps the one-seed folders; another seed gets its own; absent seeds leave
     the settings key as it was before the field existed."""
