@@ -174,28 +174,33 @@ def _trained(tokenizer_of: str, name: str, recipe: TrainingRecipe) -> ZooSpec:
 
 
 # The demo zoo: trained from scratch here on training splits only (fusion/zoo_data.py), with
-# complementary strengths as in FuseLLM's setting. The target knows only general Korean
-# text; each source also knows a specialty the target lacks: hate speech and offensive
-# comments in the korunsmile format, or sentiment (nsmc and kobest_sentineg formats) and
-# BoolQ question answering. Different architectures, tokenizer families and vocabularies.
+# complementary strengths as in FuseLLM's setting. The target knows only general Korean text
+# (no comment, no review); each source knows a domain the target never saw, weighted up in its
+# training stream: UnSmile's comments with their korunsmile class (hate-gpt2), SentiNeg's
+# shopping reviews with their nsmc / kobest_sentineg labels (sentiment-qwen2, trained on its
+# domain alone). No model trains on the fusion share (zoo_data.FUSION_SHARE_PERCENT).
+# Different architectures and vocabularies. The sentiment source is Qwen2 with its byte-level
+# pipeline, not Mistral's '▁' SentencePiece layout: with the same recipe a Mistral source fell
+# back to one-hot targets at half its positions (its tokens align poorly with the target's)
+# and transferred nothing measurable (docs/demo-history.md).
 DEMO_SPECS: tuple[ZooSpec, ...] = (
     _trained("tiny-llama", "target-llama", TrainingRecipe(texts=("general",), steps=300)),
     _trained(
         "tiny-gpt2",
         "hate-gpt2",
         TrainingRecipe(
-            texts=("general", "comments*4", "unsmile"),
+            texts=("general", "comments*2", "unsmile"),
             steps=600,
             finetune_texts=("unsmile",),
-            finetune_steps=200,
+            finetune_steps=300,
         ),
     ),
     _trained(
-        "tiny-mistral",
-        "sentiment-mistral",
+        "tiny-qwen2",
+        "sentiment-qwen2",
         TrainingRecipe(
-            texts=("general", "reviews*6", "sentiment*2"),
-            steps=500,
+            texts=("reviews*2", "sentiment"),
+            steps=400,
             finetune_texts=("sentiment",),
             finetune_steps=200,
         ),
@@ -209,7 +214,7 @@ ZOOS: dict[str, tuple[ZooSpec, ...]] = {
 }
 # The demo's fusion corpus: a small seeded sample of every domain, written beside the zoo.
 DEMO_CORPUS = "corpora/fusion-mix.jsonl"
-DEMO_CORPUS_MIX = {"general": 600, "unsmile": 600, "sentiment": 600}
+DEMO_CORPUS_MIX = {"general": 600, "unsmile": 400, "sentiment": 400}
 
 
 def specs(

@@ -13,7 +13,7 @@ from fusion import zoo
 
 def test_demo_zoo_trains_records_and_caches(small_demo, tmp_path: Path) -> None:
     paths = zoo.build_zoo(tmp_path, kind="demo", progress=False)
-    assert [p.name for p in paths] == ["target-llama", "hate-gpt2", "sentiment-mistral"]
+    assert [p.name for p in paths] == ["target-llama", "hate-gpt2", "sentiment-qwen2"]
     manifest = json.loads((tmp_path / zoo.MANIFEST).read_text())
     for spec, path in zip(small_demo, paths, strict=True):
         training = json.loads((path / zoo.TRAINING).read_text())
