@@ -15,6 +15,7 @@ too is the same for both sources.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 import io
 from collections.abc import Callable, Iterator
@@ -278,45 +279,6 @@ BENCHMARKS: dict[str, Benchmark] = {
             convert=_unsmile,
         ),
         Benchmark(
-            # Domain held-out text (ko_bpb_comments): UnSmile valid comments less train's.
-            name="ko_bpb_comments",
-            hub_path="smilegate-ai/kor_unsmile",
-            hub_name=None,
-            local_files={
-                "train": "korean_unsmile/unsmile_train_v1.0.tsv",
-                "valid": "korean_unsmile/unsmile_valid_v1.0.tsv",
-            },
-            features=datasets.Features({"문장": _S, "labels": datasets.Sequence(_I)}),
-            convert=_unsmile,
-            derive=heldout_comments,
-            derived_note="UnSmile valid comments, de-duplicated, less those in train",
-        ),
-        Benchmark(
-            # Domain held-out text (ko_bpb_products): SentiNeg dev + test sentences.
-            name="ko_bpb_products",
-            hub_path="skt/kobest_v1",
-            hub_name="sentineg",
-            local_files={
-                s: f"kobest_v1/sentineg/{f}.tsv"
-                for s, f in (("train", "train"), ("validation", "dev"), ("test", "test"))
-            },
-            features=datasets.Features({"sentence": _S, "label": _I}),
-            convert=_sentineg,
-            derive=heldout_products,
-            derived_note="SentiNeg dev and test sentences, de-duplicated, less those in train",
-        ),
-        Benchmark(
-            # Domain held-out text (ko_bpb_reviews): NSMC's test reviews, text only.
-            name="ko_bpb_reviews",
-            hub_path="e9t/nsmc",
-            hub_name=None,
-            local_files={"test": "nsmc/ratings_test.txt"},
-            features=datasets.Features({"id": _S, "document": _S, "label": _I}),
-            convert=_nsmc,
-            derive=heldout_reviews,
-            derived_note="NSMC test reviews (movie reviews), de-duplicated, non-empty",
-        ),
-        Benchmark(
             # Held-out Korean text for a tokenizer-independent language-modelling score. Only
             # BoolQ's validation split is evaluated; its train split is read only to leave out
             # the passages it shares (see heldout_passages). The test split is never read.
@@ -334,6 +296,35 @@ BENCHMARKS: dict[str, Benchmark] = {
         ),
     )
 }
+
+
+# Domain held-out text for bits per byte (tasks ko_bpb_comments, ko_bpb_products,
+# ko_bpb_reviews): a benchmark's own files, with the text of its evaluation split(s) derived.
+BENCHMARKS.update(
+    {
+        b.name: b
+        for b in (
+            dataclasses.replace(
+                BENCHMARKS["korunsmile"],
+                name="ko_bpb_comments",
+                derive=heldout_comments,
+                derived_note="UnSmile valid comments, de-duplicated, less those in train",
+            ),
+            dataclasses.replace(
+                BENCHMARKS["kobest_sentineg"],
+                name="ko_bpb_products",
+                derive=heldout_products,
+                derived_note="SentiNeg dev and test sentences, de-duplicated, less those in train",
+            ),
+            dataclasses.replace(
+                BENCHMARKS["nsmc"],
+                name="ko_bpb_reviews",
+                derive=heldout_reviews,
+                derived_note="NSMC test reviews (movie reviews), de-duplicated, non-empty",
+            ),
+        )
+    }
+)
 
 
 def get_benchmark(name: str) -> Benchmark:

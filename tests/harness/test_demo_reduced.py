@@ -75,6 +75,12 @@ def test_reduced_demo_runs_end_to_end_and_gates(
     assert all(f"| {label} | 0 |" in strengths for label in labels)
     assert (report / "compare.html").read_text().lower().startswith("<!doctype html>")
     assert "ko_bpb (bits_per_byte ↓, 0-shot)" in out and "fused - clm-only" in out
+    # The strength check ran before training, per corpus group (the demo mix sets `group`).
+    strength = json.loads((work / "align" / "strength.json").read_text())
+    assert set(strength["groups"]) == set(zoo.DEMO_CORPUS_MIX)
+    assert all(m["exact"] for m in strength["models"].values())  # gpt2 too (start file)
+    assert "Strength check" in (report / "compare.md").read_text()
+    assert (report / "strength-check.md").is_file()
 
     # --nproc 2 evaluated two models at a time, one thread each: the scores are those of a
     # plain sequential `fusebench eval` of the same model with the same settings.
@@ -99,3 +105,27 @@ def test_reduced_demo_runs_end_to_end_and_gates(
     failed = capsys.readouterr().out
     assert "FAIL" in failed and "ko_bpb" in failed
     assert json.loads((report / "compare.json").read_text())["gate"]["passed"] is False
+
+
+@pytest.mark.slow
+def test_reduced_demo_over_two_seeds(small_demo, tmp_path: Path, no_judge, capsys) -> None:
+    """`make demo-seeds` reduced: seed 0 as `make demo` trains it, then `--seeds 0,1` adds
+    seed 1 only (seed 0's training is reused), and the headline pools the two seeds."""
+    zoo_dir = tmp_path / "zoo"
+    zoo.build_zoo(zoo_dir, kind="demo", progress=False)
+    config = _demo_config(tmp_path, zoo_dir)
+    work = Path(yaml.safe_load(config.read_text(encoding="utf-8"))["work_dir"])
+    argv = ["fuse", "run", str(config), "--nproc", "2", "--quiet"]
+    assert main(argv) == 0
+    seed0 = (work / "train" / "final" / "model.safetensors").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main([*argv, "--seeds", "0,1"]) == 0
+    out = capsys.readouterr().out
+    assert (work / "train" / "final" / "model.safetensors").stat().st_mtime_ns == seed0
+    for folder in ("train-seed-1", "control-seed-1", "eval/fused-seed-1", "eval/clm-only-seed-1"):
+        assert (work / folder).is_dir(), folder
+    data = json.loads((work / "report" / "compare.json").read_text())
+    assert data["seeds"]["seeds"] == [0, 1]
+    pooled = {row["task"]: row for row in data["seeds"]["pooled"]}
+    assert {"ko_bpb_comments", "ko_bpb_products", "ko_bpb"} <= set(pooled)
+    assert "/2 seeds" in out and data["machine"]["torch"]
