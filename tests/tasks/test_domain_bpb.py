@@ -15,7 +15,7 @@ from harness.cli import main
 from reports import rundir
 from tasks import catalog
 from tasks.loaders import load_benchmark
-from tests.tasks.test_ko_bpb import _hand_loglikelihoods
+from tests.tasks.hand_scoring import hand_loglikelihoods
 
 DOMAIN_TASKS = {
     # task: (split, note fragment)
@@ -103,7 +103,7 @@ def test_eval_scores_the_hand_computation(
     results = (rundir.read_results(out, 0) or {})["results"]
     for task in tasks.split(","):
         texts = expected[task][:4]
-        hand = _hand_loglikelihoods(zoo / "tiny-mistral", texts)
+        hand = hand_loglikelihoods(zoo / "tiny-mistral", texts)
         n_bytes = sum(len(t.encode("utf-8")) for t in texts)
         assert results[task]["bits_per_byte,none"] == pytest.approx(
             -sum(hand) / (math.log(2) * n_bytes), rel=1e-5

@@ -29,6 +29,7 @@ from harness.cli import main
 from tasks import catalog, loaders
 from tasks.datadir import ENV_VAR
 from tasks.loaders import heldout_passages, load_benchmark
+from tests.tasks.hand_scoring import hand_loglikelihoods
 
 # Short, fixed Korean texts (not from the data): Hangul, digits, Latin, Hanja (byte fallback
 # in the metaspace tokenizer), punctuation; two lengths, so a mean of per-document ratios
@@ -50,27 +51,6 @@ def _task_on(texts: list[str]) -> dict:
         custom_dataset=lambda **_: datasets.DatasetDict({"validation": docs}),
     )
     return config
-
-
-def _hand_loglikelihoods(path: Path, texts: list[str], scored_bos: bool = False) -> list[float]:
-    """Per text log P(text | document start) straight from transformers: the text's tokens
-    without special tokens, the first conditioned on the tokenizer's BOS (its EOS when it
-    has none). ``scored_bos``: a BOS token is scored as the text's first token, as lm-eval's
-    own model does with tokenizers that prepend one."""
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
-    start = tokenizer.bos_token_id
-    if start is None:
-        start = tokenizer.eos_token_id
-    out = []
-    for text in texts:
-        ids = [start] * scored_bos + tokenizer(text, add_special_tokens=False)["input_ids"]
-        assert len(ids) + 1 <= model.config.max_position_embeddings  # one window suffices
-        with torch.no_grad():
-            logits = model(torch.tensor([[start, *ids]])).logits[0, :-1].double()
-        logp = torch.log_softmax(logits, dim=-1)
-        out.append(float(logp[torch.arange(len(ids)), torch.tensor(ids)].sum()))
-    return out
 
 
 def _evaluate(lm: Any, texts: list[str]) -> tuple[dict, list[float]]:
@@ -97,7 +77,7 @@ def _options() -> BackendOptions:
 def test_bits_per_byte_equals_the_hand_computation(
     zoo: Path, model: str, prepends_bos: bool
 ) -> None:
-    hand = _hand_loglikelihoods(zoo / model, TEXTS)
+    hand = hand_loglikelihoods(zoo / model, TEXTS)
     n_bytes = sum(len(t.encode("utf-8")) for t in TEXTS)
     n_words = sum(len(t.split()) for t in TEXTS)
     expected_bpb = -sum(hand) / (math.log(2) * n_bytes)
@@ -123,7 +103,7 @@ def test_bits_per_byte_equals_the_hand_computation(
     plain = build_lm_eval(str(zoo / model), _options())
     assert rolling_scores_bos(plain) is prepends_bos and rolling_scores_bos(lm) is False
     _, plain_per_doc = _evaluate(plain, TEXTS)
-    expected = _hand_loglikelihoods(zoo / model, TEXTS, scored_bos=prepends_bos)
+    expected = hand_loglikelihoods(zoo / model, TEXTS, scored_bos=prepends_bos)
     assert plain_per_doc == pytest.approx(expected, rel=RELATIVE)
 
 
