@@ -150,7 +150,9 @@ def test_two_seeds_train_evaluate_pool_rerun_and_resume(
         seeds=[0, 1],
     )
     work = tmp_path / "work"
-    argv = ["fuse", "run", str(config), "--quiet"]
+    # Two ranks, as `make demo` runs: training in torchrun's processes, so no DeepSpeed
+    # process group of an earlier test in this process gets in its way.
+    argv = ["fuse", "run", str(config), "--quiet", "--nproc", "2"]
     assert main(argv) == 0
     first = capsys.readouterr()
 
