@@ -18,12 +18,6 @@ from tests.harness.planting import plant_metric
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def no_judge(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("FUSEBENCH_JUDGE_BASE_URL", "FUSEBENCH_JUDGE_MODEL", "FUSEBENCH_JUDGE_API_KEY"):
-        monkeypatch.delenv(name, raising=False)
-
-
 def _demo_config(tmp_path: Path, zoo_dir: Path) -> Path:
     """configs/demo.yaml with its paths on the reduced zoo and its budget cut for a test."""
     raw = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text(encoding="utf-8"))

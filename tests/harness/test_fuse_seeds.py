@@ -12,14 +12,6 @@ import pytest
 
 from harness.cli import main
 
-JUDGE_ENV = ("FUSEBENCH_JUDGE_BASE_URL", "FUSEBENCH_JUDGE_MODEL", "FUSEBENCH_JUDGE_API_KEY")
-
-
-@pytest.fixture
-def no_judge(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in JUDGE_ENV:
-        monkeypatch.delenv(name, raising=False)
-
 
 def _config(fuse_config, tmp_path: Path, nsmc_rows, **evaluate: object) -> Path:
     return fuse_config(
