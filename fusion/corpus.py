@@ -259,6 +259,61 @@ def _sources(section: Any, shared_root: Path | None) -> tuple[list[Path], str, s
 CONVERSATION_KINDS = ("messages", "boolq-chat")
 
 
+def _plain(value: Any) -> str:
+    """A row's text as written: a text row itself, a conversation's contents one per line."""
+    if isinstance(value, str):
+        return value
+    return "\n".join(str(m.get("content") or "") for m in value if isinstance(m, dict))
+
+
+def file_texts(path: Path, fmt: str = "auto", field: str = "text") -> Iterator[tuple[str, str]]:
+    """Every row of the corpus files at ``path`` (a file or a folder of them) as
+    ``("file:line", text)``, before any splitting or rendering: what a contamination check
+    reads, so that a finding names the line the user wrote."""
+    for file in _files(path):
+        yield from _texts_of(file, fmt, field)
+
+
+def _texts_of(file: Path, fmt: str, field: str) -> Iterator[tuple[str, str]]:
+    try:
+        for line, value, _ in _read_file(file, _kind(file, fmt), field):
+            yield f"{file}:{line}", _plain(value)
+    except UnicodeDecodeError as err:
+        raise CorpusError(f"{file}: not UTF-8 text (byte {err.start})") from None
+
+
+def section_texts(section: Any, shared_root: Path | None = None) -> Iterator[tuple[str, str]]:
+    """``file_texts`` of a config's corpus section (a path, a shared corpus or a Hub data
+    set, whose rows are named ``dataset[index]``)."""
+    if section.path or section.shared:
+        files, fmt, field = _sources(section, shared_root)
+        for file in files:
+            yield from _texts_of(file, fmt, field)
+        return
+    if section.hub_dataset:
+        import datasets
+
+        data = datasets.load_dataset(
+            section.hub_dataset, section.hub_config, split=section.hub_split
+        )
+        column = "messages" if section.format == "messages" else section.text_field
+        if column not in data.column_names:
+            raise CorpusError(f"{section.hub_dataset}: no column {column!r}")
+        for index, value in enumerate(data[column]):
+            yield f"{section.hub_dataset}[{index}]", _plain(value or "")
+        return
+    raise CorpusError("corpus: give `path`, `shared` or `hub_dataset`")
+
+
+def section_inputs(section: Any, shared_root: Path | None = None) -> list[dict[str, str]]:
+    """What the corpus section's rows depend on: each file's sha256 (a Hub data set: its id
+    and split), for caching a check of them."""
+    if section.path or section.shared:
+        files, _, _ = _sources(section, shared_root)
+        return [{"file": str(f), "sha256": sha256_file(f)} for f in files]
+    return [{"hub": f"{section.hub_dataset}/{section.hub_config}/{section.hub_split}"}]
+
+
 def _renderer(chat_model: Any, where: str) -> Renderer:
     """The target's chat template (``chat_model``: the target's config entry)."""
     if chat_model is None:

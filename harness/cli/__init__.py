@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from harness.cli import (
     compare_cmd,
+    contamination_cmd,
     eval_cmd,
     fuse_cmd,
     generate_cmd,
@@ -58,6 +59,7 @@ app.command("judge")(judge_cmd.judge_command)
 app.command("report")(report_cmd.report_command)
 app.command("compare")(compare_cmd.compare_command)
 app.command("merge")(merge_cmd.merge_command)
+app.command("contamination")(contamination_cmd.contamination_command)
 app.add_typer(zoo_cmd.app, name="zoo")
 app.add_typer(fuse_cmd.app, name="fuse")
 app.add_typer(vocab_cmd.app, name="vocab")

@@ -1,0 +1,1 @@
+"""Contamination check: scored documents against a corpus, by hashed n-grams."""

@@ -1,0 +1,163 @@
+"""Text as units (characters or words) and hashes of every window of n units, vectorized.
+
+Two views of a text, both after lowercasing and dropping everything that is not a letter or a
+digit (punctuation, symbols, the underscore):
+
+- ``chars``: the letters and digits with the spaces removed too. Korean spacing is loose (the
+  same sentence is written with and without its spaces), and a Korean word (eojeol) is a stem
+  with particles attached, so a word n-gram misses what a character n-gram finds.
+- ``words``: runs of letters and digits, as lm-eval's decontamination splits text after
+  removing punctuation (its janitor: lowercase, strip punctuation, split on whitespace).
+
+Window hashes are polynomial hashes modulo 2**64 (numpy's unsigned overflow), computed for all
+windows of a long array at once by doubling (a window of 2m units from two of m), so a window
+of n units costs about 2 log2(n) array operations, not n. Written by hand: no library hashes
+every window of a stream against a small set and reports where (see docs/contamination.md for
+what was considered). Hashes are only a filter: every hit is verified on the units themselves.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+Unit = Literal["chars", "words"]
+UNITS: tuple[Unit, ...] = ("chars", "words")
+
+_NOT_ALNUM = re.compile(r"[\W_]+")
+_WORD = re.compile(r"[^\W_]+")
+_BASE = 0x9E3779B97F4A7C15  # odd, so multiplication by it is a bijection modulo 2**64
+_MIX = np.uint64(0xBF58476D1CE4E5B9)
+MASK64 = (1 << 64) - 1
+
+
+def normalized_chars(text: str) -> str:
+    """The letters and digits of ``text``, lowercased, nothing else (spaces removed)."""
+    return _NOT_ALNUM.sub("", text.lower())
+
+
+def normalized_words(text: str) -> list[str]:
+    """The words of ``text``: lowercased runs of letters and digits."""
+    return _WORD.findall(text.lower())
+
+
+@dataclass(frozen=True)
+class Units:
+    """A text's units with, for each, the span of the original text it came from (for
+    showing an overlap as the user wrote it)."""
+
+    items: list[str]
+    starts: list[int]
+    ends: list[int]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def source_span(self, first: int, last: int) -> tuple[int, int]:
+        """Original character range of units ``first`` .. ``last`` (inclusive)."""
+        return self.starts[first], self.ends[last]
+
+
+def units_with_spans(text: str, unit: Unit) -> Units:
+    """The units of one (evaluation) text with their original positions. Per character, so
+    it agrees with ``normalized_chars``/``normalized_words`` on the same text."""
+    items: list[str] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    if unit == "words":
+        for match in _WORD.finditer(text.lower()):
+            items.append(match.group())
+            starts.append(match.start())
+            ends.append(match.end())
+        if len(text.lower()) != len(text):  # lowercasing changed lengths: positions unreliable
+            starts = [min(s, len(text)) for s in starts]
+            ends = [min(e, len(text)) for e in ends]
+        return Units(items, starts, ends)
+    for index, char in enumerate(text):
+        for lowered in char.lower():
+            if lowered.isalnum():
+                items.append(lowered)
+                starts.append(index)
+                ends.append(index + 1)
+    return Units(items, starts, ends)
+
+
+def unit_codes(items: list[str], unit: Unit) -> np.ndarray:
+    """One uint64 per unit: the code point of a character, ``hash`` of a word (Python's string
+    hash is salted per process; evaluation and corpus are hashed in the same process)."""
+    if unit == "chars":
+        return codes_of_text("".join(items))
+    return np.fromiter((hash(w) & MASK64 for w in items), dtype=np.uint64, count=len(items))
+
+
+def codes_of_text(text: str) -> np.ndarray:
+    """The code points of ``text`` as uint64."""
+    return np.frombuffer(text.encode("utf-32-le"), dtype="<u4").astype(np.uint64)
+
+
+def _mixed(codes: np.ndarray) -> np.ndarray:
+    """Spreads small codes (code points) over 64 bits before the polynomial hash."""
+    with np.errstate(over="ignore"):
+        mixed = (codes + np.uint64(1)) * _MIX
+        return mixed ^ (mixed >> np.uint64(31))
+
+
+def window_hashes(codes: np.ndarray, n: int) -> np.ndarray:
+    """The hash of every window of ``n`` consecutive codes: ``len(codes) - n + 1`` values
+    (none when the array is shorter). ``h(w) = sum_j mix(w_j) * B**(n-1-j) mod 2**64``."""
+    count = len(codes) - n + 1
+    if n < 1:
+        raise ValueError(f"window length must be at least 1, not {n}")
+    if count <= 0:
+        return np.empty(0, dtype=np.uint64)
+    block = _mixed(codes)  # windows of ``size`` codes, one per start position
+    size = 1
+    result: np.ndarray | None = None
+    length = 0  # units covered by ``result``
+    remaining = n
+    with np.errstate(over="ignore"):
+        while True:
+            if remaining & 1:
+                if result is None:
+                    result, length = block, size
+                else:
+                    # result covers [i, i+length); append block's [i+length, i+length+size)
+                    shift = np.uint64(pow(_BASE, size, 1 << 64))
+                    width = len(codes) - (length + size) + 1
+                    result = result[:width] * shift + block[length : length + width]
+                    length += size
+            remaining >>= 1
+            if not remaining:
+                break
+            shift = np.uint64(pow(_BASE, size, 1 << 64))
+            width = len(codes) - 2 * size + 1
+            block = block[:width] * shift + block[size : size + width]
+            size *= 2
+    assert result is not None and length == n
+    return result[:count]
+
+
+def distinct_per_window(codes: np.ndarray, n: int) -> np.ndarray:
+    """How many distinct codes each window of ``n`` holds (``len(codes) - n + 1`` values):
+    a position counts when the previous occurrence of its code lies before the window."""
+    count = len(codes) - n + 1
+    if count <= 0:
+        return np.empty(0, dtype=np.int64)
+    order = np.argsort(codes, kind="stable")
+    previous = np.full(len(codes), -1, dtype=np.int64)
+    same = codes[order][1:] == codes[order][:-1]
+    previous[order[1:][same]] = order[:-1][same]
+    starts = np.arange(count)
+    distinct = np.zeros(count, dtype=np.int64)
+    for j in range(n):
+        distinct += previous[j : j + count] < starts
+    return distinct
+
+
+def informative(codes: np.ndarray, n: int) -> np.ndarray:
+    """Windows with at least ``n // 2`` distinct units: a run of laughter (ㅋㅋㅋ...) or a
+    repeated word is in many texts and proves no leak."""
+    return distinct_per_window(codes, n) >= max(1, n // 2)
