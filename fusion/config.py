@@ -205,6 +205,12 @@ class EvaluateSection(_Section):
         description="Gate: exit 1 when it is below by more than this fraction of the base "
         "score (0.02 = 2%).",
     )
+    allow_contamination: bool = Field(
+        False,
+        description="Go on when the contamination check before extraction finds scored "
+        "documents of these tasks in the fusion corpus (the report still shows them). "
+        "Default: stop before extraction.",
+    )
     logickor_strategy: str = Field(
         "default",
         description="LogicKor prompt strategy base and fused answer with, when a judge is "

@@ -124,6 +124,15 @@ class WorkDir:
         return self.report / "strength-check.md"
 
     @property
+    def contamination_json(self) -> Path:
+        """The contamination check ``fuse run`` makes before extraction (with its cache key)."""
+        return self.report / "contamination.json"
+
+    @property
+    def contamination_md(self) -> Path:
+        return self.report / "contamination.md"
+
+    @property
     def report_status(self) -> Path:
         return self.report / "status.json"
 

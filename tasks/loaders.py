@@ -175,10 +175,13 @@ def _unsmile(row: Row, ctx: RowContext) -> dict:
 
 def heldout_passages(splits: datasets.DatasetDict) -> datasets.DatasetDict:
     """ko_bpb's text: BoolQ's validation passages, each once (first occurrence, file order),
-    less every passage the train split also holds (exact string match; 2 of the 700 in
-    KoBEST v1). Models trained on KoBEST train splits have therefore never seen any of it.
-    ``index`` is the passage's first row in the validation split, to trace it back."""
-    in_train = set(splits["train"]["paragraph"])
+    less every passage the train split also holds (exact string match: 2 of the 700 in KoBEST
+    v1) or shares text with (a 25-character or 13-word n-gram, the contamination check's
+    rule: 14 more, the same Wikipedia articles cut differently). Models trained on KoBEST
+    train splits have therefore never seen any of it. ``index`` is the passage's first row in
+    the validation split, to trace it back."""
+    train = list(splits["train"]["paragraph"])
+    in_train = set(train)
     first_rows: dict[str, int] = {}
     for row, passage in enumerate(splits["validation"]["paragraph"]):
         first_rows.setdefault(passage, row)
@@ -187,26 +190,41 @@ def heldout_passages(splits: datasets.DatasetDict) -> datasets.DatasetDict:
         for passage, row in first_rows.items()
         if passage not in in_train
     ]
+    kept = _less_shared(kept, train)
     features = datasets.Features({"text": _S, "index": _I})
     return datasets.DatasetDict({"validation": datasets.Dataset.from_list(kept, features=features)})
 
 
-def _held_out_texts(texts: list[str], seen: set[str], split: str) -> datasets.DatasetDict:
-    """Each text once (first occurrence, file order), stripped, less the empty ones and those
-    in ``seen``; ``index`` is the text's first row in its split, to trace it back."""
+def _less_shared(rows: list[dict], train: list[str]) -> list[dict]:
+    """``rows`` less those whose text shares text with ``train`` (tasks/contamination)."""
+    from tasks.contamination.check import shared_with
+
+    shared = shared_with([row["text"] for row in rows], dict.fromkeys(t.strip() for t in train))
+    return [row for i, row in enumerate(rows) if i not in shared]
+
+
+def _held_out_texts(
+    texts: list[str], seen: set[str], split: str, shared: bool = True
+) -> datasets.DatasetDict:
+    """Each text once (first occurrence, file order), stripped, less the empty ones, those in
+    ``seen`` and (``shared``) those that share text with ``seen`` (``_less_shared``);
+    ``index`` is the text's first row in its split, to trace it back."""
     first_rows: dict[str, int] = {}
     for row, raw in enumerate(texts):
         text = raw.strip()
         if text and text not in seen:
             first_rows.setdefault(text, row)
     kept = [{"text": text, "index": row} for text, row in first_rows.items()]
+    if shared and seen:
+        kept = _less_shared(kept, sorted(seen))
     features = datasets.Features({"text": _S, "index": _I})
     return datasets.DatasetDict({split: datasets.Dataset.from_list(kept, features=features)})
 
 
 def heldout_comments(splits: datasets.DatasetDict) -> datasets.DatasetDict:
     """ko_bpb_comments' text: UnSmile's valid comments (online comments and replies), less
-    every comment its train split also holds, so no model trained on UnSmile train saw it."""
+    every comment its train split also holds or shares text with, so no model trained on
+    UnSmile train saw it."""
     seen = {text.strip() for text in splits["train"]["문장"]}
     return _held_out_texts(list(splits["valid"]["문장"]), seen, "validation")
 
@@ -219,7 +237,7 @@ def heldout_reviews(splits: datasets.DatasetDict) -> datasets.DatasetDict:
 
 def heldout_products(splits: datasets.DatasetDict) -> datasets.DatasetDict:
     """ko_bpb_products' text: KoBEST SentiNeg's validation and test sentences (shopping
-    reviews), less every sentence its train split also holds."""
+    reviews), less every sentence its train split also holds or shares text with."""
     seen = {text.strip() for text in splits["train"]["sentence"]}
     texts = list(splits["validation"]["sentence"]) + list(splits["test"]["sentence"])
     return _held_out_texts(texts, seen, "test")
@@ -292,7 +310,7 @@ BENCHMARKS: dict[str, Benchmark] = {
             features=datasets.Features({"paragraph": _S, "question": _S, "label": _I}),
             convert=_boolq,
             derive=heldout_passages,
-            derived_note="BoolQ passages, de-duplicated, less those in train",
+            derived_note="BoolQ passages, de-duplicated, less those in or sharing text with train",
         ),
     )
 }
@@ -308,13 +326,13 @@ BENCHMARKS.update(
                 BENCHMARKS["korunsmile"],
                 name="ko_bpb_comments",
                 derive=heldout_comments,
-                derived_note="UnSmile valid comments, de-duplicated, less those in train",
+                derived_note="UnSmile valid comments, de-duplicated, less those in or sharing text with train",
             ),
             dataclasses.replace(
                 BENCHMARKS["kobest_sentineg"],
                 name="ko_bpb_products",
                 derive=heldout_products,
-                derived_note="SentiNeg dev and test sentences, de-duplicated, less those in train",
+                derived_note="SentiNeg dev and test sentences, de-duplicated, less those in or sharing text with train",
             ),
             dataclasses.replace(
                 BENCHMARKS["nsmc"],

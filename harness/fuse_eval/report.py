@@ -12,6 +12,8 @@ evaluation run directories (nothing is recomputed here):
     strengths.md              the leaderboard of every evaluated model (base, sources, ...)
     strength-check.md         the strength check before training (align/strength.json), also
                               a section of compare.md and compare.html
+    contamination.md|json     the contamination check before extraction (written by
+                              harness/fuse_eval/contamination.py), also a section of both
 
 LogicKor, judged for base and fused only, is compared where both have it (fused vs base);
 the comparisons with the control are restricted to the lm-eval tasks. Metrics kept out of the
@@ -27,7 +29,18 @@ from dataclasses import dataclass, replace
 from fusion.layout import WorkDir
 from harness.fuse_eval.headline import Outcome, headline_rows
 from harness.fuse_eval.plan import BASE, SeedLabels
-from reports import claim, compare, forest, html, leaderboard, machine, matrix, plots, render
+from reports import (
+    claim,
+    compare,
+    contamination,
+    forest,
+    html,
+    leaderboard,
+    machine,
+    matrix,
+    plots,
+    render,
+)
 from reports import strength as strength_check
 from reports.load import load_runs
 from reports.seeds import Pooled, SeedComparison, pool
@@ -56,7 +69,15 @@ class Section:
 
 def extra_sections(layout: WorkDir) -> list[Section]:
     """The sections other modules contribute (each one line here)."""
-    return [*_strength_check(layout)]
+    return [*_strength_check(layout), *_contamination(layout)]
+
+
+def _contamination(layout: WorkDir) -> list[Section]:
+    """The contamination check made before extraction (report/contamination.json)."""
+    data = contamination.load(layout.contamination_json)
+    if data is None:
+        return []
+    return [Section(contamination.markdown(data), contamination.html_section(data))]
 
 
 def _strength_check(layout: WorkDir) -> list[Section]:

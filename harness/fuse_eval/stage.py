@@ -30,6 +30,7 @@ from fusion.layout import WorkDir
 from fusion.pipeline import Reporter, SeedModels, trained_seeds
 from harness.errors import HarnessError
 from harness.fuse_eval import logickor
+from harness.fuse_eval.contamination import check_corpus
 from harness.fuse_eval.headline import Outcome
 from harness.fuse_eval.plan import (
     BASE,
@@ -319,6 +320,7 @@ def evaluate_fusion(
 
     for name in plan.skipped:
         report.status(f"evaluate: task {name} is not in this task catalogue: skipped")
+    check_corpus(config, plan.expanded, judged=judge is not None, progress=progress, report=report)
     trained = pipeline.fuse_with_control(
         config, nproc=nproc, overwrite=overwrite, resume=resume, progress=progress, report=report
     )

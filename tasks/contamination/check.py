@@ -205,3 +205,15 @@ def check(
         if advance is not None:
             advance(size)
     return CheckResult(settings, _results(tasks, indexes), count, chars, list(sources or []))
+
+
+def shared_with(texts: list[str], corpus: Iterable[str]) -> set[int]:
+    """Which of ``texts`` (by index) share text with ``corpus`` under the default settings:
+    what a derived held-out split leaves out (tasks/loaders.py)."""
+    from tasks.contamination.documents import Document
+
+    docs = [Document(i, {"text": t}) for i, t in enumerate(texts)]
+    result = check(
+        [TaskDocuments("texts", "-", "0", docs)], ((str(i), t) for i, t in enumerate(corpus))
+    )
+    return {finding.index for finding in result.tasks[0].findings}

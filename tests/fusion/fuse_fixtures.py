@@ -1,4 +1,4 @@
-"""Fixtures for the fuse pipeline tests: NSMC rows and a fuse config around them."""
+"""Fixtures for the fuse pipeline tests: NSMC or UnSmile rows and a fuse config around them."""
 
 from __future__ import annotations
 
@@ -15,6 +15,19 @@ def nsmc_rows(data_root: Path) -> Callable[[int], list[str]]:
     """``nsmc_rows(n)``: the first ``n`` NSMC test reviews, as they are."""
     lines = (data_root / "nsmc" / "ratings_test.txt").read_text(encoding="utf-8").splitlines()
     return lambda n: [line.split("\t")[1] for line in lines[1 : n + 1]]
+
+
+@pytest.fixture(scope="session")
+def comment_rows(data_root: Path) -> Callable[[int], list[str]]:
+    """``comment_rows(n)``: the first ``n`` UnSmile train comments: a fusion corpus that holds
+    no scored document of the tasks the pipeline tests evaluate (NSMC's test reviews are
+    nsmc's scored documents, so a run evaluating nsmc stops on them before extraction)."""
+    lines = (
+        (data_root / "korean_unsmile" / "unsmile_train_v1.0.tsv")
+        .read_text(encoding="utf-8")
+        .splitlines()
+    )
+    return lambda n: [line.split("\t")[0] for line in lines[1 : n + 1]]
 
 
 @pytest.fixture(scope="session")

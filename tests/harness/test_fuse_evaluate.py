@@ -25,10 +25,10 @@ TASKS = ["kobest_boolq", "nsmc"]
 SECRET = "sk-test-judge-key-DO-NOT-LEAK"
 
 
-def _config(fuse_config, tmp_path: Path, nsmc_rows, **evaluate: object) -> Path:
+def _config(fuse_config, tmp_path: Path, comment_rows, **evaluate: object) -> Path:
     return fuse_config(
         tmp_path,
-        nsmc_rows(16),
+        comment_rows(16),
         train={
             "zero_stage": 2,
             "precision": "fp32",
@@ -68,9 +68,9 @@ def _mtimes(root: Path) -> dict[str, int]:
     ],
 )
 def test_a_bad_evaluate_field_is_one_line_naming_file_and_field(
-    evaluate, sources, message, tmp_path: Path, fuse_config, nsmc_rows, no_judge, capsys
+    evaluate, sources, message, tmp_path: Path, fuse_config, comment_rows, no_judge, capsys
 ) -> None:
-    config = _config(fuse_config, tmp_path, nsmc_rows, **evaluate)
+    config = _config(fuse_config, tmp_path, comment_rows, **evaluate)
     if sources:
         raw = yaml.safe_load(config.read_text())
         config.write_text(yaml.safe_dump({**raw, "sources": sources}))
@@ -81,24 +81,24 @@ def test_a_bad_evaluate_field_is_one_line_naming_file_and_field(
 
 
 def test_half_a_judge_is_refused(
-    tmp_path: Path, fuse_config, nsmc_rows, monkeypatch: pytest.MonkeyPatch, capsys
+    tmp_path: Path, fuse_config, comment_rows, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
     monkeypatch.setenv("FUSEBENCH_JUDGE_BASE_URL", "http://127.0.0.1:9/v1")
     monkeypatch.delenv("FUSEBENCH_JUDGE_MODEL", raising=False)
-    config = _config(fuse_config, tmp_path, nsmc_rows, tasks=TASKS)
+    config = _config(fuse_config, tmp_path, comment_rows, tasks=TASKS)
     assert main(["fuse", "run", str(config), "--quiet"]) == 2
     assert "FUSEBENCH_JUDGE_MODEL is not set" in capsys.readouterr().err
 
 
 def test_default_tasks_skip_what_the_catalogue_lacks(
-    tmp_path: Path, fuse_config, nsmc_rows
+    tmp_path: Path, fuse_config, comment_rows
 ) -> None:
     """The default [ko_fusellm, ko_bpb] works whether or not ko_bpb (another branch) is here."""
     from fusion.config import load_config
     from harness.fuse_eval.plan import make_plan
     from tasks import catalog
 
-    plan = make_plan(load_config(_config(fuse_config, tmp_path, nsmc_rows)))
+    plan = make_plan(load_config(_config(fuse_config, tmp_path, comment_rows)))
     here = set(catalog.all_tasks()) | set(catalog.all_groups())
     assert plan.tasks == [t for t in ("ko_fusellm", "ko_bpb") if t in here]
     assert plan.skipped == [t for t in ("ko_fusellm", "ko_bpb") if t not in here]
@@ -106,14 +106,14 @@ def test_default_tasks_skip_what_the_catalogue_lacks(
 
 
 def test_the_control_config_survives_the_rank_launch(
-    tmp_path: Path, fuse_config, nsmc_rows
+    tmp_path: Path, fuse_config, comment_rows
 ) -> None:
     """With --nproc > 1 the control's config is written to YAML and read by every rank."""
     from fusion.config import load_config, load_train_config
     from fusion.control import control_config
     from fusion.train.setup import run_paths
 
-    config = load_config(_config(fuse_config, tmp_path, nsmc_rows, tasks=TASKS, limit=0.5))
+    config = load_config(_config(fuse_config, tmp_path, comment_rows, tasks=TASKS, limit=0.5))
     control = control_config(config)
     path = tmp_path / "launch-config.yaml"
     path.write_text(yaml.safe_dump(control.model_dump(mode="json"), allow_unicode=True))
@@ -141,14 +141,14 @@ def _served_by(server) -> Iterator[object]:
 def test_fuse_run_evaluates_compares_gates_and_reruns_as_a_no_op(
     tmp_path: Path,
     fuse_config,
-    nsmc_rows,
+    comment_rows,
     no_judge,
     scripted_judge,
     monkeypatch: pytest.MonkeyPatch,
     capsys,
 ) -> None:
     config = _config(
-        fuse_config, tmp_path, nsmc_rows, tasks=TASKS, num_fewshot=[0], limit=20, max_drop=0.2
+        fuse_config, tmp_path, comment_rows, tasks=TASKS, num_fewshot=[0], limit=20, max_drop=0.2
     )
     work = tmp_path / "work"
     argv = ["fuse", "run", str(config), "--quiet"]

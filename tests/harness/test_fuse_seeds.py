@@ -13,10 +13,10 @@ import pytest
 from harness.cli import main
 
 
-def _config(fuse_config, tmp_path: Path, nsmc_rows, **evaluate: object) -> Path:
+def _config(fuse_config, tmp_path: Path, comment_rows, **evaluate: object) -> Path:
     return fuse_config(
         tmp_path,
-        nsmc_rows(12),
+        comment_rows(12),
         train={
             "zero_stage": 2,
             "precision": "fp32",
@@ -41,9 +41,9 @@ def _config(fuse_config, tmp_path: Path, nsmc_rows, **evaluate: object) -> Path:
     ],
 )
 def test_bad_seeds_are_one_line_naming_the_field(
-    seeds, message, tmp_path: Path, fuse_config, nsmc_rows, no_judge, capsys
+    seeds, message, tmp_path: Path, fuse_config, comment_rows, no_judge, capsys
 ) -> None:
-    config = _config(fuse_config, tmp_path, nsmc_rows, tasks=["nsmc"], seeds=seeds)
+    config = _config(fuse_config, tmp_path, comment_rows, tasks=["nsmc"], seeds=seeds)
     assert main(["fuse", "run", str(config), "--quiet"]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and f"{config}: {message}" in err[0], err
@@ -59,19 +59,19 @@ def test_bad_seeds_are_one_line_naming_the_field(
     ],
 )
 def test_bad_seeds_option_is_one_line(
-    option, message, tmp_path: Path, fuse_config, nsmc_rows, no_judge, capsys
+    option, message, tmp_path: Path, fuse_config, comment_rows, no_judge, capsys
 ) -> None:
-    config = _config(fuse_config, tmp_path, nsmc_rows, tasks=["nsmc"])
+    config = _config(fuse_config, tmp_path, comment_rows, tasks=["nsmc"])
     assert main(["fuse", "run", str(config), "--quiet", "--seeds", option]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and message in err[0], err
     assert not (tmp_path / "work").exists()
 
 
-def test_seeds_option_replaces_the_config_field(tmp_path: Path, fuse_config, nsmc_rows) -> None:
+def test_seeds_option_replaces_the_config_field(tmp_path: Path, fuse_config, comment_rows) -> None:
     from fusion.config import ConfigError, load_config, with_seeds
 
-    path = _config(fuse_config, tmp_path, nsmc_rows, tasks=["nsmc"], seeds=[0])
+    path = _config(fuse_config, tmp_path, comment_rows, tasks=["nsmc"], seeds=[0])
     config = load_config(path)
     seeded = with_seeds(config, "0,1,2")
     assert seeded.evaluate.seeds == [0, 1, 2] and config.evaluate.seeds == [0]
@@ -81,7 +81,7 @@ def test_seeds_option_replaces_the_config_field(tmp_path: Path, fuse_config, nsm
         with_seeds(plain, "1")
 
 
-def test_seed_layout_and_labels(tmp_path: Path, fuse_config, nsmc_rows) -> None:
+def test_seed_layout_and_labels(tmp_path: Path, fuse_config, comment_rows) -> None:
     """train.seed keeps the one-seed folders; another seed gets its own; absent seeds leave
     the settings key as it was before the field existed."""
     from fusion.config import load_config
@@ -90,7 +90,7 @@ def test_seed_layout_and_labels(tmp_path: Path, fuse_config, nsmc_rows) -> None:
     from harness.fuse_eval.plan import make_plan, seed_labels
     from harness.fuse_eval.stage import _labels, settings_key
 
-    config = load_config(_config(fuse_config, tmp_path, nsmc_rows, tasks=["nsmc"], seeds=[3, 0]))
+    config = load_config(_config(fuse_config, tmp_path, comment_rows, tasks=["nsmc"], seeds=[3, 0]))
     work = tmp_path / "work"
     assert training_seeds(config) == [3, 0]
     assert run_paths(seeded(config, 0)).output == work / "train"
@@ -110,7 +110,7 @@ def test_seed_layout_and_labels(tmp_path: Path, fuse_config, nsmc_rows) -> None:
         ("fused", "fused-seed-0"),
     ]
 
-    one = load_config(_config(fuse_config, tmp_path, nsmc_rows, tasks=["nsmc"]))
+    one = load_config(_config(fuse_config, tmp_path, comment_rows, tasks=["nsmc"]))
     assert training_seeds(one) == [0] and _labels(one)[-2:] == ["clm-only", "fused"]
     plan = make_plan(one)
     key = settings_key(one, 1, plan, None)
@@ -129,12 +129,12 @@ def _mtimes(root: Path) -> dict[str, int]:
 
 @pytest.mark.slow
 def test_two_seeds_train_evaluate_pool_rerun_and_resume(
-    tmp_path: Path, fuse_config, nsmc_rows, no_judge, capsys, run_fusebench
+    tmp_path: Path, fuse_config, comment_rows, no_judge, capsys, run_fusebench
 ) -> None:
     config = _config(
         fuse_config,
         tmp_path,
-        nsmc_rows,
+        comment_rows,
         tasks=["nsmc"],
         num_fewshot=[0],
         limit=8,

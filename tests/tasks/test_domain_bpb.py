@@ -13,6 +13,7 @@ import pytest
 from fusion import zoo_data
 from harness.cli import main
 from reports import rundir
+from tests.tasks.naive_contamination import contaminated
 from tasks import catalog
 from tasks.loaders import load_benchmark
 from tests.tasks.hand_scoring import hand_loglikelihoods
@@ -42,9 +43,14 @@ def _expected(data_root: Path) -> dict[str, list[str]]:
     comments = _column(unsmile / "unsmile_valid_v1.0.tsv", "문장")
     products = _column(sentineg / "dev.tsv", "Text") + _column(sentineg / "test.tsv", "Text")
     reviews = _column(data_root / "nsmc" / "ratings_test.txt", "document")
+    def held_out(texts: list[str], train: set[str]) -> list[str]:
+        unseen = [t for t in dict.fromkeys(texts) if t and t not in train]
+        sharing = contaminated(unseen, sorted(train), {"chars": 25, "words": 13})
+        return [t for i, t in enumerate(unseen) if i not in sharing]
+
     return {
-        "ko_bpb_comments": [t for t in dict.fromkeys(comments) if t and t not in comments_train],
-        "ko_bpb_products": [t for t in dict.fromkeys(products) if t and t not in products_train],
+        "ko_bpb_comments": held_out(comments, comments_train),
+        "ko_bpb_products": held_out(products, products_train),
         "ko_bpb_reviews": [t for t in dict.fromkeys(reviews) if t],
     }
 
