@@ -194,6 +194,11 @@ def test_fuse_run_evaluates_compares_gates_and_reruns_as_a_no_op(
     assert "## clm-only vs base" in md and "## fused vs base" in md
     assert "## fused vs clm-only" in md and "PASS" in md
     assert "LogicKor was not judged: set FUSEBENCH_JUDGE_BASE_URL and FUSEBENCH_JUDGE_MODEL" in md
+    # The contamination check ran before extraction, on TASKS, and the page shows it.
+    checked = json.loads((report / "contamination.json").read_text())
+    assert [t["task"] for t in checked["tasks"]] == TASKS
+    assert all(t["contaminated"] == 0 for t in checked["tasks"])
+    assert "## Contamination check" in md and "contamination check: clean" in first.err
     card = (report / "model-card.md").read_text()
     assert "| Dataset | Base (0 shot) | clm-only (0 shot) | fused (0 shot) |" in card
     strengths = (report / "strengths.md").read_text()
