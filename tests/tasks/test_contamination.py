@@ -119,7 +119,7 @@ def test_laughter_and_short_rows_are_not_evidence() -> None:
 def test_shared_with_is_the_check_on_plain_texts() -> None:
     train = ["서울은 대한민국의 수도이며 가장 큰 도시이다. 한강이 도시를 가로지른다."]
     texts = [
-        "오늘 서울은 대한민국의 수도이며 가장 큰 도시이다 라고 배웠다",  # 25+ letters shared
+        "오늘 서울은 대한민국의 수도이며 가장 큰 도시이다. 한강이 도시를 가로지른다고 배웠다",
         "부산은 대한민국 제2의 도시이다.",
     ]
     assert shared_with(texts, train) == {0}
