@@ -24,7 +24,7 @@ MISSES = (
     "A leak is found when 25 letters and digits in a row (spaces and punctuation ignored) or 13 "
     "words are the same. Rewritten text escapes it: of 50 KoBEST test items planted with one "
     "word in ten replaced, 33 were found; with one in four, 1. A document whose whole text is "
-    "shorter than that is found only when it is a whole corpus row (10 characters or 3 words "
+    "shorter than that is found only when it is a whole corpus row (10 characters or 5 words "
     "at least); 'checkable' counts the documents long enough for the n-gram test."
 )
 

@@ -4,7 +4,8 @@ A document's texts are its string fields as the data set holds them (before any 
 template: a leak of the raw item is found whatever prompt a task wraps it in), a list of
 strings giving one text per element, plus, when it has several, all of them joined in field
 order (a whole item of short fields, such as a COPA premise with its alternatives, is longer
-than any one of them). Numbers and labels are not text.
+than any one of them). Numbers, identifiers and labels are not text (a string with no letter
+is left out).
 
 Tasks come from lm-eval's task manager (fusebench's catalogue: the scored split, the
 ``test_split`` of the task's YAML, or its validation split when it has no test split), and
@@ -54,7 +55,9 @@ def document_texts(record: dict) -> dict[str, str]:
 
     def add(name: str, value: str) -> None:
         value = value.strip()
-        if value and value not in seen:
+        # An identifier ("6270596") or a number is not text: it would join the real text into
+        # a document text no corpus row equals.
+        if any(char.isalpha() for char in value) and value not in seen:
             seen.add(value)
             texts[name] = value
 

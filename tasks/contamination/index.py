@@ -29,7 +29,7 @@ from tasks.contamination.ngrams import (
 
 # A shorter whole text in a row is a common phrase more often than a leak: measured on
 # independent text (bench/contamination_length.py), 2-6 character rows such as "좋아요" match.
-MIN_WHOLE = {"chars": 10, "words": 3}
+MIN_WHOLE = {"chars": 10, "words": 5}
 EXAMPLES_KEPT = 3  # corpus rows remembered per matched text (the count goes on)
 
 

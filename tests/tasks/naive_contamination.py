@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 _NOT_ALNUM = re.compile(r"[\W_]+")
 _WORD = re.compile(r"[^\W_]+")
-MIN_WHOLE = {"chars": 10, "words": 3}
+MIN_WHOLE = {"chars": 10, "words": 5}
 
 
 def units(text: str, unit: str) -> tuple[str, ...]:
