@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -41,11 +42,17 @@ class Piece:
     document: int
     field: str
     text: str
-    units: Units
+    unit: Unit
+    items: str | list[str]  # the normalized units (a string of characters, or words)
     matched: set[int] = field(default_factory=set)  # window offsets found in the corpus
     origins: list[str] = field(default_factory=list)  # first corpus rows that matched
     rows: set[str] = field(default_factory=set)  # every corpus row that matched (bounded below)
     hits: int = 0  # corpus windows that matched
+
+    @cached_property
+    def units(self) -> Units:
+        """The units with their places in the text: for showing a finding only (slower)."""
+        return units_with_spans(self.text, self.unit)
 
     def record(self, offset: int, origin: str) -> None:
         self.matched.add(offset)
@@ -68,18 +75,21 @@ class EvalIndex:
         for t, task in enumerate(tasks):
             for doc in task.documents:
                 for name, text in doc.texts.items():
-                    units = units_with_spans(text, unit)
+                    items = self._units_of_row(text)
                     piece = len(self.pieces)
-                    self.pieces.append(Piece(t, doc.index, name, text, units))
+                    self.pieces.append(Piece(t, doc.index, name, text, unit, items))
                     whole = name == JOINED or len(doc.texts) == 1
-                    if whole and MIN_WHOLE[unit] <= len(units) < n:
-                        codes = unit_codes(units.items, unit)
-                        if informative(codes, len(codes)).all():
-                            self.short.setdefault(self._key(units.items), []).append(piece)
+                    short = MIN_WHOLE[unit] <= len(items) < n
+                    # half the units distinct: ``informative`` for the whole text
+                    if whole and short and len(set(items)) >= len(items) // 2:
+                        self.short.setdefault(self._key(items), []).append(piece)
         # Every piece's windows in one numpy pass over the pieces joined end to end; windows
         # that cross from one piece into the next are dropped.
-        lengths = np.fromiter((len(p.units) for p in self.pieces), np.int64, len(self.pieces))
-        codes = unit_codes([item for p in self.pieces for item in p.units.items], unit)
+        lengths = np.fromiter((len(p.items) for p in self.pieces), np.int64, len(self.pieces))
+        if unit == "chars":
+            codes = codes_of_text("".join(p.items for p in self.pieces))  # type: ignore[misc]
+        else:
+            codes = unit_codes([w for p in self.pieces for w in p.items], unit)
         starts = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
         found = window_hashes(codes, n)
         positions = np.arange(len(found), dtype=np.int64)
@@ -99,7 +109,7 @@ class EvalIndex:
         return len(self.hashes)
 
     def checkable(self, piece: Piece) -> bool:
-        return len(piece.units) >= self.n
+        return len(piece.items) >= self.n
 
     def _units_of_row(self, text: str) -> list[str] | str:
         return normalized_chars(text) if self.unit == "chars" else normalized_words(text)
@@ -149,5 +159,5 @@ class EvalIndex:
             for entry in range(lo, hi):
                 piece = self.pieces[int(self.owners[entry])]
                 at = int(self.offsets[entry])
-                if piece.units.items[at : at + self.n] == list(window):
+                if piece.items[at : at + self.n] == window:
                     piece.record(at, rows[r][0])

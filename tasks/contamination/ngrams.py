@@ -29,6 +29,7 @@ UNITS: tuple[Unit, ...] = ("chars", "words")
 
 _NOT_ALNUM = re.compile(r"[\W_]+")
 _WORD = re.compile(r"[^\W_]+")
+_ALNUM_CHAR = re.compile(r"[^\W_]")
 _BASE = 0x9E3779B97F4A7C15  # odd, so multiplication by it is a bijection modulo 2**64
 _MIX = np.uint64(0xBF58476D1CE4E5B9)
 MASK64 = (1 << 64) - 1
@@ -76,10 +77,14 @@ def units_with_spans(text: str, unit: Unit) -> Units:
             starts = [min(s, len(text)) for s in starts]
             ends = [min(e, len(text)) for e in ends]
         return Units(items, starts, ends)
+    lowered = text.lower()
+    if len(lowered) == len(text):  # the usual case: one lowercase character per character
+        starts = [m.start() for m in _ALNUM_CHAR.finditer(lowered)]
+        return Units([lowered[i] for i in starts], starts, [i + 1 for i in starts])
     for index, char in enumerate(text):
-        for lowered in char.lower():
-            if lowered.isalnum():
-                items.append(lowered)
+        for low in char.lower():
+            if low.isalnum():
+                items.append(low)
                 starts.append(index)
                 ends.append(index + 1)
     return Units(items, starts, ends)
