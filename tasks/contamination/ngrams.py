@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cache
 from typing import Literal
 
 import numpy as np
@@ -91,16 +92,16 @@ def units_with_spans(text: str, unit: Unit) -> Units:
 
 
 def unit_codes(items: list[str], unit: Unit) -> np.ndarray:
-    """One uint64 per unit: the code point of a character, ``hash`` of a word (Python's string
-    hash is salted per process; evaluation and corpus are hashed in the same process)."""
+    """One uint64 per unit: the code point of a character, a word's hash (``_mix_words``:
+    the same in every process)."""
     if unit == "chars":
         return codes_of_text("".join(items))
-    return np.fromiter((hash(w) & MASK64 for w in items), dtype=np.uint64, count=len(items))
+    return _mix_words(codes_of_text(" ".join(items)))[0]
 
 
 def codes_of_text(text: str) -> np.ndarray:
-    """The code points of ``text`` as uint64."""
-    return np.frombuffer(text.encode("utf-32-le"), dtype="<u4").astype(np.uint64)
+    """The code points of ``text`` as uint64 (a lone surrogate, which real text holds, too)."""
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4").astype(np.uint64)
 
 
 def _mixed(codes: np.ndarray) -> np.ndarray:
@@ -166,3 +167,105 @@ def informative(codes: np.ndarray, n: int) -> np.ndarray:
     """Windows with at least ``n // 2`` distinct units: a run of laughter (ㅋㅋㅋ...) or a
     repeated word is in many texts and proves no leak."""
     return distinct_per_window(codes, n) >= max(1, n // 2)
+
+
+SEPARATOR = "\x00"  # between rows of a batch: neither a letter nor a digit
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Many rows normalized in a few calls over one joined string (per-row Python calls were
+    most of the scan's time): the units of every row in one array, with the row of each.
+
+    ``rows[i]`` is the row of unit ``i``; ``keys[r]`` is row ``r`` normalized (characters: the
+    letters and digits; words: the words joined by single spaces), the key of a whole row.
+    """
+
+    unit: Unit
+    codes: np.ndarray
+    rows: np.ndarray
+    keys: list[str]
+    first: np.ndarray  # index of each row's first unit (rows without units: where they'd be)
+
+    def window_rows(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Hashes of every window of ``n`` units, and the row of each (-1: it crosses rows)."""
+        found = window_hashes(self.codes, n)
+        count = len(found)
+        same = self.rows[:count] == self.rows[n - 1 : n - 1 + count]
+        return found, np.where(same, self.rows[:count], -1)
+
+    def units_of(self, row: int) -> str | list[str]:
+        key = self.keys[row]
+        return key if self.unit == "chars" else key.split()
+
+
+def _joined(texts: list[str]) -> str:
+    """The rows lowercased and joined by the separator (a separator inside a row is removed)."""
+    joined = SEPARATOR.join(texts)
+    if joined.count(SEPARATOR) != max(0, len(texts) - 1):
+        joined = SEPARATOR.join(t.replace(SEPARATOR, "") for t in texts)
+    return joined.lower()
+
+
+def _mix_words(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(one hash per word, the index of each word's first character) of ``codes``: words are
+    runs of codes other than space (32) and the separator (0). A word's hash sums each of its
+    characters mixed with its place in the word, so no per-word Python call is needed."""
+    in_word = (codes != 32) & (codes != 0)
+    if not in_word.any():
+        return np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.int64)
+    previous = np.concatenate(([False], in_word[:-1]))
+    starts = np.flatnonzero(in_word & ~previous)
+    index = np.arange(len(codes))
+    word_start = np.maximum.accumulate(np.where(in_word & ~previous, index, 0))
+    place = (index - word_start).astype(np.uint64)
+    with np.errstate(over="ignore"):
+        values = _mixed(codes ^ (place << np.uint64(32)))
+    values = np.where(in_word, values, np.uint64(0))
+    # Sum each word's characters: segments start at every word start; the non-word codes
+    # between words were set to 0 and add nothing.
+    return np.add.reduceat(values, starts).astype(np.uint64), starts
+
+
+@cache
+def _alnum_table() -> np.ndarray:
+    """``str.isalnum`` of every code point (what ``\\w`` matches, less the underscore)."""
+    return np.fromiter((chr(c).isalnum() for c in range(0x110000)), dtype=bool, count=0x110000)
+
+
+def _text_of(codes: np.ndarray) -> str:
+    return codes.astype("<u4").tobytes().decode("utf-32-le", "surrogatepass")
+
+
+def _single_spaces(codes: np.ndarray) -> np.ndarray:
+    """``codes`` with spaces (32) kept only between two word characters of one row."""
+    index = np.arange(len(codes))
+    letter = (codes != 32) & (codes != 0)
+    last_letter = np.maximum.accumulate(np.where(codes != 32, index, -1))
+    previous = np.concatenate(([-1], last_letter[:-1]))
+    following = np.minimum.accumulate(np.where(codes != 32, index, len(codes))[::-1])[::-1]
+    before_ok = (previous >= 0) & letter[np.maximum(previous, 0)]
+    after_ok = (following < len(codes)) & letter[np.minimum(following, len(codes) - 1)]
+    keep = (codes != 32) | (before_ok & after_ok & (np.concatenate(([0], codes[:-1])) != 32))
+    return codes[keep]
+
+
+def batch(texts: list[str], unit: Unit) -> Batch:
+    """``texts`` as one ``Batch`` of ``unit`` (each row as ``normalized_chars`` or
+    ``normalized_words`` gives it), in numpy: a code point table, not a regex per row."""
+    codes = codes_of_text(_joined(texts))
+    alnum = _alnum_table()[codes.astype(np.int64)]
+    if unit == "chars":
+        kept = codes[alnum | (codes == 0)]
+        keys = _text_of(kept).split(SEPARATOR)
+        is_unit = kept != 0
+        row_of = np.cumsum(~is_unit)  # separators before each position
+        units, rows = kept[is_unit], row_of[is_unit]
+    else:
+        spaced = _single_spaces(np.where(alnum | (codes == 0), codes, np.uint64(32)))
+        keys = _text_of(spaced).split(SEPARATOR)
+        units, starts = _mix_words(spaced)
+        rows = np.cumsum(spaced == 0)[starts] if len(starts) else starts
+    rows = rows.astype(np.int64)
+    first = np.searchsorted(rows, np.arange(len(texts)), side="left")
+    return Batch(unit, units, rows, keys, first)

@@ -28,10 +28,11 @@ def _informative(window: tuple[str, ...]) -> bool:
     return len(set(window)) >= max(1, len(window) // 2)
 
 
-def contaminated(
-    texts: list[str], corpus: Iterable[str], lengths: dict[str, int]
-) -> dict[int, set[int]]:
-    """{text index: corpus row indices} of every contaminated text."""
+Index = tuple[dict, dict]
+
+
+def index(texts: list[str], lengths: dict[str, int]) -> Index:
+    """Every informative n-gram and every short whole text of ``texts``, as strings."""
     windows: dict[tuple[str, tuple[str, ...]], set[int]] = {}
     wholes: dict[tuple[str, tuple[str, ...]], set[int]] = {}
     for i, text in enumerate(texts):
@@ -42,6 +43,12 @@ def contaminated(
                     windows.setdefault((unit, seq[j : j + n]), set()).add(i)
             if MIN_WHOLE[unit] <= len(seq) < n and _informative(seq):
                 wholes.setdefault((unit, seq), set()).add(i)
+    return windows, wholes
+
+
+def scan(built: Index, corpus: Iterable[str], lengths: dict[str, int]) -> dict[int, set[int]]:
+    """{text index: corpus row indices} of every contaminated text."""
+    windows, wholes = built
     found: dict[int, set[int]] = {}
     for r, row in enumerate(corpus):
         for unit, n in lengths.items():
@@ -52,3 +59,10 @@ def contaminated(
             for i in hits:
                 found.setdefault(i, set()).add(r)
     return found
+
+
+def contaminated(
+    texts: list[str], corpus: Iterable[str], lengths: dict[str, int]
+) -> dict[int, set[int]]:
+    """{text index: corpus row indices} of every contaminated text."""
+    return scan(index(texts, lengths), corpus, lengths)

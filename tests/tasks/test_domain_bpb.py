@@ -13,10 +13,10 @@ import pytest
 from fusion import zoo_data
 from harness.cli import main
 from reports import rundir
-from tests.tasks.naive_contamination import contaminated
 from tasks import catalog
 from tasks.loaders import load_benchmark
 from tests.tasks.hand_scoring import hand_loglikelihoods
+from tests.tasks.naive_contamination import contaminated
 
 DOMAIN_TASKS = {
     # task: (split, note fragment)
@@ -43,6 +43,7 @@ def _expected(data_root: Path) -> dict[str, list[str]]:
     comments = _column(unsmile / "unsmile_valid_v1.0.tsv", "문장")
     products = _column(sentineg / "dev.tsv", "Text") + _column(sentineg / "test.tsv", "Text")
     reviews = _column(data_root / "nsmc" / "ratings_test.txt", "document")
+
     def held_out(texts: list[str], train: set[str]) -> list[str]:
         unseen = [t for t in dict.fromkeys(texts) if t and t not in train]
         sharing = contaminated(unseen, sorted(train), {"chars": 25, "words": 13})

@@ -29,8 +29,8 @@ from harness.cli import main
 from tasks import catalog, loaders
 from tasks.datadir import ENV_VAR
 from tasks.loaders import heldout_passages, load_benchmark
-from tests.tasks.naive_contamination import contaminated
 from tests.tasks.hand_scoring import hand_loglikelihoods
+from tests.tasks.naive_contamination import contaminated
 
 # Short, fixed Korean texts (not from the data): Hangul, digits, Latin, Hanja (byte fallback
 # in the metaspace tokenizer), punctuation; two lengths, so a mean of per-document ratios
