@@ -21,7 +21,6 @@ alarm; docs/contamination.md records the table this printed.
 from __future__ import annotations
 
 import argparse
-import platform
 import random
 import sys
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from reports import machine  # noqa: E402
 from tasks.contamination.check import Settings, check  # noqa: E402
 from tasks.contamination.documents import JOINED, load_documents  # noqa: E402
 
@@ -90,7 +90,6 @@ def found(result, kind: str) -> int:
 
 
 def main() -> None:
-    import torch
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", default="15,20,25,30,40,50")
@@ -104,7 +103,7 @@ def main() -> None:
         f"KoBEST scored documents: {documents}; independent rows: {len(independent)}; "
         f"train rows: {len(train)}; planted per kind: {len(leaks['whole'])}"
     )
-    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}")
+    print(machine.line(machine.record()))
     print(
         "| n-gram | false alarms (independent text) | train overlap | whole found | "
         "light paraphrase found | heavy paraphrase found | checkable | seconds |"

@@ -12,14 +12,13 @@ work is the same per copy). Both find the same documents (checked here).
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from reports import machine  # noqa: E402
 from tasks.contamination.check import DEFAULT_N, _results, batches  # noqa: E402
 from tasks.contamination.documents import load_documents  # noqa: E402
 from tasks.contamination.index import EvalIndex  # noqa: E402
@@ -28,18 +27,7 @@ from tests.tasks import naive_contamination as naive  # noqa: E402
 TASKS = ["ko_bpb_comments", "ko_bpb_products", "ko_bpb", "korunsmile", "nsmc", "kobest_sentineg"]
 
 
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
-    import torch
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
@@ -71,10 +59,7 @@ def main() -> None:
     slow = time.perf_counter() - started
 
     flagged = sum(t.contaminated for t in result)
-    print(
-        f"machine: {_cpu()}, {os.cpu_count()} cores, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), python {platform.python_version()}"
-    )
+    print(machine.line(machine.record()))
     print(
         f"evaluation: {len(texts):,} documents of {len(TASKS)} tasks; corpus: {len(corpus):,} "
         f"rows, {megabytes:.1f} MB; n-grams {DEFAULT_N} (both)"
