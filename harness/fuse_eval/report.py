@@ -69,7 +69,7 @@ class Section:
 
 def extra_sections(layout: WorkDir) -> list[Section]:
     """The sections other modules contribute (each one line here)."""
-    return [*_strength_check(layout), *_contamination(layout)]
+    return [*_contamination(layout), *_strength_check(layout)]  # in the order they ran
 
 
 def _contamination(layout: WorkDir) -> list[Section]:
