@@ -9,11 +9,10 @@ contaminated document with its longest overlap and the corpus rows (``file:line`
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 from typing import Any
 
-from reports.errors import BadFile
+from reports.jsonio import read_formatted
 from reports.render import md_table
 
 FORMAT = "fusebench-contamination"
@@ -31,16 +30,7 @@ MISSES = (
 
 def load(path: Path) -> dict[str, Any] | None:
     """The check's JSON, or None when the file is not there; another file is one line."""
-    path = Path(path)
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as err:
-        raise BadFile(path, f"not valid JSON ({err})") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise BadFile(path, f"not a contamination check (format is not {FORMAT!r})")
-    return data
+    return read_formatted(path, FORMAT, "a contamination check")
 
 
 def over(data: dict[str, Any]) -> list[str]:

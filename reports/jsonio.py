@@ -33,3 +33,18 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
     return json_lines(
         read_text(path).split("\n"), lambda line, why: BadFile(path, f"line {line}: {why}")
     )
+
+
+def read_formatted(path: Path, fmt: str, what: str) -> dict[str, Any] | None:
+    """A JSON object whose ``format`` is ``fmt`` (a file fusebench wrote), or None when the
+    file is not there; invalid JSON or another format is one line naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise BadFile(path, f"not valid JSON ({err})") from None
+    if not isinstance(data, dict) or data.get("format") != fmt:
+        raise BadFile(path, f"not {what} (format is not {fmt!r})")
+    return data

@@ -12,11 +12,11 @@ warning when it gave one.
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 from typing import Any
 
 from reports.errors import BadFile
+from reports.jsonio import read_formatted
 from reports.render import md_table
 
 FORMAT = "fusebench-strength"
@@ -32,15 +32,9 @@ INTRO = (
 def load_strength(path: Path) -> dict[str, Any] | None:
     """The strength check, or None when the file is not there (a run made before the check);
     a file that is not one is a one-line error naming it."""
-    path = Path(path)
-    if not path.is_file():
+    data = read_formatted(path, FORMAT, "a strength check")
+    if data is None:
         return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as err:
-        raise BadFile(path, f"not valid JSON ({err})") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise BadFile(path, f"not a strength check (format is not {FORMAT!r})")
     missing = [key for key in _REQUIRED if key not in data]
     if missing:
         raise BadFile(path, f"strength check without {', '.join(missing)}")
