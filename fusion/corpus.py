@@ -33,8 +33,9 @@ from typing import Any
 from fusion.conversation import Renderer, Span, check_messages
 from fusion.errors import FusionError
 from fusion.layout import WorkDir
-from runrecords.atomic import write_atomic, write_json_atomic
+from runrecords.atomic import dumps, write_atomic, write_json_atomic
 from runrecords.digest import sha256_file
+from runrecords.jsonl import json_lines
 
 ROWS = "rows.jsonl"
 META = "meta.json"
@@ -402,7 +403,7 @@ def prepare(
     if not rows:
         where = ", ".join(i.get("file") or i.get("hub", "") for i in inputs)
         raise CorpusError(f"{where}: the corpus has no text rows (empty input)")
-    body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
+    body = "".join(dumps(r, indent=None) + "\n" for r in rows).encode("utf-8")
     write_atomic(directory / ROWS, lambda tmp: tmp.write_bytes(body))
     meta = {
         "fingerprint": hashlib.sha256(body).hexdigest(),
@@ -427,7 +428,13 @@ def load(work_dir: Path) -> Corpus:
     fingerprint = hashlib.sha256(body).hexdigest()
     if fingerprint != meta.get("fingerprint"):
         raise CorpusError(f"{file}: sha256 does not match {META} (the rows were edited)")
-    records = [json.loads(line) for line in body.decode("utf-8").splitlines()]
+    records = [
+        record
+        for _, record in json_lines(
+            body.decode("utf-8").split("\n"),
+            lambda line, why: CorpusError(f"{file}:{line}: {why}"),
+        )
+    ]
     spans = (
         [[(int(a), int(b)) for a, b in r["spans"]] for r in records]
         if meta.get("conversation")

@@ -55,7 +55,7 @@ def is_pairwise(path: Path) -> bool:
 
 def _rows(path: Path) -> list[dict]:
     out = []
-    for number, line in enumerate(path.read_text("utf-8").splitlines(), 1):
+    for number, line in enumerate(path.read_text("utf-8").split("\n"), 1):  # see runrecords.jsonl
         if not line.strip():
             continue
         try:

@@ -35,9 +35,16 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+# Line separators JSON allows raw inside strings but line-splitting readers cut at
+# (``str.splitlines``, JavaScript before ES2019): written escaped, read back unchanged.
+_LINE_BREAKS = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\u0085": "\\u0085"})
+
+
 def dumps(obj: Any, indent: int | None = 2) -> str:
-    """JSON as fusebench writes it: UTF-8 text unescaped, numpy values as plain numbers."""
-    return json.dumps(obj, ensure_ascii=False, indent=indent, default=_json_default)
+    """JSON as fusebench writes it: UTF-8 text unescaped (but U+2028, U+2029 and U+0085, which
+    split lines for some readers), numpy values as plain numbers."""
+    text = json.dumps(obj, ensure_ascii=False, indent=indent, default=_json_default)
+    return text.translate(_LINE_BREAKS)
 
 
 def _umask() -> int:

@@ -27,7 +27,7 @@ class Logbook:
         """On resume, drop records past the checkpoint (a crash may have logged them)."""
         if not self.path.is_file():
             return
-        lines = self.path.read_text(encoding="utf-8").splitlines()
+        lines = self.path.read_text(encoding="utf-8").split("\n")
         kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
         text = "".join(line + "\n" for line in kept)
         write_text_atomic(self.path, text)
@@ -37,7 +37,7 @@ class Logbook:
 
     def write(self, record: dict[str, Any]) -> None:
         with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+            handle.write(json.dumps(record) + "\n")  # ASCII: U+2028 escaped
         if self.writer is not None:
             for key in ("loss", "clm", "fuse", "lr", "grad_norm"):
                 if record.get(key) is not None:
@@ -50,4 +50,5 @@ class Logbook:
 
 
 def read_log(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    text = path.read_text(encoding="utf-8").split("\n")  # not splitlines: see runrecords.jsonl
+    return [json.loads(line) for line in text if line.strip()]

@@ -97,7 +97,8 @@ def _judged(run: Path, strategy: str, judge: Judge) -> bool:
     seen = json.loads(record.read_text(encoding="utf-8"))
     if {k: seen.get(k) for k in judge.identity()} != judge.identity():
         return False
-    rows = [json.loads(line) for line in answers.read_text(encoding="utf-8").splitlines() if line]
+    lines = answers.read_text(encoding="utf-8").split("\n")  # not splitlines: runrecords.jsonl
+    rows = [json.loads(line) for line in lines if line.strip()]
     return bool(rows) and all("query_single" in r and "query_multi" in r for r in rows)
 
 
