@@ -95,6 +95,15 @@ def blocking_file(directory: Path) -> Path | None:
     return None if existing.is_dir() else existing
 
 
+def _share_like_umask(folder: Path) -> None:
+    """Files a library made private (safetensors writes ``model.safetensors`` 0600 through a
+    temporary file) get the mode ``open()`` would give them: a team's shared run directory
+    must not hide the model it trained. Files with any group or other bit are left alone."""
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink() and path.stat().st_mode & 0o077 == 0:
+            os.chmod(path, _FILE_MODE)
+
+
 @contextlib.contextmanager
 def atomic_directory(output: Path, overwrite: bool = True) -> Iterator[Path]:
     """Yield a scratch folder that becomes ``output`` only when the block succeeds.
@@ -115,6 +124,7 @@ def atomic_directory(output: Path, overwrite: bool = True) -> Iterator[Path]:
     scratch.mkdir()  # (not mkdtemp: its 0700 mode would stick to the final directory)
     try:
         yield scratch
+        _share_like_umask(scratch)
         # The old output is moved aside, not deleted in place: a crash mid-delete would
         # leave a half model under the output name.
         stale = output.parent / f".{output.name}.stale-{tag}"

@@ -114,3 +114,35 @@ def test_every_user_error_is_one_class_for_the_cli() -> None:
     for error in (FusionError, HarnessError, JudgeError, ReportError, TaskDataError):
         assert issubclass(error, UserError) and error.exit_code == 2
     assert issubclass(Interrupted, UserError) and Interrupted.exit_code == 130
+
+
+def test_atomic_directory_gives_private_files_the_umask_mode(tmp_path: Path) -> None:
+    """safetensors writes model.safetensors 0600 (issue 27, item 9): a model saved through
+    atomic_directory is readable as any other file the process writes."""
+    import os
+
+    from runrecords.atomic import _FILE_MODE, atomic_directory
+
+    out = tmp_path / "model"
+    with atomic_directory(out) as scratch:
+        private = scratch / "model.safetensors"
+        private.write_bytes(b"x")
+        os.chmod(private, 0o600)
+        shared = scratch / "config.json"
+        shared.write_text("{}")
+        os.chmod(shared, 0o640)
+    assert (out / "model.safetensors").stat().st_mode & 0o777 == _FILE_MODE
+    assert (out / "config.json").stat().st_mode & 0o777 == 0o640  # not private: kept
+
+
+def test_a_saved_model_is_not_private(tmp_path: Path) -> None:
+    """The real writer: transformers' save_pretrained (safetensors) into atomic_directory, as
+    the zoo and the trainer save."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from runrecords.atomic import _FILE_MODE
+
+    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=1, n_embd=8, vocab_size=16, n_positions=8))
+    with atomic_directory(tmp_path / "m") as scratch:
+        model.save_pretrained(scratch)
+    assert (tmp_path / "m" / "model.safetensors").stat().st_mode & 0o777 == _FILE_MODE
