@@ -12,7 +12,7 @@ scored splits:
 - checkable: the share of scored documents with a text at least that long (the rest are
   found only as a whole row).
 
-    python bench/contamination_length.py [--lengths 15,20,25,30,40,50]
+    python bench/contamination_length.py [--lengths 15,20,25,30,40,50] [--seed 0]
 
 The default (tasks/contamination/check.py, DEFAULT_N) is the shortest length with no false
 alarm; docs/contamination.md records the table this printed.
@@ -93,11 +93,14 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", default="15,20,25,30,40,50")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="Which items are planted, how reworded."
+    )
     args = parser.parse_args()
     lengths = [int(x) for x in args.lengths.split(",")]
     tasks = load_documents(KOBEST)
     documents = sum(len(t.documents) for t in tasks)
-    leaks = planted(tasks, random.Random(0))
+    leaks = planted(tasks, random.Random(args.seed))
     independent, train = independent_rows(), train_rows()
     print(
         f"KoBEST scored documents: {documents}; independent rows: {len(independent)}; "

@@ -36,10 +36,13 @@ def _versions(names: list[str]) -> dict[str, str]:
     return {n: (infos[n].version if n in infos else "1") for n in names}
 
 
-def check_key(config: FuseConfig, names: list[str], settings: Settings) -> str:
-    """What the check depends on: the corpus content, the tasks and their versions."""
+def check_key(
+    config: FuseConfig, names: list[str], settings: Settings, inputs: list[dict[str, str]]
+) -> str:
+    """What the check depends on: the corpus content (``inputs``: its files' sha256), the
+    tasks and their versions."""
     data = {
-        "corpus": section_inputs(config.corpus),
+        "corpus": inputs,
         "section": config.corpus.model_dump(mode="json", exclude={"path"}),
         "tasks": _versions(names),
         **settings.to_json(),
@@ -68,14 +71,15 @@ def check_corpus(
     names = [*task_names, *([LOGICKOR] if judged else [])]
     settings = Settings()
     layout = WorkDir(config.work_dir)
-    key = check_key(config, names, settings)
+    inputs = section_inputs(config.corpus)  # each corpus file hashed once
+    key = check_key(config, names, settings, inputs)
     data = _recorded(layout, key)
     if data is None:
         report.status(f"contamination check: the fusion corpus against {', '.join(names)}")
         data = run_check(
             names,
             section_texts(config.corpus),
-            sources=[str(i.get("file") or i.get("hub")) for i in section_inputs(config.corpus)],
+            sources=[str(i.get("file") or i.get("hub")) for i in inputs],
             settings=settings,
             max_rate=0.0,
             quiet=not progress,

@@ -19,8 +19,8 @@ from tasks.contamination.ngrams import Unit
 # Defaults, justified in docs/contamination.md (measured with bench/contamination_length.py):
 # 13 words as GPT-3's and lm-eval's decontamination; 25 characters for Korean.
 DEFAULT_N: dict[Unit, int] = {"chars": 25, "words": 13}
-BATCH_CHARS = 1_000_000
-FORMAT = "fusebench-contamination"  # reports/contamination.py reads it  # corpus characters hashed per numpy pass
+BATCH_CHARS = 1_000_000  # corpus characters hashed per numpy pass
+FORMAT = "fusebench-contamination"  # reports/contamination.py reads it
 
 
 @dataclass(frozen=True)
@@ -88,10 +88,6 @@ class CheckResult:
     corpus_chars: int
     sources: list[str]
 
-    def over(self, max_rate: float) -> list[TaskResult]:
-        """Tasks whose contaminated share exceeds ``max_rate``."""
-        return [t for t in self.tasks if t.contaminated and t.rate > max_rate]
-
     def to_json(self, max_rate: float = 0.0) -> dict:
         return {
             "format": FORMAT,
@@ -137,37 +133,37 @@ def _finding(piece: Piece, index: EvalIndex, corpus_rows: int) -> Finding:
 
 
 def _results(tasks: Sequence[TaskDocuments], indexes: list[EvalIndex]) -> list[TaskResult]:
-    out = []
-    for t, task in enumerate(tasks):
-        best: dict[int, Finding] = {}
-        rows: dict[int, set[str]] = {}
-        checkable: set[int] = set()
-        for index in indexes:
-            for piece in index.pieces:
-                if piece.task != t:
-                    continue
-                if index.checkable(piece):
-                    checkable.add(piece.document)
-                if piece.matched:
-                    rows.setdefault(piece.document, set()).update(piece.rows)
-        for index in indexes:
-            for piece in index.pieces:
-                if piece.task != t or not piece.matched:
-                    continue
-                found = _finding(piece, index, len(rows[piece.document]))
-                held = best.get(piece.document)
-                if held is None or (found.coverage, found.overlap_units) > (
-                    held.coverage,
-                    held.overlap_units,
-                ):
-                    best[piece.document] = found  # the most covered text shows the leak best
-        findings = [best[d] for d in sorted(best)]
-        out.append(
-            TaskResult(
-                task.task, task.split, task.version, len(task.documents), len(checkable), findings
-            )
+    """Per task: checkable documents and, per contaminated document, its best finding (the
+    most covered text shows the leak best), in one pass over the pieces."""
+    checkable: list[set[int]] = [set() for _ in tasks]
+    rows: list[dict[int, set[str]]] = [{} for _ in tasks]
+    matched = [(index, piece) for index in indexes for piece in index.pieces if piece.matched]
+    for index in indexes:
+        for piece in index.pieces:
+            if index.checkable(piece):
+                checkable[piece.task].add(piece.document)
+    for _, piece in matched:
+        rows[piece.task].setdefault(piece.document, set()).update(piece.rows)
+    best: list[dict[int, Finding]] = [{} for _ in tasks]
+    for index, piece in matched:
+        found = _finding(piece, index, len(rows[piece.task][piece.document]))
+        held = best[piece.task].get(piece.document)
+        if held is None or (found.coverage, found.overlap_units) > (
+            held.coverage,
+            held.overlap_units,
+        ):
+            best[piece.task][piece.document] = found
+    return [
+        TaskResult(
+            task.task,
+            task.split,
+            task.version,
+            len(task.documents),
+            len(checkable[t]),
+            [best[t][d] for d in sorted(best[t])],
         )
-    return out
+        for t, task in enumerate(tasks)
+    ]
 
 
 def batches(rows: Iterable[tuple[str, str]], size: int = BATCH_CHARS):

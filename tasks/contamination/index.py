@@ -37,7 +37,6 @@ class Piece:
     matched: set[int] = field(default_factory=set)  # window offsets found in the corpus
     origins: list[str] = field(default_factory=list)  # first corpus rows that matched
     rows: set[str] = field(default_factory=set)  # every corpus row that matched (bounded below)
-    hits: int = 0  # corpus windows that matched
 
     @cached_property
     def units(self) -> Units:
@@ -46,7 +45,6 @@ class Piece:
 
     def record(self, offset: int, origin: str) -> None:
         self.matched.add(offset)
-        self.hits += 1
         if origin not in self.rows and len(self.rows) < 10_000:
             self.rows.add(origin)
             if len(self.origins) < EXAMPLES_KEPT:

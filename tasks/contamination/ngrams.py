@@ -33,7 +33,6 @@ _WORD = re.compile(r"[^\W_]+")
 _ALNUM_CHAR = re.compile(r"[^\W_]")
 _BASE = 0x9E3779B97F4A7C15  # odd, so multiplication by it is a bijection modulo 2**64
 _MIX = np.uint64(0xBF58476D1CE4E5B9)
-MASK64 = (1 << 64) - 1
 
 
 def normalized_chars(text: str) -> str:
