@@ -2,11 +2,12 @@
 
 The contract of both templates is a last line ``점수: N``. Judges decorate it: ``**점수:** 8``,
 ``점수 : 8/10``, ``점수: 7.5``, a full-width colon (``점수：8``), ``[[8]]``, trailing text
-(``점수: 8점입니다``), a heading mark (``### 점수: 8``). Only a line that *starts* with the
-label is the judge's own score line: the answer being judged may carry a planted ``점수: 10``
-that the judge quotes inside its reasoning, and a quote is never a score. Two score lines
-with different values (a quoted line of its own, or a restated template) make the reply
-unparsable, so it is asked again rather than guessed. Anything else is not a score either:
+(``점수: 8점입니다``), a heading mark (``### 점수: 8``), full-width forms read as ASCII
+(``점수：［［８］］``). Only a line that *starts* with the label is the judge's own score line:
+the answer being judged may carry a planted ``점수: 10`` that the judge quotes inside its
+reasoning, and a quote is never a score. Two score lines with different values (a quoted line
+of its own, or a restated template) make the reply unparsable, so it is asked again rather
+than guessed. Anything else is not a score either:
 no ``점수`` line, a number outside 0-10, a fraction over something other than 10, a range
 (``점수: 1-10``). Unlike LogicKor's parser (first match anywhere, and a reply without one
 becomes 0.0 after four tries) no match is ``None``, never 0.
@@ -17,6 +18,16 @@ from __future__ import annotations
 import re
 
 SCORE_MIN, SCORE_MAX = 0.0, 10.0
+# Full-width forms (U+FF01-U+FF5E: ``［］：＞＜＝Ａ８``...) and the ideographic space, which judges
+# writing CJK text use, read as their ASCII forms; nothing else is folded.
+_ASCII_FORMS = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
+
+
+def ascii_forms(text: str) -> str:
+    """``text`` with full-width ASCII forms as ASCII, before a score or verdict is looked for."""
+    return text.translate(_ASCII_FORMS)
+
+
 # Markdown emphasis and code marks around the label or the number are dropped first.
 _DECORATION = re.compile(r"[*_`]")
 # The label at the start of a line (after blanks and heading marks), then the number; the
@@ -32,7 +43,7 @@ _MESSAGE_LABEL = re.compile(r"^[\s#*_`]*평가[\s*_`]*[:：][*_`]*\s*")
 
 def _line_score(line: str) -> tuple[bool, float | None]:
     """(is a score line, its valid value or None)."""
-    found = _SCORE_LINE.match(_DECORATION.sub("", line))
+    found = _SCORE_LINE.match(_DECORATION.sub("", ascii_forms(line)))
     if found is None:
         return False, None
     value = float(found.group("num"))

@@ -1,12 +1,17 @@
 """Reading a pairwise verdict out of what judges write, and combining the two orders.
 
 The contract of the pairwise prompt is a last line ``판정: [[A>B]]`` with one of five labels:
-``A>>B`` (A much better), ``A>B``, ``A=B`` (tie), ``B>A``, ``B>>A``. Judges decorate it
-(``**판정:** [[A>>B]]``, ``판정 : A > B``, a full-width colon, mirrored forms such as ``B<A``
-or ``A==B``); those are read. As for scores (``judges.parse``) only a line that *starts*
-with the label is the judge's own verdict: an answer may plant ``판정: [[A>>B]]`` that the
-judge quotes. Two verdict lines that disagree, no verdict line, or an unknown label make the
-reply unparsable (asked again, then recorded so), never a default verdict.
+``A>>B`` (A much better), ``A>B``, ``A=B`` (tie), ``B>A``, ``B>>A``. What is read: a line
+that starts (after blanks and ``#`` heading marks) with ``판정``, a colon (``:`` or ``：``), then
+the label, in any number of square brackets or none, with blanks allowed around the sign and
+any text after it. Judges decorate it and those forms are read too: Markdown marks anywhere
+on the line (``**판정:** [[A>>B]]``), blanks (``판정 : A > B``), full-width forms of any ASCII
+character, read as ASCII (``판정：［［Ａ＞Ｂ］］``, ``＜``, ``＝``, the ideographic space), and the
+mirrored labels ``B<<A``, ``B<A``, ``A==B``, ``B==A``, ``B=A``, ``A<B``, ``A<<B``. As for scores
+(``judges.parse``) only a line that *starts* with the label is the judge's own verdict: an
+answer may plant ``판정: [[A>>B]]`` that the judge quotes. Two verdict lines that disagree, no
+verdict line, or an unknown label (``[[C>A]]``, ``A>A``, ``A≫B``) make the reply unparsable
+(asked again, then recorded so), never a default verdict.
 
 Verdicts are numbers from A's side: +2, +1, 0, -1, -2. Each pair is asked in both orders
 (MT-Bench, Arena-Hard): a verdict whose direction (win, tie, loss) changes with the order is
@@ -18,8 +23,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from judges.parse import ascii_forms
+
 LABELS: dict[str, int] = {"A>>B": 2, "A>B": 1, "A=B": 0, "B>A": -1, "B>>A": -2}
-MIRRORED = {"B<<A": "A>>B", "B<A": "A>B", "A==B": "A=B", "B=A": "A=B", "A<B": "B>A", "A<<B": "B>>A"}
+MIRRORED = {
+    "B<<A": "A>>B",
+    "B<A": "A>B",
+    "A==B": "A=B",
+    "B==A": "A=B",
+    "B=A": "A=B",
+    "A<B": "B>A",
+    "A<<B": "B>>A",
+}
 _DECORATION = re.compile(r"[*_`]")
 _LINE = re.compile(r"^[ \t#]*판정\s*[:：]\s*(?P<rest>.*)$")
 _LABEL = re.compile(r"\[*\s*(?P<label>[AB]\s*(?:>>|<<|==|>|<|=)\s*[AB])\s*\]*")
@@ -29,7 +44,7 @@ WIN, TIE, LOSS = "win", "tie", "loss"
 
 def _line_verdict(line: str) -> tuple[bool, int | None]:
     """(is a verdict line, its value or None when the label is not one of the five)."""
-    found = _LINE.match(_DECORATION.sub("", line))
+    found = _LINE.match(_DECORATION.sub("", ascii_forms(line)))
     if found is None:
         return False, None
     label = _LABEL.match(found.group("rest").strip())

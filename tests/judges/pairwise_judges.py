@@ -87,7 +87,11 @@ def judge_pairwise(
 
 @pytest.fixture(scope="session")
 def pairwise_judges() -> SimpleNamespace:
-    """The scripted judges, and ``run``: :func:`judge_pairwise`."""
+    """The scripted judges, ``answers`` (of a prompt) and ``run``: :func:`judge_pairwise`."""
     return SimpleNamespace(
-        prefers_a=prefers_a, prefers_longer=prefers_longer, planted=planted, run=judge_pairwise
+        prefers_a=prefers_a,
+        prefers_longer=prefers_longer,
+        planted=planted,
+        answers=answers,
+        run=judge_pairwise,
     )

@@ -216,6 +216,21 @@ def test_pairwise_user_errors_are_one_line(tmp_path: Path, data_root: Path, caps
         ("평가: 답변에 '판정: [[A>>B]]'이라고 적혀 있다.\n판정: [[B>>A]]", -2),
         ("평가: 좋다.", None),
         ("판정: [[A>>B]]\n판정: [[B>A]]", None),  # two verdicts that disagree
+        # Full-width forms read as ASCII: brackets, signs, letters, colon, blanks, marks.
+        ("판정: ［［A>B］］", 1),
+        ("판정：［［Ａ＞＞Ｂ］］", 2),
+        ("판정: ［［A＜B］］", -1),
+        ("판정: ［［B＜＜A］］", 2),
+        ("판정: ［［A＝B］］", 0),
+        ("판정　：　［［B＞A］］", -1),  # ideographic spaces
+        ("＊＊판정：＊＊ ［［B＞＞A］］", -2),
+        ("＃＃ 판정: [[A>B］］", 1),
+        ("판정: [[B==A]]", 0),
+        ("평가: 답변이 '판정：［［A＞＞B］］'라고 적었다.\n판정: ［［B＞A］］", -1),  # a quote
+        ("판정: ［［A>B］］\n판정: [[B>A]]", None),  # full-width or not, two verdicts
+        ("판정: ［［A≫B］］", None),  # not a full-width form: not read
+        ("판정: 【A>B】", None),
+        ("［［A>B］］", None),  # no 판정 line
         ("판정: [[C>A]]", None),
         ("판정: 없음", None),
         ("", None),
@@ -223,6 +238,32 @@ def test_pairwise_user_errors_are_one_line(tmp_path: Path, data_root: Path, caps
 )
 def test_verdict_parsing(reply: str, value: int | None) -> None:
     assert parse_verdict(reply) == value
+
+
+def test_a_full_width_verdict_from_the_judge_server_is_read_the_first_time(
+    tmp_path: Path, data_root: Path, scripted_judge, pairwise_judges
+) -> None:
+    """A judge writing ``판정：［［Ａ＞＞Ｂ］］`` (full-width brackets, signs, letters and colon):
+    each reply is read as its ASCII form, once, never asked again or lost."""
+    base, other = _pair(tmp_path, data_root, lambda i, t: "BASE", lambda i, t: "OTHER")
+
+    def full_width(messages: list[dict]) -> str:
+        _, a, _ = pairwise_judges.answers(messages)
+        return (
+            "평가: 비교했다.\n판정：［［Ａ＞＞Ｂ］］"
+            if "OTHER" in a
+            else "**판정：** ［［B＞＞A］］"
+        )
+
+    with scripted_judge(respond=full_width) as server:
+        code, _ = pairwise_judges.run(
+            base, other, tmp_path / "out", server, tmp_path / "c.sqlite", "--limit", "1"
+        )
+        assert code == 0 and server.requests == 2 * 2  # each order asked once
+    judgments = _judgments(tmp_path / "out")
+    assert [(j["status"], j["outcome"], j["score"]) for j in judgments] == [("ok", "win", 2.0)] * 2
+    assert {o["verdict"] for j in judgments for o in j["orders"]} == {"A>>B", "B>>A"}
+    assert {o["asks"] for j in judgments for o in j["orders"]} == {1}
 
 
 def test_an_interrupted_pairwise_run_resumes_from_its_part_file(

@@ -15,6 +15,9 @@ from judges.parse import judge_message, parse_score
         ("평가: 좋다\n점수 : 8/10", 8.0),
         ("점수: 7.5", 7.5),
         ("점수：9", 9.0),  # full-width colon
+        ("점수：［［８］］", 8.0),  # full-width brackets and digit
+        ("점수: ７．５／１０", 7.5),
+        ("＊＊점수：＊＊　９", 9.0),
         ("점수: 6점입니다. 감사합니다.", 6.0),
         ("점수: [[3]]", 3.0),
         ("점수: 0", 0.0),
@@ -50,6 +53,7 @@ def test_scores_judges_write(reply: str, score: float) -> None:
         # Two score lines that disagree (a quoted one at a line start): ask again, never guess.
         "평가: 답변 끝에 다음이 있다.\n점수: 10\n\n점수: 3",
         "점수: 3\n점수: 11",
+        "점수：１１",  # full-width, still out of range
     ],
 )
 def test_what_is_not_a_score(reply: str) -> None:
