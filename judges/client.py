@@ -15,6 +15,7 @@ import collections
 import email.utils
 import json
 import random
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from typing import Any
 
 import openai
 
-from judges.cache import Cached, ReplyCache, cache_key
+from judges.cache import Cached, ReplyCache, cache_key, endpoint_of
 from judges.errors import JudgeError
 from judges.redact import Redactor
 from judges.settings import ClientSettings
@@ -109,6 +110,8 @@ class JudgeClient:
     ) -> None:
         self.settings = settings
         self.cache = cache
+        # Part of every cache key: the same model name elsewhere is another judge.
+        self.endpoint = endpoint_of(settings.base_url)
         # The key lives only inside the client object; it is never logged or written, and
         # every text the client hands out (errors, replies) is passed through ``redact``.
         self.redact = Redactor(api_key, settings.base_url)
@@ -144,7 +147,10 @@ class JudgeClient:
     ) -> Reply:
         """The judge's reply to ``messages``; ``index`` (repeat, ask) separates deliberate
         re-asks of the same prompt in the cache."""
-        key = cache_key(self.settings.model, messages, {**sampling, **index})
+        messages = sendable(messages)
+        key = cache_key(
+            self.settings.model, messages, {**sampling, **index}, endpoint=self.endpoint
+        )
         if (hit := self.cache.get(key)) is not None:
             self.stats.add(cache_hits=1)
             return Reply(hit.reply, hit.prompt_tokens, hit.completion_tokens, True, 0, 0)
@@ -193,6 +199,20 @@ class JudgeClient:
             self.stats.add(retries=1)
             self._sleep(self._backoff(attempt, asked))
         raise AssertionError("unreachable")
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def sendable(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    """``messages`` as an HTTP body can carry them: a lone surrogate (real generations hold
+    ``"\\ud800"``), which UTF-8 cannot encode and the client would crash on, becomes U+FFFD,
+    what a UTF-8 decoder shows for it anyway. The files being judged keep it as written; the
+    cache key is of what is sent, the text the reply depends on."""
+    return [
+        {k: _LONE_SURROGATE.sub("\ufffd", v) if isinstance(v, str) else v for k, v in m.items()}
+        for m in messages
+    ]
 
 
 class _Malformed(Exception):

@@ -92,9 +92,11 @@ class PairwiseJudge:
         self.summary = PairSummary(cost=0.0 if price is not None else None)
 
     def signature(self) -> dict[str, Any]:
-        """What makes two judged rows comparable (a part file of other settings is not resumed)."""
+        """What makes two judged rows comparable (a part file of other settings, or of the
+        same model name at another endpoint, is not resumed)."""
         return {
             "kind": "pairwise",
+            "endpoint": self.client.endpoint,
             "model": self.client.settings.model,
             "max_asks": self.settings.max_asks,
             "sampling": self.settings.sampling(),

@@ -229,9 +229,11 @@ class Judge:
                 self.summary.cost = add_cost(self.summary.cost, judged.get("cost"))
 
     def signature(self) -> dict[str, Any]:
-        """What makes two judged rows comparable: a part file from other settings is not
-        resumed (its calls are still in the cache)."""
+        """What makes two judged rows comparable: a part file from other settings, or from
+        the same model name at another endpoint, is not resumed (its calls are still in the
+        cache, under that endpoint)."""
         return {
+            "endpoint": self.client.endpoint,
             "model": self.client.settings.model,
             "template": self.settings.template,
             "repeats": self.settings.repeats,

@@ -57,7 +57,7 @@ def _answers_key(records: list[dict]) -> str:
     """What identifies one set of answers (a generated file), whichever folder and judge."""
     answers = sorted((str(r.get("id")), r.get("outputs") or []) for r in records)
     payload = json.dumps(answers, ensure_ascii=False, sort_keys=True)
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+    return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def score_items(samples: pd.DataFrame) -> pd.DataFrame:

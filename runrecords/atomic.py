@@ -37,14 +37,25 @@ def _json_default(value: Any) -> Any:
 
 # Line separators JSON allows raw inside strings but line-splitting readers cut at
 # (``str.splitlines``, JavaScript before ES2019): written escaped, read back unchanged.
-_LINE_BREAKS = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\u0085": "\\u0085"})
+# Lone surrogates (``"\\ud800"`` in a model's output), which UTF-8 cannot encode, likewise:
+# escaped as the file being read had them, so writing never fails and the text reads back
+# unchanged.
+_ESCAPED = str.maketrans(
+    {
+        "\u2028": "\\u2028",
+        "\u2029": "\\u2029",
+        "\u0085": "\\u0085",
+        **{chr(c): f"\\u{c:04x}" for c in range(0xD800, 0xE000)},
+    }
+)
 
 
 def dumps(obj: Any, indent: int | None = 2) -> str:
     """JSON as fusebench writes it: UTF-8 text unescaped (but U+2028, U+2029 and U+0085, which
-    split lines for some readers), numpy values as plain numbers."""
+    split lines for some readers, and lone surrogates, which UTF-8 cannot hold), numpy values
+    as plain numbers."""
     text = json.dumps(obj, ensure_ascii=False, indent=indent, default=_json_default)
-    return text.translate(_LINE_BREAKS)
+    return text.translate(_ESCAPED)
 
 
 def _umask() -> int:

@@ -139,7 +139,10 @@ class ScriptedJudge:
                     ],
                     "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
                 }
-                self._send(200, json.dumps(body, ensure_ascii=False).encode())
+                payload = json.dumps(body, ensure_ascii=False)
+                if any("\ud800" <= c <= "\udfff" for c in text):  # a lone surrogate: escaped
+                    payload = json.dumps(body)
+                self._send(200, payload.encode())
 
             def _refused(self) -> bool:
                 """A 401 unless the request carries the server's key (when it has one)."""

@@ -7,7 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from judges.cache import Cached, ReplyCache, cache_key, default_path
+from judges import cache as reply_cache
+from judges.cache import Cached, ReplyCache, default_path
+
+ENDPOINT = "http://127.0.0.1:8000/v1"
+
+
+def cache_key(model: str, messages: list, sampling: dict, endpoint: str = ENDPOINT) -> str:
+    """The key at one endpoint (``test_judge_text_and_endpoints`` separates endpoints)."""
+    return reply_cache.cache_key(model, messages, sampling, endpoint=endpoint)
+
 
 MESSAGES = [{"role": "system", "content": "평가하라."}, {"role": "user", "content": "답변: 네"}]
 SAMPLING = {"temperature": 0.0, "repeat": 0, "ask": 0}

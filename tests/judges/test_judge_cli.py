@@ -292,9 +292,11 @@ def test_interrupted_run_resumes_from_its_part_file(
         part = final.parent / f".{final.name}.judge-part"
         # Rebuild the state a kill leaves: four rows done, a fifth torn, no final file.
         lines = final.read_text("utf-8").splitlines()
+        from judges.cache import endpoint_of
         from judges.run import JudgeSettings
 
         signature = {
+            "endpoint": endpoint_of(server.base_url),
             "model": "scripted-judge",
             "template": "logickor",
             "repeats": 1,

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
+from judges.cache import endpoint_of
 from judges.verdict import parse_verdict
 
 
@@ -281,6 +282,7 @@ def test_an_interrupted_pairwise_run_resumes_from_its_part_file(
         part = final.parent / f".{final.name}.pairwise-part"
         signature = {
             "kind": "pairwise",
+            "endpoint": endpoint_of(server.base_url),
             "model": "scripted-pairwise",
             "max_asks": 3,
             "sampling": {"temperature": 0.0},
