@@ -41,3 +41,7 @@ class ClientSettings:
     backoff_max: float = 60.0
     retry_after_max: float = 600.0  # a longer Retry-After is an error, not a 10-minute nap
     requests_per_minute: int | None = None
+    # Calls in a row that gave up without ever connecting (refused, unreachable, no route):
+    # then the endpoint is down, not busy, and the run stops instead of filling every
+    # judgment with an error.
+    max_connection_failures: int = 3
