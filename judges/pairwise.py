@@ -80,6 +80,27 @@ def pair_rows(base: list[dict], other: list[dict], job: PairJob) -> list[tuple[d
     return pairs
 
 
+def coverage(
+    base: list[dict], other: list[dict], judged: list[tuple[dict, dict]]
+) -> dict[str, Any]:
+    """Which questions of the two files ``judged`` (``pair_rows``'s pairs, after any
+    ``--limit``) covers, for the record and the reports: an OTHER holding 30 of 42 questions
+    must not pass for a comparison on all 42."""
+    base_ids = [r["id"] for r in base]
+    other_ids = [r["id"] for r in other]
+    in_base, in_other = set(base_ids), set(other_ids)
+    common = len(in_base & in_other)
+    return {
+        "base_questions": len(in_base),
+        "other_questions": len(in_other),
+        "questions": len(in_base | in_other),
+        "judged": len(judged),
+        "missing_in_other": [i for i in base_ids if i not in in_other],
+        "missing_in_base": [i for i in other_ids if i not in in_base],
+        "left_out_by_limit": common - len(judged),
+    }
+
+
 class PairwiseJudge:
     """Judges pair jobs with one client; ``progress(n)`` is called per finished judgment."""
 
