@@ -224,6 +224,59 @@ def test_a_pairwise_run_whose_server_goes_away_resumes_without_asking_twice(
     assert not part.exists()
 
 
+def test_a_row_half_judged_when_the_run_stops_keeps_its_judged_turn(
+    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch, scripted_judge
+) -> None:
+    """The first question's single-turn judgment is answered, its multi-turn one is still in
+    flight when the server goes away (asked by the second question's judgment): the part file
+    keeps the answered turn, and the rerun (no cache) asks everything else, nothing twice."""
+    monkeypatch.setenv(KEY_ENV, SECRET)
+    questions = [
+        json.loads(line)
+        for line in (data_root / "logickor" / "questions.jsonl").read_text("utf-8").splitlines()
+    ][:3]
+    target = tmp_path / "in" / "org" / "base" / "default.jsonl"
+    target.parent.mkdir(parents=True)
+    rows = [{**q, "outputs": [f"S-{q['id']}", f"M-{q['id']}"]} for q in questions]
+    target.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+    first, second = (q["id"] for q in questions[:2])
+    dead = threading.Event()
+    holder: dict[str, Any] = {}
+
+    def respond(messages: list[dict]) -> str:
+        user = messages[-1]["content"]
+        if f"M-{first}" in user:  # in flight until after the run stopped
+            dead.wait(10)
+            time.sleep(1.0)
+        elif f"S-{second}" in user and not dead.is_set():
+            holder["server"].server.shutdown()
+            holder["server"].server.server_close()  # later connections are refused
+            dead.set()
+            return "HTTP 500"  # this try reached the server; its retry will not
+        return SCORE
+
+    out = tmp_path / "out"
+    args = (
+        "judge", str(target), "--output", str(out), "--no-cache", "--concurrency", "2",
+        "--max-connection-failures", "1", *FAST,
+    )  # fmt: skip
+    with scripted_judge(respond=respond) as server:
+        holder["server"] = server
+        port = server.server.server_address[1]
+        code, _, err, _ = _run(*args, "--base-url", server.base_url)
+    assert code == 1
+    line = _one_error_line(err, server.base_url, 1)
+    judged = out / "org" / "base" / "default.jsonl"
+    part = judged.parent / f".{judged.name}.judge-part"
+    assert _part_turns(part) == {(first, "query_single"): "ok", (first, "query_multi"): "error"}
+    assert f"the 1 judgments finished are kept in {part}" in line
+    with scripted_judge(respond=lambda messages: SCORE, port=port) as server:
+        code, _, err, _ = _run(*args, "--base-url", server.base_url)
+        assert code == 0, err
+        assert server.requests == 3 * 2 - 1
+    assert not part.exists()
+
+
 # ---------------------------------------------------------------- "in a row"
 
 
