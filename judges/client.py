@@ -131,11 +131,12 @@ class JudgeClient:
         # The key lives only inside the client object; it is never logged or written, and
         # every text the client hands out (errors, replies) is passed through ``redact``.
         self.redact = Redactor(api_key, settings.base_url)
+        self._connect_timeout = min(settings.connect_timeout, settings.timeout)
         self._client = openai.OpenAI(
             base_url=settings.base_url,
             api_key=api_key or "none",
             max_retries=0,
-            timeout=settings.timeout,
+            timeout=openai.Timeout(settings.timeout, connect=self._connect_timeout),
         )
         self._budget = (
             RateBudget(settings.requests_per_minute) if settings.requests_per_minute else None
@@ -221,7 +222,11 @@ class JudgeClient:
             except openai.APIConnectionError as err:
                 # Before the status errors' clauses: none of these carries a response.
                 unreached = failed_to_connect(err)
-                cause = _short(err.__cause__ or err, self.redact) or type(err.__cause__).__name__
+                cause = (
+                    f"no connection within {self._connect_timeout:g}s"
+                    if type(err.__cause__).__name__ == "ConnectTimeout"
+                    else _short(err.__cause__ or err, self.redact) or type(err).__name__
+                )
                 reason = (
                     f"timeout after {self.settings.timeout:g}s"
                     if isinstance(err, openai.APITimeoutError) and not unreached

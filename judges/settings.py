@@ -36,6 +36,9 @@ class ClientSettings:
     base_url: str
     model: str
     timeout: float = 120.0  # seconds per request
+    # Seconds to open a connection (at most ``timeout``): a host that drops connection attempts
+    # fails each try in this time, not in ``timeout``, so that a dead endpoint is seen soon.
+    connect_timeout: float = 10.0
     max_retries: int = 6  # transient failures retried per call
     backoff_base: float = 1.0  # seconds; attempt k waits up to base * 2**k (full jitter)
     backoff_max: float = 60.0

@@ -157,6 +157,29 @@ def test_pairwise_judging_against_a_refused_port_stops_too(
     assert not (tmp_path / "out" / "pairwise.json").exists()
 
 
+def test_a_host_that_drops_connection_attempts_stops_the_run_within_the_connect_timeout(
+    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A listening socket whose accept queue is full (nothing accepts) drops new connection
+    attempts, as a firewalled host does: each try fails in the connect timeout (at most
+    --timeout), not after a reply that never comes."""
+    monkeypatch.setenv(KEY_ENV, SECRET)
+    base, _ = _files(tmp_path / "in", data_root, 4)
+    with socket.socket() as listening, socket.socket() as filler:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(0)
+        port = listening.getsockname()[1]
+        filler.connect(("127.0.0.1", port))  # the one queued connection: the queue is full
+        code, _, err, _ = _run(
+            "judge", str(base), "--output", str(tmp_path / "out"),
+            "--base-url", f"http://127.0.0.1:{port}/v1", "--timeout", "0.5", "--concurrency",
+            "1", *FAST,
+        )  # fmt: skip
+    assert code == 1
+    line = _one_error_line(err, f"http://127.0.0.1:{port}/v1", 3)
+    assert "(no connection within 0.5s), each after 2 tries" in line
+
+
 # ---------------------------------------------------------------- a server that goes away
 
 
@@ -314,3 +337,28 @@ def test_only_failures_in_a_row_stop_the_run(tmp_path: Path, scripted_judge) -> 
         assert client.stats.requests == requests
     finally:
         client.close()
+
+
+def test_the_connect_timeout_is_shorter_than_the_reply_timeout() -> None:
+    """A dropped connection attempt fails in ``connect_timeout``, although a reply may take
+    the whole ``timeout`` (judges' replies take long; opening a connection does not)."""
+    with socket.socket() as listening, socket.socket() as filler:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(0)
+        port = listening.getsockname()[1]
+        filler.connect(("127.0.0.1", port))
+        settings = ClientSettings(
+            base_url=f"http://127.0.0.1:{port}/v1",
+            model="scripted-judge",
+            timeout=60.0,
+            connect_timeout=0.3,
+            max_retries=1,
+        )
+        client = JudgeClient(settings, None, ReplyCache(None), sleep=lambda seconds: None)
+        start = time.monotonic()
+        try:
+            with pytest.raises(CallFailed, match=r"no connection within 0.3s"):
+                client.ask([{"role": "user", "content": "x"}], {}, {"repeat": 0, "ask": 0})
+        finally:
+            client.close()
+    assert time.monotonic() - start < 5
