@@ -167,7 +167,9 @@ class JudgeClient:
         return asked + jitter * 0.1
 
     def _reached(self) -> None:
-        """The server answered (whatever it said): the endpoint is up."""
+        """A request reached the server (whatever came back: a reply, an HTTP error, a dropped
+        connection, a read timeout): the endpoint is up, the count of calls in a row that
+        could not connect starts again."""
         with self._unreached_lock:
             self._unreached = 0
 
