@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -16,6 +15,7 @@ from harness import __version__
 from harness.specs import JudgeRequest
 from judges import cache as reply_cache
 from judges.client import ClientSettings, JudgeClient
+from judges.client import public_url as public_url  # where callers have long found it
 from judges.pricing import Price, price_for
 from judges.redact import RedactingFilter
 from judges.run import ERROR, OK, UNPARSABLE, Judge, JudgeSettings, read_rows
@@ -24,14 +24,6 @@ from reports import rundir
 from runrecords.atomic import write_json_atomic
 
 RECORD = "judge.json"
-
-
-def public_url(url: str) -> str:
-    """The URL without user:password, for manifests and messages."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = host + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _judge_system(template: str) -> dict[str, str]:
@@ -53,6 +45,7 @@ def make_client(request: JudgeRequest) -> tuple[JudgeClient, reply_cache.ReplyCa
         max_retries=request.max_retries,
         backoff_base=request.backoff,
         requests_per_minute=request.requests_per_minute,
+        max_connection_failures=request.max_connection_failures,
     )
     return JudgeClient(settings, request.api_key, replies), replies, cache_path
 

@@ -8,14 +8,16 @@ The same client, cache, concurrency, rate limits, progress and cost accounting a
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
 from harness import __version__
 from harness.judging import judging, make_client, settings_of, spending, spending_line
 from harness.specs import JudgeRequest
-from judges.pairwise import TURNS, PairwiseJudge, pair_rows
+from judges.pairwise import TURNS, PairJob, PairwiseJudge, coverage, pair_rows
 from judges.pricing import price_for
 from judges.run import ERROR, OK, UNPARSABLE, read_rows
 from judges.targets import PAIRWISE_RECORD, resolve_pairwise
@@ -27,10 +29,14 @@ def run_pairwise(request: JudgeRequest, console: Console | None = None) -> list[
     """Judge BASE against every ``--pairwise`` model; returns the judgment files."""
     console = console or Console()
     jobs = resolve_pairwise(request.target, list(request.pairwise), request.output)
+    assert request.output is not None  # resolve_pairwise refuses a run without one
     # Every input read and paired before any call.
-    pairs = {job: pair_rows(read_rows(job.base), read_rows(job.other), job) for job in jobs}
+    rows = {job: (read_rows(job.base), read_rows(job.other)) for job in jobs}
+    pairs = {job: pair_rows(*rows[job], job) for job in jobs}
     if request.limit is not None:
         pairs = {job: p[: request.limit] for job, p in pairs.items()}
+    covered = {job: _entry(job, request.output, coverage(*rows[job], pairs[job])) for job in jobs}
+    _say_partial(covered, console)
     started = rundir.now()
     client, replies, cache_path = make_client(request)
     settings = settings_of(request)
@@ -42,7 +48,6 @@ def run_pairwise(request: JudgeRequest, console: Console | None = None) -> list[
             advance.describe(f"{job.other_label} vs {job.base_label} · {job.strategy}")
             judge.run(job, pairs[job])
     summary = judge.summary
-    assert request.output is not None  # resolve_pairwise refuses a run without one
     write_json_atomic(
         request.output / PAIRWISE_RECORD,
         {
@@ -61,6 +66,7 @@ def run_pairwise(request: JudgeRequest, console: Console | None = None) -> list[
             "files": [str(f) for f in summary.files],
             "judgments": summary.judgments,
             "position_inconsistent": summary.inconsistent,
+            "coverage": _recorded_coverage(request.output, covered),
             **spending(client, cache_path, summary.cost, price),
         },
     )
@@ -80,3 +86,47 @@ def run_pairwise(request: JudgeRequest, console: Console | None = None) -> list[
     )
     console.print(f"pairwise judgments: {request.output}", highlight=False, soft_wrap=True)
     return summary.files
+
+
+def _entry(job: PairJob, output: Path, counts: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(judgment file relative to the output, its coverage entry for the record)."""
+    entry = {
+        "strategy": job.strategy,
+        "base": job.base_label,
+        "other": job.other_label,
+        "base_file": str(job.base),
+        "other_file": str(job.other),
+        **counts,
+    }
+    return job.output.relative_to(output).as_posix(), entry
+
+
+def _say_partial(covered: dict[PairJob, tuple[str, dict]], console: Console) -> None:
+    """Before any call: which pairs will be judged on part of the questions only."""
+    from reports.pairwise import Coverage, coverage_text
+
+    for job, (_, entry) in covered.items():
+        c = Coverage.of(job.other_label, entry, entry["judged"])
+        if not c.complete:
+            console.print(
+                f"note: {job.other_label} vs {job.base_label} · {job.strategy}: "
+                f"{coverage_text(c, job.base_label)} ({job.other} against {job.base})",
+                highlight=False,
+                soft_wrap=True,
+                markup=False,
+            )
+
+
+def _recorded_coverage(output: Path, covered: dict[PairJob, tuple[str, dict]]) -> dict:
+    """This run's coverage entries over those an earlier run into the same folder recorded
+    for its other judgment files (which stay in the folder and in its reports)."""
+    try:
+        earlier = json.loads((output / PAIRWISE_RECORD).read_text("utf-8")).get("coverage")
+    except (OSError, ValueError, AttributeError):
+        earlier = None
+    kept = {
+        path: entry
+        for path, entry in (earlier if isinstance(earlier, dict) else {}).items()
+        if (output / path).is_file()
+    }
+    return {**kept, **dict(covered.values())}

@@ -210,6 +210,11 @@ class JudgeRequest(BaseModel):
     backoff: float = Field(
         ClientSettings.backoff_base, description="Base of the exponential backoff, seconds."
     )
+    max_connection_failures: int = Field(
+        ClientSettings.max_connection_failures,
+        description="Stop the run (exit 1, judgments done so far kept for a rerun) after this "
+        "many requests in a row failed to connect, each after all its retries.",
+    )
     max_asks: int = Field(
         JudgeSettings.max_asks,
         description="Asks per judgment while the reply has no valid score; then it is recorded "

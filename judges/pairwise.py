@@ -9,7 +9,9 @@ model's win, tie or loss (``judges.verdict.combine``), and it records whether th
 agreed.
 
 Judgments are appended to a hidden part file as they finish, like ``fusebench judge``, so a
-killed run resumes without asking again; the output is written atomically when all are done.
+killed run resumes without asking again (judgments that ended in ``error`` are asked again);
+the output is written atomically when all are done. An unreachable endpoint stops the run at
+once, saying what it kept (``judges.run.stopped``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from judges.client import JudgeClient
-from judges.errors import JudgeError
+from judges.errors import EndpointUnreachable, JudgeError
 from judges.pairwise_prompts import build_pairwise_messages
 from judges.pricing import Price
 from judges.run import (
@@ -34,6 +36,7 @@ from judges.run import (
     finish_file,
     part_path,
     spent,
+    stopped,
 )
 from judges.settings import JudgeSettings
 from judges.verdict import combine, label, parse_verdict
@@ -75,6 +78,27 @@ def pair_rows(base: list[dict], other: list[dict], job: PairJob) -> list[tuple[d
                 f"{job.other}: question id {o['id']!r} asks something else than in {job.base}"
             )
     return pairs
+
+
+def coverage(
+    base: list[dict], other: list[dict], judged: list[tuple[dict, dict]]
+) -> dict[str, Any]:
+    """Which questions of the two files ``judged`` (``pair_rows``'s pairs, after any
+    ``--limit``) covers, for the record and the reports: an OTHER holding 30 of 42 questions
+    must not pass for a comparison on all 42."""
+    base_ids = [r["id"] for r in base]
+    other_ids = [r["id"] for r in other]
+    in_base, in_other = set(base_ids), set(other_ids)
+    common = len(in_base & in_other)
+    return {
+        "base_questions": len(in_base),
+        "other_questions": len(in_other),
+        "questions": len(in_base | in_other),
+        "judged": len(judged),
+        "missing_in_other": [i for i in base_ids if i not in in_other],
+        "missing_in_base": [i for i in other_ids if i not in in_base],
+        "left_out_by_limit": common - len(judged),
+    }
 
 
 class PairwiseJudge:
@@ -169,13 +193,15 @@ class PairwiseJudge:
         part = part_path(job.output, "pairwise")
         job.output.parent.mkdir(parents=True, exist_ok=True)
         keys = {(b["id"], t) for b, _ in pairs for t in TURNS}
-        done = {
-            (r["id"], r["turn"]): r
+        kept = [
+            r
             for r in read_journal(part)
             if r.get("_judge") == signature and (r.get("id"), r.get("turn")) in keys
-        }
-        if not done:
+        ]
+        if not kept:
             part.unlink(missing_ok=True)
+        # An error (an endpoint that was down, a refused prompt) is asked again.
+        done = {(r["id"], r["turn"]): r for r in kept if r.get("status") != ERROR}
         self.progress(len(done))
         todo = [
             (b, o, t)
@@ -191,6 +217,10 @@ class PairwiseJudge:
                     judged = {**future.result(), "_judge": signature}
                     append_journal(part, judged, write_lock)
                     done[(judged["id"], judged["turn"])] = judged
+            except EndpointUnreachable as err:
+                pool.shutdown(wait=False, cancel_futures=True)
+                finished = sum(r["status"] != ERROR for r in done.values())
+                raise stopped(err, part, finished) from None
             except BaseException:
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise

@@ -7,7 +7,10 @@ the reply holds no valid score, up to ``max_asks`` times, and then recorded as `
 
 Rows are appended to a hidden part file as they finish (with fsync), so a kill loses at most
 the calls in flight (which the reply cache usually has anyway); when every row is done the
-output is written atomically in the input's row order and the part file removed.
+output is written atomically in the input's row order and the part file removed. A resumed
+run asks again the judgments the part file holds as ``error`` (an endpoint that was down, a
+refused prompt: no tokens were spent on them) and keeps the rest. When the endpoint cannot
+be reached (``EndpointUnreachable``) the run stops at once, saying what it kept.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from judges.client import CallFailed, JudgeClient
-from judges.errors import JudgeError
+from judges.errors import EndpointUnreachable, JudgeError
 from judges.parse import judge_message, parse_score
 from judges.pricing import Price
 from judges.prompts import TURN_KEYS, build_messages
@@ -153,6 +156,24 @@ def _read_part(path: Path, signature: dict) -> dict[Any, dict]:
     return {row["id"]: row for row in read_journal(path) if row.get("_judge") == signature}
 
 
+# A turn of a row the run stopped in the middle of: written so that the row's finished turn
+# is kept; a resumed run asks this one again, as any error.
+NOT_JUDGED = {"status": ERROR, "error": "not judged: the run stopped first"}
+
+
+def stopped(err: EndpointUnreachable, part: Path, finished: int) -> EndpointUnreachable:
+    """The endpoint's error, with what the run kept and how to go on."""
+    kept = (
+        f"the {finished} judgments finished are kept in {part} and a rerun continues from them"
+        if finished
+        else "no judgment of this file had finished"
+    )
+    return EndpointUnreachable(
+        f"{err}; stopped: {kept} (--max-connection-failures sets how many failures in a row "
+        "stop a run)"
+    )
+
+
 class Judge:
     """Judges jobs with one client; ``progress(n)`` is called per finished judgment."""
 
@@ -220,6 +241,25 @@ class Judge:
 
     # ------------------------------------------------------------ one file
 
+    @staticmethod
+    def _keep_halves(
+        part: Path,
+        todo: list[dict],
+        pending: dict[int, dict[str, Any]],
+        signature: dict,
+        lock: threading.Lock,
+    ) -> int:
+        """Append the rows with one turn judged and the other not (``NOT_JUDGED``), so that
+        a resumed run keeps the judged turn even without a cache; how many were kept."""
+        kept = 0
+        for index, got in pending.items():
+            useful = [t for t in got.values() if t["status"] != ERROR]
+            if useful:
+                missing = {t: NOT_JUDGED for t in TURN_KEYS if t not in got}
+                append_journal(part, {**todo[index], **got, **missing, "_judge": signature}, lock)
+                kept += len(useful)
+        return kept
+
     def _tally(self, rows: list[dict]) -> None:
         """Statuses and cost of every judgment in a finished file (resumed rows included)."""
         for row in rows:
@@ -245,32 +285,47 @@ class Judge:
         signature = self.signature()
         part = part_path(job.output)
         job.output.parent.mkdir(parents=True, exist_ok=True)
-        done = {
-            k: v for k, v in _read_part(part, signature).items() if k in {r["id"] for r in rows}
-        }
-        if not done:
+        ids = {r["id"] for r in rows}
+        kept = {k: v for k, v in _read_part(part, signature).items() if k in ids}
+        if not kept:
             part.unlink(missing_ok=True)
-        self.progress(2 * len(done))
+        # Judgments kept per row; an error is asked again (it cost no tokens).
+        turns = {
+            k: {t: v[t] for t in TURN_KEYS if (v.get(t) or NOT_JUDGED)["status"] != ERROR}
+            for k, v in kept.items()
+        }
+        done = {k: kept[k] for k, t in turns.items() if len(t) == len(TURN_KEYS)}
+        self.progress(sum(len(t) for t in turns.values()))
         write_lock = threading.Lock()
         todo = [r for r in rows if r["id"] not in done]
+        pending: dict[int, dict[str, Any]] = {
+            index: dict(turns.get(row["id"], {})) for index, row in enumerate(todo)
+        }
         with ThreadPoolExecutor(max_workers=self.settings.concurrency) as pool:
             futures = {
                 pool.submit(self._judgment, row, key): (index, key)
                 for index, row in enumerate(todo)
                 for key in TURN_KEYS
+                if key not in pending[index]
             }
-            pending: dict[int, dict[str, Any]] = {}
             try:
                 for future in as_completed(futures):
                     index, key = futures[future]
-                    pending.setdefault(index, {})[key] = future.result()
+                    pending[index][key] = future.result()
                     if len(pending[index]) == len(TURN_KEYS):
                         judged = {**todo[index], **pending.pop(index), "_judge": signature}
                         append_journal(part, judged, write_lock)
                         done[judged["id"]] = judged
-            except BaseException:
-                # Ctrl-C / SIGTERM: drop what has not started; finished rows are on disk.
+            except BaseException as err:
+                # Ctrl-C / SIGTERM / a dead endpoint: drop what has not started; finished
+                # rows are on disk, and so is each half-finished row's finished turn.
                 pool.shutdown(wait=False, cancel_futures=True)
+                finished = self._keep_halves(part, todo, pending, signature, write_lock)
+                finished += sum(
+                    row[t]["status"] != ERROR for row in done.values() for t in TURN_KEYS
+                )
+                if isinstance(err, EndpointUnreachable):
+                    raise stopped(err, part, finished) from None
                 raise
         final = finish_file(job.output, part, [done[row["id"]] for row in rows])
         self._tally(final)

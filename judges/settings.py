@@ -36,8 +36,15 @@ class ClientSettings:
     base_url: str
     model: str
     timeout: float = 120.0  # seconds per request
+    # Seconds to open a connection (at most ``timeout``): a host that drops connection attempts
+    # fails each try in this time, not in ``timeout``, so that a dead endpoint is seen soon.
+    connect_timeout: float = 10.0
     max_retries: int = 6  # transient failures retried per call
     backoff_base: float = 1.0  # seconds; attempt k waits up to base * 2**k (full jitter)
     backoff_max: float = 60.0
     retry_after_max: float = 600.0  # a longer Retry-After is an error, not a 10-minute nap
     requests_per_minute: int | None = None
+    # Calls in a row that gave up without ever connecting (refused, unreachable, no route):
+    # then the endpoint is down, not busy, and the run stops instead of filling every
+    # judgment with an error.
+    max_connection_failures: int = 3

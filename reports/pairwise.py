@@ -10,7 +10,11 @@ Reads what ``fusebench judge BASE --pairwise OTHER`` writes (``<dir>/pairwise/<s
 - per other model: each side's mean answer length (characters) and the length-controlled
   win rate with its interval;
 - Bradley-Terry scores anchored at the base (0), with intervals, and as the probability of
-  beating the base.
+  beating the base;
+- per other model: the coverage, how many of the questions either file holds were judged
+  (``pairwise.json`` records it per judgment file): an OTHER that holds 30 of 42 questions is
+  said in every report, and the ``--min-win-rate`` gate fails on it unless partial coverage
+  is allowed.
 """
 
 from __future__ import annotations
@@ -69,17 +73,39 @@ def _rows(path: Path) -> list[dict]:
     return out
 
 
+def _coverage_of(path: Path) -> dict[str, dict]:
+    """The coverage ``pairwise.json`` records per judgment file (relative path -> entry);
+    empty for a folder judged before it was recorded."""
+    try:
+        record = json.loads((path / RECORD).read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ReportError(f"{path / RECORD}: unreadable ({err})") from None
+    coverage = record.get("coverage") if isinstance(record, dict) else None
+    return coverage if isinstance(coverage, dict) else {}
+
+
 def load(paths: list[Path]) -> pd.DataFrame:
-    """Every judgment under the pairwise folders ``paths``, one row each."""
-    records = []
+    """Every judgment under the pairwise folders ``paths``, one row each; the coverage of
+    each judgment file is in ``frame.attrs["coverage"]`` (its entry, or None when not
+    recorded, with the file's strategy, judge, base and other)."""
+    records: list[dict] = []
+    coverage: list[dict] = []
     for path in paths:
         if not is_pairwise(path):
             raise ReportError(f"{path}: not a pairwise judgment folder (no {RECORD})")
+        recorded = _coverage_of(path)
         for file in sorted((path / FOLDER).rglob("*.jsonl")):
             try:
-                records += _rows(file)
+                rows = _rows(file)
             except BadFile as err:
                 raise ReportError(str(err)) from None
+            if rows:
+                first = rows[0]
+                key = {k: str(first.get(k)) for k in ("strategy", "judge_model", "base", "other")}
+                entry = recorded.get(file.relative_to(path).as_posix())
+                judged = len({r["id"] for r in rows})
+                coverage.append({**key, "entry": entry, "judged_ids": judged})
+            records += rows
     if not records:
         raise ReportError(f"{', '.join(map(str, paths))}: no pairwise judgments")
     frame = pd.DataFrame(
@@ -91,6 +117,7 @@ def load(paths: list[Path]) -> pd.DataFrame:
         }
     )
     frame["category"] = frame["category"].fillna("")
+    frame.attrs["coverage"] = coverage
     return frame
 
 
@@ -133,6 +160,63 @@ class BTRow:
 
 
 @dataclass
+class Coverage:
+    """Which questions of the two files one other model was judged on."""
+
+    other: str
+    judged: int  # questions judged (both turns)
+    questions: int | None  # questions either file holds; None: not recorded
+    missing_in_other: list = field(default_factory=list)  # ids only the base holds
+    missing_in_base: list = field(default_factory=list)  # ids only the other model holds
+    left_out_by_limit: int = 0  # questions both hold that --limit left out
+
+    @classmethod
+    def of(cls, other: str, entry: dict | None, judged: int) -> Coverage:
+        """From a ``pairwise.json`` coverage entry (None: not recorded; ``judged``, the
+        questions the judgment file holds, is all that is known)."""
+        if not isinstance(entry, dict):
+            return cls(other, judged, None)
+        questions = entry.get("questions")
+        return cls(
+            other,
+            int(entry.get("judged", judged)),
+            int(questions) if questions is not None else None,
+            list(entry.get("missing_in_other") or []),
+            list(entry.get("missing_in_base") or []),
+            int(entry.get("left_out_by_limit") or 0),
+        )
+
+    @property
+    def recorded(self) -> bool:
+        return self.questions is not None
+
+    @property
+    def complete(self) -> bool:
+        return self.questions is not None and self.judged == self.questions
+
+
+def _coverage(entries: list[dict]) -> list[Coverage]:
+    """One ``Coverage`` per other model from its judgment files' entries (several files of
+    one other model and table: summed)."""
+    out: dict[str, Coverage] = {}
+    for e in entries:
+        other = e["other"]
+        c = Coverage.of(other, e["entry"], e["judged_ids"])
+        if other in out:
+            had = out[other]
+            c = Coverage(
+                other,
+                had.judged + c.judged,
+                None if None in (had.questions, c.questions) else had.questions + c.questions,
+                had.missing_in_other + c.missing_in_other,
+                had.missing_in_base + c.missing_in_base,
+                had.left_out_by_limit + c.left_out_by_limit,
+            )
+        out[other] = c
+    return list(out.values())
+
+
+@dataclass
 class Table:
     strategy: str
     judge_model: str
@@ -142,6 +226,7 @@ class Table:
     bradley_terry: list[BTRow] = field(default_factory=list)
     consistency: float | None = None  # over every ok judgment of the table
     judgments: int = 0
+    coverage: list[Coverage] = field(default_factory=list)
 
 
 def _row(group: pd.DataFrame, other: str, category: str, resamples: int, seed: int) -> Row:
@@ -219,22 +304,41 @@ def tables(
 ) -> list[Table]:
     """One table per (strategy, judge model, base)."""
     keys = ["strategy", "judge_model", "base"]
-    return [
-        _table(group, key, resamples, seed, fit_resamples)
-        for key, group in frame.groupby(keys, sort=False)
-    ]
+    out = []
+    for key, group in frame.groupby(keys, sort=False):
+        table = _table(group, key, resamples, seed, fit_resamples)
+        table.coverage = _coverage(
+            [
+                e
+                for e in frame.attrs.get("coverage", [])
+                if (e["strategy"], e["judge_model"], e["base"]) == tuple(map(str, key))
+            ]
+        )
+        out.append(table)
+    return out
 
 
 # ---------------------------------------------------------------- gate
 
 
-def gate(tables_: list[Table], min_win_rate: float | None) -> list[str]:
+def gate(
+    tables_: list[Table], min_win_rate: float | None, allow_partial: bool = False
+) -> list[str]:
     """A line per other model whose overall win rate against the base (the point estimate)
-    is below ``min_win_rate``, or that has no ok judgment at all."""
+    is below ``min_win_rate``, or that has no ok judgment at all; and, unless
+    ``allow_partial``, per other model judged on part of the questions (or whose coverage
+    was not recorded): a gate passed on a subset would say more than was judged."""
     if min_win_rate is None:
         return []
     failures = []
     for t in tables_:
+        for c in t.coverage:
+            if not allow_partial and not c.complete:
+                failures.append(
+                    f"{c.other} vs {t.base} ({t.strategy}, judge {t.judge_model}): "
+                    f"{coverage_text(c, t.base, ids=False)}; the gate needs every question "
+                    "(--allow-partial gates on the questions judged)"
+                )
         for r in t.rows:
             if r.category != OVERALL:
                 continue
@@ -331,6 +435,37 @@ LEGEND = (
 )
 
 
+def _ids(ids: list, shown: int = 20) -> str:
+    head = ", ".join(map(str, ids[:shown]))
+    return head + (f", … ({len(ids) - shown} more)" if len(ids) > shown else "")
+
+
+def coverage_text(c: Coverage, base: str, ids: bool = True) -> str:
+    """The coverage of one other model in words, e.g. "judged 30 of 42 questions; 12
+    missing in org/fused: ids 31, 32, ..."."""
+    if c.questions is None:
+        return (
+            f"judged {c.judged} questions; how many the two files held was not recorded "
+            "(judged by an older fusebench: judge again, from the cache, to record it)"
+        )
+    if c.complete:
+        return f"judged all {c.questions} questions"
+    parts = [f"judged {c.judged} of {c.questions} questions"]
+    for missing, where in ((c.missing_in_other, c.other), (c.missing_in_base, base)):
+        if missing:
+            parts.append(
+                f"{len(missing)} missing in {where}" + (f": ids {_ids(missing)}" if ids else "")
+            )
+    if c.left_out_by_limit:
+        parts.append(f"{c.left_out_by_limit} left out by --limit")
+    return "; ".join(parts)
+
+
+def coverage_lines(t: Table) -> list[str]:
+    """A line per other model of the table: "Coverage of org/fused vs org/base: ..."."""
+    return [f"Coverage of {c.other} vs {t.base}: {coverage_text(c, t.base)}." for c in t.coverage]
+
+
 def to_markdown(tables_: list[Table], gate_lines: list[str] | None = None) -> str:
     out: list[str] = []
     for t in tables_:
@@ -341,6 +476,8 @@ def to_markdown(tables_: list[Table], gate_lines: list[str] | None = None) -> st
             "kept their verdict when the answers swapped places (the rest count as ties).",
             "",
         ]
+        for line in coverage_lines(t):
+            out += [line, ""]
         header, rows = win_cells(t)
         for row in rows:
             row[1] = f"**{row[1]}**" if row[1] == OVERALL else row[1]
@@ -367,21 +504,43 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def payload(tables_: list[Table], failures: list[str], min_win_rate: float | None) -> dict:
-    """The tables and the gate as JSON-ready data (NaN as null)."""
+def _table_data(t: Table) -> dict:
+    data = json_safe(asdict(t))
+    for c, out in zip(t.coverage, data["coverage"], strict=True):
+        out.update(complete=c.complete, recorded=c.recorded, text=coverage_text(c, t.base))
+    return data
+
+
+def payload(
+    tables_: list[Table],
+    failures: list[str],
+    min_win_rate: float | None,
+    allow_partial: bool = False,
+) -> dict:
+    """The tables (each with its coverage) and the gate as JSON-ready data (NaN as null)."""
     return {
-        "pairwise": [json_safe(asdict(t)) for t in tables_],
+        "pairwise": [_table_data(t) for t in tables_],
         "pairwise_gate": {
             "min_win_rate": min_win_rate,
+            "allow_partial": allow_partial,
             "passed": not failures,
             "failures": failures,
         },
     }
 
 
-def gate_lines(failures: list[str], min_win_rate: float | None) -> list[str]:
+def gate_lines(
+    failures: list[str],
+    min_win_rate: float | None,
+    tables_: list[Table] | None = None,
+    allow_partial: bool = False,
+) -> list[str]:
     if min_win_rate is None:
         return []
     if not failures:
-        return [f"gate passed: every model's overall win rate is at least {min_win_rate:g}"]
-    return [f"gate FAILED: {len(failures)} below --min-win-rate {min_win_rate:g}", *failures]
+        partial = allow_partial and any(not c.complete for t in tables_ or [] for c in t.coverage)
+        return [
+            f"gate passed: every model's overall win rate is at least {min_win_rate:g}"
+            + (" (on part of the questions: --allow-partial)" if partial else "")
+        ]
+    return [f"gate FAILED: {len(failures)} against --min-win-rate {min_win_rate:g}", *failures]

@@ -13,7 +13,16 @@ from typing import Any
 import pandas as pd
 
 from reports import plots
-from reports.pairwise import LEGEND, OVERALL, Table, bt_cells, length_cells, pct, win_cells
+from reports.pairwise import (
+    LEGEND,
+    OVERALL,
+    Table,
+    bt_cells,
+    coverage_lines,
+    length_cells,
+    pct,
+    win_cells,
+)
 from reports.samples import capped
 
 
@@ -56,6 +65,10 @@ def _table_view(t: Table) -> dict[str, Any]:
     return {
         "title": f"Other models vs {t.base} · {t.strategy} · judge {t.judge_model}",
         "consistency": pct(t.consistency),
+        # (line, whether every question was judged), one per other model
+        "coverage": [
+            (line, c.complete) for line, c in zip(coverage_lines(t), t.coverage, strict=True)
+        ],
         "header": header,
         "rows": rows,
         "overall": OVERALL,

@@ -28,6 +28,7 @@ class PairwiseReport:
     failures: list[str]
     gate_lines: list[str]
     min_win_rate: float | None
+    allow_partial: bool = False
 
     def markdown(self) -> str:
         from reports import pairwise
@@ -37,7 +38,7 @@ class PairwiseReport:
     def data(self) -> dict[str, Any]:
         from reports import pairwise
 
-        return pairwise.payload(self.tables, self.failures, self.min_win_rate)
+        return pairwise.payload(self.tables, self.failures, self.min_win_rate, self.allow_partial)
 
     def merged_json(self, text: str | None) -> str:
         """The pairwise data added to another command's JSON text (or alone)."""
@@ -56,18 +57,23 @@ class PairwiseReport:
 
 
 def load(
-    paths: list[Path], min_win_rate: float | None, resamples: int, seed: int
+    paths: list[Path],
+    min_win_rate: float | None,
+    resamples: int,
+    seed: int,
+    allow_partial: bool = False,
 ) -> PairwiseReport | None:
+    """The pairwise report of ``paths``; with ``min_win_rate``, its gate, which fails on a
+    model judged on part of the questions unless ``allow_partial``."""
     if not paths:
         return None
     from reports import pairwise
 
     frame = pairwise.load(paths)
     tables = pairwise.tables(frame, resamples, seed)
-    failures = pairwise.gate(tables, min_win_rate)
-    return PairwiseReport(
-        tables, frame, failures, pairwise.gate_lines(failures, min_win_rate), min_win_rate
-    )
+    failures = pairwise.gate(tables, min_win_rate, allow_partial)
+    lines = pairwise.gate_lines(failures, min_win_rate, tables, allow_partial)
+    return PairwiseReport(tables, frame, failures, lines, min_win_rate, allow_partial)
 
 
 def empty_loaded():

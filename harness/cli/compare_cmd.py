@@ -54,6 +54,15 @@ def compare_command(
             rich_help_panel=_G,
         ),
     ] = None,
+    allow_partial: Annotated[
+        bool,
+        typer.Option(
+            help="Pairwise: let --min-win-rate pass on a model judged on part of the questions "
+            "(an OTHER that lacks some of the base's, or the base some of its, or --limit); "
+            "without it the gate fails on partial coverage.",
+            rich_help_panel=_G,
+        ),
+    ] = False,
     fmt: Annotated[Format, typer.Option("--format", help="md, csv, json or html.")] = Format.md,
     output: OutputOption = None,
     force: Annotated[
@@ -92,7 +101,7 @@ def compare_command(
         raise ReportError("--min-win-rate must be between 0 and 1")
     if resamples < 100:
         raise ReportError("--resamples must be at least 100")
-    pair = _pairwise.load(pair_dirs, min_win_rate, resamples, seed)
+    pair = _pairwise.load(pair_dirs, min_win_rate, resamples, seed, allow_partial)
     if pair is not None and fmt is Format.csv:
         raise ReportError("pairwise judgments: --format md, json or html (not csv)")
     if not runs:

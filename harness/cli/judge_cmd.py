@@ -56,6 +56,9 @@ def judge_command(
         int, _J.option("max_retries", min=0, rich_help_panel=_R)
     ] = _D.max_retries,
     backoff: Annotated[float, _J.option("backoff", rich_help_panel=_R)] = _D.backoff,
+    max_connection_failures: Annotated[
+        int, _J.option("max_connection_failures", min=1, rich_help_panel=_R)
+    ] = _D.max_connection_failures,
     max_asks: Annotated[int, _J.option("max_asks", min=1, rich_help_panel=_R)] = _D.max_asks,
     cache: Annotated[Path | None, _J.option("cache", rich_help_panel=_R)] = _D.cache,
     no_cache: Annotated[
@@ -95,6 +98,7 @@ def judge_command(
         timeout=timeout,
         max_retries=max_retries,
         backoff=backoff,
+        max_connection_failures=max_connection_failures,
         max_asks=max_asks,
         cache=None if no_cache else cache,
         use_cache=not no_cache,
