@@ -60,33 +60,50 @@ class _LogProbsAndRest(torch.autograd.Function):
     log q_rest = logsumexp of the logits with the listed ids masked to -inf, minus
     logsumexp(z): exact however little mass the rest holds (1 - sum q over the listed ids
     cancels to 0 in float32 below about 6e-8, and was floored at 1e-6, which cut the
-    gradient). The backward writes one V-sized buffer: for a rest id
-    v, d/dz_v = g_rest exp(z_v - lse_rest) - G q_v = exp(z_v - lse_rest) (g_rest - G q_rest)
-    with G the sum of all incoming gradients; listed ids get -G q_v (set, so repeated ids
-    agree), then the gathered ids' own gradients are added.
+    gradient). The forward works in one V-sized buffer, freed before it returns:
+    logsumexp(z) is the rest's combined with the listed ids' (each id once), so V is read
+    no more often than for the rest alone. The backward writes one V-sized buffer: for a
+    rest id v, d/dz_v = g_rest exp(z_v - lse_rest) - G q_v
+    = exp(z_v - lse_rest) (g_rest - G q_rest), G the sum of all incoming gradients; listed
+    ids get -G q_v (set, so repeated ids agree), then the gathered ids' own gradients are
+    added.
     """
 
     @staticmethod
-    def forward(ctx, logits, index, listed, real):  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        ctx,
+        logits: torch.Tensor,
+        index: torch.Tensor,
+        listed: torch.Tensor,
+        real: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         z = _wide(logits)
-        lse = torch.logsumexp(z, dim=-1, keepdim=True)
-        at = torch.gather(z, -1, index) - lse
+        at = torch.gather(z, -1, index)
         top = _pads_to_listed(listed, real)
         listed_any = real.any(-1, keepdim=True)
+        z_top = torch.gather(z, -1, top)
         # Listed ids -> -inf. A row listing nothing (all pad, its pads at id 0) gets id 0's
         # own logit written back: its rest is the whole vocabulary.
-        fill = torch.where(listed_any, float("-inf"), torch.gather(z, -1, top))
+        fill = torch.where(listed_any, float("-inf"), z_top)
         rest = z.clone() if z is logits else z  # a 16-bit input's float copy is reused
         rest.scatter_(-1, top, fill)
         peak = rest.amax(-1, keepdim=True)
         peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
         lse_rest = rest.sub_(peak).exp_().sum(-1, keepdim=True).log_().add_(peak)
         del rest
+        # logsumexp(z) = logaddexp(rest, listed ids each once): no second pass over V.
+        k = top.shape[-1]
+        earlier = torch.ones(k, k, dtype=torch.bool, device=top.device).tril_(-1)
+        repeat = ((top.unsqueeze(-1) == top.unsqueeze(-2)) & earlier).any(-1)
+        once = torch.where(real & ~repeat, z_top, float("-inf"))
+        lse = torch.logaddexp(lse_rest, torch.logsumexp(once, -1, keepdim=True))
         ctx.save_for_backward(logits, lse, lse_rest, index, top, listed_any)
-        return at, (lse_rest - lse).squeeze(-1)
+        return at - lse, (lse_rest - lse).squeeze(-1)
 
     @staticmethod
-    def backward(ctx, grad_at, grad_rest):  # type: ignore[override]
+    def backward(  # type: ignore[override]
+        ctx, grad_at: torch.Tensor, grad_rest: torch.Tensor
+    ) -> tuple[torch.Tensor, None, None, None]:
         logits, lse, lse_rest, index, top, listed_any = ctx.saved_tensors
         z = _wide(logits)
         g_rest = grad_rest.unsqueeze(-1)
@@ -149,11 +166,13 @@ def fused_loss(
     tail 'drop' (the reference's): p is the softmax of the kept entries, the tail mass is
     dropped and the k entries renormalised. tail 'keep': the stored values are absolute
     log-probabilities (a store fused with ``fuse.tail: keep``), and the rest of the
-    vocabulary is one more outcome, the tail, with p_tail = 1 - sum p and q_tail = 1 - sum q
-    over the same k ids: the exact CE / KL of the two distributions coarsened to k + 1
-    outcomes. Why: when the top-k holds little mass (a small model's top-10 holds about 25%
-    on Korean text), renormalising trains the student to put all its mass on k tokens, which
-    costs held-out likelihood; the bucket keeps the teacher's uncertainty.
+    vocabulary is one more outcome, the tail, with p_tail = 1 - sum p over the k ids and
+    q_tail the student's mass on every other id (a logsumexp over them, not 1 - sum q, which
+    float32 cannot tell from 0 below about 1e-7): the exact CE / KL of the two distributions
+    coarsened to k + 1 outcomes. Why: when the top-k holds little mass (a small model's
+    top-10 holds about 25% on Korean text), renormalising trains the student to put all its
+    mass on k tokens, which costs held-out likelihood; the bucket keeps the teacher's
+    uncertainty.
     Each term is a mean over the labelled positions (a position whose fused row is all pad
     counts in CLM only).
     """

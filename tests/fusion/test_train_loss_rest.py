@@ -189,3 +189,19 @@ def test_keeps_no_vocabulary_sized_tensor_but_the_logits() -> None:
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         fused_loss(x, labels, ids, stored, lambda_clm=0.5, kind="kl", tail="keep")
     assert set(big) == {x.data_ptr()}
+
+
+def test_an_id_listed_twice_is_one_id_of_the_student() -> None:
+    """Stores list each id once; should one repeat, the student's probabilities stay those of
+    its softmax (the normaliser counts the id once) and the gradient stays the loss's."""
+    logits, labels, ids, stored = _batch(11, [1e-3, 1e-8, 0.3, 0.1], torch.float64)
+    ids[0, 0, 1] = ids[0, 0, 0]
+    stored[0, 0, :2] = math.log(0.2)
+    loss, _ = _run(logits, labels, ids, stored)
+    want, _ = reference(logits, labels, ids, stored, "kl")  # per entry, as written
+    assert loss == pytest.approx(want, rel=1e-6)
+
+    def fuse(z: torch.Tensor) -> torch.Tensor:
+        return fused_loss(z, labels, ids, stored, lambda_clm=0.0, kind="kl", tail="keep").loss
+
+    assert torch.autograd.gradcheck(fuse, (logits.clone().requires_grad_(),), eps=1e-6)
