@@ -204,4 +204,5 @@ def test_an_id_listed_twice_is_one_id_of_the_student() -> None:
     def fuse(z: torch.Tensor) -> torch.Tensor:
         return fused_loss(z, labels, ids, stored, lambda_clm=0.0, kind="kl", tail="keep").loss
 
-    assert torch.autograd.gradcheck(fuse, (logits.clone().requires_grad_(),), eps=1e-6)
+    x = logits.clone().requires_grad_()
+    assert torch.autograd.gradcheck(fuse, (x,), eps=1e-6, fast_mode=True)
