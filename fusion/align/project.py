@@ -6,7 +6,10 @@ matched to it (FUSION_REFERENCE.md, section 2):
 - |J_i| = 1, the tokens match (same text without markers, or the vocabulary map sends
   the source token to the target token) and both end at the same character offset of the row:
   the source's top-k at that position, each id mapped into V_T, unmapped ids dropped,
-  duplicates dropped keeping the first (highest) entry. The offset test keeps out pairs such
+  duplicates dropped keeping the first (highest) entry (the references' rule), or, with
+  ``sum_repeats`` (``fuse.tail: keep``), summed into one entry: there the entries keep the
+  probability they had in the source, and a dropped duplicate's mass would join the tail
+  although its target id is listed. The offset test keeps out pairs such
   as target ``는다`` with source ``는다.`` (mapped to each other by the vocabulary map): the
   source there predicts what follows another offset of the text. Such positions fall back
   (``OFFSET_MISMATCH``, counted apart in the align report).
@@ -60,21 +63,30 @@ class Projected:
 
 
 def map_topk(
-    ids: np.ndarray, logprobs: np.ndarray, vmap: np.ndarray
+    ids: np.ndarray, logprobs: np.ndarray, vmap: np.ndarray, sum_repeats: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Map [n, k] source ids through ``vmap``, drop unmapped and repeated ids (first kept),
     move kept entries to the front in their order, and renormalise; vectorised over rows.
-    Also returns each row's kept probability mass before renormalisation."""
+    ``sum_repeats``: a repeated id's probability is added to its first entry instead, and
+    the entries are ordered most probable first. Also returns each row's kept probability
+    mass before renormalisation (with ``sum_repeats``, repeats included)."""
     valid = ids != PAD_ID
     mapped = np.where(valid, vmap[np.where(valid, ids, 0)], PAD_ID).astype(np.int32)
     k = mapped.shape[1]
     same = mapped[:, :, None] == mapped[:, None, :]
     earlier = np.tril(np.ones((k, k), dtype=bool), k=-1)
     repeat = (same & earlier[None]).any(axis=2)
+    scores = logprobs.astype(np.float32)
+    if sum_repeats:
+        p = np.where(mapped != PAD_ID, np.exp(logprobs.astype(np.float64)), 0.0)
+        with np.errstate(divide="ignore"):
+            scores = np.log((same * p[:, None, :]).sum(axis=2)).astype(np.float32)
     mapped[repeat] = PAD_ID
-    order = np.argsort(mapped == PAD_ID, axis=1, kind="stable")
+    scores[mapped == PAD_ID] = -np.inf
+    key = -scores if sum_repeats else (mapped == PAD_ID)
+    order = np.argsort(key, axis=1, kind="stable")
     mapped = np.take_along_axis(mapped, order, axis=1)
-    scores = np.take_along_axis(logprobs.astype(np.float32), order, axis=1)
+    scores = np.take_along_axis(scores, order, axis=1)
     scores[mapped == PAD_ID] = -np.inf
     mass = np.exp(scores.astype(np.float64)).sum(axis=1)
     return mapped, log_normalise(scores), mass
@@ -101,12 +113,15 @@ def project_row(
     target_ends: np.ndarray | None = None,
     source_ends: np.ndarray | None = None,
     gold_prefix: bool = False,
+    sum_repeats: bool = False,
 ) -> Projected:
     """Project one row (``path`` from DTW between the two token sequences; ``*_ends`` from
     ``Vocabulary.end_offsets`` on the row's text, without them offsets are not checked;
-    ``gold_prefix``: move prefixes of the gold next token onto it, see the module note)."""
+    ``gold_prefix``: move prefixes of the gold next token onto it; ``sum_repeats``: source
+    ids mapped to one target id share one entry holding their summed probability; see the
+    module note)."""
     m, k = len(target_ids), source_topk_ids.shape[1]
-    mapped, scores, kept_mass = map_topk(source_topk_ids, source_topk_logprobs, vmap)
+    mapped, scores, kept_mass = map_topk(source_topk_ids, source_topk_logprobs, vmap, sum_repeats)
     chosen = np.full(m, -1, dtype=np.int64)
     outcome = np.full(m, ONE_HOT, dtype=np.int8)
     t_ids, s_ids = target_ids.tolist(), source_ids.tolist()

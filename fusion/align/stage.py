@@ -295,6 +295,9 @@ def _fused_manifest(inputs: Inputs) -> StoreManifest:
             "vocab_mapping": config.align.vocab_mapping,
             "gold_prefix": config.align.gold_prefix,
             "offset_check": True,
+            # keep: source ids mapped to one target id are summed (a store made before keeps
+            # the first only, and is not taken for this one).
+            **({"repeats": "summed"} if config.fuse.tail == "keep" else {}),
             "versions": {"alignments": ALIGNMENTS_VERSION, "vocab_map": VOCAB_MAP_VERSION},
             "inputs": {name: store_key(s) for name, s in inputs.stores.items()},
         },
@@ -378,6 +381,7 @@ def _row_candidates(
             target_ends,
             sv.end_offsets(seq.token_ids, text),
             gold_prefix=inputs.config.align.gold_prefix,
+            sum_repeats=inputs.config.fuse.tail == "keep",
         )
         for code, count in zip(*np.unique(proj.outcome, return_counts=True), strict=True):
             outcome_counts[source][OUTCOMES[int(code)]] += int(count)

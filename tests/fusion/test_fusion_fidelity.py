@@ -45,10 +45,12 @@ def _realign(config: Path, **fuse: object) -> None:
     run_align(load_config(config), progress=False, overwrite=True, say=lambda _: None)
 
 
-def _candidates(config: Path, zoo: Path) -> dict[int, tuple[list, list[float]]]:
+def _candidates(
+    config: Path, zoo: Path, sum_repeats: bool = False
+) -> dict[int, tuple[list, list[float]]]:
     """Per row: [(ids, logprobs, mass)] of target and projected sources (log-probabilities
     renormalised over the kept entries, mass: what those entries had in their model), and
-    the native CEs."""
+    the native CEs. ``sum_repeats``: as ``fuse.tail: keep`` projects (see the test of it)."""
     from transformers import AutoTokenizer
 
     work = config.parent / "work"
@@ -85,6 +87,7 @@ def _candidates(config: Path, zoo: Path) -> dict[int, tuple[list, list[float]]]:
                 paths[s][row],
                 tv.end_offsets(own.token_ids, text),
                 vocabs[s].end_offsets(seq.token_ids, text),
+                sum_repeats=sum_repeats,
             )
             dists.append((proj.ids, proj.logprobs, proj.mass))
             ces.append(seq.mean_nll)
@@ -141,12 +144,14 @@ def test_avg_ce_store_is_the_specified_mixture(work: Path, zoo: Path) -> None:
 
 def test_tail_keep_stores_the_mixture_at_absolute_probabilities(work: Path, zoo: Path) -> None:
     """fuse.tail: keep stores sum_m w_m mass_m P_m (each candidate's kept entries at the
-    probability they had in their model), not renormalised: 1 - the sum is the tail."""
+    probability they had in their model), not renormalised: 1 - the sum is the tail. Source
+    ids mapped to one target id are summed (checked on their own in the next test)."""
     _realign(work, method="avg_ce", tail="keep")
     fused = TopKStore(work.parent / "work" / "fused")
     assert fused.manifest.settings["tail"] == "keep"
+    assert fused.manifest.settings["repeats"] == "summed"
     worst, sums = 0.0, []
-    for row, (dists, ces) in _candidates(work, zoo).items():
+    for row, (dists, ces) in _candidates(work, zoo, sum_repeats=True).items():
         w = _avg_ce_weights(ces)
         got = fused.sequence(row)
         for i in range(len(got)):
@@ -160,11 +165,54 @@ def test_tail_keep_stores_the_mixture_at_absolute_probabilities(work: Path, zoo:
                 )
             )
             assert set(stored) == set(mix)
-            worst = max(worst, max(abs(mix[t] - stored[t]) for t in mix))
+            # Stored as fp16 log-probabilities: log p within |log p| 2^-11 (half a step).
+            for t, want in mix.items():
+                bound = want * (abs(math.log(want)) * 2**-11 + 1e-6)
+                worst = max(worst, abs(want - stored[t]) / bound)
             sums.append(sum(stored.values()))
-    assert worst < 1e-3  # fp16 storage
+    assert worst < 1.01
     assert max(sums) < 1 + 1e-3 and np.mean(sums) < 0.9  # random tiny models: a real tail
     _realign(work, method="avg_ce")  # back to the module's store for the other tests
+
+
+def test_tail_keep_sums_source_ids_that_map_to_one_target_id(work: Path) -> None:
+    """With the zoo's real tokenizer pairs and their statistics vocabulary maps, several of a
+    source's top-k ids map to one target id. ``tail: keep`` projects each source position
+    onto {target id: summed source probability}, computed here with a dict; the references'
+    rule (first entry only) would have put the later entries' mass into the tail."""
+    from safetensors.numpy import load_file
+
+    from fusion.align.project import map_topk
+
+    root = work.parent / "work"
+    repeated, lost = 0, []
+    for source in SOURCES:
+        vmap = load_file(str(root / "align" / source / "vocab-map.safetensors"))["vmap"]
+        store = TopKStore(root / "stores" / source)
+        for row in range(store.manifest.num_rows):
+            seq = store.sequence(row)
+            ids, scores, mass = map_topk(seq.topk_ids, seq.topk_logprobs, vmap, sum_repeats=True)
+            first, _, first_mass = map_topk(seq.topk_ids, seq.topk_logprobs, vmap)
+            for i in range(len(seq)):
+                want: dict[int, float] = {}
+                entries = zip(seq.topk_ids[i].tolist(), seq.topk_logprobs[i].tolist(), strict=True)
+                mapped = [(int(vmap[s]), math.exp(lp)) for s, lp in entries if s != PAD_ID]
+                mapped = [(t, p) for t, p in mapped if t != PAD_ID]
+                for t, p in mapped:
+                    want[t] = want.get(t, 0.0) + p
+                real = ids[i] != PAD_ID
+                got = np.exp(scores[i][real].astype(np.float64)) * mass[i]
+                assert dict(zip(ids[i][real].tolist(), got.tolist(), strict=True)) == (
+                    pytest.approx(want)
+                )
+                assert (np.diff(got) <= 1e-12).all()  # most probable first
+                assert set(first[i][first[i] != PAD_ID].tolist()) == set(want)
+                if len(want) < len(mapped):
+                    repeated += 1
+                    lost.append(mass[i] - first_mass[i])
+    # The pairs do map several ids to one (1,108 positions; random tiny models are flat, so
+    # the mass at stake is small here: up to 0.0018, 0.44 on the demo zoo).
+    assert repeated > 100 and max(lost) > 1e-3
 
 
 def test_keep_cuts_to_the_most_probable_and_reports_what_it_drops(work: Path) -> None:
