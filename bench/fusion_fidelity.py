@@ -240,6 +240,8 @@ def avg_tv(work: Path, names, vocabs, zoo, takes_ends) -> tuple[float, float, in
     fused = TopKStore(work / "fused")
     index = {n: {int(r): i for i, r in enumerate(stores[n].row_ids())} for n in names}
     f_index = {int(r): i for i, r in enumerate(fused.row_ids())}
+    # A keep store sums source ids mapped to one target id (fusion/align/stage.py); follow it.
+    sums = {"sum_repeats": True} if fused.manifest.settings.get("repeats") == "summed" else {}
     vmaps, paths = align_inputs(work, sources)
     tvs = []
     tv = vocabs[target]
@@ -267,6 +269,7 @@ def avg_tv(work: Path, names, vocabs, zoo, takes_ends) -> tuple[float, float, in
                 seq.topk_logprobs,
                 paths[s][row],
                 **extra,
+                **sums,
             )
             dists.append((proj.ids, proj.logprobs))
             ces.append(row_ce(seq))
