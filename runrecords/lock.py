@@ -7,6 +7,11 @@ when the holder exits in any way (SIGKILL included), so the file a dead process 
 is simply taken over. The file's text names the holder (pid, host, command, start time) for
 the one-line refusal a second writer gets (exit 2).
 
+Outputs nest (``eval --output WORK/eval/x`` under ``fuse run`` on WORK): a directory inside,
+or holding, one another live process holds is refused too. That check only looks (a shared
+``flock`` let go at once; nothing created, written or removed), so a dead holder's file is
+ignored as before.
+
 The lock belongs to the command, not to its workers: torchrun ranks and evaluation workers
 run inside the locked command and never take it. Within one process, holding a directory
 again is a no-op (a command that calls another stage on the same directory).
