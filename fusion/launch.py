@@ -90,7 +90,7 @@ def torchrun_command(module: str, args: list[str], nproc: int) -> list[str]:
 _PR_SET_PDEATHSIG = 1
 
 
-def _parent_death_signal() -> Callable[[], None] | None:
+def parent_death_signal() -> Callable[[], None] | None:
     """A ``preexec_fn`` that has the kernel send the child SIGTERM when this process dies
     (Linux; elsewhere None). torchrun, told so, stops its ranks and exits.
 
@@ -150,7 +150,7 @@ def _supervise(cmd: list[str], env: dict[str, str]) -> Launched:
         env=env,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
-        preexec_fn=_parent_death_signal(),
+        preexec_fn=parent_death_signal(),
     )
     stopped: list[int] = []
 

@@ -47,6 +47,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from fusion.launch import parent_death_signal
 from harness.errors import HarnessError
 from harness.specs import Server
 
@@ -242,6 +243,8 @@ def serve(
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                # Killed with SIGKILL, this process cannot stop the server: the kernel tells it.
+                preexec_fn=parent_death_signal(),
             )
         try:
             _wait_healthy(process, port, startup_timeout, log_path, kind)

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from reports import jsonio
 from reports import pairwise_stats as ps
 from reports.errors import BadFile, ReportError
 from reports.stats import DEFAULT_RESAMPLES, DEFAULT_SEED, Interval
@@ -495,13 +496,18 @@ def to_markdown(tables_: list[Table], gate_lines: list[str] | None = None) -> st
 
 
 def json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [json_safe(v) for v in value]
-    return value
+    """NaN and infinities as null, with ``null_reasons`` beside them (``jsonio.finite``)."""
+    return jsonio.finite(value, _reason)
+
+
+_REASONS = {
+    "spearman": "NaN: a judge gave every answer one score (no rank correlation)",
+    "kendall": "NaN: a judge gave every answer one score (no rank correlation)",
+}
+
+
+def _reason(path: str, value: float) -> str | None:
+    return _REASONS.get(path.rsplit(".", 1)[-1])
 
 
 def _table_data(t: Table) -> dict:

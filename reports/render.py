@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from decimal import Decimal
 from typing import Any
 
+from reports import jsonio
 from reports.compare import Comparison, Failure, MetricRow, ModelCard, setting_label
-from reports.leaderboard import Board
+from reports.leaderboard import AVERAGE, Board
 from reports.rounding import LMEVAL_PLACES, LOGICKOR_PLACES, fmt
 
 MISSING = "—"
@@ -118,7 +118,14 @@ def boards_json(boards: list[Board]) -> str:
         for board in boards
         for row in board.rows
     ]
-    return json.dumps({"rows": rows}, ensure_ascii=False, indent=2) + "\n"
+    return jsonio.dumps_strict({"rows": rows}, reason=_board_reason)
+
+
+def _board_reason(path: str, value: float) -> str:
+    """Why a leaderboard score is null: only a NaN in the results makes one (nothing else)."""
+    if path == f"scores.{AVERAGE}":
+        return "NaN: the average takes in a score the results record as NaN"
+    return "NaN: evaluated, but the results record NaN (no number came out)"
 
 
 def boards_csv(boards: list[Board]) -> str:
@@ -321,7 +328,7 @@ def comparisons_json(
             "failures": [f.__dict__ for f in failures],
         },
     }
-    return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+    return jsonio.dumps_strict(data)
 
 
 def comparisons_csv(comparisons: list[Comparison]) -> str:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from runrecords import lock
 from runrecords.errors import OutputExists
 
 
@@ -127,7 +128,7 @@ def atomic_directory(output: Path, overwrite: bool = True) -> Iterator[Path]:
     blocker = blocking_file(output)
     if blocker is not None:
         raise OutputExists(f"{output}: {blocker} is a file, not a directory")
-    if not overwrite and output.exists() and any(output.iterdir()):
+    if not overwrite and output.exists() and lock.entries(output):
         raise OutputExists(f"{output}: exists and is not empty (use --overwrite)")
     output.parent.mkdir(parents=True, exist_ok=True)
     tag = uuid.uuid4().hex[:8]
@@ -136,6 +137,7 @@ def atomic_directory(output: Path, overwrite: bool = True) -> Iterator[Path]:
     try:
         yield scratch
         _share_like_umask(scratch)
+        lock.carry(output, scratch)  # a held output stays held through the swap
         # The old output is moved aside, not deleted in place: a crash mid-delete would
         # leave a half model under the output name.
         stale = output.parent / f".{output.name}.stale-{tag}"

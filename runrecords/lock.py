@@ -7,6 +7,11 @@ when the holder exits in any way (SIGKILL included), so the file a dead process 
 is simply taken over. The file's text names the holder (pid, host, command, start time) for
 the one-line refusal a second writer gets (exit 2).
 
+Outputs nest (``eval --output WORK/eval/x`` under ``fuse run`` on WORK): a directory inside,
+or holding, one another live process holds is refused too. That check only looks (a shared
+``flock`` let go at once; nothing created, written or removed), so a dead holder's file is
+ignored as before.
+
 The lock belongs to the command, not to its workers: torchrun ranks and evaluation workers
 run inside the locked command and never take it. Within one process, holding a directory
 again is a no-op (a command that calls another stage on the same directory).
@@ -123,6 +128,19 @@ def _record(command: str) -> str:
     )
 
 
+def _lock_exclusive(fd: int, tries: int = 10, pause: float = 0.02) -> bool:
+    """Take the lock, retrying for a moment: another command's ``_probe`` holds it shared for
+    an instant, and must not make a free directory look busy."""
+    for attempt in range(tries):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if attempt + 1 < tries:
+                time.sleep(pause)
+    return False
+
+
 def _acquire(path: Path, directory: Path, command: str) -> int:
     """Lock ``path`` and write this process's record into it; returns the open descriptor.
 
@@ -132,14 +150,14 @@ def _acquire(path: Path, directory: Path, command: str) -> int:
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = describe(_holder_text(fd))
-            os.close(fd)
-            raise Busy(f"{directory}: in use by {holder}; wait for it or stop it") from None
+            taken = _lock_exclusive(fd)
         except BaseException:
             os.close(fd)
             raise
+        if not taken:
+            holder = describe(_holder_text(fd))
+            os.close(fd)
+            raise Busy(f"{directory}: in use by {holder}; wait for it or stop it")
         try:
             same = os.stat(path).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:
@@ -184,6 +202,11 @@ def hold(directory: Path, command: str) -> Iterator[Path]:
     except BaseException:
         _release_created(created)
         raise
+    try:
+        _refuse_nested(directory, key)
+    except BaseException:
+        _release(fd, path, created)
+        raise
     _held[key] = 1
     try:
         yield directory
@@ -199,3 +222,79 @@ def _release_created(created: list[Path]) -> None:
             folder.rmdir()
         except OSError:
             break
+
+
+# ---------------------------------------------------------------- nested outputs
+
+
+def _probe(path: Path) -> str | None:
+    """Who holds the lock file at ``path``, or None when no live process does (or there is no
+    lock file). Read only: the file is neither created, written nor removed, and the shared
+    lock taken to ask the kernel is let go at once (``_lock_exclusive`` waits out that instant).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return None
+        except BlockingIOError:
+            pass
+        try:
+            current = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        return describe(_holder_text(fd)) if current else None  # released meanwhile: not held
+    finally:
+        os.close(fd)
+
+
+def _enclosing_holder(key: Path) -> tuple[Path, str] | None:
+    """The nearest folder above ``key`` (resolved) that another live process holds."""
+    for folder in key.parents:
+        if not _held.get(folder):
+            holder = _probe(lock_path(folder))
+            if holder is not None:
+                return folder, holder
+    return None
+
+
+def _holder_below(key: Path) -> tuple[Path, str] | None:
+    """A folder below ``key`` (resolved) that another live process holds. Symbolic links are
+    not followed."""
+    for root, dirs, files in os.walk(key):
+        if root != str(key) and LOCK_NAME in files and not _held.get(Path(root)):
+            holder = _probe(Path(root) / LOCK_NAME)
+            if holder is not None:
+                return Path(root), holder
+        dirs.sort()
+    return None
+
+
+def _refuse_nested(directory: Path, key: Path) -> None:
+    """Refuse ``directory`` when it lies inside, or holds, a folder another command writes:
+    ``eval --output WORK/eval/x`` under a running ``fuse run`` on WORK would otherwise write
+    the very run ``fuse run`` writes, and the reverse. Checked after taking the lock, so of two
+    commands starting at once at least one sees the other."""
+    above = _enclosing_holder(key)
+    if above is not None:
+        folder, holder = above
+        raise Busy(
+            f"{directory}: inside {folder}, which is in use by {holder}; wait for it or stop it"
+        )
+    below = _holder_below(key)
+    if below is not None:
+        folder, holder = below
+        raise Busy(f"{directory}: {folder} inside it is in use by {holder}; wait for it or stop it")
+
+
+def carry(directory: Path, replacement: Path) -> None:
+    """Link this process's lock file of ``directory`` into ``replacement``, a folder about to
+    be renamed over it (``runrecords.atomic.atomic_directory``): the same locked file then
+    stands in the new folder, so the directory stays held through the swap."""
+    if not _held.get(directory.resolve()):
+        return
+    with contextlib.suppress(FileNotFoundError):
+        os.link(lock_path(directory), lock_path(replacement))

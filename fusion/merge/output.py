@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from fusion.merge.errors import MergeError
+from runrecords import lock
 from runrecords.atomic import blocking_file
 from runrecords.errors import OutputExists
 
@@ -25,7 +26,7 @@ def check_output(output: Path, overwrite: bool) -> None:
     if blocker is not None:
         where = "" if blocker == output else f" ({blocker} is a file)"
         raise MergeError(f"output {output}: not a directory{where}")
-    if not output.is_dir() or not any(output.iterdir()):
+    if not output.is_dir() or not lock.entries(output):  # this command's lock file: empty
         return
     if not (output / MERGE_RECORD).is_file():
         raise OutputExists(

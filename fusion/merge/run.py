@@ -29,12 +29,17 @@ def read_inputs(spec: MergeSpec) -> tuple[ModelFiles | None, list[ModelFiles]]:
     return base, models
 
 
-def merge(spec: MergeSpec, output: Path, overwrite: bool = False, progress: bool = True) -> Path:
-    """Merge as ``spec`` says into ``output`` (a Hugging Face model directory)."""
-    dtype_named(spec.dtype)  # a bad dtype is refused before anything is read
-    # The output is checked before any input is read (or downloaded from the Hub).
+def check_target(spec: MergeSpec, output: Path, overwrite: bool = False) -> None:
+    """Refuse a bad dtype or an output the merge may not write, before any input is read (or
+    downloaded from the Hub), and before the CLI takes the output's lock."""
+    dtype_named(spec.dtype)
     check_not_an_input(output, _local_inputs(spec))
     check_output(output, overwrite)
+
+
+def merge(spec: MergeSpec, output: Path, overwrite: bool = False, progress: bool = True) -> Path:
+    """Merge as ``spec`` says into ``output`` (a Hugging Face model directory)."""
+    check_target(spec, output, overwrite)
     chosen = method(spec.method)
     base, models = read_inputs(spec)
     chosen.check_parameters(

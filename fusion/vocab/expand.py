@@ -13,6 +13,7 @@ from pathlib import Path
 from fusion.vocab.candidates import select_tokens
 from fusion.vocab.corpus import VocabError, hangul_count, read_corpus, tokens_per_1k_korean
 from fusion.vocab.rows import REPORT
+from runrecords import lock
 from runrecords.atomic import atomic_directory
 
 
@@ -75,7 +76,7 @@ def expand(
 
     from fusion.vocab.embeddings import resize_and_init, untie
 
-    if output.exists() and any(output.iterdir()) and not overwrite:
+    if output.exists() and lock.entries(output) and not overwrite:
         raise VocabError(f"{output}: exists and is not empty (use --overwrite)")
     texts = read_corpus(corpus, options.text_field, options.max_lines)
     if hangul_count(texts) == 0:

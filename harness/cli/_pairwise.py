@@ -42,8 +42,10 @@ class PairwiseReport:
 
     def merged_json(self, text: str | None) -> str:
         """The pairwise data added to another command's JSON text (or alone)."""
+        from reports.jsonio import dumps_strict
+
         base = json.loads(text) if text else {}
-        return json.dumps({**base, **self.data()}, ensure_ascii=False, indent=1) + "\n"
+        return dumps_strict({**base, **self.data()}, indent=1)
 
     def html(self, max_samples: int) -> dict[str, Any]:
         """``html.page``'s pairwise arguments."""

@@ -50,6 +50,7 @@ def report_command(
     from harness.cli import _pairwise
     from reports import agreement, language, leaderboard, render
     from reports.errors import ReportError
+    from reports.jsonio import dumps_strict
     from reports.load import load
     from reports.pairwise import json_safe
     from reports.stats import DEFAULT_RESAMPLES, DEFAULT_SEED
@@ -90,7 +91,7 @@ def report_command(
                     "verdicts": [asdict(r) for r in agree_verdicts],
                 }
             )
-        text = json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+        text = dumps_strict(data)
         text = pair.merged_json(text) if pair else text
     else:
         from reports import html

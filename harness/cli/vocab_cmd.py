@@ -71,7 +71,8 @@ def expand_command(
         max_lines=max_lines,
         trust_remote_code=trust_remote_code,
     )
-    report = expand(model, corpus, output, options, overwrite=overwrite, say=typer.echo)
+    with hold(output, "fusebench vocab expand"):
+        report = expand(model, corpus, output, options, overwrite=overwrite, say=typer.echo)
     typer.echo(
         f"added {len(report['added'])} tokens ({report['rounds']} rounds); tokens per 1,000 "
         f"Korean characters: {report['tokens_per_1k_korean_before']} -> "

@@ -10,6 +10,7 @@ import typer
 
 from fusion.zoo import build_zoo
 from harness.cli.options import FromSpec, QuietOption, progress_bars
+from runrecords.lock import hold
 
 app = typer.Typer(help="Small local models for the demo and the tests.", no_args_is_help=True)
 _D = FromSpec(build_zoo).defaults
@@ -46,14 +47,15 @@ def build_command(
     quiet: QuietOption = False,
 ) -> None:
     """Build small causal LMs of several architectures with their own Korean tokenizers."""
-    paths = build_zoo(
-        output,
-        kind=ZooKind.random.value if quick else kind.value,
-        seed=seed,
-        names=names.split(",") if names else None,
-        progress=progress_bars(quiet),
-        jobs=jobs,
-    )
+    with hold(output, "fusebench zoo build"):
+        paths = build_zoo(
+            output,
+            kind=ZooKind.random.value if quick else kind.value,
+            seed=seed,
+            names=names.split(",") if names else None,
+            progress=progress_bars(quiet),
+            jobs=jobs,
+        )
     for path in paths:
         typer.echo(f"model: {path}")
     typer.echo(f"zoo: {output}")

@@ -35,6 +35,7 @@ from reports import (
     contamination,
     forest,
     html,
+    jsonio,
     leaderboard,
     machine,
     matrix,
@@ -172,7 +173,7 @@ def write_report(
     data["seeds"] = _seeds_json(pooled, seeds)
     data["strength_matrix"] = strength.to_json()
     data["machine"] = record
-    write_text_atomic(layout.compare_json, json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+    write_text_atomic(layout.compare_json, jsonio.dumps_strict(data))
     boards = leaderboard.build(loaded.scores, ROUNDING)
     page = html.page(
         loaded,

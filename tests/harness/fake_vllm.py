@@ -2,7 +2,7 @@
 a ``vllm`` that runs this file on PATH): ``vllm serve MODEL --port P --served-model-name NAME
 ...`` serves tests/judges/scripted_server.py's scripted model on that port, with VLLM_API_KEY
 as its key and FAKE_VLLM_MAX_MODEL_LEN as its context, and writes its argv and key to
-FAKE_VLLM_RECORD."""
+FAKE_VLLM_RECORD (with its pid)."""
 
 import json
 import os
@@ -20,7 +20,7 @@ flags = {
     if flag.startswith("--") and not value.startswith("--")
 }
 with open(os.environ["FAKE_VLLM_RECORD"], "w", encoding="utf-8") as record:
-    json.dump({"argv": args, "api_key": os.environ.get("VLLM_API_KEY")}, record)
+    json.dump({"argv": args, "api_key": os.environ.get("VLLM_API_KEY"), "pid": os.getpid()}, record)
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 server = ScriptedJudge(
     behaviour="plain",

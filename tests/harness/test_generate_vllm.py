@@ -240,3 +240,67 @@ def test_http_400_for_the_length_fails_the_question_not_the_run(
     ), rows[0]["error"]
     assert rows[0]["outputs"] == ["", ""]
     assert "42 failed" in printed.out
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper is not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a Linux parent-death signal")
+def test_the_served_model_stops_when_generate_is_killed(
+    zoo: Path, tmp_path: Path, fake_vllm: Path
+) -> None:
+    """``generate --serve`` killed with SIGKILL (it cannot stop its server itself): the kernel
+    tells the server, which would otherwise keep its port and GPU memory for good."""
+    import signal
+    import subprocess
+    import time
+
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from harness.cli import main; sys.exit(main())",
+            "generate",
+            str(zoo / "tiny-llama"),
+            "--serve",
+            "vllm",
+            "--startup-timeout",
+            "60",
+            "--strategies",
+            "default",
+            "--output",
+            str(tmp_path / "run"),
+            "--quiet",
+        ],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    server = None
+    try:
+        deadline = time.monotonic() + 120
+        while server is None:
+            assert parent.poll() is None and time.monotonic() < deadline, "no server started"
+            try:
+                server = json.loads(fake_vllm.read_text("utf-8"))["pid"]
+            except (OSError, ValueError):
+                time.sleep(0.05)
+        assert _alive(server)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 20
+        while _alive(server) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(server), "the model server outlived the killed generate"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+        if server is not None and _alive(server):
+            os.kill(server, signal.SIGKILL)

@@ -206,3 +206,35 @@ def test_an_error_line_is_shown_as_written(tmp_path: Path) -> None:
     done = cli("report", str(missing))
     assert done.returncode == 2
     assert one_error_line(done) == f"error: {missing}: no such file or directory"
+
+
+def _strict(text: str) -> object:
+    """Parse as a strict reader does (JavaScript's JSON.parse): bare NaN/Infinity refused."""
+
+    def refuse(token: str) -> None:
+        raise ValueError(f"bare {token} in JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_report_json_writes_a_nan_score_as_null_with_the_reason(runs, tmp_path: Path) -> None:
+    run = tmp_path / "nanrun"
+    shutil.copytree(runs["base"], run)
+    path = run / "0-shot" / "results.json"
+    results = json.loads(path.read_text("utf-8"))
+    results["results"]["nsmc"]["acc,none"] = float("nan")
+    path.write_text(json.dumps(results), "utf-8")  # as the run records a NaN metric
+    assert "NaN" in path.read_text("utf-8")
+    out = tmp_path / "board.json"
+    done = cli("report", str(run), "--format", "json", "--output", str(out))
+    assert done.returncode == 0, done.stderr
+    for text in (out.read_text("utf-8"), cli("report", str(run), "--format", "json").stdout):
+        rows = {row["num_fewshot"]: row for row in _strict(text)["rows"]}
+        zero, two = rows[0], rows[2]
+        assert zero["scores"]["nsmc"] is None and zero["scores"]["average"] is None
+        assert zero["null_reasons"] == {
+            "scores.nsmc": "NaN: evaluated, but the results record NaN (no number came out)",
+            "scores.average": "NaN: the average takes in a score the results record as NaN",
+        }
+        assert isinstance(zero["scores"]["kobest_boolq"], float)
+        assert "null_reasons" not in two and isinstance(two["scores"]["nsmc"], float)
