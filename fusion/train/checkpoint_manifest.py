@@ -8,7 +8,7 @@ found by listing the folder (``latest.json`` is a convenience for people and scr
 needed). A damaged newer checkpoint is named in one line, with the file and the reason, and
 the run goes on from the intact one; with none intact the resume is refused in one line.
 
-Checkpoints written before manifests existed (fusebench <= 0.x: no manifest, a
+Checkpoints written before manifests existed (fusebench 0.1.0 and earlier: no manifest, a
 ``latest.json`` without ``"manifest"``) are accepted up to the one that file points to, with a
 one-line warning that they cannot be verified.
 """
@@ -105,10 +105,10 @@ def problem(folder: Path) -> str | None:
     except (OSError, ValueError) as err:
         return f"{file}: unreadable ({err})"
     files = record.get("files") if isinstance(record, dict) else None
-    if record.get("format") != FORMAT or not isinstance(files, list):
+    if not isinstance(record, dict) or record.get("format") != FORMAT or not _listing(files):
         return f"{file}: not a fusebench checkpoint manifest"
     paths = []
-    for entry in files:
+    for entry in files:  # type: ignore[union-attr]
         path = folder / entry["file"]
         if not path.is_file():
             return f"{path}: missing"
@@ -116,10 +116,21 @@ def problem(folder: Path) -> str | None:
         if size != entry["size"]:
             return f"{path}: {size} bytes, {entry['size']} when saved (truncated or replaced)"
         paths.append(path)
-    for path, entry, digest in zip(paths, files, digests(paths), strict=True):
+    for path, entry, digest in zip(paths, files, digests(paths), strict=True):  # type: ignore[arg-type]
         if digest != entry["sha256"]:
             return f"{path}: sha256 differs from the one recorded when saved (corrupt)"
     return None
+
+
+def _listing(files: Any) -> bool:
+    """Whether a manifest's ``files`` is a list of {file, size, sha256}."""
+    return isinstance(files, list) and all(
+        isinstance(entry, dict)
+        and isinstance(entry.get("file"), str)
+        and isinstance(entry.get("size"), int)
+        and isinstance(entry.get("sha256"), str)
+        for entry in files
+    )
 
 
 def read_pointer(root: Path) -> tuple[dict[str, Any] | None, str | None]:

@@ -130,13 +130,13 @@ class _Run:
         if self.start is not None:
             return self.start.pointer
         decided: list[Any] = [(None, None)]  # (pointer, error message)
-        failure: UserError | None = None
+        failure: Exception | None = None
         if self.rank == 0:
             try:
                 chosen = start_point(self.config, self.world, resume=self.resume, say=self._say)
                 decided[0] = (chosen.pointer, None)
-            except UserError as err:
-                failure, decided[0] = err, (None, str(err))
+            except Exception as err:  # told to the other ranks too: none waits for rank 0
+                failure, decided[0] = err, (None, error_line(err))
         dist.broadcast_object_list(decided, src=0)
         pointer, error = decided[0]
         if failure is not None:

@@ -19,6 +19,7 @@ import pytest
 
 from fusion.config import load_config
 from fusion.errors import FusionError
+from fusion.launch import rank_env, torchrun_command
 from fusion.train.checkpoint import MANIFEST, prune
 from fusion.train.checkpoint_manifest import tags
 from fusion.train.launch import run_training
@@ -212,3 +213,57 @@ def test_pruning_never_counts_a_damaged_newer_checkpoint(tmp_path: Path) -> None
         (tmp_path / f"step-{step:06d}").mkdir()
     prune(tmp_path, 4, keep=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step-000003", "step-000004"]
+
+
+# ---------------------------------------------------- two ranks (DeepSpeed ZeRO-2)
+
+
+@pytest.mark.slow
+def test_two_ranks_agree_on_the_intact_checkpoint(
+    tmp_path: Path, fused_store: Path, train_config, run_fusebench
+) -> None:
+    """Rank 1's optimizer file of the newest checkpoint truncated: resumed from the older one
+    by both ranks, said once, whether rank 0 chooses (the deepspeed launcher on
+    ``fusion.train.main``) or the ``fusebench`` launcher does before starting the ranks."""
+    cfg = train_config(
+        tmp_path / "config.yaml",
+        tmp_path / "work",
+        fused_store=str(fused_store),
+        **{**FAST, "micro_batch_size": 2},
+    )
+    train = tmp_path / "work" / "train"
+    train.mkdir(parents=True)
+    (train / "final").write_text("in the way")
+    first = run_fusebench("fuse", "train", str(cfg), "--nproc", "2", "--quiet")
+    assert first.returncode == 2, first.stderr
+    want = read_log(train / "log.jsonl")
+    assert [r["step"] for r in want] == [1, 2, 3, 4]
+    damaged = train / "checkpoints" / "step-000004" / "zero_pp_rank_1_mp_rank_00_optim_states.pt"
+
+    # Rank 0 chooses and tells rank 1 (no launcher choice); the final save fails again.
+    _truncate(damaged)
+    ranks = subprocess.run(
+        torchrun_command("fusion.train.main", [str(cfg), "--resume", "--no-progress"], 2),
+        env=rank_env(2),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert ranks.returncode != 0
+    said = [line for line in _lines(ranks.stderr) if "not resuming step-000004" in line]
+    assert len(said) == 1 and str(damaged) in said[0], ranks.stderr
+    assert ranks.stderr.count("resumed at step 2") == 1
+    assert (damaged.parent / MANIFEST).is_file()  # step 4 saved again, whole
+
+    # The fusebench launcher chooses before the ranks start; the run completes.
+    _truncate(damaged)
+    (train / "final").unlink()
+    done = run_fusebench("fuse", "train", str(cfg), "--nproc", "2", "--resume", "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    said = [line for line in _lines(done.stderr) if "not resuming step-000004" in line]
+    assert len(said) == 1 and str(damaged) in said[0], done.stderr
+    assert done.stderr.count("resumed at step 2") == 1
+    got = read_log(train / "log.jsonl")
+    assert [r["loss"] for r in got] == pytest.approx([r["loss"] for r in want], rel=1e-6)
+    assert json.loads((train / "status.json").read_text())["status"] == "finished"
