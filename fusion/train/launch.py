@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -22,22 +23,32 @@ from fusion.train.setup import load_tokenizer, new_row_ids, open_data, run_paths
 from runrecords.atomic import write_json_atomic
 from runrecords.errors import Interrupted
 
+if TYPE_CHECKING:  # the trainer imports torch and DeepSpeed: only when training starts
+    from fusion.train.trainer import StartPoint
+
 
 class TrainingFailed(FusionError):
     """The training processes exited with an error (printed above by the failing rank)."""
 
 
-def check_inputs(config: TrainRunConfig, *, nproc: int, resume: bool) -> None:
-    """Everything a rank would refuse, refused once here (no process group needed)."""
+def check_inputs(
+    config: TrainRunConfig,
+    *,
+    nproc: int,
+    resume: bool,
+    say: Callable[[str], None] | None = None,
+) -> StartPoint | None:
+    """Everything a rank would refuse, refused once here (no process group needed); returns
+    the checkpoint to start from, verified here once for every rank (None: finished)."""
     from fusion.train.trainer import finished, start_point
 
     if nproc < 1:
         raise FusionError(f"--nproc {nproc}: expected at least 1 process")
     if resume and finished(config):
-        return
+        return None
     new_row_ids(config)
     open_data(config, load_tokenizer(config))
-    start_point(config, nproc, resume=resume)
+    return start_point(config, nproc, resume=resume, say=say or _quiet)
 
 
 def run_training(
@@ -51,12 +62,12 @@ def run_training(
     """Train the target (fused objective, or plain CLM for a vocab stage); returns the final
     Hugging Face model's folder. Status lines go to ``say`` (the ranks of a multi-process
     run print theirs on stderr), with a progress bar unless ``progress`` is off."""
-    check_inputs(config, nproc=nproc, resume=resume)
+    start = check_inputs(config, nproc=nproc, resume=resume, say=say)
     clear_stale_locks(say)
     if nproc == 1:
         from fusion.train.trainer import train
 
-        return train(config, resume=resume, progress=progress, say=say or _quiet)
+        return train(config, resume=resume, progress=progress, say=say or _quiet, start=start)
     paths = run_paths(config)
     paths.output.mkdir(parents=True, exist_ok=True)
     config_file = paths.output / "launch-config.yaml"
@@ -70,6 +81,7 @@ def run_training(
         str(config_file),
         *(["--resume"] if resume else []),
         *([] if progress else ["--no-progress"]),
+        *(_start_tag(start)),
     ]
     code = run_ranks("fusion.train.main", args, nproc=nproc, env={"FUSEBENCH_LAUNCHED": "1"}).code
     if code == 0:
@@ -119,6 +131,14 @@ def shared_process_group(nproc: int, say: Callable[[str], None] | None = None) -
     finally:
         if started and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _start_tag(start: StartPoint | None) -> list[str]:
+    """The ranks' ``--start-tag``: the checkpoint chosen here, so that they neither verify it
+    again nor choose differently (none when a finished run is returned at once)."""
+    if start is None:
+        return []
+    return ["--start-tag", start.pointer["tag"] if start.pointer else "none"]
 
 
 def _quiet(text: str) -> None:

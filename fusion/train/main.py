@@ -22,20 +22,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
     parser.add_argument(
+        "--start-tag", default=None, help=argparse.SUPPRESS
+    )  # the checkpoint the launcher verified and chose ("none": step 0)
+    parser.add_argument(
         "--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS
     )  # the deepspeed launcher passes it
     args = parser.parse_args(argv)
     if args.local_rank is not None:
         os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
     from fusion.config import load_train_config
-    from fusion.train.trainer import train
+    from fusion.train.trainer import decided_start, train
 
     try:
+        config = load_train_config(args.config)
         final = train(
-            load_train_config(args.config),
+            config,
             resume=args.resume,
             progress=not args.no_progress,
             say=_stderr,
+            start=None if args.start_tag is None else decided_start(config, args.start_tag),
         )
     except UserError as err:
         if os.environ.get("RANK", "0") == "0":

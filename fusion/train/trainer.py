@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import torch
 import torch.distributed as dist
 
 from fusion.config import TrainRunConfig
-from fusion.train import checkpoint
+from fusion.train import checkpoint, checkpoint_manifest
 from fusion.train.clm_data import ClmCollator
 from fusion.train.data import Collator, DataState, MicroBatches
 from fusion.train.ds_config import deepspeed_config
@@ -68,10 +69,12 @@ def train(
     resume: bool = False,
     progress: bool = True,
     say: Callable[[str], None] = _quiet,
+    start: StartPoint | None = None,
 ) -> Path:
     """Train on the fused (or, with objective clm, the CLM) objective; returns the final model's
     directory. Rank 0 reports status lines through ``say`` and shows a progress bar unless
-    ``progress`` is off."""
+    ``progress`` is off. ``start`` is the launcher's choice of checkpoint (``start_point``);
+    without it rank 0 chooses and tells the other ranks."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     single_rank_env()
     import deepspeed
@@ -84,7 +87,8 @@ def train(
     if cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     try:
-        return _Run(config, resume=resume, cuda=cuda, progress=progress, say=say).run()
+        run = _Run(config, resume=resume, cuda=cuda, progress=progress, say=say, start=start)
+        return run.run()
     finally:
         if started_here and dist.is_initialized():
             dist.destroy_process_group()
@@ -99,9 +103,10 @@ class _Run:
         cuda: bool,
         progress: bool,
         say: Callable[[str], None],
+        start: StartPoint | None,
     ) -> None:
         self.config, self.section, self.resume, self.cuda = config, config.train, resume, cuda
-        self.progress, self.say = progress, say
+        self.progress, self.say, self.start = progress, say, start
         self.paths: RunPaths = run_paths(config)
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         self.stop_signal = 0
@@ -120,9 +125,24 @@ class _Run:
             write_json_atomic(self.paths.status, {"status": status, **extra})
 
     def _where_to_start(self) -> dict[str, Any] | None:
-        pointer = start_point(self.config, self.world, resume=self.resume)
-        if pointer is None and self.resume:
-            self._say(f"train: no checkpoint in {self.paths.checkpoints}; starting at step 0")
+        """The launcher's choice, else rank 0's (verified once, by one process), given to
+        every rank: all ranks load the same checkpoint or all refuse."""
+        if self.start is not None:
+            return self.start.pointer
+        decided: list[Any] = [(None, None)]  # (pointer, error message)
+        failure: Exception | None = None
+        if self.rank == 0:
+            try:
+                chosen = start_point(self.config, self.world, resume=self.resume, say=self._say)
+                decided[0] = (chosen.pointer, None)
+            except Exception as err:  # told to the other ranks too: none waits for rank 0
+                failure, decided[0] = err, (None, error_line(err))
+        dist.broadcast_object_list(decided, src=0)
+        pointer, error = decided[0]
+        if failure is not None:
+            raise failure
+        if error is not None:
+            raise checkpoint.CheckpointError(error)
         return pointer
 
     def _model(self, ds_config: dict[str, Any]) -> Any:
@@ -413,25 +433,54 @@ def error_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}"[:500] if text else type(err).__name__
 
 
-def start_point(config: TrainRunConfig, world: int, *, resume: bool) -> dict[str, Any] | None:
-    """The checkpoint to resume, None for a fresh start; refuses to clobber or mix runs."""
-    paths = run_paths(config)
-    pointer = checkpoint.latest(paths.checkpoints)
-    if pointer is None:
-        return None
+@dataclass(frozen=True)
+class StartPoint:
+    """Where a run starts, decided once before its ranks do anything: the checkpoint to
+    resume (its manifest: tag, step, settings), or None for step 0."""
+
+    pointer: dict[str, Any] | None
+
+
+def start_point(
+    config: TrainRunConfig,
+    world: int,
+    *,
+    resume: bool,
+    say: Callable[[str], None] = _quiet,
+) -> StartPoint:
+    """The checkpoint to resume: the newest intact one (``say`` names each damaged newer one
+    and why); refuses to clobber or mix runs, or to resume when none is intact."""
+    root = run_paths(config).checkpoints
     if not resume:
-        raise TrainSetupError(
-            f"{paths.output}: holds an earlier run's checkpoint (step {pointer['step']}); "
-            "pass --resume to continue it, or remove the folder / set train.output"
-        )
+        if checkpoint_manifest.exists(root):
+            raise TrainSetupError(
+                f"{run_paths(config).output}: holds an earlier run's checkpoints; "
+                "pass --resume to continue it, or remove the folder / set train.output"
+            )
+        return StartPoint(None)
+    choice = checkpoint_manifest.newest_intact(root)
+    for line in choice.notes:
+        say(line)
+    pointer = choice.chosen
+    if pointer is None:
+        say(f"train: no checkpoint in {root}; starting at step 0")
+        return StartPoint(None)
     settings = run_settings(config, world)
     if pointer.get("settings") != settings:
         diff = first_difference(pointer.get("settings", {}), settings, nested=True, sort=True)
+        source = root / pointer["tag"] / checkpoint.MANIFEST
         raise checkpoint.CheckpointError(
-            f"{paths.checkpoints / checkpoint.POINTER}: made with other settings ({diff}); "
-            "resume with the same config and process count, or start afresh"
+            f"{source if source.exists() else root / checkpoint.POINTER}: made with other "
+            f"settings ({diff}); resume with the same config and process count, or start afresh"
         )
-    return pointer
+    return StartPoint(pointer)
+
+
+def decided_start(config: TrainRunConfig, tag: str) -> StartPoint:
+    """The start a launcher chose and passed to its ranks (``--start-tag``; ``none``: step 0)."""
+    if tag == "none":
+        return StartPoint(None)
+    return StartPoint(checkpoint_manifest.describe(run_paths(config).checkpoints, tag))
 
 
 def finished(config: TrainRunConfig) -> Path | None:
