@@ -8,6 +8,7 @@ names) reaches the page as text; the only markup is the template's own.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,9 @@ from reports.table import Loaded
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 _BARS_MAX_ROWS = 8  # more LogicKor rows than this read better as a heatmap
+# A lone surrogate (real generations hold them; JSON files keep them escaped) has no UTF-8
+# form: the page shows U+FFFD in its place, the files keep the text as it is.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _environment():
@@ -272,4 +276,4 @@ def page(
         "matrix": matrix,
         "sections": sections or [],
     }
-    return _environment().get_template("report.html.j2").render(**context)
+    return _SURROGATE.sub("\ufffd", _environment().get_template("report.html.j2").render(**context))
