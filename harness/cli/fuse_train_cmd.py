@@ -18,7 +18,10 @@ def train_command(
         typer.Option(help="Processes (ranks) on this machine; >1 starts them through torchrun."),
     ] = 1,
     resume: Annotated[
-        bool, typer.Option(help="Continue from the latest checkpoint in the output folder.")
+        bool,
+        typer.Option(
+            help="Continue from the newest intact checkpoint in the output folder (verified by sha256)."
+        ),
     ] = False,
     quiet: QuietOption = False,
 ) -> None:
