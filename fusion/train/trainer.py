@@ -25,6 +25,7 @@ import torch
 import torch.distributed as dist
 
 from fusion.config import TrainRunConfig
+from fusion.launch import forget_single_rank
 from fusion.train import checkpoint, checkpoint_manifest
 from fusion.train.clm_data import ClmCollator
 from fusion.train.data import Collator, DataState, MicroBatches
@@ -92,6 +93,8 @@ def train(
     finally:
         if started_here and dist.is_initialized():
             dist.destroy_process_group()
+        if started_here:  # a later subprocess must not inherit this group's port
+            forget_single_rank()
 
 
 class _Run:

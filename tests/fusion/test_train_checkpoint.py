@@ -22,11 +22,9 @@ from fusion.errors import FusionError
 from fusion.launch import rank_env, torchrun_command
 from fusion.train.checkpoint import MANIFEST, prune
 from fusion.train.checkpoint_manifest import tags
-from fusion.train.launch import run_training
 from fusion.train.logbook import read_log
 from fusion.train.trainer import start_point
 from harness.cli import main
-from runrecords.errors import OutputExists
 
 FAST = dict(
     precision="fp32",
@@ -47,16 +45,19 @@ def _config(root: Path, train_config, store: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def interrupted(tmp_path_factory: pytest.TempPathFactory, fused_store: Path, train_config) -> Path:
+def interrupted(
+    tmp_path_factory: pytest.TempPathFactory, fused_store: Path, train_config, run_fusebench
+) -> Path:
     """A run with checkpoints at steps 2 and 4 that failed while saving its final model
-    (trained in this process: the resumes below are the real command)."""
+    (the real command, in a process of its own: DeepSpeed keeps the first process group it
+    saw, so an in-process run would break later in-process trainings of the session)."""
     root = tmp_path_factory.mktemp("ckpt")
     cfg = _config(root, train_config, fused_store)
     train = root / "work" / "train"
     train.mkdir(parents=True)
     (train / "final").write_text("in the way")  # the final save fails after step 4
-    with pytest.raises(OutputExists, match="final"):
-        run_training(load_config(cfg), nproc=1, resume=False, progress=False)
+    done = run_fusebench("fuse", "train", str(cfg), "--quiet")
+    assert done.returncode == 2 and "final" in done.stderr, done.stderr
     (train / "final").unlink()
     assert [p.name for p in tags(train / "checkpoints")] == ["step-000004", "step-000002"]
     return train
