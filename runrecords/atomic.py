@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from runrecords.errors import OutputExists
+from runrecords.space import DiskFull, writing
 
 
 def _json_default(value: Any) -> Any:
@@ -59,15 +60,18 @@ _FILE_MODE = 0o666 & ~_umask()
 
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary sibling, fsync it, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Call ``write(tmp)`` on a temporary sibling, fsync it, then rename it over ``path``.
+    A full disk is ``DiskFull`` naming ``path``; ``path`` is then left as it was."""
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     tmp = Path(name)
     try:
-        write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
+        with writing(path, guess_from_free_space=True):  # asked before tmp frees its space
+            write(tmp)
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
         os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
@@ -85,6 +89,25 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 
 def write_jsonl_atomic(path: Path, rows: Iterable[Any]) -> None:
     write_text_atomic(path, "".join(dumps(row, indent=None) + "\n" for row in rows))
+
+
+def write_status_json(path: Path, obj: Any) -> None:
+    """A status record (``failed``, ``interrupted``) that must land even on a full disk, where
+    the atomic write has no room for its temporary copy: then the existing file is rewritten
+    in place, in the blocks it already holds, when the new text fits in them. A status left
+    saying ``running`` after a failure would be a lie; a torn one (a crash mid-rewrite) is
+    refused by its reader as unreadable, naming it."""
+    try:
+        write_json_atomic(path, obj)
+    except DiskFull:
+        data = (dumps(obj) + "\n").encode("utf-8")
+        if not path.is_file() or len(data) > path.stat().st_blocks * 512:
+            raise
+        with writing(path), open(path, "r+b") as handle:
+            handle.write(data)
+            handle.truncate()
+            handle.flush()
+            os.fsync(handle.fileno())
 
 
 def blocking_file(directory: Path) -> Path | None:
@@ -123,7 +146,8 @@ def atomic_directory(output: Path, overwrite: bool = True) -> Iterator[Path]:
     scratch = output.parent / f".{output.name}.partial-{tag}"
     scratch.mkdir()  # (not mkdtemp: its 0700 mode would stick to the final directory)
     try:
-        yield scratch
+        with writing(output):
+            yield scratch
         _share_like_umask(scratch)
         # The old output is moved aside, not deleted in place: a crash mid-delete would
         # leave a half model under the output name.

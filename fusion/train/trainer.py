@@ -41,7 +41,7 @@ from fusion.train.setup import (
     run_paths,
     single_rank_env,
 )
-from runrecords.atomic import atomic_directory, write_json_atomic
+from runrecords.atomic import atomic_directory, write_status_json
 from runrecords.errors import Interrupted, UserError
 from runrecords.settings import first_difference
 
@@ -117,7 +117,7 @@ class _Run:
 
     def _status(self, status: str, **extra: Any) -> None:
         if self.rank == 0:
-            write_json_atomic(self.paths.status, {"status": status, **extra})
+            write_status_json(self.paths.status, {"status": status, **extra})
 
     def _where_to_start(self) -> dict[str, Any] | None:
         pointer = start_point(self.config, self.world, resume=self.resume)
