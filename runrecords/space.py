@@ -18,8 +18,13 @@ from pathlib import Path
 from runrecords.errors import UserError
 
 _CAUSES = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded"}
-# The same causes as third-party writers word them (safetensors: Rust's io::Error text).
-_TEXTS = {"no space left on device": errno.ENOSPC, "disk quota exceeded": errno.EDQUOT}
+# The same causes as third-party writers word them (safetensors: Rust's io::Error text;
+# SQLite, as lm-eval's request cache: SQLITE_FULL).
+_TEXTS = {
+    "no space left on device": errno.ENOSPC,
+    "disk quota exceeded": errno.EDQUOT,
+    "database or disk is full": errno.ENOSPC,
+}
 # Below this many free bytes, a write that failed without saying why is taken as disk full.
 _NEARLY_FULL = 1 << 20
 
