@@ -118,6 +118,16 @@ def blocking_file(directory: Path) -> Path | None:
     return None if existing.is_dir() else existing
 
 
+def check_output_path(path: Path, what: str = "--output", *, directory: bool = False) -> None:
+    """Refuse, in one line naming ``what``, an output that cannot be created because a file
+    stands where a folder must be: the output itself (a ``directory`` output) or a folder
+    above it. Asked before any work: mkdir would otherwise end the command, after the work,
+    with a bare ``FileExistsError`` or ``NotADirectoryError``."""
+    blocker = blocking_file(path if directory else path.parent)
+    if blocker is not None:
+        raise OutputExists(f"{what} {path}: {blocker} is a file, not a directory")
+
+
 def _share_like_umask(folder: Path) -> None:
     """Files a library made private (safetensors writes ``model.safetensors`` 0600 through a
     temporary file) get the mode ``open()`` would give them: a team's shared run directory
