@@ -33,6 +33,7 @@ from fusion.config import FuseConfig, ModelEntry, load_config
 from fusion.errors import FusionError
 from fusion.framing import Framing, framing, read_start, write_start
 from fusion.layout import WorkDir
+from fusion.model_dir import LOAD_ERRORS, cannot_load, check_model_dir
 from fusion.store import (
     SequenceTopK,
     StoreManifest,
@@ -184,9 +185,12 @@ def model_vocab_size(entry: ModelEntry) -> int:
 
 
 def check_models(config: FuseConfig) -> None:
-    """With the vllm backend, every model takes extract.k and extract.max_length and its
-    config agrees with its checkpoint (read from config.json and the safetensors headers:
-    run before anything is written or loaded, so a bad setting costs one line, not a load)."""
+    """Every local model's safetensors files are whole and its config.json agrees with them
+    (fusion/model_dir.py); with the vllm backend, every model also takes extract.k and
+    extract.max_length (read from config.json and the safetensors headers: run before
+    anything is written or loaded, so a bad setting costs one line, not a load)."""
+    for entry in models(config):
+        check_model_dir(Path(entry.path))
     if config.extract.backend == "vllm":
         from fusion.extract_backends.vllm_plan import plan
 
@@ -314,10 +318,17 @@ def extract_model(
 
 def _backend(config: FuseConfig, entry: ModelEntry, manifest: StoreManifest) -> Any:
     """The configured backend for one model, its logits as wide as the store's vocabulary."""
+    from safetensors import SafetensorError
+
     from fusion.extract_backends import make_backend
 
     section = config.extract
-    backend = make_backend(section.backend, entry, section, _device(config))
+    try:
+        backend = make_backend(section.backend, entry, section, _device(config))
+    except UserError:
+        raise
+    except (*LOAD_ERRORS, SafetensorError) as err:  # one line naming the model (model_dir.py)
+        raise cannot_load(f"{entry.name} ({entry.path})", err) from None
     if backend.vocab_size != manifest.vocab_size:
         raise ExtractError(
             f"{entry.name}: the model has {backend.vocab_size} logits, its "

@@ -70,11 +70,12 @@ def rank_env(nproc: int, extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def torchrun_command(module: str, args: list[str], nproc: int) -> list[str]:
-    """torchrun starting ``python -m fusion.rank module args`` (the watchdog, then module)."""
+    """torchrun starting ``python -m fusion.rank module args`` (the watchdog, then module);
+    torchrun through ``fusion.torchrun``, which ends without a traceback when told to stop."""
     return [
         sys.executable,
         "-m",
-        "torch.distributed.run",
+        "fusion.torchrun",
         "--standalone",
         "--nnodes",
         "1",
@@ -144,21 +145,39 @@ def run_alone(module: str, args: list[str], *, env: dict[str, str] | None = None
 
 def _supervise(cmd: list[str], env: dict[str, str]) -> Launched:
     """Start ``cmd`` in a session of its own, forward SIGTERM / Ctrl-C, wait, never leave
-    it behind."""
-    process = subprocess.Popen(
-        cmd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-        preexec_fn=parent_death_signal(),
-    )
+    it behind.
+
+    SIGTERM is taken over before the child is started: the CLI's own handler raises
+    KeyboardInterrupt, which Python drops when it lands in ``Popen``'s fork handlers
+    ("Exception ignored in ... _releaseLock"), and the ranks would train on unaware. A
+    SIGTERM that comes before the child exists is passed on as soon as it does.
+    """
     stopped: list[int] = []
+    started: list[subprocess.Popen] = []
+    pending: list[int] = []  # signals that came before the child existed
 
     def forward(signum: int, frame: object) -> None:
         stopped.append(signum)
-        process.send_signal(signum)
+        if started:
+            started[0].send_signal(signum)
+        else:
+            pending.append(signum)
 
     previous = signal.signal(signal.SIGTERM, forward)
+    try:
+        process = subprocess.Popen(
+            cmd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=parent_death_signal(),
+        )
+    except BaseException:
+        signal.signal(signal.SIGTERM, previous)
+        raise
+    started.append(process)
+    while pending:  # told to stop while it was being started
+        process.send_signal(pending.pop(0))
     try:
         code = process.wait()
     except KeyboardInterrupt:

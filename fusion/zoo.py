@@ -23,7 +23,7 @@ from typing import Any
 
 from fusion.errors import FusionError
 from fusion.zoo_training import TrainingRecipe
-from runrecords.atomic import atomic_directory, write_text_atomic
+from runrecords.atomic import atomic_directory, check_output_path, write_text_atomic
 
 # Bump whenever anything below changes what lands on disk: it keys zoo.json and caches.
 ZOO_VERSION = "1"
@@ -679,6 +679,7 @@ def build_zoo(
     kind = kind or ("random" if quick else "random-large")
     chosen = specs(names=names, kind=kind)
     output = Path(output)
+    check_output_path(output, directory=True)
     output.mkdir(parents=True, exist_ok=True)
     with _locked(output / ".zoo.lock"):
         manifest = _read_json(output / MANIFEST) or {}

@@ -29,8 +29,9 @@ from reports.rundir_verify import broken_entries
 from runrecords import lock
 from runrecords.atomic import write_json_atomic, write_jsonl_atomic
 from runrecords.digest import sha256_file
-from runrecords.errors import Interrupted
+from runrecords.errors import Interrupted, UserError
 from runrecords.settings import differences
+from runrecords.space import DiskFull
 from tasks import catalog
 from tasks.datadir import data_dir
 from tasks.loaders import load_benchmark
@@ -285,19 +286,34 @@ def run_eval(spec: EvalSpec, console: Console | None = None) -> Path:
             rundir.write_manifest(run, manifest)
     except KeyboardInterrupt:
         manifest.status = "interrupted"
-        rundir.write_manifest(run, manifest)
         done = len(manifest.completed)
-        raise Interrupted(
+        stopped = Interrupted(
             f"interrupted; {done} task evaluation(s) are saved in {run}: rerun the same "
             "command to continue"
-        ) from None
+        )
+        _record_end(run, manifest, stopped)
+        raise stopped from None
     except BaseException as err:
         manifest.status, manifest.error = "failed", f"{type(err).__name__}: {err}"[:500]
-        rundir.write_manifest(run, manifest)
+        _record_end(run, manifest, err)
         raise
     manifest.status, manifest.finished_at, manifest.error = "complete", rundir.now(), None
     rundir.write_manifest(run, manifest)
     return run
+
+
+def _record_end(run: Path, manifest: Manifest, err: BaseException) -> None:
+    """Record how the run ended (on a full disk too, rundir.write_end_status). When even
+    that fails, a user error says so in its one line (the manifest keeps its old status);
+    any other error is raised as it is."""
+    try:
+        rundir.write_end_status(run, manifest)
+    except DiskFull as lost:
+        if not isinstance(err, UserError):
+            raise err from lost
+        both = UserError(f"{err}; and {lost}, so it still says the run is running")
+        both.exit_code = err.exit_code
+        raise both from err
 
 
 def _forget_broken(

@@ -7,6 +7,7 @@ import os
 import re
 from pathlib import Path
 
+from fusion.model_dir import check_model_dir
 from harness.errors import HarnessError
 from reports.rundir import ModelInfo
 
@@ -48,6 +49,7 @@ def resolve_model(name: str, revision: str | None = None) -> ModelInfo:
             raise HarnessError(f"{name}: no tokenizer files ({', '.join(TOKENIZER_FILES)})")
         if not any(p.suffix in WEIGHT_SUFFIXES for p in path.rglob("*")):
             raise HarnessError(f"{name}: no weight files ({', '.join(WEIGHT_SUFFIXES)})")
+        check_model_dir(path)  # truncated weights, a config out of step with them
         return ModelInfo(
             name_or_path=str(path.resolve()),
             revision=None,

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from reports.errors import BadFile
 from reports.jsonio import read_json
-from runrecords.atomic import write_json_atomic
+from runrecords.atomic import write_json_atomic, write_status_json
 
 MANIFEST_FORMAT = "fusebench.run/1"
 MANIFEST = "manifest.json"
@@ -133,6 +133,12 @@ def read_manifest(run: Path) -> Manifest:
 
 def write_manifest(run: Path, manifest: Manifest) -> None:
     write_json_atomic(run / MANIFEST, manifest.model_dump(mode="json"))
+
+
+def write_end_status(run: Path, manifest: Manifest) -> None:
+    """The manifest as a run ends (failed, interrupted): written even on a full disk when it
+    fits in place of the old one (runrecords.atomic.write_status_json)."""
+    write_status_json(run / MANIFEST, manifest.model_dump(mode="json"))
 
 
 # ---------------------------------------------------------------- results

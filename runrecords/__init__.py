@@ -8,5 +8,6 @@ of them (only the standard library). One job a module:
 - ``jsonl``: JSON Lines parsed line by line, an error naming the line;
 - ``settings``: which settings differ from the ones a run recorded;
 - ``digest``: a file's sha256, the check a recorded file is held to;
+- ``space``: a full disk or quota met by a write, as ``DiskFull`` naming the file;
 - ``errors``: ``UserError`` (one line, exit code 2) and ``Interrupted`` (exit code 130).
 """

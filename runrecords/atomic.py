@@ -20,6 +20,7 @@ from typing import Any
 
 from runrecords import lock
 from runrecords.errors import OutputExists
+from runrecords.space import DiskFull, writing
 
 
 def _json_default(value: Any) -> Any:
@@ -71,15 +72,18 @@ _FILE_MODE = 0o666 & ~_umask()
 
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary sibling, fsync it, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Call ``write(tmp)`` on a temporary sibling, fsync it, then rename it over ``path``.
+    A full disk is ``DiskFull`` naming ``path``; ``path`` is then left as it was."""
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     tmp = Path(name)
     try:
-        write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
+        with writing(path, guess_from_free_space=True):  # asked before tmp frees its space
+            write(tmp)
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
         os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
@@ -99,12 +103,41 @@ def write_jsonl_atomic(path: Path, rows: Iterable[Any]) -> None:
     write_text_atomic(path, "".join(dumps(row, indent=None) + "\n" for row in rows))
 
 
+def write_status_json(path: Path, obj: Any) -> None:
+    """A status record (``failed``, ``interrupted``) that must land even on a full disk, where
+    the atomic write has no room for its temporary copy: then the existing file is rewritten
+    in place, in the blocks it already holds, when the new text fits in them. A status left
+    saying ``running`` after a failure would be a lie; a torn one (a crash mid-rewrite) is
+    refused by its reader as unreadable, naming it."""
+    try:
+        write_json_atomic(path, obj)
+    except DiskFull:
+        data = (dumps(obj) + "\n").encode("utf-8")
+        if not path.is_file() or len(data) > path.stat().st_blocks * 512:
+            raise
+        with writing(path), open(path, "r+b") as handle:
+            handle.write(data)
+            handle.truncate()
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
 def blocking_file(directory: Path) -> Path | None:
     """The file that stands where ``directory`` (or the nearest folder above it that exists)
     should be, or None: such a path cannot become a directory, and mkdir would say only
     ``NotADirectoryError``."""
     existing = next(p for p in (directory, *directory.absolute().parents) if p.exists())
     return None if existing.is_dir() else existing
+
+
+def check_output_path(path: Path, what: str = "--output", *, directory: bool = False) -> None:
+    """Refuse, in one line naming ``what``, an output that cannot be created because a file
+    stands where a folder must be: the output itself (a ``directory`` output) or a folder
+    above it. Asked before any work: mkdir would otherwise end the command, after the work,
+    with a bare ``FileExistsError`` or ``NotADirectoryError``."""
+    blocker = blocking_file(path if directory else path.parent)
+    if blocker is not None:
+        raise OutputExists(f"{what} {path}: {blocker} is a file, not a directory")
 
 
 def _share_like_umask(folder: Path) -> None:
@@ -135,7 +168,8 @@ def atomic_directory(output: Path, overwrite: bool = True) -> Iterator[Path]:
     scratch = output.parent / f".{output.name}.partial-{tag}"
     scratch.mkdir()  # (not mkdtemp: its 0700 mode would stick to the final directory)
     try:
-        yield scratch
+        with writing(output):
+            yield scratch
         _share_like_umask(scratch)
         lock.carry(output, scratch)  # a held output stays held through the swap
         # The old output is moved aside, not deleted in place: a crash mid-delete would

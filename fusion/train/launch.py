@@ -17,10 +17,10 @@ import yaml
 
 from fusion.config import TrainRunConfig
 from fusion.errors import FusionError
-from fusion.launch import run_ranks
+from fusion.launch import Launched, run_ranks
 from fusion.train.extensions import clear_stale_locks, watching_locks
-from fusion.train.setup import load_tokenizer, new_row_ids, open_data, run_paths
-from runrecords.atomic import write_json_atomic
+from fusion.train.setup import RunPaths, load_tokenizer, new_row_ids, open_data, run_paths
+from runrecords.atomic import write_json_atomic, write_status_json
 from runrecords.errors import Interrupted
 
 if TYPE_CHECKING:  # the trainer imports torch and DeepSpeed: only when training starts
@@ -75,7 +75,6 @@ def run_training(
         yaml.safe_dump(config.model_dump(mode="json"), allow_unicode=True, sort_keys=False),
         encoding="utf-8",
     )
-    write_json_atomic(paths.status, {"status": "launching", "nproc": nproc})
     # FUSEBENCH_LAUNCHED: the caller reports the final model itself.
     args = [
         str(config_file),
@@ -83,10 +82,19 @@ def run_training(
         *([] if progress else ["--no-progress"]),
         *(_start_tag(start)),
     ]
-    code = run_ranks("fusion.train.main", args, nproc=nproc, env={"FUSEBENCH_LAUNCHED": "1"}).code
+    try:
+        write_json_atomic(paths.status, {"status": "launching", "nproc": nproc})
+        launched = run_ranks(
+            "fusion.train.main", args, nproc=nproc, env={"FUSEBENCH_LAUNCHED": "1"}
+        )
+    except KeyboardInterrupt:  # before the launcher passes signals on
+        launched = Launched(code=130, interrupted=True)
+    code = launched.code
     if code == 0:
         return paths.final
     status = _status(paths.status)
+    if launched.interrupted and status.get("status") in (None, "launching", "running"):
+        raise _unrecorded_interrupt(paths, status, nproc)
     if status.get("status") == "interrupted":
         raise Interrupted(
             f"train: interrupted after step {status.get('step')} of {status.get('steps')}; "
@@ -101,6 +109,20 @@ def run_training(
             paths.status, {**status, "status": "failed", "error": status.get("error", message)}
         )
     raise TrainingFailed(message)
+
+
+def _unrecorded_interrupt(paths: RunPaths, status: dict, nproc: int) -> Interrupted:
+    """Stopped (SIGTERM, Ctrl-C) before a rank could record it, e.g. while the ranks were
+    still starting: status.json says ``interrupted``, not ``failed`` (no rank failed, none
+    printed an error), and the command exits 130 like any interruption."""
+    write_status_json(paths.status, {"nproc": nproc, **status, "status": "interrupted"})
+    if status.get("status") == "running":
+        when = f"at step {status.get('step')} of {status.get('steps')}"
+        again = f"rerun with --resume to continue from the latest checkpoint in {paths.checkpoints}"
+    else:
+        when = f"while the {nproc} training processes were starting, before any step"
+        again = "rerun the same command to start again"
+    return Interrupted(f"train: interrupted {when}; {again}")
 
 
 @contextmanager

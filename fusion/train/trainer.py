@@ -43,7 +43,7 @@ from fusion.train.setup import (
     run_paths,
     single_rank_env,
 )
-from runrecords.atomic import atomic_directory, write_json_atomic
+from runrecords.atomic import atomic_directory, write_status_json
 from runrecords.errors import Interrupted, UserError
 from runrecords.settings import first_difference
 
@@ -125,7 +125,7 @@ class _Run:
 
     def _status(self, status: str, **extra: Any) -> None:
         if self.rank == 0:
-            write_json_atomic(self.paths.status, {"status": status, **extra})
+            write_status_json(self.paths.status, {"status": status, **extra})
 
     def _where_to_start(self) -> dict[str, Any] | None:
         """The launcher's choice, else rank 0's (verified once, by one process), given to

@@ -14,7 +14,7 @@ from fusion.vocab.candidates import select_tokens
 from fusion.vocab.corpus import VocabError, hangul_count, read_corpus, tokens_per_1k_korean
 from fusion.vocab.rows import REPORT
 from runrecords import lock
-from runrecords.atomic import atomic_directory
+from runrecords.atomic import atomic_directory, check_output_path
 
 
 def _help(text: str) -> dict[str, str]:
@@ -76,6 +76,7 @@ def expand(
 
     from fusion.vocab.embeddings import resize_and_init, untie
 
+    check_output_path(output, directory=True)  # a file there: one line, before any load
     if output.exists() and lock.entries(output) and not overwrite:
         raise VocabError(f"{output}: exists and is not empty (use --overwrite)")
     texts = read_corpus(corpus, options.text_field, options.max_lines)

@@ -8,7 +8,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fusion.model_dir import LOAD_ERRORS, cannot_load
 from harness.errors import HarnessError
+from runrecords.errors import UserError
 
 
 class Backend(str, Enum):
@@ -60,4 +62,15 @@ def build_backend(name: str, model: str, options: BackendOptions):
     except KeyError:
         raise HarnessError(f"unknown backend {name!r}; known: {', '.join(BACKENDS)}") from None
     module_name, func = target.split(":")
-    return getattr(importlib.import_module(module_name), func)(model, options)
+    build = getattr(importlib.import_module(module_name), func)
+    from safetensors import SafetensorError
+
+    try:
+        return build(model, options)
+    except UserError:
+        raise
+    except (*LOAD_ERRORS, SafetensorError) as err:
+        # What loaders raise for a model's files that the checks before loading let through
+        # (harness/models.py), or for memory: one line naming the model and what the loader
+        # said, not its traceback. Other exceptions are bugs and keep theirs.
+        raise cannot_load(model, err) from None

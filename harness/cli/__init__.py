@@ -25,6 +25,7 @@ from harness.cli import (
 )
 from harness.cli.helptext import flow_app
 from runrecords.errors import UserError
+from runrecords.space import DiskFull, disk_full, disk_full_errno
 
 app = typer.Typer(
     name="fusebench",
@@ -78,12 +79,32 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as done:
         return int(done.code or 0) if not isinstance(done.code, str) else 1
     except UserError as err:
-        # The message is text, not markup: "fusebench[merge]" or a path with brackets stays.
-        Console(stderr=True).print(
-            f"[red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True
-        )
+        _print_error(err)
         return err.exit_code
+    except Exception as err:
+        full = _disk_full(err)
+        if full is None:
+            raise
+        _print_error(full)
+        return full.exit_code
     return 0
+
+
+def _print_error(err: UserError) -> None:
+    # The message is text, not markup: "fusebench[merge]" or a path with brackets stays.
+    Console(stderr=True).print(
+        f"[red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True
+    )
+
+
+def _disk_full(err: Exception) -> UserError | None:
+    """A full disk met by a write that fusebench's writers do not wrap (a mkdir, a lock
+    file, a library's cache): one line naming the file when the error names it."""
+    code = disk_full_errno(err)
+    if code is None:
+        return None
+    where = getattr(err, "filename", None)
+    return disk_full(where, code) if where else DiskFull(f"cannot write: {err}")
 
 
 def _sigterm_as_interrupt(signum: int, frame: object) -> None:

@@ -40,12 +40,13 @@ def emit(text: str, output: Path | None, what: str) -> None:
     if output is None:
         print(text, end="" if text.endswith("\n") else "\n")
         return
-    from runrecords.atomic import write_text_atomic
+    from runrecords.atomic import check_output_path, write_text_atomic
 
     if output.is_dir():
         from reports.errors import ReportError
 
         raise ReportError(f"--output {output}: is a directory; give a file name")
+    check_output_path(output)
     write_text_atomic(output, text)
     Console(stderr=True).print(f"{what}: {output}", highlight=False, soft_wrap=True)
 

@@ -73,6 +73,7 @@ def contamination_command(
     from harness.contamination import run_check, write_outputs
     from harness.errors import HarnessError
     from reports import contamination as report
+    from runrecords.atomic import check_output_path
     from tasks.contamination.check import Settings
 
     shown = progress_bars(quiet)
@@ -82,6 +83,7 @@ def contamination_command(
     for path in corpus:
         if not path.exists():
             raise HarnessError(f"{path}: corpus file not found")
+    check_output_path(output, directory=True)
     names = [t.strip() for t in tasks.split(",") if t.strip()]
     total = sum(
         f.stat().st_size

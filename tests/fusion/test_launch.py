@@ -147,3 +147,56 @@ def test_sigkill_of_fuse_train_on_two_ranks_leaves_no_rank_running(
     lines = len(log.read_text().splitlines())
     time.sleep(2)
     assert len(log.read_text().splitlines()) == lines  # nobody is still training
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
+def test_sigterm_while_the_ranks_start_is_an_interruption(
+    tmp_path: Path, fused_store: Path, train_config, fusebench_env: dict[str, str]
+) -> None:
+    """SIGTERM (a scheduler's preemption) as soon as status.json says ``launching``: the
+    command exits 130 with one line, and status.json says ``interrupted``, not ``failed``
+    with a "the failing rank's error is printed above" that nothing printed."""
+    work = tmp_path / "work"
+    config = train_config(
+        tmp_path / "train.yaml",
+        work,
+        precision="fp32",
+        max_length=24,
+        fused_store=str(fused_store),
+        micro_batch_size=2,
+        epochs=1,
+    )
+    run = subprocess.Popen(
+        [str(Path(sys.executable).parent / "fusebench"), "fuse", "train", str(config)]
+        + ["--nproc", "2", "--quiet"],
+        env=fusebench_env | {"OMP_NUM_THREADS": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    status_file = work / "train" / "status.json"
+
+    def launching() -> bool:
+        with suppress(OSError, ValueError):
+            return json.loads(status_file.read_text())["status"] == "launching"
+        return False
+
+    family: list[int] = []
+    try:
+        _wait_until(launching, 120, "never launching")
+        family = _descendants(run.pid)
+        run.send_signal(signal.SIGTERM)
+        _, stderr = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    with _reaped(family):
+        _wait_until(lambda: not any(alive(p) for p in family), 30, "ranks outlived fuse train")
+    assert run.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        "error: train: interrupted while the 2 training processes were starting, before any "
+        "step; rerun the same command to start again"
+    ], stderr[-3000:]
+    assert json.loads(status_file.read_text()) == {"status": "interrupted", "nproc": 2}

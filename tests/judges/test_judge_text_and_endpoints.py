@@ -105,7 +105,9 @@ def test_a_lone_surrogate_is_judged_written_back_and_its_paid_reply_kept(
         assert main(["report", str(tmp_path / "out"), "--format", "json"]) == 0
         # ... and its HTML page, which shows U+FFFD where UTF-8 has no form for it.
         page = tmp_path / "page.html"
-        assert main(["report", str(tmp_path / "out"), "--format", "html", "--output", str(page)]) == 0
+        assert (
+            main(["report", str(tmp_path / "out"), "--format", "html", "--output", str(page)]) == 0
+        )
         assert "깨진 글자 \ufffd 끝" in page.read_text(encoding="utf-8")
         if cache == "cache":  # the paid replies are in the cache: a rerun asks nothing
             assert _judge(target, tmp_path / "out2", server.base_url, db) == 0
