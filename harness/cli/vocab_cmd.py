@@ -9,6 +9,7 @@ import typer
 
 from fusion.vocab.expand import ExpandOptions
 from harness.cli.options import FromSpec, QuietOption, progress_bars
+from runrecords.atomic import check_output_path
 from runrecords.lock import hold
 
 app = typer.Typer(help="Korean vocabulary expansion (EEVE).", no_args_is_help=True)
@@ -71,6 +72,7 @@ def expand_command(
         max_lines=max_lines,
         trust_remote_code=trust_remote_code,
     )
+    check_output_path(output, directory=True)  # a file in the way: named before the lock
     with hold(output, "fusebench vocab expand"):
         report = expand(model, corpus, output, options, overwrite=overwrite, say=typer.echo)
     typer.echo(

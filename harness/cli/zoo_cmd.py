@@ -10,6 +10,7 @@ import typer
 
 from fusion.zoo import build_zoo
 from harness.cli.options import FromSpec, QuietOption, progress_bars
+from runrecords.atomic import check_output_path
 from runrecords.lock import hold
 
 app = typer.Typer(help="Small local models for the demo and the tests.", no_args_is_help=True)
@@ -47,6 +48,7 @@ def build_command(
     quiet: QuietOption = False,
 ) -> None:
     """Build small causal LMs of several architectures with their own Korean tokenizers."""
+    check_output_path(output, directory=True)  # a file in the way: named before the lock
     with hold(output, "fusebench zoo build"):
         paths = build_zoo(
             output,
