@@ -8,6 +8,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+import pytest
+
 from fusion import zoo
 
 
@@ -30,6 +32,7 @@ def test_demo_zoo_trains_records_and_caches(small_demo, tmp_path: Path) -> None:
     assert stamps == {p: (p / "model.safetensors").stat().st_mtime_ns for p in paths}
 
 
+@pytest.mark.slow  # ~20-30 s: the default layer keeps under 15 min
 def test_training_is_deterministic_for_a_seed(small_demo, tmp_path: Path) -> None:
     names = ["hate-gpt2"]
     first = zoo.build_zoo(tmp_path / "a", kind="demo", names=names, progress=False)[0]
@@ -54,6 +57,7 @@ def test_recipe_change_rebuilds(small_demo, tmp_path: Path, monkeypatch) -> None
     assert json.loads((path / zoo.TRAINING).read_text())["recipe"]["steps"] == 31
 
 
+@pytest.mark.slow  # ~20-30 s: the default layer keeps under 15 min
 def test_weights_do_not_depend_on_jobs(small_demo, tmp_path: Path) -> None:
     """Two models trained side by side in worker processes get the same weights as one at a
     time in this process: each trains on one thread either way (fusion/zoo_parallel.py)."""

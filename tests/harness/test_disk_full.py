@@ -78,6 +78,7 @@ def _one_error_line(stderr: str) -> str:
     return errors[0]
 
 
+@pytest.mark.slow  # ~25 s: the default layer keeps under 15 min
 def test_eval_onto_a_full_disk_names_the_file_records_failed_and_resumes(
     tmp_path: Path, zoo: Path, fusebench_env: dict[str, str]
 ) -> None:
