@@ -22,7 +22,7 @@ import pandas as pd
 
 from reports import logickor, stats
 from reports.errors import ReportError
-from reports.leaderboard import primary_metric
+from reports.leaderboard import configured, primary_metric
 from reports.table import Loaded, RunInfo, lower_is_better
 
 _REPRODUCE_TOLERANCE = 1e-6
@@ -348,8 +348,10 @@ def compare_pair(
         )
     lmeval_keys = [k for k in shared if k[0] != logickor.TASK]
     primaries: dict[str, str | None] = {}
+    listed = configured(loaded.scores[loaded.scores["run"] == base.label])
     for task in dict.fromkeys(k[0] for k in lmeval_keys):
-        primaries[task] = primary_metric(task, {k[2] for k in lmeval_keys if k[0] == task})
+        metrics = {k[2] for k in lmeval_keys if k[0] == task}
+        primaries[task] = primary_metric(task, metrics, listed.get(str(task), set()))
     for key in sorted(lmeval_keys, key=lambda k: (k[0], k[1], k[2] != primaries[k[0]], k[2])):
         row = _lmeval_row(
             loaded,
