@@ -209,7 +209,11 @@ def _lmeval_row(
     # macro-F1 for pairs, its ratio of sums for bits_per_byte and perplexities): another
     # aggregation would make the interval about something else.
     for docs, reported in ((a, values[0]), (b, values[1])):
-        full = float(statistic(_arrays(docs, docs.index, meta.aggregation)[None, ...])[0])
+        try:
+            full = float(statistic(_arrays(docs, docs.index, meta.aggregation)[None, ...])[0])
+        except (TypeError, ValueError):  # records of another shape (brier_score: gold, probs)
+            row.note = f"per-document records that {meta.aggregation} reduces: no interval"
+            return row
         close = math.isclose(
             full, reported, rel_tol=_REPRODUCE_TOLERANCE, abs_tol=_REPRODUCE_TOLERANCE
         )

@@ -130,7 +130,7 @@ def scored_at(name: str, shots: int, info: TaskInfo | None = None) -> bool:
 
 def foreign_info(name: str, include_path: tuple[str, ...] = ()) -> TaskInfo:
     """The TaskInfo of an lm-eval registry or include-path task, from its config (no data)."""
-    from tasks.registry import config_digest, foreign, primary_of
+    from tasks.registry import foreign, primary_of
 
     reg = foreign(include_path)
     cfg = reg.config(name)
@@ -151,7 +151,7 @@ def foreign_info(name: str, include_path: tuple[str, ...] = ()) -> TaskInfo:
         higher_is_better=higher,
         output_type=str(cfg.get("output_type") or "generate_until"),
         origin=reg.source(name),
-        config_sha256=config_digest(cfg),
+        config_sha256=reg.digest(name),
     )
 
 

@@ -129,6 +129,12 @@ class Foreign:
             out += [t for t in self.expand(member, (*seen, name)) if t not in out]
         return out
 
+    def digest(self, name: str) -> str:
+        """``config_digest`` of the task's config, its folders named, not spelled out."""
+        roots = {str(lmeval_tasks_dir()): "<lm-eval>"}
+        roots |= {str(p): f"<include-path {i}>" for i, p in enumerate(self.include_path)}
+        return config_digest(self.config(name), roots)
+
     def config(self, name: str) -> dict:
         """The task's config as indexed: includes resolved, ``!function`` left unresolved."""
         return dict(self.index[name].cfg or {})
@@ -205,7 +211,23 @@ def primary_of(cfg: dict) -> tuple[str, bool]:
     return metric, higher if isinstance(higher, bool) else _registered_direction(metric)
 
 
-def config_digest(cfg: dict) -> str:
-    """sha256 of the config as indexed (includes resolved): a changed task is another task."""
-    text = json.dumps(cfg, sort_keys=True, ensure_ascii=False, default=str)
+def _relative(value: Any, roots: dict[str, str]) -> Any:
+    """``value`` with the folders in ``roots`` (path -> name) replaced by their names."""
+    if isinstance(value, dict):
+        return {k: _relative(v, roots) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_relative(v, roots) for v in value]
+    if isinstance(value, str):
+        for path, name in roots.items():
+            if value.startswith(path + "/"):
+                return name + value[len(path) :]
+    return value
+
+
+def config_digest(cfg: dict, roots: dict[str, str] | None = None) -> str:
+    """sha256 of the config as indexed (includes resolved): a changed task is another task.
+    An unresolved ``!function`` is an absolute path; under ``roots`` (lm-eval's tasks folder,
+    the include folders) it is hashed relative to it, so moving an environment or a task
+    folder does not make another task."""
+    text = json.dumps(_relative(cfg, roots or {}), sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode()).hexdigest()

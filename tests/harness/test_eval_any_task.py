@@ -8,6 +8,7 @@ whose data is on the Hub fails in one line here, where the Hub cannot be reached
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -15,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from harness.cli import main
 from reports import rundir
@@ -200,3 +202,16 @@ def test_registry_task_without_its_data_is_one_line(zoo: Path, tmp_path: Path) -
     assert "HF_DATASETS_CACHE" in lines[0]
     manifest = rundir.read_manifest(out)
     assert manifest.status == "failed" and not manifest.completed
+
+
+def test_fusebench_names_never_index_the_registry(user_tasks: Path) -> None:
+    """Indexing lm-eval's registry costs seconds: runs of fusebench's tasks do without it,
+    with an --include-path too (only the user's folder is read, to say what it shadows)."""
+    from harness.evaluate import _note_replaced
+    from tasks import registry
+
+    registry.foreign.cache_clear()
+    infos = catalog.resolve(["ko_fusellm", "kobest_copa"], (str(user_tasks),))
+    assert all(i.origin == "fusebench" for i in infos.values())
+    _note_replaced(infos, (str(user_tasks),), Console(file=io.StringIO()))
+    assert registry.foreign.cache_info().currsize == 0
