@@ -215,3 +215,24 @@ def test_fusebench_names_never_index_the_registry(user_tasks: Path) -> None:
     assert all(i.origin == "fusebench" for i in infos.values())
     _note_replaced(infos, (str(user_tasks),), Console(file=io.StringIO()))
     assert registry.foreign.cache_info().currsize == 0
+
+
+def test_user_task_replacing_a_name_is_said(user_tasks: Path, tmp_path: Path) -> None:
+    """As with lm_eval --include_path, the user's task replaces the registry's of that name
+    (and eval says so); fusebench's own name is never replaced (and eval says that)."""
+    from harness.evaluate import _note_replaced
+
+    cfg = json.loads((user_tasks / "my_boolq_acc.yaml").read_text(encoding="utf-8"))
+    for name in ("haerae_history", "kobest_copa"):
+        (tmp_path / f"{name}.yaml").write_text(json.dumps({**cfg, "task": name}), "utf-8")
+    include = (str(tmp_path),)
+    infos = catalog.resolve(["haerae_history", "kobest_copa"], include)
+    assert infos["haerae_history"].origin == "include-path"
+    assert infos["haerae_history"].benchmark.startswith("json:")
+    assert infos["kobest_copa"].origin == "fusebench"
+    out = io.StringIO()
+    _note_replaced(infos, include, Console(file=out, width=400))
+    said = out.getvalue()
+    assert "kobest_copa: fusebench's own task runs, not the --include-path task" in said
+    assert "haerae_history: the --include-path task replaces lm-eval's (" in said
+    assert "haerae/haerae_hi.yaml" in said
