@@ -192,10 +192,21 @@ def _default_metric(output_type: str) -> str:
 
 
 def _registered_direction(metric: str) -> bool:
-    from lm_eval.api.registry import is_higher_better
+    """lm-eval's direction for a metric it registers; higher is better for the others (a
+    task's own function), as lm-eval's tables assume. Asked quietly: lm-eval's own lookup
+    logs a warning for every unregistered name."""
+    import lm_eval.api.metrics  # noqa: F401  (fills the registries)
+    from lm_eval.api import registry
 
-    higher = is_higher_better(metric)
+    higher = registry.higher_is_better_registry.get(metric, None)
     return higher if isinstance(higher, bool) else True
+
+
+def _metric_name(metric: Any) -> str:
+    """A metric as lm-eval's results name it: a ``!function`` metric (indexed as the path
+    ``<folder>/utils.rouge1``) by its function's name."""
+    text = str(metric)
+    return text.rsplit("/", 1)[-1].rsplit(".", 1)[-1] if "/" in text else text
 
 
 def primary_of(cfg: dict) -> tuple[str, bool]:
@@ -206,7 +217,7 @@ def primary_of(cfg: dict) -> tuple[str, bool]:
     if not metrics:
         metric = _default_metric(output_type)
         return metric, _registered_direction(metric)
-    metric = str(metrics[0]["metric"])
+    metric = _metric_name(metrics[0]["metric"])
     higher = metrics[0].get("higher_is_better")
     return metric, higher if isinstance(higher, bool) else _registered_direction(metric)
 
