@@ -96,6 +96,12 @@ def _check_same_settings(old: Manifest, new: Manifest, run: Path) -> None:
         for t in old.tasks
         if t.name in versions and versions[t.name] != t.version
     ]
+    configs = {t.name: t.config_sha256 for t in new.tasks}
+    differing += [
+        f"config of {t.name} (its YAML changed)"
+        for t in old.tasks
+        if t.name in configs and t.config_sha256 and configs[t.name] != t.config_sha256
+    ]
     if differing:
         raise HarnessError(
             f"{run} holds a run with different settings ({'; '.join(differing)}); "
@@ -137,19 +143,62 @@ def open_run(spec: EvalSpec, manifest: Manifest) -> Manifest:
     return manifest
 
 
-def _task_entries(names: list[str]) -> list[TaskEntry]:
-    infos = catalog.all_tasks()
+def _task_entries(infos: dict[str, catalog.TaskInfo]) -> list[TaskEntry]:
     return [
         TaskEntry(
             name=n,
-            version=infos[n].version,
-            benchmark=infos[n].benchmark,
-            source=infos[n].source,
-            split=infos[n].split,
-            metric=infos[n].metric,
+            version=i.version,
+            benchmark=i.benchmark,
+            source=i.source,
+            split=i.split,
+            metric=i.metric,
+            higher_is_better=i.higher_is_better,
+            origin=i.origin,
+            output_type=i.output_type,
+            config_sha256=i.config_sha256,
         )
-        for n in names
+        for n, i in infos.items()
     ]
+
+
+def _foreign(include: tuple[str, ...]):
+    from tasks.registry import foreign
+
+    return foreign(include)
+
+
+def _check_foreign_data(
+    infos: dict[str, catalog.TaskInfo], pending: list[tuple[str, int]], include: tuple[str, ...]
+) -> None:
+    """Load the data of each lm-eval or include-path task still to run, before the model:
+    data that cannot be had (the Hub offline, a missing file) is one line naming the task,
+    and nothing is evaluated. The datasets library caches what it loaded for the run."""
+    for name in dict.fromkeys(t for t, _ in pending if not infos[t].own):
+        _foreign(include).build_task(name)
+
+
+def _note_replaced(
+    infos: dict[str, catalog.TaskInfo], include: tuple[str, ...], console: Console
+) -> None:
+    """Said once: a task of the user's folder that replaces lm-eval's of the same name, and
+    one that is not used because fusebench has a task of that name."""
+    from tasks.registry import include_names
+
+    shadowed = [n for n in include_names(include) if n in infos and infos[n].own]
+    for name in shadowed:
+        console.print(
+            f"[yellow]note[/] {name}: fusebench's own task runs, not the --include-path task "
+            "of that name (rename yours to run it)",
+            soft_wrap=True,
+        )
+    if all(info.own for info in infos.values()):
+        return
+    replaced = _foreign(include).replaced
+    for name in [n for n in infos if n in replaced]:
+        console.print(
+            f"[dim]note[/] {name}: the --include-path task replaces lm-eval's ({replaced[name]})",
+            soft_wrap=True,
+        )
 
 
 def _quiet_git_hash() -> str | None:
@@ -165,12 +214,20 @@ def _quiet_git_hash() -> str | None:
 
 
 def _evaluate_one(lm, task: str, shots: int, spec: EvalSpec, task_manager, use_cache) -> dict:
+    """One lm-eval evaluation. ``task_manager`` is fusebench's own (its tasks by name) or a
+    ``tasks.registry.Foreign``, whose task is built first so that data that cannot be loaded
+    (the Hub offline) is one line naming the task."""
     from lm_eval import simple_evaluate
 
+    from tasks.registry import Foreign
+
+    requested: list = [task]
+    if isinstance(task_manager, Foreign):
+        requested, task_manager = [task_manager.build_task(task)], task_manager.manager
     seeds = seeds_for(spec.seed)
     results = simple_evaluate(
         model=lm,
-        tasks=[task],
+        tasks=requested,
         num_fewshot=shots,
         limit=spec.limit,
         log_samples=True,
@@ -186,25 +243,28 @@ def _evaluate_one(lm, task: str, shots: int, spec: EvalSpec, task_manager, use_c
     return results
 
 
-def _check_local_data(task_names: list[str]) -> None:
+def _check_local_data(infos: dict[str, catalog.TaskInfo]) -> None:
     """Parse each benchmark's local files now (kept for the evaluation, parsed once): a file
     that is malformed or not UTF-8 is refused before the run directory is written. Hub data
-    is left to the evaluation (no download for tasks a resumed run skips)."""
+    is left to the evaluation (no download for tasks a resumed run skips); lm-eval and
+    include-path tasks' data is loaded by lm-eval (``_check_foreign_data``)."""
     if data_dir() is None:
         return
-    infos = catalog.all_tasks()
-    for benchmark in sorted({infos[name].benchmark for name in task_names}):
+    for benchmark in sorted({info.benchmark for info in infos.values() if info.own}):
         load_benchmark(benchmark)
 
 
 def run_eval(spec: EvalSpec, console: Console | None = None) -> Path:
     """Evaluate, resuming where an earlier run into the same directory stopped."""
     console = console or Console(stderr=True)
-    task_names = catalog.expand(spec.tasks)
+    include = tuple(str(p) for p in spec.include_path)
+    infos = catalog.resolve(spec.tasks, include)
+    task_names = list(infos)
     if any(n < 0 for n in spec.num_fewshot):
         raise HarnessError("--num-fewshot: shot counts must be >= 0")
-    catalog.check_shots(task_names, spec.num_fewshot)
-    _check_local_data(task_names)
+    catalog.check_shots(infos, spec.num_fewshot)
+    _check_local_data(infos)
+    _note_replaced(infos, include, console)
     model = resolve_model(spec.model, spec.options.revision)
     manifest = Manifest(
         fusebench_version=__version__,
@@ -212,7 +272,7 @@ def run_eval(spec: EvalSpec, console: Console | None = None) -> Path:
         model=model,
         backend=BackendInfo(name=spec.backend, args=recorded_backend_args(spec)),
         requested_tasks=spec.tasks,
-        tasks=_task_entries(task_names),
+        tasks=_task_entries(infos),
         num_fewshot=sorted(set(spec.num_fewshot)),
         seeds=seeds_for(spec.seed),
         limit=spec.limit,
@@ -222,13 +282,16 @@ def run_eval(spec: EvalSpec, console: Console | None = None) -> Path:
     manifest = open_run(spec, manifest)
     run = spec.output
     settings = [
-        (t, n) for n in sorted(set(spec.num_fewshot)) for t in task_names if catalog.scored_at(t, n)
+        (t, n)
+        for n in sorted(set(spec.num_fewshot))
+        for t in task_names
+        if catalog.scored_at(t, n, infos[t])
     ]
     _forget_broken(run, manifest, settings, console)
     pending = [(t, n) for t, n in settings if not manifest.is_done(t, n)]
     for task, shots in [(t, n) for t, n in settings if manifest.is_done(t, n)]:
         console.print(f"[dim]skip[/] {task} {shots}-shot: already in {run}")
-    zero_only = [t for t in task_names if not catalog.scored_at(t, max(spec.num_fewshot))]
+    zero_only = [t for t in task_names if not catalog.scored_at(t, max(spec.num_fewshot), infos[t])]
     if zero_only and max(spec.num_fewshot) > 0:
         console.print(f"[dim]note[/] {', '.join(zero_only)}: scored at 0 shots only")
     if not pending:
@@ -246,14 +309,15 @@ def run_eval(spec: EvalSpec, console: Console | None = None) -> Path:
             truncated_documents,
         )
 
+        _check_foreign_data(infos, pending, include)
         console.print(f"loading {spec.model} ({spec.backend})")
         lm = build_backend(spec.backend, model.name_or_path, spec.options)
         import lm_eval.evaluator
 
         lm_eval.evaluator.get_git_commit_hash = _quiet_git_hash
-        task_manager = catalog.task_manager()
-        infos = catalog.all_tasks()
+        own_manager = catalog.task_manager() if any(infos[t].own for t, _ in pending) else None
         for index, (task, shots) in enumerate(pending, 1):
+            task_manager = own_manager if infos[task].own else _foreign(include)
             console.print(f"[bold][{index}/{len(pending)}][/] {task} {shots}-shot")
             if infos[task].output_type == "loglikelihood_rolling" and rolling_scores_bos(lm):
                 console.print(

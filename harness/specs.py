@@ -67,7 +67,13 @@ class EvalSpec(BaseModel):
     model: str = Field(description="Local model directory or Hub id.")
     tasks: list[str] = Field(
         default_factory=lambda: ["ko_fusellm"],
-        description="Task or group names (see `fusebench tasks`).",
+        description="Task or group names: fusebench's, lm-eval's or --include-path's (see "
+        "`fusebench tasks --all`).",
+    )
+    include_path: list[Path] = Field(
+        default_factory=list,
+        description="Folder of lm-eval YAML tasks to add (as lm_eval --include_path); a task "
+        "there replaces lm-eval's of the same name, never fusebench's.",
     )
     output: Path = Field(
         Path("runs/eval"), description="Run directory to write (resumed if it holds the same run)."

@@ -13,6 +13,7 @@ from tasks import catalog
 def summary_table(run: Path) -> Table:
     manifest = rundir.read_manifest(run)
     metrics = {t.name: t.metric for t in manifest.tasks}
+    rolling = {t.name for t in manifest.tasks if t.output_type == "loglikelihood_rolling"}
     name = manifest.label or Path(manifest.model.name_or_path).name
     table = Table(title=f"{name}  ({run})")
     for column in ("task", "shots", "metric", "value", "± stderr", "n"):
@@ -22,21 +23,32 @@ def summary_table(run: Path) -> Table:
     for shots in manifest.num_fewshot:
         results = rundir.read_results(run, shots) or {}
         for task, metric in metrics.items():
-            if not catalog.scored_at(task, shots):
+            if not catalog.scored_at(task, shots) or (shots and task in rolling):
                 continue  # a rolling task (ko_bpb): 0 shots only
             row = results.get("results", {}).get(task)
-            if row is None:
+            key = _metric_key(row or {}, metric)
+            if key is None:
                 table.add_row(task, str(shots), metric, "missing", "", "")
                 continue
-            stderr = row.get(f"{metric}_stderr,none")
+            filt = key.split(",", 1)[1]
+            shown = metric if filt == "none" else key
+            stderr = row.get(f"{metric}_stderr,{filt}")
             n = results.get("n-samples", {}).get(task, {}).get("effective", "")
             higher = results.get("higher_is_better", {}).get(task, {}).get(metric, True)
             table.add_row(
                 task,
                 str(shots),
-                metric if higher is not False else f"{metric} (lower is better)",
-                f"{row[f'{metric},none']:.4f}",
+                shown if higher is not False else f"{shown} (lower is better)",
+                f"{row[key]:.4f}",
                 f"{stderr:.4f}" if isinstance(stderr, (int, float)) else "n/a",
                 str(n),
             )
     return table
+
+
+def _metric_key(row: dict, metric: str) -> str | None:
+    """``metric,none``, else the metric under its first filter (a generation task's
+    ``exact_match,strict-match``); None when the results lack it."""
+    if f"{metric},none" in row:
+        return f"{metric},none"
+    return next((k for k in row if k.split(",", 1)[0] == metric and "," in k), None)

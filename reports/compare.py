@@ -22,7 +22,7 @@ import pandas as pd
 
 from reports import logickor, stats
 from reports.errors import ReportError
-from reports.leaderboard import primary_metric
+from reports.leaderboard import configured, primary_metric
 from reports.table import Loaded, RunInfo, lower_is_better
 
 _REPRODUCE_TOLERANCE = 1e-6
@@ -209,7 +209,11 @@ def _lmeval_row(
     # macro-F1 for pairs, its ratio of sums for bits_per_byte and perplexities): another
     # aggregation would make the interval about something else.
     for docs, reported in ((a, values[0]), (b, values[1])):
-        full = float(statistic(_arrays(docs, docs.index, meta.aggregation)[None, ...])[0])
+        try:
+            full = float(statistic(_arrays(docs, docs.index, meta.aggregation)[None, ...])[0])
+        except (TypeError, ValueError):  # records of another shape (brier_score: gold, probs)
+            row.note = f"per-document records that {meta.aggregation} reduces: no interval"
+            return row
         close = math.isclose(
             full, reported, rel_tol=_REPRODUCE_TOLERANCE, abs_tol=_REPRODUCE_TOLERANCE
         )
@@ -348,8 +352,10 @@ def compare_pair(
         )
     lmeval_keys = [k for k in shared if k[0] != logickor.TASK]
     primaries: dict[str, str | None] = {}
+    listed = configured(loaded.scores[loaded.scores["run"] == base.label])
     for task in dict.fromkeys(k[0] for k in lmeval_keys):
-        primaries[task] = primary_metric(task, {k[2] for k in lmeval_keys if k[0] == task})
+        metrics = {k[2] for k in lmeval_keys if k[0] == task}
+        primaries[task] = primary_metric(task, metrics, listed.get(str(task), set()))
     for key in sorted(lmeval_keys, key=lambda k: (k[0], k[1], k[2] != primaries[k[0]], k[2])):
         row = _lmeval_row(
             loaded,

@@ -22,6 +22,7 @@ from decimal import Decimal
 from fractions import Fraction
 from functools import cache
 
+import numpy as np
 import pandas as pd
 
 from reports import logickor
@@ -67,12 +68,24 @@ def _catalogue_metrics() -> dict[str, str]:
         return {}
 
 
-def primary_metric(task: str, available: set[str]) -> str | None:
-    """The task catalogue's metric for fusebench tasks; acc, then acc_norm, then the first
-    metric for tasks it does not know (plain lm-eval output of other tasks)."""
+def configured(scores: pd.DataFrame) -> dict[str, set[str]]:
+    """task -> the metrics the results' task configs list first (``primary`` rows)."""
+    if "primary" not in scores:
+        return {}
+    rows = scores[scores["primary"].map(lambda v: v is True or v is np.True_).astype(bool)]
+    return {str(t): set(g["metric"]) for t, g in rows.groupby("task", sort=False)}
+
+
+def primary_metric(task: str, available: set[str], listed: set[str] = frozenset()) -> str | None:
+    """The task catalogue's metric for fusebench tasks; for others the metric their config
+    lists first (``listed``, from the results: an lm-eval task's metric_list[0], so a metric
+    fusebench has never seen is a primary like any), else acc, then acc_norm, then the first
+    metric (results without configs)."""
     known = _catalogue_metrics().get(task)
     if known in available:
         return known
+    for metric in sorted(listed & available, key=lambda m: ("," in m, m)):
+        return metric
     for metric in ("acc", "acc_norm", "f1", "exact_match"):
         if metric in available:
             return metric
@@ -109,8 +122,9 @@ def lmeval_board(scores: pd.DataFrame, rounding: Rounding) -> Board | None:
     if scores.empty:
         return None
     metrics = {}
+    listed = configured(scores)
     for task, group in scores.groupby("task", sort=False):
-        metric = primary_metric(task, set(group["metric"]))
+        metric = primary_metric(task, set(group["metric"]), listed.get(str(task), set()))
         if metric is not None:
             metrics[task] = metric
     order = list(_catalogue_metrics())

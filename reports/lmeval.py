@@ -89,6 +89,16 @@ def _configured(results: dict, task: str, metric: str) -> dict:
     return {}
 
 
+def configured_primary(results: dict, task: str) -> str | None:
+    """The metric the task's config lists first (its primary, as fusebench reads it)."""
+    config = (results.get("configs") or {}).get(task) or {}
+    for entry in config.get("metric_list") or []:
+        if isinstance(entry, dict) and isinstance(entry.get("metric"), str):
+            return entry["metric"]
+        return None
+    return None
+
+
 def aggregation(results: dict, task: str, metric: str) -> str | None:
     """How lm-eval aggregated ``metric`` over ``task``'s documents: the name its config gives,
     else lm-eval's default for the metric; None for a function of the task's own (the config
@@ -164,6 +174,7 @@ def score_rows(
                     "exact": None,
                     "higher_is_better": higher_is_better(results, task, metric),
                     "aggregation": aggregation(results, task, metric),
+                    "primary": metric == configured_primary(results, task),
                 }
             )
     return rows

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from reports.compare import setting_label
-from reports.leaderboard import primary_metric
+from reports.leaderboard import configured, primary_metric
 from reports.render import LOWER, MISSING, md_table
 from reports.table import lower_is_better
 
@@ -74,9 +74,10 @@ def build(scores: pd.DataFrame, models: list[tuple[str, list[str]]]) -> Matrix:
         scores["run"].isin(runs) & scores["value"].notna() & (scores["kind"] == "lm-eval")
     ]
     columns = []
+    listed = configured(frame)
     for task in dict.fromkeys(frame["task"]):
         rows = frame[frame["task"] == task]
-        metric = primary_metric(task, set(rows["metric"]))
+        metric = primary_metric(task, set(rows["metric"]), listed.get(str(task), set()))
         if metric is None:
             continue
         chosen = rows[rows["metric"] == metric]

@@ -65,10 +65,14 @@ class BackendInfo(_Model):
 class TaskEntry(_Model):
     name: str
     version: str
-    benchmark: str
+    benchmark: str  # fusebench's benchmark; lm-eval's dataset_path[:dataset_name]
     source: str
     split: str
-    metric: str
+    metric: str  # the primary metric, as lm-eval names it
+    higher_is_better: bool = True  # of the primary metric
+    origin: str = "fusebench"  # fusebench, lm-eval or include-path
+    output_type: str | None = None  # lm-eval's (multiple_choice, loglikelihood_rolling, ...)
+    config_sha256: str | None = None  # lm-eval and include-path tasks: their config's digest
 
 
 class Completed(_Model):

@@ -30,6 +30,7 @@ SCORE_COLUMNS = [
     "exact",  # fractions.Fraction when the value is an exact mean of recorded scores
     "higher_is_better",  # as lm-eval's results record it (bits_per_byte: False); LogicKor: True
     "aggregation",  # lm-eval's aggregation name ("mean", "bits_per_byte", ...) when known
+    "primary",  # lm-eval: True for the metric its task config lists first (metric_list[0])
 ]
 
 SAMPLE_COLUMNS = [

@@ -3,6 +3,11 @@
 The YAML files under ``tasks/lmeval`` are the single source of truth (name, split, metric,
 version); this module only reads them, so ``fusebench tasks`` and the run manifests can never
 drift from what lm-eval actually runs.
+
+A name resolves to fusebench's own tasks first, then to lm-eval's registry and the user's
+``--include-path`` folders (``tasks.registry``, indexed only when a name is not fusebench's,
+since indexing the registry costs seconds). Those tasks get a ``TaskInfo`` from their lm-eval
+config, so run directories, resume and reports treat them as they treat fusebench's.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from tasks.errors import TaskDataError
 from tasks.loaders import describe_source, get_benchmark
 
 TASKS_DIR = Path(__file__).resolve().parent / "lmeval"
+FUSEBENCH = "fusebench"
 
 
 @dataclass(frozen=True)
@@ -28,6 +34,13 @@ class TaskInfo:
     version: str
     higher_is_better: bool = True  # of the primary metric (bits_per_byte: False)
     output_type: str = "multiple_choice"
+    origin: str = FUSEBENCH  # fusebench, lm-eval or include-path
+    config_sha256: str | None = None  # lm-eval and include-path tasks: their config's digest
+
+    @property
+    def own(self) -> bool:
+        """One of fusebench's tasks (its data read by ``tasks.loaders``)."""
+        return self.origin == FUSEBENCH
 
     @property
     def zero_shot_only(self) -> bool:
@@ -37,12 +50,15 @@ class TaskInfo:
 
     @property
     def source(self) -> str:
+        """Where the data comes from: fusebench's loaders' word, else ``lm-eval:<dataset>``."""
+        if not self.own:
+            return f"{self.origin}:{self.benchmark}"
         return describe_source(self.benchmark)
 
     @property
     def split_note(self) -> str | None:
         """What a derived split holds (ko_bpb: which passages), for listings."""
-        return get_benchmark(self.benchmark).derived_note
+        return get_benchmark(self.benchmark).derived_note if self.own else None
 
 
 @dataclass(frozen=True)
@@ -91,14 +107,13 @@ def all_groups() -> dict[str, GroupInfo]:
     return _catalogue()[1]
 
 
-def check_shots(names: list[str], shots: list[int]) -> None:
+def check_shots(infos: dict[str, TaskInfo], shots: list[int]) -> None:
     """Refuses a run in which a task would be scored at no shot count at all: a rolling task
     (ko_bpb) is scored at 0 shots only, so it needs 0 among the shot counts."""
     if 0 in shots:
         return
-    infos = all_tasks()
-    for name in names:
-        if infos[name].zero_shot_only:
+    for name, info in infos.items():
+        if info.zero_shot_only:
             listed = ",".join(map(str, sorted(set(shots))))
             raise TaskDataError(
                 f"{name} is scored at 0 shots only (a rolling log-likelihood has no prompt), "
@@ -106,37 +121,104 @@ def check_shots(names: list[str], shots: list[int]) -> None:
             )
 
 
-def scored_at(name: str, shots: int) -> bool:
+def scored_at(name: str, shots: int, info: TaskInfo | None = None) -> bool:
     """Whether a run scores ``name`` at ``shots``: every task at every shot count, except a
     rolling task (0 shots only; it is left out of the others, and reports say so)."""
-    info = all_tasks().get(name)
+    info = info or all_tasks().get(name)
     return shots == 0 or info is None or not info.zero_shot_only
 
 
-def expand(names: list[str]) -> list[str]:
-    """Task names for a list of task and group names, in order, each once.
+def foreign_info(name: str, include_path: tuple[str, ...] = ()) -> TaskInfo:
+    """The TaskInfo of an lm-eval registry or include-path task, from its config (no data)."""
+    from tasks.registry import foreign, primary_of
 
-    An unknown name is a user error that lists what is known and suggests the closest.
+    reg = foreign(include_path)
+    cfg = reg.config(name)
+    metric, higher = primary_of(cfg)
+    kwargs = cfg.get("dataset_kwargs") if isinstance(cfg.get("dataset_kwargs"), dict) else {}
+    dataset = str(cfg.get("dataset_path") or ("custom" if cfg.get("custom_dataset") else "?"))
+    if cfg.get("dataset_name"):
+        dataset += f":{cfg['dataset_name']}"
+    elif kwargs.get("data_files"):
+        dataset += f":{kwargs['data_files']}"
+    return TaskInfo(
+        name=name,
+        benchmark=dataset,
+        split=str(cfg.get("test_split") or cfg.get("validation_split") or "-"),
+        fewshot_split=cfg.get("fewshot_split") or cfg.get("training_split"),
+        metric=metric,
+        version=str((cfg.get("metadata") or {}).get("version", "0")),
+        higher_is_better=higher,
+        output_type=str(cfg.get("output_type") or "generate_until"),
+        origin=reg.source(name),
+        config_sha256=reg.digest(name),
+    )
+
+
+def resolve(names: list[str], include_path: tuple[str, ...] = ()) -> dict[str, TaskInfo]:
+    """The tasks a list of task and group names stands for, in order, each once.
+
+    fusebench's own names first; any other name is looked up in lm-eval's registry and
+    ``include_path`` (indexed only then). A member of an lm-eval group that is one of
+    fusebench's tasks (kobest_boolq ...) is fusebench's. An unknown name is a user error that
+    suggests the closest name of all sources.
     """
     tasks, groups = _catalogue()
-    out: list[str] = []
+    out: dict[str, TaskInfo] = {}
     for raw in names:
         name = raw.strip()
         if not name:
             continue
         if name in groups:
-            members = list(groups[name].tasks)
+            found = {m: tasks[m] for m in groups[name].tasks}
         elif name in tasks:
-            members = [name]
+            found = {name: tasks[name]}
         else:
-            known = sorted(tasks) + sorted(groups)
-            close = difflib.get_close_matches(name, known, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise TaskDataError(f"unknown task {name!r}.{hint} Known: {', '.join(known)}")
-        out.extend(m for m in members if m not in out)
+            found = _resolve_foreign(name, include_path)
+        out.update({n: i for n, i in found.items() if n not in out})
     if not out:
         raise TaskDataError("no task given (--tasks is empty)")
     return out
+
+
+def _resolve_foreign(name: str, include_path: tuple[str, ...]) -> dict[str, TaskInfo]:
+    from tasks.registry import foreign
+
+    reg = foreign(include_path)
+    if name not in reg.index:
+        tasks, groups = _catalogue()
+        own = sorted(tasks) + sorted(groups)
+        close = difflib.get_close_matches(name, own + sorted(reg.index), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        where = " or in --include-path" if include_path else ""
+        raise TaskDataError(
+            f"unknown task {name!r}.{hint} Not one of fusebench's ({', '.join(own)}), "
+            f"lm-eval's registry{where} (`fusebench tasks --all` lists them)"
+        )
+    own_tasks = all_tasks()
+    return {t: own_tasks.get(t) or foreign_info(t, include_path) for t in reg.expand(name)}
+
+
+def expand(names: list[str], include_path: tuple[str, ...] = ()) -> list[str]:
+    """Task names for a list of task and group names (``resolve``'s keys)."""
+    return list(resolve(names, include_path))
+
+
+def expand_own(names: list[str], what: str) -> list[str]:
+    """``expand`` over fusebench's own tasks only, for commands that read their data with
+    fusebench's loaders (``what`` names the command in the error); no registry is indexed."""
+    tasks, groups = _catalogue()
+    for raw in names:
+        name = raw.strip()
+        if name and name not in tasks and name not in groups:
+            known = sorted(tasks) + sorted(groups)
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise TaskDataError(
+                f"unknown task {name!r}.{hint} {what} takes fusebench's tasks only: "
+                f"{', '.join(known)}"
+            )
+    return expand(names)
 
 
 def task_manager():

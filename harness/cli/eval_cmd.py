@@ -55,8 +55,14 @@ def _default_device() -> str:
 def eval_command(
     model: Annotated[str, _E.argument("model")],
     tasks: Annotated[
-        str, _E.option("tasks", help="Comma-separated task or group names (see `fusebench tasks`).")
+        str,
+        _E.option(
+            "tasks",
+            help="Comma-separated task or group names: fusebench's, lm-eval's, or in "
+            "--include-path (see `fusebench tasks --all`).",
+        ),
     ] = ",".join(_DE.tasks),
+    include_path: Annotated[list[Path] | None, _E.option("include_path", "--include-path")] = None,
     num_fewshot: Annotated[str, _E.option("num_fewshot")] = ",".join(
         str(shots) for shots in _DE.num_fewshot
     ),
@@ -84,7 +90,7 @@ def eval_command(
     quiet: QuietOption = False,
     verbose: Annotated[bool, typer.Option(help="Show library logs.")] = False,
 ) -> None:
-    """Evaluate MODEL on kobest / nsmc / korunsmile with lm-eval; writes --output."""
+    """Evaluate MODEL with lm-eval on fusebench's tasks or any other lm-eval task; writes --output."""
     from harness import logs
     from harness.evaluate import run_eval
 
@@ -102,6 +108,7 @@ def eval_command(
     spec = EvalSpec(
         model=model,
         tasks=tasks.split(","),
+        include_path=include_path or [],
         output=output,
         num_fewshot=shots,
         backend=backend,

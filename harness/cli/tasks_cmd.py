@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,11 +13,26 @@ from rich.table import Table
 
 def tasks_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    show_all: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help="Also every task, group and tag of lm-eval's registry and --include-path, "
+            "with its source (indexing the registry takes seconds).",
+        ),
+    ] = False,
+    include_path: Annotated[
+        list[Path] | None,
+        typer.Option("--include-path", help="Folder of lm-eval YAML tasks to list (with --all)."),
+    ] = None,
 ) -> None:
     """List tasks (name, source, split, metric, version) and groups."""
     from tasks import catalog
 
     tasks, groups = catalog.all_tasks(), catalog.all_groups()
+    if show_all or include_path:
+        _list_all(tuple(str(p) for p in include_path or ()), as_json)
+        return
     if as_json:
         print(
             json.dumps(
@@ -61,3 +77,49 @@ def tasks_command(
     console = Console()
     console.print(table)
     console.print(groups_table)
+
+
+def _list_all(include_path: tuple[str, ...], as_json: bool) -> None:
+    """Every name ``--tasks`` takes, by source: fusebench's first (they win a name), then
+    lm-eval's registry and the --include-path folders, with each task's primary metric."""
+    from tasks import catalog
+    from tasks.registry import foreign, primary_of
+
+    reg = foreign(include_path)
+    own = {**catalog.all_tasks(), **catalog.all_groups()}
+    rows = [
+        {
+            "name": name,
+            "kind": "group" if name in catalog.all_groups() else "task",
+            "source": catalog.FUSEBENCH,
+            "metric": getattr(info, "metric", None),
+            "higher_is_better": getattr(info, "higher_is_better", None),
+        }
+        for name, info in own.items()
+    ]
+    for name in sorted(reg.index):
+        if name in own:
+            continue  # fusebench's task of that name is the one --tasks runs
+        kind = reg.kind(name)
+        metric, higher = primary_of(reg.config(name)) if kind == "task" else (None, None)
+        rows.append(
+            {
+                "name": name,
+                "kind": kind,
+                "source": reg.source(name),
+                "metric": metric,
+                "higher_is_better": higher,
+            }
+        )
+    if as_json:
+        print(json.dumps({"tasks": rows}, ensure_ascii=False, indent=2))
+        return
+    table = Table(title=f"tasks ({len(rows)})")
+    for column in ("name", "kind", "source", "metric"):
+        table.add_column(column)
+    for row in rows:
+        metric = row["metric"] or ""
+        if metric and row["higher_is_better"] is False:
+            metric += " (lower is better)"
+        table.add_row(row["name"], row["kind"], row["source"], metric)
+    Console().print(table)

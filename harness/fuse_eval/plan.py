@@ -58,7 +58,7 @@ def make_plan(config: FuseConfig) -> Plan:
             names.append(name)
         elif explicit:
             try:
-                catalog.expand([name])
+                catalog.expand_own([name], "the fusion config's evaluate section")
             except TaskDataError as err:
                 raise field_error(config, "evaluate.tasks", str(err)) from None
         else:

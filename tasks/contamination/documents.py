@@ -116,7 +116,8 @@ def load_documents(names: list[str]) -> list[TaskDocuments]:
     out: list[TaskDocuments] = []
     if others:
         manager = catalog.task_manager()
-        out += [_lmeval_task(name, manager) for name in catalog.expand(others)]
+        expanded = catalog.expand_own(others, "contamination")
+        out += [_lmeval_task(name, manager) for name in expanded]
     if with_logickor:
         out.append(_logickor())
     if not out:

@@ -1,0 +1,244 @@
+"""Tasks fusebench does not define: lm-eval's registry and the user's ``--include-path`` folders.
+
+Indexing lm-eval's registry parses thousands of YAML files (seconds), so nothing here runs
+unless a name is not one of fusebench's own tasks (``tasks.catalog``). The index is lm-eval's
+own (``TaskManager(include_path=...)``): a task in a user's folder replaces a registry task of
+the same name, as with ``lm_eval --include_path``, and fusebench says so. A task's
+``TaskInfo`` (metric, direction, split, version) is read from its indexed config, with
+includes resolved and no data loaded; the data is loaded only to evaluate it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from tasks.errors import TaskDataError
+
+LMEVAL = "lm-eval"
+INCLUDE_PATH = "include-path"
+# Keys of a group's config that describe the group itself; any other key overrides its tasks.
+_GROUP_KEYS = {"group", "group_alias", "task", "aggregate_metric_list", "metadata", "tag"}
+_OFFLINE_HINT = (
+    "without the Hub, prepare HF_DATASETS_CACHE on a machine with access, or point "
+    "dataset_path at local files in a task under --include-path"
+)
+
+
+class _Captured(logging.Handler):
+    """lm-eval's index warnings (duplicates, overrides), kept instead of printed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextmanager
+def _captured_index_logs() -> Iterator[_Captured]:
+    logger = logging.getLogger("lm_eval.tasks._index")
+    handler, propagate = _Captured(), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+def lmeval_tasks_dir() -> Path:
+    import lm_eval.tasks
+
+    return Path(lm_eval.tasks.__file__).resolve().parent
+
+
+def _within(path: Path | None, root: Path) -> bool:
+    return path is not None and path.resolve().is_relative_to(root)
+
+
+@dataclass
+class Foreign:
+    """lm-eval's registry plus the user's task folders, indexed once per process."""
+
+    manager: Any  # lm_eval.tasks.TaskManager
+    include_path: tuple[Path, ...]
+    replaced: dict[str, str]  # include-path task -> the registry YAML it replaces
+
+    @property
+    def index(self) -> dict[str, Any]:
+        return self.manager.task_index
+
+    def source(self, name: str) -> str:
+        """``lm-eval`` or ``include-path``: where ``name``'s definition was found."""
+        entry = self.index[name]
+        if entry.yaml_path is None:  # a tag: the source of its tasks
+            members = sorted(entry.tags)
+            return self.source(members[0]) if members else LMEVAL
+        return (
+            INCLUDE_PATH if any(_within(entry.yaml_path, p) for p in self.include_path) else LMEVAL
+        )
+
+    def kind(self, name: str) -> str:
+        return self.index[name].kind.name.lower()  # task, py_task, group, tag
+
+    def expand(self, name: str, seen: tuple[str, ...] = ()) -> list[str]:
+        """The tasks a task, group or tag name stands for, in the group's order."""
+        from lm_eval.tasks._index import Kind
+
+        if name in seen:
+            raise TaskDataError(f"group {seen[-1]!r} includes itself through {name!r}")
+        entry = self.index.get(name)
+        if entry is None:
+            raise TaskDataError(f"{seen[-1]!r} names {name!r}, which lm-eval does not know")
+        if entry.kind is Kind.TASK:
+            return [name]
+        if entry.kind is Kind.PY_TASK:
+            raise TaskDataError(
+                f"{name}: lm-eval defines it as a Python class ({entry.yaml_path}); fusebench "
+                "runs YAML tasks only"
+            )
+        if entry.kind is Kind.TAG:
+            members = sorted(entry.tags)
+        else:
+            cfg = entry.cfg or {}
+            overrides = sorted(set(cfg) - _GROUP_KEYS)
+            members = cfg.get("task") or []
+            inline = [m for m in members if not isinstance(m, str)]
+            if overrides or inline:
+                what = (
+                    f"sets {', '.join(overrides)} for its tasks"
+                    if overrides
+                    else ("defines a task inline")
+                )
+                raise TaskDataError(
+                    f"group {name} ({entry.yaml_path}) {what}: fusebench evaluates a group's "
+                    "tasks one by one under their own names; name the tasks instead"
+                )
+        out: list[str] = []
+        for member in members:
+            out += [t for t in self.expand(member, (*seen, name)) if t not in out]
+        return out
+
+    def digest(self, name: str) -> str:
+        """``config_digest`` of the task's config, its folders named, not spelled out."""
+        roots = {str(lmeval_tasks_dir()): "<lm-eval>"}
+        roots |= {str(p): f"<include-path {i}>" for i, p in enumerate(self.include_path)}
+        return config_digest(self.config(name), roots)
+
+    def config(self, name: str) -> dict:
+        """The task's config as indexed: includes resolved, ``!function`` left unresolved."""
+        return dict(self.index[name].cfg or {})
+
+    def build_task(self, name: str):
+        """lm-eval's Task for ``name``, its data loaded; a failure to load is one line."""
+        try:
+            return self.manager.load([name])["tasks"][name]
+        except Exception as err:  # offline, gated, a missing file, a bad template: all user-side
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            dataset = self.config(name).get("dataset_path", "?")
+            raise TaskDataError(
+                f"{name} ({self.source(name)}, {self.index[name].yaml_path}): its data "
+                f"({dataset}) could not be loaded: {reason}; {_OFFLINE_HINT}"
+            ) from None
+
+
+@cache
+def foreign(include_path: tuple[str, ...] = ()) -> Foreign:
+    """The index of lm-eval's registry and ``include_path`` (built once per process)."""
+    from lm_eval.tasks import TaskManager
+
+    folders = tuple(Path(p).expanduser().resolve() for p in include_path)
+    for folder in folders:
+        if not folder.is_dir():
+            raise TaskDataError(f"--include-path {folder}: not a directory")
+    with _captured_index_logs() as logs:
+        manager = TaskManager(include_path=[str(f) for f in folders] or None)
+    replaced = {
+        str(r.args[0]): str(r.args[2])
+        for r in logs.records
+        if "overrides existing task" in str(r.msg)
+        and isinstance(r.args, tuple)
+        and len(r.args) == 3
+    }
+    return Foreign(manager, folders, replaced)
+
+
+@cache
+def include_names(include_path: tuple[str, ...]) -> frozenset[str]:
+    """The names the user's folders define (indexed alone: cheap, no registry)."""
+    if not include_path:
+        return frozenset()
+    from lm_eval.tasks._index import TaskIndex
+
+    folders = [Path(p).expanduser().resolve() for p in include_path]
+    with _captured_index_logs():
+        return frozenset(TaskIndex.build([f for f in folders if f.is_dir()]))
+
+
+def _default_metric(output_type: str) -> str:
+    from lm_eval.api.registry import DEFAULT_METRIC_REGISTRY
+
+    return (DEFAULT_METRIC_REGISTRY.get(output_type) or ["acc"])[0]
+
+
+def _registered_direction(metric: str) -> bool:
+    """lm-eval's direction for a metric it registers; higher is better for the others (a
+    task's own function), as lm-eval's tables assume. Asked quietly: lm-eval's own lookup
+    logs a warning for every unregistered name."""
+    import lm_eval.api.metrics  # noqa: F401  (fills the registries)
+    from lm_eval.api import registry
+
+    higher = registry.higher_is_better_registry.get(metric, None)
+    return higher if isinstance(higher, bool) else True
+
+
+def _metric_name(metric: Any) -> str:
+    """A metric as lm-eval's results name it: a ``!function`` metric (indexed as the path
+    ``<folder>/utils.rouge1``) by its function's name."""
+    text = str(metric)
+    return text.rsplit("/", 1)[-1].rsplit(".", 1)[-1] if "/" in text else text
+
+
+def primary_of(cfg: dict) -> tuple[str, bool]:
+    """The task's primary metric (``metric_list[0]``, else lm-eval's default for its output
+    type) and whether higher is better (the config's word, else lm-eval's for the metric)."""
+    output_type = cfg.get("output_type") or "generate_until"
+    metrics = [m for m in cfg.get("metric_list") or [] if isinstance(m, dict) and "metric" in m]
+    if not metrics:
+        metric = _default_metric(output_type)
+        return metric, _registered_direction(metric)
+    metric = _metric_name(metrics[0]["metric"])
+    higher = metrics[0].get("higher_is_better")
+    return metric, higher if isinstance(higher, bool) else _registered_direction(metric)
+
+
+def _relative(value: Any, roots: dict[str, str]) -> Any:
+    """``value`` with the folders in ``roots`` (path -> name) replaced by their names."""
+    if isinstance(value, dict):
+        return {k: _relative(v, roots) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_relative(v, roots) for v in value]
+    if isinstance(value, str):
+        for path, name in roots.items():
+            if value.startswith(path + "/"):
+                return name + value[len(path) :]
+    return value
+
+
+def config_digest(cfg: dict, roots: dict[str, str] | None = None) -> str:
+    """sha256 of the config as indexed (includes resolved): a changed task is another task.
+    An unresolved ``!function`` is an absolute path; under ``roots`` (lm-eval's tasks folder,
+    the include folders) it is hashed relative to it, so moving an environment or a task
+    folder does not make another task."""
+    text = json.dumps(_relative(cfg, roots or {}), sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -1,0 +1,238 @@
+"""`--tasks` beyond fusebench's own: lm-eval's registry and a user's `--include-path` folder.
+
+The user's folder is made here: lm-eval YAML tasks whose data are JSON lines written from a
+few KoBEST BoolQ rows (read through FUSEBENCH_DATA_DIR, as the tasks read them), so the
+tests run offline. Registry tasks are resolved from lm-eval's index alone (no data), and one
+whose data is on the Hub fails in one line here, where the Hub cannot be reached.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from harness.cli import main
+from reports import rundir
+from tasks import catalog
+from tasks.loaders import load_benchmark
+
+_PROMPT = {
+    "output_type": "multiple_choice",
+    "training_split": "train",
+    "test_split": "test",
+    "doc_to_text": "{{paragraph}} 질문: {{question}} 답변: ",
+    "doc_to_target": "{{label}}",
+    "doc_to_choice": ["아니오", "예"],
+}
+
+
+def _write_task(folder: Path, name: str, data: dict[str, Path], metrics: list[dict]) -> None:
+    cfg = {
+        "task": name,
+        "dataset_path": "json",
+        "dataset_kwargs": {"data_files": {split: str(p) for split, p in data.items()}},
+        **_PROMPT,
+        "metric_list": metrics,
+        "metadata": {"version": 3.0},
+    }
+    (folder / f"{name}.yaml").write_text(json.dumps(cfg, ensure_ascii=False), encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def user_tasks(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A task folder as a user writes one: two tasks on the same rows, and a group."""
+    root = tmp_path_factory.mktemp("user")
+    boolq = load_benchmark("kobest_boolq")
+    data = {}
+    for split, n in (("train", 4), ("test", 8)):
+        data[split] = root / f"{split}.jsonl"
+        rows = boolq[split].select(range(n))
+        data[split].write_text(
+            "".join(json.dumps(dict(r), ensure_ascii=False) + "\n" for r in rows),
+            encoding="utf-8",
+        )
+    folder = root / "tasks"
+    folder.mkdir()
+    # Lower is better, and listed first: the primary metric, though acc follows.
+    brier = {"metric": "brier_score", "aggregation": "brier_score", "higher_is_better": False}
+    acc = {"metric": "acc", "aggregation": "mean", "higher_is_better": True}
+    _write_task(folder, "my_boolq", data, [brier, acc])
+    _write_task(folder, "my_boolq_acc", data, [acc])
+    (folder / "_my_suite.yaml").write_text(
+        "group: my_suite\ntask:\n  - my_boolq_acc\n  - my_boolq\n", encoding="utf-8"
+    )
+    return folder
+
+
+def _eval(model: Path, out: Path, folder: Path, *extra: str) -> int:
+    argv = ["eval", str(model), "--tasks", "my_boolq", "--include-path", str(folder)]
+    return main([*argv, "--limit", "4", "--batch-size", "4", "--output", str(out), *extra])
+
+
+def test_include_path_task_runs_end_to_end(
+    user_tasks: Path, zoo: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "run"
+    assert _eval(zoo / "tiny-qwen2", out, user_tasks, "--num-fewshot", "0,2") == 0
+    manifest = rundir.read_manifest(out)
+    assert manifest.status == "complete" and len(manifest.completed) == 2
+    [entry] = manifest.tasks
+    assert (entry.name, entry.origin, entry.metric) == ("my_boolq", "include-path", "brier_score")
+    assert entry.higher_is_better is False and entry.version == "3.0"
+    assert entry.split == "test" and entry.output_type == "multiple_choice"
+    assert entry.source.startswith("include-path:json:") and len(entry.config_sha256 or "") == 64
+    for shots in (0, 2):
+        results = rundir.read_results(out, shots)
+        assert results["n-shot"]["my_boolq"] == shots
+        assert results["higher_is_better"]["my_boolq"]["brier_score"] is False
+        assert {"brier_score,none", "acc,none"} <= set(results["results"]["my_boolq"])
+        assert len(rundir.samples_path(out, shots, "my_boolq").read_text().splitlines()) == 4
+    printed = capsys.readouterr().out
+    assert "brier_score (lower is better)" in printed  # the closing summary table
+
+    # Resume: the same command redoes nothing; a changed YAML is another task.
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.jsonl")}
+    assert _eval(zoo / "tiny-qwen2", out, user_tasks, "--num-fewshot", "0,2") == 0
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.jsonl")} == stamps
+    changed = tmp_path / "changed"
+    changed.mkdir()
+    cfg = json.loads((user_tasks / "my_boolq.yaml").read_text(encoding="utf-8"))
+    cfg["doc_to_text"] = "{{paragraph}} 질문: {{question}} 답: "
+    (changed / "my_boolq.yaml").write_text(json.dumps(cfg, ensure_ascii=False), encoding="utf-8")
+    capsys.readouterr()
+    assert _eval(zoo / "tiny-qwen2", out, changed, "--num-fewshot", "0,2") == 2
+    assert "config of my_boolq (its YAML changed)" in capsys.readouterr().err
+
+
+def test_reports_and_gate_read_the_yaml_direction(
+    user_tasks: Path, zoo: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A metric fusebench has never seen, lower is better, listed first: reports show it as
+    the task's primary and the gate counts its rise as the loss."""
+    from reports import leaderboard
+    from reports.load import load_runs
+
+    runs = {m: tmp_path / m for m in ("tiny-qwen2", "tiny-llama")}
+    for model, out in runs.items():
+        assert _eval(zoo / model, out, user_tasks) == 0
+    loaded = load_runs(list(runs.values()))
+    [board] = [b for b in leaderboard.build(loaded.scores) if b.kind == "lm-eval"]
+    assert board.metrics == {"my_boolq": "brier_score"} and board.lower_is_better == {"my_boolq"}
+    brier = {
+        m: rundir.read_results(out, 0)["results"]["my_boolq"]["brier_score,none"]
+        for m, out in runs.items()
+    }
+    worse, better = sorted(brier, key=brier.get, reverse=True)
+    assert brier[worse] > brier[better]
+    capsys.readouterr()
+    assert main(["compare", str(runs[better]), str(runs[worse]), "--max-drop", "0"]) == 1
+    gate = capsys.readouterr().out
+    assert "FAIL" in gate and "my_boolq 0-shot brier_score" in gate and "lower is better" in gate
+    assert "rise" in gate
+    assert main(["compare", str(runs[worse]), str(runs[better]), "--max-drop", "0"]) == 0
+    assert "PASS" in capsys.readouterr().out
+
+
+def test_tasks_all_lists_every_source(user_tasks: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["tasks", "--all", "--json", "--include-path", str(user_tasks)]) == 0
+    rows = json.loads(capsys.readouterr().out)["tasks"]
+    by_name = {r["name"]: r for r in rows}
+    assert len(by_name) == len(rows)  # each name once: fusebench's wins kobest_boolq
+    assert by_name["kobest_boolq"]["source"] == "fusebench"
+    assert by_name["kobest"] == {**by_name["kobest"], "kind": "group", "source": "fusebench"}
+    assert by_name["kmmlu"]["kind"] == "group" and by_name["kmmlu"]["source"] == "lm-eval"
+    assert by_name["kmmlu_accounting"]["metric"] == "acc"
+    assert by_name["haerae_history"]["source"] == "lm-eval"
+    mine = by_name["my_boolq"]
+    assert (mine["source"], mine["metric"], mine["higher_is_better"]) == (
+        "include-path",
+        "brier_score",
+        False,
+    )
+    assert by_name["my_suite"]["kind"] == "group"
+
+
+def test_registry_names_resolve_without_data(user_tasks: Path) -> None:
+    info = catalog.resolve(["kmmlu_accounting"])["kmmlu_accounting"]
+    assert (info.origin, info.benchmark, info.metric, info.higher_is_better) == (
+        "lm-eval",
+        "HAERAE-HUB/KMMLU:Accounting",
+        "acc",
+        True,
+    )
+    assert (info.split, info.fewshot_split, info.version) == ("test", "dev", "2.0")
+    assert info.output_type == "multiple_choice"
+    kmmlu = catalog.expand(["kmmlu"])  # group -> subgroups -> tags -> tasks
+    assert len(kmmlu) == 45 and "kmmlu_accounting" in kmmlu
+    assert len(catalog.expand(["haerae"])) == 5
+    # fusebench's names stay fusebench's, alone or inside another list.
+    both = catalog.resolve(["kobest_boolq", "haerae_history"])
+    assert [i.origin for i in both.values()] == ["fusebench", "lm-eval"]
+    mine = catalog.resolve(["my_suite"], (str(user_tasks),))
+    assert list(mine) == ["my_boolq_acc", "my_boolq"]
+    assert {i.origin for i in mine.values()} == {"include-path"}
+    with pytest.raises(Exception, match="unknown task 'kmmluu'. Did you mean 'kmmlu'"):
+        catalog.resolve(["kmmluu"])
+
+
+def test_registry_task_without_its_data_is_one_line(zoo: Path, tmp_path: Path) -> None:
+    """KMMLU is on the Hub, which cannot be reached here (HF_DATASETS_OFFLINE)."""
+    exe = str(Path(sys.executable).parent / "fusebench")
+    out = tmp_path / "run"
+    args = ["eval", str(zoo / "tiny-gpt2"), "--tasks", "kmmlu_accounting", "--limit", "2"]
+    done = subprocess.run(
+        [exe, *args, "--output", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"},
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: kmmlu_accounting (lm-eval, ")
+    assert "its data (HAERAE-HUB/KMMLU) could not be loaded" in lines[0]
+    assert "HF_DATASETS_CACHE" in lines[0]
+    manifest = rundir.read_manifest(out)
+    assert manifest.status == "failed" and not manifest.completed
+
+
+def test_fusebench_names_never_index_the_registry(user_tasks: Path) -> None:
+    """Indexing lm-eval's registry costs seconds: runs of fusebench's tasks do without it,
+    with an --include-path too (only the user's folder is read, to say what it shadows)."""
+    from harness.evaluate import _note_replaced
+    from tasks import registry
+
+    registry.foreign.cache_clear()
+    infos = catalog.resolve(["ko_fusellm", "kobest_copa"], (str(user_tasks),))
+    assert all(i.origin == "fusebench" for i in infos.values())
+    _note_replaced(infos, (str(user_tasks),), Console(file=io.StringIO()))
+    assert registry.foreign.cache_info().currsize == 0
+
+
+def test_user_task_replacing_a_name_is_said(user_tasks: Path, tmp_path: Path) -> None:
+    """As with lm_eval --include_path, the user's task replaces the registry's of that name
+    (and eval says so); fusebench's own name is never replaced (and eval says that)."""
+    from harness.evaluate import _note_replaced
+
+    cfg = json.loads((user_tasks / "my_boolq_acc.yaml").read_text(encoding="utf-8"))
+    for name in ("haerae_history", "kobest_copa"):
+        (tmp_path / f"{name}.yaml").write_text(json.dumps({**cfg, "task": name}), "utf-8")
+    include = (str(tmp_path),)
+    infos = catalog.resolve(["haerae_history", "kobest_copa"], include)
+    assert infos["haerae_history"].origin == "include-path"
+    assert infos["haerae_history"].benchmark.startswith("json:")
+    assert infos["kobest_copa"].origin == "fusebench"
+    out = io.StringIO()
+    _note_replaced(infos, include, Console(file=out, width=400))
+    said = out.getvalue()
+    assert "kobest_copa: fusebench's own task runs, not the --include-path task" in said
+    assert "haerae_history: the --include-path task replaces lm-eval's (" in said
+    assert "haerae/haerae_hi.yaml" in said
