@@ -7,6 +7,7 @@ from pathlib import Path
 from rich.table import Table
 
 from reports import rundir
+from reports.lmeval import primary_filter
 from tasks import catalog
 
 
@@ -26,7 +27,7 @@ def summary_table(run: Path) -> Table:
             if not catalog.scored_at(task, shots) or (shots and task in rolling):
                 continue  # a rolling task (ko_bpb): 0 shots only
             row = results.get("results", {}).get(task)
-            key = _metric_key(row or {}, metric)
+            key = _metric_key(row or {}, metric, primary_filter(results, task))
             if key is None:
                 table.add_row(task, str(shots), metric, "missing", "", "")
                 continue
@@ -46,9 +47,11 @@ def summary_table(run: Path) -> Table:
     return table
 
 
-def _metric_key(row: dict, metric: str) -> str | None:
-    """``metric,none``, else the metric under its first filter (a generation task's
-    ``exact_match,strict-match``); None when the results lack it."""
-    if f"{metric},none" in row:
-        return f"{metric},none"
+def _metric_key(row: dict, metric: str, filt: str = "none") -> str | None:
+    """The metric under the task's primary filter (``exact_match,strict-match``, the first
+    of its config's filter_list, as reports read it), else ``metric,none``, else under any
+    filter; None when the results lack it."""
+    for key in (f"{metric},{filt}", f"{metric},none"):
+        if key in row:
+            return key
     return next((k for k in row if k.split(",", 1)[0] == metric and "," in k), None)

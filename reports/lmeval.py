@@ -99,6 +99,19 @@ def configured_primary(results: dict, task: str) -> str | None:
     return None
 
 
+def primary_filter(results: dict, task: str) -> str:
+    """The filter whose scores are the task's primary: the first of its config's
+    ``filter_list`` (a generation task's ``strict-match`` before ``flexible-extract``, as its
+    author lists them and lm-eval prints them), else ``none``."""
+    config = (results.get("configs") or {}).get(task) or {}
+    filters = config.get("filter_list")
+    if isinstance(filters, list) and filters and isinstance(filters[0], dict):
+        name = filters[0].get("name")
+        if isinstance(name, str) and name:
+            return name
+    return "none"
+
+
 def aggregation(results: dict, task: str, metric: str) -> str | None:
     """How lm-eval aggregated ``metric`` over ``task``'s documents: the name its config gives,
     else lm-eval's default for the metric; None for a function of the task's own (the config
@@ -151,6 +164,7 @@ def score_rows(
         if task in _groups(results):
             continue
         n = (n_samples.get(task) or {}).get("effective", entry.get("sample_len"))
+        primary = (configured_primary(results, task), primary_filter(results, task))
         for key, value in entry.items():
             if key in _NOT_METRICS or "," not in key or not (is_number(value) or is_nan(value)):
                 continue
@@ -174,7 +188,7 @@ def score_rows(
                     "exact": None,
                     "higher_is_better": higher_is_better(results, task, metric),
                     "aggregation": aggregation(results, task, metric),
-                    "primary": metric == configured_primary(results, task),
+                    "primary": (metric, filt) == primary,
                 }
             )
     return rows

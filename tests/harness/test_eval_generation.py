@@ -1,0 +1,133 @@
+"""A ``generate_until`` task (lm-eval's generation path, as hrm8k's) through ``fusebench eval``:
+one run directory, resume, the response cache, and reports and the gate that read the
+metric under the task's first filter.
+
+The task folder is made here (YAML plus JSON lines). Its first filter maps any generation to
+"X" (a regex that never matches, with "X" as its fallback), so its exact_match is the share
+of documents whose target is "X", whatever a random model generates; its second filter keeps
+the generation, which matches no target. The two filters' scores differ by design, so a
+report that read the wrong one is caught.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from reports import rundir
+
+# Documents 0-1 have target "X" (scored 1 under the first filter), the others "Y" (0).
+_ROWS = [
+    {"question": f"{a} 더하기 {b}은?", "answer": str(a + b), "target": "X" if i < 2 else "Y"}
+    for i, (a, b) in enumerate([(1, 2), (3, 4), (5, 6), (7, 8), (2, 2), (9, 1)])
+]
+GEN_TASK = {
+    "task": "my_gen",
+    "dataset_path": "json",
+    "output_type": "generate_until",
+    "test_split": "test",
+    "fewshot_split": "train",
+    "doc_to_text": "질문: {{question}}\n답:",
+    "doc_to_target": "{{target}}",
+    "generation_kwargs": {"until": ["\n"], "max_gen_toks": 6, "do_sample": False},
+    "filter_list": [
+        {
+            "name": "strict-match",
+            "filter": [
+                {"function": "regex", "regex_pattern": "(@@@)", "fallback": "X"},
+                {"function": "take_first"},
+            ],
+        },
+        {"name": "flexible", "filter": [{"function": "take_first"}]},
+    ],
+    "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True}],
+    "metadata": {"version": 1.0},
+}
+
+
+def write_gen_task(folder: Path, data: Path) -> None:
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in _ROWS), "utf-8")
+    files = {"dataset_kwargs": {"data_files": {"test": str(data), "train": str(data)}}}
+    (folder / "my_gen.yaml").write_text(json.dumps({**GEN_TASK, **files}, ensure_ascii=False))
+
+
+@pytest.fixture(scope="module")
+def gen_tasks(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("gen")
+    folder = root / "tasks"
+    folder.mkdir()
+    write_gen_task(folder, root / "data.jsonl")
+    return folder
+
+
+def _eval(model: Path, out: Path, folder: Path, *extra: str) -> int:
+    argv = ["eval", str(model), "--tasks", "my_gen", "--include-path", str(folder)]
+    return main([*argv, "--batch-size", "4", "--output", str(out), *extra])
+
+
+def test_generation_task_runs_resumes_and_uses_the_cache(
+    gen_tasks: Path,
+    zoo: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model, out, cache = zoo / "tiny-qwen2", tmp_path / "run", tmp_path / "cache"
+    assert _eval(model, out, gen_tasks, "--num-fewshot", "0,1", "--cache-dir", str(cache)) == 0
+    manifest = rundir.read_manifest(out)
+    assert manifest.status == "complete" and len(manifest.completed) == 2
+    [entry] = manifest.tasks
+    assert (entry.output_type, entry.metric, entry.origin) == (
+        "generate_until",
+        "exact_match",
+        "include-path",
+    )
+    for shots in (0, 1):
+        row = rundir.read_results(out, shots)["results"]["my_gen"]
+        assert row["exact_match,strict-match"] == pytest.approx(2 / 6)
+        assert row["exact_match,flexible"] == 0.0
+        samples = [json.loads(x) for x in rundir.samples_path(out, shots, "my_gen").open()]
+        assert len(samples) == 12  # one record per document and filter
+        assert {s["filter"] for s in samples} == {"strict-match", "flexible"}
+        assert all(isinstance(s["resps"][0][0], str) for s in samples)
+    summary = capsys.readouterr().out
+    assert summary.count("exact_match,strict-match") == 2 and "0.3333" in summary
+
+    # Resume: nothing is generated again.
+    from harness.backends.shared_context import SharedContextLM
+
+    def no_generation(self, requests, disable_tqdm=False):
+        raise AssertionError(f"generated {len(requests)} request(s) again")
+
+    monkeypatch.setattr(SharedContextLM, "generate_until", no_generation)
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.jsonl")}
+    assert _eval(model, out, gen_tasks, "--num-fewshot", "0,1", "--cache-dir", str(cache)) == 0
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.jsonl")} == stamps
+    # --cache-dir: another run directory answers every generation from lm-eval's cache.
+    again = tmp_path / "again"
+    assert _eval(model, again, gen_tasks, "--num-fewshot", "0,1", "--cache-dir", str(cache)) == 0
+    for shots in (0, 1):
+        assert rundir.samples_path(again, shots, "my_gen").read_text() == (
+            rundir.samples_path(out, shots, "my_gen").read_text()
+        )
+
+
+def test_reports_and_gate_read_the_first_filter(
+    gen_tasks: Path, zoo: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The primary score of a filtered task is its metric under the config's first filter
+    (strict-match: 2/6 here, flexible 0), in the summary, the report and the gate."""
+    six, three = tmp_path / "six", tmp_path / "three"
+    assert _eval(zoo / "tiny-qwen2", six, gen_tasks, "--limit", "6") == 0
+    assert _eval(zoo / "tiny-qwen2", three, gen_tasks, "--limit", "3") == 0  # 2/3
+    capsys.readouterr()
+    assert main(["report", str(six)]) == 0
+    report = capsys.readouterr().out
+    assert "my_gen exact_match,strict-match" in report and "0.3333" in report
+    # 2/3 -> 2/6 under strict-match is a drop (flexible: 0 -> 0 is none).
+    assert main(["compare", str(three), str(six), "--max-drop", "0.1", "--force"]) == 1
+    gate = capsys.readouterr().out
+    assert "FAIL" in gate and "exact_match,strict-match" in gate
