@@ -15,10 +15,10 @@ import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from tasks.errors import TaskDataError
 
@@ -73,6 +73,7 @@ class Foreign:
     manager: Any  # lm_eval.tasks.TaskManager
     include_path: tuple[Path, ...]
     replaced: dict[str, str]  # include-path task -> the registry YAML it replaces
+    built: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # name -> Task, shots
 
     @property
     def index(self) -> dict[str, Any]:
@@ -140,16 +141,30 @@ class Foreign:
         return dict(self.index[name].cfg or {})
 
     def build_task(self, name: str):
-        """lm-eval's Task for ``name``, its data loaded; a failure to load is one line."""
-        try:
-            return self.manager.load([name])["tasks"][name]
-        except Exception as err:  # offline, gated, a missing file, a bad template: all user-side
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            dataset = self.config(name).get("dataset_path", "?")
-            raise TaskDataError(
-                f"{name} ({self.source(name)}, {self.index[name].yaml_path}): its data "
-                f"({dataset}) could not be loaded: {reason}; {_OFFLINE_HINT}"
-            ) from None
+        """lm-eval's Task for ``name``, its data loaded (once per process: the check before
+        the model loads and every shot count's evaluation share it); a failure to load is one
+        line. lm-eval's ``simple_evaluate`` re-seeds the few-shot sampler and builds the
+        requests afresh each time, but it writes the shot count into the task's config and
+        leaves a config's 0 alone (a task whose YAML says 0 shots stays at 0): the config's
+        own value is put back here, or a 0-shot evaluation would make every later one 0-shot."""
+        if name not in self.built:
+            try:
+                task = self.manager.load([name])["tasks"][name]
+            except Exception as err:  # offline, gated, a missing file, a bad template
+                self._cannot_load(name, err)
+            self.built[name] = (task, task.get_config("num_fewshot"))
+        task, shots = self.built[name]
+        task.set_config(key="num_fewshot", value=shots)
+        return task
+
+    def _cannot_load(self, name: str, err: Exception) -> NoReturn:
+        """One line naming the task, its YAML and its data (the causes are all user-side)."""
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        dataset = self.config(name).get("dataset_path", "?")
+        raise TaskDataError(
+            f"{name} ({self.source(name)}, {self.index[name].yaml_path}): its data "
+            f"({dataset}) could not be loaded: {reason}; {_OFFLINE_HINT}"
+        ) from None
 
 
 @cache

@@ -236,3 +236,32 @@ def test_user_task_replacing_a_name_is_said(user_tasks: Path, tmp_path: Path) ->
     assert "kobest_copa: fusebench's own task runs, not the --include-path task" in said
     assert "haerae_history: the --include-path task replaces lm-eval's (" in said
     assert "haerae/haerae_hi.yaml" in said
+
+
+def test_task_data_is_loaded_once_and_each_shot_count_is_right(
+    user_tasks: Path, zoo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check before the model loads and every shot count's evaluation share one built
+    task; the shot counts it is evaluated at in turn give what a fresh build gives."""
+    from lm_eval.tasks import TaskManager
+
+    from tasks import registry
+
+    loads: list[list] = []
+    real = TaskManager.load
+    monkeypatch.setattr(TaskManager, "load", lambda self, t: loads.append(t) or real(self, t))
+    registry.foreign((str(user_tasks),)).built.clear()
+    both = tmp_path / "both"
+    assert _eval(zoo / "tiny-qwen2", both, user_tasks, "--num-fewshot", "0,2") == 0
+    assert [names for names in loads if isinstance(names[0], str)] == [["my_boolq"]]
+    # The built task, last evaluated at 2 shots, then at 0; a fresh build at 2 shots.
+    zero = tmp_path / "zero"
+    assert _eval(zoo / "tiny-qwen2", zero, user_tasks, "--num-fewshot", "0") == 0
+    registry.foreign((str(user_tasks),)).built.clear()
+    two = tmp_path / "two"
+    assert _eval(zoo / "tiny-qwen2", two, user_tasks, "--num-fewshot", "2") == 0
+    for shots, alone in ((0, zero), (2, two)):
+        assert rundir.read_results(alone, shots)["n-shot"]["my_boolq"] == shots
+        assert rundir.samples_path(alone, shots, "my_boolq").read_bytes() == (
+            rundir.samples_path(both, shots, "my_boolq").read_bytes()
+        )
