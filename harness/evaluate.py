@@ -120,6 +120,7 @@ def _merge_manifests(old: Manifest, new: Manifest) -> Manifest:
             "completed": old.completed,
             "started_at": old.started_at,
             "label": new.label or old.label,  # a label is kept unless another is given
+            "include_path": list(dict.fromkeys(old.include_path + new.include_path)),
         }
     )
 
@@ -278,6 +279,7 @@ def run_eval(spec: EvalSpec, console: Console | None = None) -> Path:
         limit=spec.limit,
         started_at=rundir.now(),
         label=spec.label,
+        include_path=[str(Path(p).expanduser().resolve()) for p in include],
     )
     manifest = open_run(spec, manifest)
     run = spec.output

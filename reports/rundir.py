@@ -111,6 +111,12 @@ class Manifest(_Model):
         description="The run's name in reports and the model name their tables show "
         "(`fusebench eval --label`); None: the directory's and the model folder's names.",
     )
+    include_path: list[str] = Field(
+        default_factory=list,
+        description="The --include-path folders, absolute, of every invocation into this run "
+        "(a resumed run may name others: each task's config_sha256 decides whether it is the "
+        "same task); empty in manifests written before it was recorded.",
+    )
     finished_at: str | None = None
     status: Literal["running", "complete", "failed", "interrupted"] = "running"
     error: str | None = None

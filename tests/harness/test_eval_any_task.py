@@ -265,3 +265,9 @@ def test_task_data_is_loaded_once_and_each_shot_count_is_right(
         assert rundir.samples_path(alone, shots, "my_boolq").read_bytes() == (
             rundir.samples_path(both, shots, "my_boolq").read_bytes()
         )
+    # The manifest records the folders; one written before that field still loads.
+    assert rundir.read_manifest(both).include_path == [str(user_tasks.resolve())]
+    raw = json.loads((both / rundir.MANIFEST).read_text(encoding="utf-8"))
+    del raw["include_path"]
+    (both / rundir.MANIFEST).write_text(json.dumps(raw), encoding="utf-8")
+    assert rundir.read_manifest(both).include_path == []

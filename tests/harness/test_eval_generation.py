@@ -131,3 +131,109 @@ def test_reports_and_gate_read_the_first_filter(
     assert main(["compare", str(three), str(six), "--max-drop", "0.1", "--force"]) == 1
     gate = capsys.readouterr().out
     assert "FAIL" in gate and "exact_match,strict-match" in gate
+
+
+def _write_parity_folder(root: Path) -> Path:
+    """The generation task, two multiple-choice tasks of different sizes and a group of the
+    two that aggregates acc weighted by size (as lm-eval's own groups do)."""
+    folder = root / "tasks"
+    folder.mkdir()
+    write_gen_task(folder, root / "gen.jsonl")
+    mc_rows = [
+        {"question": r["question"], "choices": [r["answer"], str(int(r["answer"]) + 1)]}
+        for r in _ROWS
+    ]
+    for i, row in enumerate(mc_rows):
+        row["label"] = i % 2
+        row["choices"] = row["choices"][:: 1 if i % 2 == 0 else -1]
+    for name, rows, text in (
+        ("my_mc", mc_rows, "질문: {{question}}\n답:"),
+        ("my_mc2", mc_rows[:4], "{{question}} 정답은"),
+    ):
+        data = root / f"{name}.jsonl"
+        data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+        cfg = {
+            "task": name,
+            "dataset_path": "json",
+            "dataset_kwargs": {"data_files": {"test": str(data), "train": str(data)}},
+            "output_type": "multiple_choice",
+            "test_split": "test",
+            "fewshot_split": "train",
+            "doc_to_text": text,
+            "doc_to_target": "{{label}}",
+            "doc_to_choice": "{{choices}}",
+            "target_delimiter": " ",
+            "metric_list": [
+                {"metric": "acc", "aggregation": "mean", "higher_is_better": True},
+                {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True},
+            ],
+            "metadata": {"version": 1.0},
+        }
+        (folder / f"{name}.yaml").write_text(json.dumps(cfg, ensure_ascii=False), "utf-8")
+    group = {
+        "group": "my_pair",
+        "task": ["my_mc", "my_mc2"],
+        "aggregate_metric_list": [
+            {"metric": "acc", "aggregation": "mean", "weight_by_size": True},
+        ],
+        "metadata": {"version": 1.0},
+    }
+    (folder / "_my_pair.yaml").write_text(json.dumps(group), "utf-8")
+    return folder
+
+
+def _by_doc(records: list[dict]) -> dict[tuple, dict]:
+    return {(r["doc_id"], r.get("filter", "none")): r for r in records}
+
+
+@pytest.mark.slow
+def test_include_path_results_equal_lm_eval_cli(
+    zoo: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The same task folder through ``fusebench eval --backend hf`` and ``python -m lm_eval
+    --model hf``: per-document log-likelihoods within 1e-4, generations identical (greedy),
+    metrics equal; and the group's aggregate as lm-eval computes it."""
+    import subprocess
+    import sys
+
+    folder = _write_parity_folder(tmp_path)
+    model = zoo / "tiny-qwen2"
+    tasks, shots = "my_gen,my_pair", "1"
+    lm_out = tmp_path / "lm_eval"
+    subprocess.run(
+        [
+            sys.executable, "-m", "lm_eval", "--model", "hf",
+            "--model_args", f"pretrained={model},dtype=float32",
+            "--include_path", str(folder), "--tasks", tasks, "--num_fewshot", shots,
+            "--device", "cpu", "--batch_size", "4", "--seed", "1234,1234,1234,1234",
+            "--log_samples", "--output_path", str(lm_out),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )  # fmt: skip
+    [results_file] = lm_out.rglob("results_*.json")
+    theirs = json.loads(results_file.read_text())
+    out = tmp_path / "run"
+    argv = ["eval", str(model), "--tasks", tasks, "--include-path", str(folder)]
+    argv += ["--num-fewshot", shots, "--seed", "1234", "--dtype", "float32", "--output", str(out)]
+    assert main([*argv, "--batch-size", "4"]) == 0
+    ours = rundir.read_results(out, int(shots))
+    for task in ("my_gen", "my_mc", "my_mc2"):
+        [samples] = results_file.parent.glob(f"samples_{task}_*.jsonl")
+        lm = _by_doc([json.loads(x) for x in samples.open()])
+        fb = _by_doc([json.loads(x) for x in rundir.samples_path(out, int(shots), task).open()])
+        assert lm.keys() == fb.keys() and lm
+        for key, record in lm.items():
+            assert fb[key]["doc_hash"] == record["doc_hash"]
+            assert fb[key]["prompt_hash"] == record["prompt_hash"]  # the same prompts
+            if task == "my_gen":
+                assert fb[key]["resps"] == record["resps"]
+                assert fb[key]["filtered_resps"] == record["filtered_resps"]
+            else:
+                # lm-eval's CLI writes each response as text ("-17.14", "False").
+                mine = [x[0] for x in fb[key]["filtered_resps"]]
+                theirs_ll = [float(x[0]) for x in record["filtered_resps"]]
+                assert mine == pytest.approx(theirs_ll, abs=1e-4)
+        metrics = {k: v for k, v in theirs["results"][task].items() if "," in k}
+        assert {k: ours["results"][task][k] for k in metrics} == pytest.approx(metrics)
