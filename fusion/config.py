@@ -225,6 +225,32 @@ class EvaluateSection(_Section):
         "CPU each costs `transformers serve` a vocabulary scan per request).",
     )
 
+    apply_chat_template: bool | str = Field(
+        False,
+        description="Format every prompt with the model's chat template: true (its default "
+        "template) or a template's name, as `fusebench eval --apply-chat-template` and "
+        "`--chat-template-name`.",
+    )
+    system_instruction: str | None = Field(
+        None, description="System message before each prompt (`eval`'s option)."
+    )
+    fewshot_as_multiturn: bool | None = Field(
+        None,
+        description="Few-shot examples as earlier chat turns (default: on with a chat "
+        "template, as lm-eval); needs apply_chat_template.",
+    )
+
+    @model_validator(mode="after")
+    def _multiturn_needs_template(self) -> EvaluateSection:
+        """lm-eval's rule, checked when the config is read rather than after training."""
+        if self.fewshot_as_multiturn and not self.apply_chat_template:
+            raise ValueError("fewshot_as_multiturn needs apply_chat_template (as in lm-eval)")
+        if isinstance(self.apply_chat_template, str) and not self.apply_chat_template.strip():
+            raise ValueError("apply_chat_template: a template name must not be empty")
+        if self.system_instruction is not None and not self.system_instruction.strip():
+            raise ValueError("system_instruction must not be empty")
+        return self
+
     @field_validator("seeds")
     @classmethod
     def _seeds_distinct(cls, seeds: list[int] | None) -> list[int] | None:

@@ -4,8 +4,8 @@ Each (task, shot count) is one lm-eval evaluation whose results land atomically 
 next starts, so an interrupted run loses at most the task it was on, and a rerun with the
 same settings picks up there, once it has checked that what the manifest records as finished
 is on disk and intact (what is not is redone, and said so). Settings that change the numbers
-(model weights, backend, dtype, limit, seeds, task versions) must match an existing run, or
-the rerun is refused.
+(model weights, backend, dtype, limit, seeds, task versions, chat template and system
+instruction) must match an existing run, or the rerun is refused.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from harness import __version__
+from harness import __version__, chat_format
 from harness.backends import build_backend
 from harness.errors import HarnessError
 from harness.models import cache_key, resolve_model
 from harness.specs import EvalSpec
 from reports import rundir
-from reports.rundir import BackendInfo, Completed, Manifest, TaskEntry
+from reports.rundir import BackendInfo, ChatSettings, Completed, Manifest, TaskEntry
 from reports.rundir_verify import broken_entries
 from runrecords import lock
 from runrecords.atomic import write_json_atomic, write_jsonl_atomic
@@ -85,6 +85,7 @@ def _comparable(manifest: Manifest) -> dict[str, Any]:
         "backend args": backend_args,
         "limit": manifest.limit,
         "seeds": manifest.seeds,
+        **(manifest.chat or ChatSettings()).comparable(),
     }
 
 
@@ -238,6 +239,7 @@ def _evaluate_one(lm, task: str, shots: int, spec: EvalSpec, task_manager, use_c
         numpy_random_seed=seeds["numpy"],
         torch_random_seed=seeds["torch"],
         fewshot_random_seed=seeds["fewshot"],
+        **chat_format.settings(spec),
     )
     if results is None:  # non-zero ranks in a multi-process run
         raise HarnessError("lm-eval returned no results (is this a non-zero rank?)")
@@ -267,6 +269,9 @@ def run_eval(spec: EvalSpec, console: Console | None = None) -> Path:
     _check_local_data(infos)
     _note_replaced(infos, include, console)
     model = resolve_model(spec.model, spec.options.revision)
+    chat = chat_format.resolve(spec, model)
+    if chat.note:
+        console.print(f"[yellow]note[/] {escape(chat.note)}", soft_wrap=True)
     manifest = Manifest(
         fusebench_version=__version__,
         git_commit=git_commit(),
@@ -280,6 +285,7 @@ def run_eval(spec: EvalSpec, console: Console | None = None) -> Path:
         started_at=rundir.now(),
         label=spec.label,
         include_path=[str(Path(p).expanduser().resolve()) for p in include],
+        chat=chat.record,
     )
     manifest = open_run(spec, manifest)
     run = spec.output
@@ -314,6 +320,8 @@ def run_eval(spec: EvalSpec, console: Console | None = None) -> Path:
         _check_foreign_data(infos, pending, include)
         console.print(f"loading {spec.model} ({spec.backend})")
         lm = build_backend(spec.backend, model.name_or_path, spec.options)
+        if chat.text is not None:
+            chat_format.use_template(lm, chat.text)
         import lm_eval.evaluator
 
         lm_eval.evaluator.get_git_commit_hash = _quiet_git_hash

@@ -103,6 +103,19 @@ class EvalSpec(BaseModel):
         description="Name of this run in reports, shown as its model name too (default: the "
         "run directory's name, and the model folder's name).",
     )
+    apply_chat_template: bool | str = Field(
+        False,
+        description="Format each prompt with the tokenizer's chat template, as a chat model is "
+        "used (lm-eval's --apply_chat_template).",
+    )
+    system_instruction: str | None = Field(
+        None, description="System message put before each prompt (lm-eval's --system_instruction)."
+    )
+    fewshot_as_multiturn: bool | None = Field(
+        None,
+        description="Few-shot examples as earlier turns of the chat (default: on with a chat "
+        "template, as in lm-eval); needs --apply-chat-template.",
+    )
 
 
 class GenerateSpec(BaseModel):

@@ -75,6 +75,28 @@ class TaskEntry(_Model):
     config_sha256: str | None = None  # lm-eval and include-path tasks: their config's digest
 
 
+class ChatSettings(_Model):
+    """How prompts were formatted (``fusebench eval --apply-chat-template``, ...); the default
+    (no template, no system instruction) is what a manifest without this entry means."""
+
+    apply_chat_template: bool | str = Field(
+        False, description="lm-eval's setting: False, True (the tokenizer's default) or a name."
+    )
+    chat_template_sha256: str | None = Field(
+        None, description="Of the template text applied (resolved as lm-eval resolves it)."
+    )
+    system_instruction: str | None = None
+    fewshot_as_multiturn: bool = False
+
+    def comparable(self) -> dict[str, Any]:
+        """What changes the prompts: the template's text (not the name it was chosen by)."""
+        return {
+            "chat template": self.chat_template_sha256 if self.apply_chat_template else None,
+            "system instruction": self.system_instruction,
+            "fewshot as multiturn": self.fewshot_as_multiturn,
+        }
+
+
 class Completed(_Model):
     task: str
     num_fewshot: int
@@ -116,6 +138,9 @@ class Manifest(_Model):
         description="The --include-path folders, absolute, of every invocation into this run "
         "(a resumed run may name others: each task's config_sha256 decides whether it is the "
         "same task); empty in manifests written before it was recorded.",
+    )
+    chat: ChatSettings | None = Field(
+        None, description="Chat formatting; None in runs made before it was recorded (none used)."
     )
     finished_at: str | None = None
     status: Literal["running", "complete", "failed", "interrupted"] = "running"

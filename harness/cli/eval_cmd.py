@@ -16,6 +16,7 @@ from runrecords.lock import hold
 
 _B = "Backend"
 _R = "Run"
+_C = "Chat models"
 _E, _O = FromSpec(EvalSpec), FromSpec(BackendOptions)
 _DE, _DO = _E.defaults, _O.defaults
 
@@ -87,6 +88,29 @@ def eval_command(
     data_parallel_size: Annotated[
         int, typer.Option(help="vllm: model replicas.", rich_help_panel=_B)
     ] = 1,
+    apply_chat_template: Annotated[
+        bool, _E.option("apply_chat_template", "--apply-chat-template", rich_help_panel=_C)
+    ] = False,
+    chat_template_name: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="Apply the tokenizer's chat template of this name (e.g. tool_use): lm-eval's "
+            "--apply_chat_template NAME. Implies --apply-chat-template.",
+            rich_help_panel=_C,
+        ),
+    ] = None,
+    system_instruction: Annotated[
+        str | None, _E.option("system_instruction", metavar="TEXT", rich_help_panel=_C)
+    ] = _DE.system_instruction,
+    fewshot_as_multiturn: Annotated[
+        bool | None,
+        _E.option(
+            "fewshot_as_multiturn",
+            "--fewshot-as-multiturn/--no-fewshot-as-multiturn",
+            rich_help_panel=_C,
+        ),
+    ] = _DE.fewshot_as_multiturn,
     quiet: QuietOption = False,
     verbose: Annotated[bool, typer.Option(help="Show library logs.")] = False,
 ) -> None:
@@ -126,6 +150,11 @@ def eval_command(
         overwrite=overwrite,
         cache_dir=cache_dir,
         label=label,
+        apply_chat_template=chat_template_name
+        if chat_template_name is not None
+        else apply_chat_template,
+        system_instruction=system_instruction,
+        fewshot_as_multiturn=fewshot_as_multiturn,
     )
     with hold(output, "fusebench eval"):
         run = run_eval(spec)

@@ -12,6 +12,7 @@ from fusion.config import ConfigError, FuseConfig
 from fusion.pipeline import SeedModels
 from harness.backends import BackendOptions
 from harness.specs import EvalSpec
+from reports.rundir import Manifest
 
 # Run labels: the names reports show (a trained model's folder is just `final`).
 BASE, CONTROL, FUSED = "base", "clm-only", "fused"
@@ -172,6 +173,9 @@ def eval_spec(config: FuseConfig, plan: Plan, subject: Subject, output: Path) ->
         options=BackendOptions(**options),
         limit=limit,
         label=subject.label,
+        apply_chat_template=section.apply_chat_template,
+        system_instruction=section.system_instruction,
+        fewshot_as_multiturn=section.fewshot_as_multiturn,
         **extra,
     )
 
@@ -195,5 +199,20 @@ def changed_settings(run: Path, spec: EvalSpec) -> list[str]:
         "seed": (old.seeds, seeds_for(spec.seed)),
         "backend": (old.backend.name, spec.backend),
         "dtype": (old.backend.args.get("dtype"), new_args["dtype"]),
+        **_chat_pairs(old, spec),
     }
     return [name for name, (a, b) in pairs.items() if a != b]
+
+
+def _chat_pairs(old: Manifest, spec: EvalSpec) -> dict[str, tuple]:
+    """The chat settings as recorded and as asked for (a changed template text under the same
+    setting is ``run_eval``'s to find: it compares the template's sha256)."""
+    from harness.chat_format import multiturn
+    from reports.rundir import ChatSettings
+
+    chat = old.chat or ChatSettings()
+    return {
+        "apply_chat_template": (chat.apply_chat_template, spec.apply_chat_template),
+        "system_instruction": (chat.system_instruction, spec.system_instruction),
+        "fewshot_as_multiturn": (chat.fewshot_as_multiturn, multiturn(spec)),
+    }

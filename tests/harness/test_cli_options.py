@@ -22,7 +22,21 @@ def _params(*path: str) -> dict:
 @pytest.mark.parametrize(
     ("command", "spec", "names"),
     [
-        ("eval", EvalSpec, ["output", "limit", "seed", "overwrite", "cache_dir", "backend"]),
+        (
+            "eval",
+            EvalSpec,
+            [
+                "output",
+                "limit",
+                "seed",
+                "overwrite",
+                "cache_dir",
+                "backend",
+                "apply_chat_template",
+                "system_instruction",
+                "fewshot_as_multiturn",
+            ],
+        ),
         (
             "generate",
             GenerateSpec,
