@@ -21,10 +21,11 @@ from rich.markup import escape
 from harness import __version__
 from harness.backends import build_backend
 from harness.errors import HarnessError
+from harness.eval_launch import check_nproc, run_ranked
 from harness.models import cache_key, resolve_model
 from harness.specs import EvalSpec
 from reports import rundir
-from reports.rundir import BackendInfo, Completed, Manifest, TaskEntry
+from reports.rundir import BackendInfo, Completed, Manifest, ModelInfo, TaskEntry
 from reports.rundir_verify import broken_entries
 from runrecords import lock
 from runrecords.atomic import write_json_atomic, write_jsonl_atomic
@@ -257,6 +258,7 @@ def _check_local_data(infos: dict[str, catalog.TaskInfo]) -> None:
 def run_eval(spec: EvalSpec, console: Console | None = None) -> Path:
     """Evaluate, resuming where an earlier run into the same directory stopped."""
     console = console or Console(stderr=True)
+    check_nproc(spec)
     include = tuple(str(p) for p in spec.include_path)
     infos = catalog.resolve(spec.tasks, include)
     task_names = list(infos)
@@ -298,7 +300,22 @@ def run_eval(spec: EvalSpec, console: Console | None = None) -> Path:
         manifest.status, manifest.finished_at = "complete", manifest.finished_at or rundir.now()
         rundir.write_manifest(run, manifest)
         return run
+    if spec.nproc > 1:
+        return run_ranked(spec, manifest, pending, console)
+    return run_pending(spec, manifest, pending, infos, model, console)
 
+
+def run_pending(
+    spec: EvalSpec,
+    manifest: Manifest,
+    pending: list[tuple[str, int]],
+    infos: dict[str, catalog.TaskInfo],
+    model: ModelInfo,
+    console: Console,
+) -> Path:
+    """Evaluate each pending (task, shots) into the run directory opened by ``run_eval``
+    (in its process, or on rank 0 of ``--nproc N``), recording each as it lands."""
+    run, include = spec.output, tuple(str(p) for p in spec.include_path)
     use_cache = None
     if spec.cache_dir is not None:
         key = cache_key(model, spec.backend, spec.options.dtype)

@@ -103,6 +103,12 @@ class EvalSpec(BaseModel):
         description="Name of this run in reports, shown as its model name too (default: the "
         "run directory's name, and the model folder's name).",
     )
+    nproc: int = Field(
+        1,
+        description="Processes, each with its own copy of the model (hf backend): rank i on "
+        "cuda:i with --device cuda, the CPU threads shared on CPU; the numbers equal one "
+        "process's. vllm: use --tensor-parallel-size / --data-parallel-size instead.",
+    )
 
 
 class GenerateSpec(BaseModel):

@@ -87,6 +87,7 @@ def eval_command(
     data_parallel_size: Annotated[
         int, typer.Option(help="vllm: model replicas.", rich_help_panel=_B)
     ] = 1,
+    nproc: Annotated[int, _E.option("nproc", rich_help_panel=_B)] = _DE.nproc,
     quiet: QuietOption = False,
     verbose: Annotated[bool, typer.Option(help="Show library logs.")] = False,
 ) -> None:
@@ -126,6 +127,7 @@ def eval_command(
         overwrite=overwrite,
         cache_dir=cache_dir,
         label=label,
+        nproc=nproc,
     )
     with hold(output, "fusebench eval"):
         run = run_eval(spec)

@@ -1,0 +1,81 @@
+"""``python -m fusion.rank harness.eval_rank PAYLOAD``: one rank of ``fusebench eval --nproc``.
+
+Started by ``harness.eval_launch.run_ranked`` with the spec and the pending (task, shots)
+list as JSON. Rank 0 evaluates and records into the run directory as a one-process run does;
+the other ranks run the same evaluations, score their share of the forward passes
+(``harness.eval_ranks``) and write nothing. A user error prints one line, as the CLI does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+
+from rich.console import Console
+
+from runrecords.errors import Interrupted, UserError
+
+
+def _stop(signum: int, frame: object) -> None:
+    """SIGTERM (the launcher stopping, or a scheduler) takes Ctrl-C's path: rank 0 records
+    the run as interrupted, then the rank exits."""
+    raise KeyboardInterrupt
+
+
+def evaluate(payload: str) -> None:
+    from harness import eval_ranks, logs
+    from harness.evaluate import _evaluate_one, _foreign, _quiet_git_hash, run_pending
+    from harness.specs import EvalSpec
+    from reports import rundir
+    from tasks import catalog
+
+    data = json.loads(payload)
+    spec = EvalSpec.model_validate(data["spec"])
+    pending = [(str(task), int(shots)) for task, shots in data["pending"]]
+    logs.configure(False)
+    ranks = eval_ranks.join()
+    if ranks.rank != 0 or os.environ.get("TQDM_DISABLE") == "1":  # one set of bars, or none
+        logs.hide_progress_bars()
+    try:
+        options = spec.options.model_copy(
+            update={
+                "device": eval_ranks.rank_device(spec.options.device or "cpu", ranks.local_rank)
+            }
+        )
+        spec = spec.model_copy(update={"options": options})
+        include = tuple(str(p) for p in spec.include_path)
+        infos = catalog.resolve(spec.tasks, include)
+        manifest = rundir.read_manifest(spec.output)
+        if ranks.rank == 0:
+            run_pending(spec, manifest, pending, infos, manifest.model, Console(stderr=True))
+            return
+        from harness.backends import build_backend
+
+        lm = build_backend(spec.backend, manifest.model.name_or_path, spec.options)
+        import lm_eval.evaluator
+
+        lm_eval.evaluator.get_git_commit_hash = _quiet_git_hash
+        own = catalog.task_manager() if any(infos[t].own for t, _ in pending) else None
+        for task, shots in pending:
+            manager = own if infos[task].own else _foreign(include)
+            _evaluate_one(lm, task, shots, spec, manager, None)
+    finally:
+        eval_ranks.leave()
+
+
+def main() -> int:
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        evaluate(sys.argv[1])
+    except (KeyboardInterrupt, Interrupted):  # rank 0 recorded it; the launcher says it
+        return 130
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return err.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
