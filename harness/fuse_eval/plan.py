@@ -172,6 +172,7 @@ def eval_spec(config: FuseConfig, plan: Plan, subject: Subject, output: Path) ->
         options=BackendOptions(**options),
         limit=limit,
         label=subject.label,
+        nproc=section.nproc,
         **extra,
     )
 
