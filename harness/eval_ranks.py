@@ -98,24 +98,28 @@ def deal(costs: Sequence[float], world_size: int) -> list[int]:
     return owner
 
 
+def my_share(costs: Sequence[float]) -> list[int]:
+    """Indices of the items this rank runs (all of them in a one-process run)."""
+    ranks = current()
+    if ranks is None or ranks.world_size == 1:
+        return list(range(len(costs)))
+    owner = deal(costs, ranks.world_size)
+    return [index for index, rank in enumerate(owner) if rank == ranks.rank]
+
+
 def run_shared(
     items: Sequence[T], costs: Sequence[float], work: Callable[[T], dict[Any, Any]]
 ) -> dict[Any, Any]:
     """``work`` on this rank's share of ``items``, the results of every rank merged (all
     ranks must call this with the same items); alone, ``work`` on every item."""
+    mine: dict[Any, Any] = {}
+    for index in my_share(costs):
+        mine.update(work(items[index]))
     ranks = current()
     if ranks is None or ranks.world_size == 1:
-        merged: dict[Any, Any] = {}
-        for item in items:
-            merged.update(work(item))
-        return merged
+        return mine
     import torch.distributed as dist
 
-    owner = deal(costs, ranks.world_size)
-    mine: dict[Any, Any] = {}
-    for item, rank in zip(items, owner, strict=True):
-        if rank == ranks.rank:
-            mine.update(work(item))
     gathered: list[dict[Any, Any] | None] = [None] * ranks.world_size
     dist.all_gather_object(gathered, mine)
     merged = {}
