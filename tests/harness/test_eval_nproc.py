@@ -171,5 +171,5 @@ def test_batches_are_dealt_whole_and_evenly() -> None:
     owner = deal(costs, 2)
     assert owner == deal(costs, 2) and set(owner) == {0, 1}
     loads = [sum(c for c, r in zip(costs, owner, strict=True) if r == rank) for rank in (0, 1)]
-    assert loads == [14.0, 14.0]
+    assert sorted(loads) == [13.0, 15.0]  # a single rank would take 28
     assert deal(costs, 1) == [0] * 6 and deal([], 3) == []
