@@ -173,3 +173,16 @@ def test_batches_are_dealt_whole_and_evenly() -> None:
     loads = [sum(c for c, r in zip(costs, owner, strict=True) if r == rank) for rank in (0, 1)]
     assert sorted(loads) == [13.0, 15.0]  # a single rank would take 28
     assert deal(costs, 1) == [0] * 6 and deal([], 3) == []
+
+
+def test_fuse_config_evaluate_nproc_reaches_each_evaluation(tmp_path: Path, fuse_config) -> None:
+    from fusion.config import ConfigError, load_config
+    from harness.fuse_eval.plan import Subject, eval_spec, make_plan
+
+    texts = ["가나다 문장입니다."] * 4
+    config = load_config(fuse_config(tmp_path, texts, evaluate={"nproc": 2, "tasks": ["nsmc"]}))
+    subject = Subject("base", str(tmp_path / "model"))
+    assert eval_spec(config, make_plan(config), subject, tmp_path / "out").nproc == 2
+    bad = fuse_config(tmp_path, texts, evaluate={"nproc": 2, "backend": "vllm"})
+    with pytest.raises(ConfigError, match="nproc > 1 applies to backend hf"):
+        load_config(bad)
