@@ -11,6 +11,7 @@ process would (``harness.evaluate.run_pending``), the other ranks score their sh
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 from rich.console import Console
@@ -19,9 +20,18 @@ from harness.errors import HarnessError
 from harness.specs import EvalSpec
 from reports import rundir
 from reports.rundir import Manifest
-from runrecords.errors import Interrupted
+from runrecords.errors import Interrupted, UserError
 
 RANK_MODULE = "harness.eval_rank"
+ERRORS = "FUSEBENCH_EVAL_ERRORS"  # a folder: each rank's user error as rank-R.json
+
+
+class RankError(UserError):
+    """A rank's user error, raised again by the launcher with its exit code."""
+
+    def __init__(self, message: str, exit_code: int, kind: str) -> None:
+        super().__init__(message)
+        self.exit_code, self.kind = exit_code, kind
 
 
 def check_nproc(spec: EvalSpec) -> None:
@@ -64,20 +74,25 @@ def run_ranked(
     spec: EvalSpec, manifest: Manifest, pending: list[tuple[str, int]], console: Console
 ) -> Path:
     """Evaluate ``pending`` on ``spec.nproc`` ranks into the run ``run_eval`` opened; the
-    outcome is read back from the manifest rank 0 kept."""
+    outcome is read back from the manifest rank 0 kept, and a rank's error is raised here
+    as one line (the ranks and torchrun print none: ``ERRORS``, ``FAILURES``)."""
     from fusion.launch import Launched, run_ranks
+    from fusion.torchrun import FAILURES
 
     run = spec.output
     payload = json.dumps({"spec": spec.model_dump(mode="json"), "pending": pending})
     console.print(f"evaluating on {spec.nproc} processes")
-    try:
-        launched = run_ranks(RANK_MODULE, [payload], nproc=spec.nproc)
-    except KeyboardInterrupt:  # before the launcher passes signals on
-        launched = Launched(code=130, interrupted=True)
+    with tempfile.TemporaryDirectory(prefix="fusebench-eval-") as scratch:
+        env = {ERRORS: scratch, FAILURES: str(Path(scratch) / "torchrun.json")}
+        try:
+            launched = run_ranks(RANK_MODULE, [payload], nproc=spec.nproc, env=env)
+        except KeyboardInterrupt:  # before the launcher passes signals on
+            launched = Launched(code=130, interrupted=True)
+        failure = None if launched.code == 0 else _failure(Path(scratch), spec.nproc)
     after = rundir.read_manifest(run)
-    if launched.code == 0 and after.status == "complete":
+    if failure is None and launched.code == 0 and after.status == "complete":
         return run
-    if launched.interrupted or after.status == "interrupted":
+    if failure is None and (launched.interrupted or after.status == "interrupted"):
         if after.status == "running":  # stopped before rank 0 could record it
             after.status = "interrupted"
             rundir.write_end_status(run, after)
@@ -85,11 +100,35 @@ def run_ranked(
             f"interrupted; {len(after.completed)} task evaluation(s) are saved in {run}: "
             "rerun the same command to continue"
         )
-    message = (
-        f"the {spec.nproc} evaluation processes failed (exit code {launched.code}); "
-        "the failing rank's error is printed above"
+    if failure is None:
+        failure = HarnessError(
+            f"the {spec.nproc} evaluation processes failed (exit code {launched.code})"
+        )
+    # Rank 0 may have recorded "interrupted" (torchrun stops the others when one fails).
+    kind = failure.kind if isinstance(failure, RankError) else type(failure).__name__
+    after.status, after.error = "failed", f"{kind}: {failure}"[:500]
+    rundir.write_end_status(run, after)
+    raise failure
+
+
+def _failure(scratch: Path, nproc: int) -> UserError | None:
+    """The error of the lowest rank that reported one (its one line and exit code); else,
+    from torchrun's report, the rank that ended without one (a crash, a kill)."""
+    reported = sorted(scratch.glob("rank-*.json"), key=lambda p: int(p.stem.split("-")[1]))
+    if reported:
+        data = json.loads(reported[0].read_text(encoding="utf-8"))
+        return RankError(data["message"], int(data["exit_code"]), str(data["type"]))
+    report = scratch / "torchrun.json"
+    if not report.is_file():
+        return None
+    failures = json.loads(report.read_text(encoding="utf-8"))
+    ended = [
+        f"rank {rank} "
+        + (f"killed by {f['signal']}" if f["exitcode"] < 0 else f"exit code {f['exitcode']}")
+        for rank, f in sorted(failures.items(), key=lambda item: int(item[0]))
+        if f["exitcode"] != 0 and f["signal"] != "SIGTERM"  # SIGTERM: stopped by torchrun
+    ] or ["a rank was stopped"]
+    return HarnessError(
+        f"the {nproc} evaluation processes failed: {', '.join(ended)}"
+        " (a traceback above, if any, is that rank's)"
     )
-    if after.status in ("running", "complete"):  # a rank died without recording it
-        after.status, after.error = "failed", after.error or message
-        rundir.write_end_status(run, after)
-    raise HarnessError(message)

@@ -12,9 +12,11 @@ import json
 import os
 import signal
 import sys
+from pathlib import Path
 
 from rich.console import Console
 
+from runrecords.atomic import write_json_atomic
 from runrecords.errors import Interrupted, UserError
 
 
@@ -65,14 +67,28 @@ def evaluate(payload: str) -> None:
         eval_ranks.leave()
 
 
+def _report(err: UserError, rank: str) -> None:
+    """A user error goes to the launcher, which prints the lowest rank's as the one line
+    (every rank would print the same one); without a launcher folder, printed here."""
+    from harness.eval_launch import ERRORS
+
+    folder = os.environ.get(ERRORS)
+    if not folder:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return
+    record = {"message": str(err), "exit_code": err.exit_code, "type": type(err).__name__}
+    write_json_atomic(Path(folder) / f"rank-{rank}.json", record)
+
+
 def main() -> int:
     signal.signal(signal.SIGTERM, _stop)
+    rank = os.environ.get("RANK", "0")  # before join() hides it
     try:
         evaluate(sys.argv[1])
     except (KeyboardInterrupt, Interrupted):  # rank 0 recorded it; the launcher says it
         return 130
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
+        _report(err, rank)
         return err.exit_code
     return 0
 

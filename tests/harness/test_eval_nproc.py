@@ -91,6 +91,25 @@ def test_two_ranks_give_one_process_numbers(zoo: Path, tmp_path: Path) -> None:
             assert x["acc"] == y["acc"]
 
 
+@pytest.mark.slow  # two ranks start (~20 s on two cores)
+def test_a_ranks_user_error_is_one_line_and_recorded(
+    zoo: Path, tmp_path: Path, capfd: pytest.CaptureFixture
+) -> None:
+    """Every rank meets the same mistake: one line (not one per rank, nor torchrun's
+    traceback and failure table), the rank's exit code, the run recorded as failed."""
+    out = tmp_path / "run"
+    argv = _argv(zoo / "tiny-qwen2", out, "--nproc", "2", "--max-length", "2")
+    assert main(argv) == 2
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "ChildFailedError" not in err, err
+    errors = [line for line in err.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1, err
+    assert errors[0].startswith("error: task kobest_boolq, document ")
+    assert "longer than the model's maximum length (2)" in errors[0]
+    manifest = rundir.read_manifest(out)
+    assert manifest.status == "failed" and manifest.error.startswith("HarnessError: task ")
+
+
 def _launched_for(out: Path) -> list[int]:
     """Pids of torchrun and the ranks evaluating into ``out`` (its path is in their payload)."""
     found = []
