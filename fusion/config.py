@@ -178,6 +178,12 @@ class EvaluateSection(_Section):
         "auto", description="Evaluation dtype."
     )
     device: str | None = Field(None, description="cpu, cuda, cuda:1 ... (default: cuda if any).")
+    nproc: int = Field(
+        1,
+        ge=1,
+        description="Processes per evaluation (hf backend), as `fusebench eval --nproc`: rank "
+        "i on cuda:i (device cuda), or the CPU threads shared; the numbers equal one process's.",
+    )
     seed: int | None = Field(
         None, description="Seed of every evaluation (default: `fusebench eval`'s)."
     )
@@ -265,6 +271,16 @@ class EvaluateSection(_Section):
         if repeated:
             raise ValueError(f"seeds must be distinct: {', '.join(map(str, repeated))} repeated")
         return seeds
+
+    @model_validator(mode="after")
+    def _nproc_backend(self) -> EvaluateSection:
+        """vLLM spreads an evaluation itself; refused here, not after training."""
+        if self.nproc > 1 and self.backend == "vllm":
+            raise ValueError(
+                "nproc > 1 applies to backend hf; vllm spreads the work itself (its tensor "
+                "and data parallel settings)"
+            )
+        return self
 
 
 class TrainRunConfig(_Section):

@@ -21,10 +21,11 @@ from rich.markup import escape
 from harness import __version__, chat_format
 from harness.backends import build_backend
 from harness.errors import HarnessError
+from harness.eval_launch import check_nproc, run_ranked
 from harness.models import cache_key, resolve_model
 from harness.specs import EvalSpec
 from reports import rundir
-from reports.rundir import BackendInfo, ChatSettings, Completed, Manifest, TaskEntry
+from reports.rundir import BackendInfo, ChatSettings, Completed, Manifest, ModelInfo, TaskEntry
 from reports.rundir_verify import broken_entries
 from runrecords import lock
 from runrecords.atomic import write_json_atomic, write_jsonl_atomic
@@ -260,6 +261,7 @@ def _check_local_data(infos: dict[str, catalog.TaskInfo]) -> None:
 def run_eval(spec: EvalSpec, console: Console | None = None) -> Path:
     """Evaluate, resuming where an earlier run into the same directory stopped."""
     console = console or Console(stderr=True)
+    check_nproc(spec)
     include = tuple(str(p) for p in spec.include_path)
     infos = catalog.resolve(spec.tasks, include)
     task_names = list(infos)
@@ -306,7 +308,32 @@ def run_eval(spec: EvalSpec, console: Console | None = None) -> Path:
         manifest.status, manifest.finished_at = "complete", manifest.finished_at or rundir.now()
         rundir.write_manifest(run, manifest)
         return run
+    if spec.nproc > 1:
+        return run_ranked(spec, manifest, pending, console)
+    return run_pending(spec, manifest, pending, infos, model, console)
 
+
+def load_model(spec: EvalSpec, model: ModelInfo):
+    """The backend's model for ``spec``, rendering with the chat template the manifest
+    records (resolved again from the tokenizer: every rank of ``--nproc`` loads its own)."""
+    lm = build_backend(spec.backend, model.name_or_path, spec.options)
+    chat = chat_format.resolve(spec, model)
+    if chat.text is not None:
+        chat_format.use_template(lm, chat.text)
+    return lm
+
+
+def run_pending(
+    spec: EvalSpec,
+    manifest: Manifest,
+    pending: list[tuple[str, int]],
+    infos: dict[str, catalog.TaskInfo],
+    model: ModelInfo,
+    console: Console,
+) -> Path:
+    """Evaluate each pending (task, shots) into the run directory opened by ``run_eval``
+    (in its process, or on rank 0 of ``--nproc N``), recording each as it lands."""
+    run, include = spec.output, tuple(str(p) for p in spec.include_path)
     use_cache = None
     if spec.cache_dir is not None:
         key = cache_key(model, spec.backend, spec.options.dtype)
@@ -319,9 +346,7 @@ def run_eval(spec: EvalSpec, console: Console | None = None) -> Path:
 
         _check_foreign_data(infos, pending, include)
         console.print(f"loading {spec.model} ({spec.backend})")
-        lm = build_backend(spec.backend, model.name_or_path, spec.options)
-        if chat.text is not None:
-            chat_format.use_template(lm, chat.text)
+        lm = load_model(spec, model)
         import lm_eval.evaluator
 
         lm_eval.evaluator.get_git_commit_hash = _quiet_git_hash

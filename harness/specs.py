@@ -116,6 +116,12 @@ class EvalSpec(BaseModel):
         description="Few-shot examples as earlier turns of the chat (default: on with a chat "
         "template, as in lm-eval); needs --apply-chat-template.",
     )
+    nproc: int = Field(
+        1,
+        description="Processes, each with its own copy of the model (hf backend): rank i on "
+        "cuda:i with --device cuda, the CPU threads shared on CPU; the numbers equal one "
+        "process's. vllm: use --tensor-parallel-size / --data-parallel-size instead.",
+    )
 
 
 class GenerateSpec(BaseModel):

@@ -55,6 +55,7 @@ from harness.backends.mc_strategies import (
     plain_cache,
 )
 from harness.errors import HarnessError
+from harness.eval_ranks import my_share, run_shared
 
 __all__ = [
     "MODEL_NAME",
@@ -370,15 +371,25 @@ class SharedContextLM(HFLM):
     ) -> dict[tuple[Tokens, Tokens], Score]:
         """(log-probability, is-greedy) for every distinct (context, continuation)."""
         assert self.strategy is not None
-        scores: dict[tuple[Tokens, Tokens], Score] = {}
+        # With --nproc N each rank runs its share of the same batches (harness.eval_ranks).
+        batches = mc_plan.batches(contexts.values(), self.batch_size)
+        costs = [len(batch) * max(plan.packed_length for plan in batch) for batch in batches]
         pbar = tqdm(
-            total=sum(len(entry.continuations) for entry in contexts.values()),
+            total=sum(
+                len(plan.entry.continuations) for i in my_share(costs) for plan in batches[i]
+            ),
             disable=(disable_tqdm or self.rank != 0),
             desc="Running loglikelihood requests (shared contexts)",
         )
-        for batch in mc_plan.batches(contexts.values(), self.batch_size):
-            for plan, answers in zip(batch, self.strategy.score(batch), strict=True):
-                scores.update({(plan.key, cont): answer for cont, answer in answers.items()})
+        strategy = self.strategy
+
+        def run(batch: list[mc_plan.Plan]) -> dict[tuple[Tokens, Tokens], Score]:
+            done: dict[tuple[Tokens, Tokens], Score] = {}
+            for plan, answers in zip(batch, strategy.score(batch), strict=True):
+                done.update({(plan.key, cont): answer for cont, answer in answers.items()})
             pbar.update(sum(len(plan.entry.continuations) for plan in batch))
+            return done
+
+        scores = run_shared(batches, costs, run)
         pbar.close()
         return scores

@@ -111,6 +111,7 @@ def eval_command(
             rich_help_panel=_C,
         ),
     ] = _DE.fewshot_as_multiturn,
+    nproc: Annotated[int, _E.option("nproc", rich_help_panel=_B)] = _DE.nproc,
     quiet: QuietOption = False,
     verbose: Annotated[bool, typer.Option(help="Show library logs.")] = False,
 ) -> None:
@@ -155,6 +156,7 @@ def eval_command(
         else apply_chat_template,
         system_instruction=system_instruction,
         fewshot_as_multiturn=fewshot_as_multiturn,
+        nproc=nproc,
     )
     with hold(output, "fusebench eval"):
         run = run_eval(spec)

@@ -176,6 +176,7 @@ def eval_spec(config: FuseConfig, plan: Plan, subject: Subject, output: Path) ->
         apply_chat_template=section.apply_chat_template,
         system_instruction=section.system_instruction,
         fewshot_as_multiturn=section.fewshot_as_multiturn,
+        nproc=section.nproc,
         **extra,
     )
 
