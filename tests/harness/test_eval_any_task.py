@@ -157,6 +157,16 @@ def test_tasks_all_lists_every_source(user_tasks: Path, capsys: pytest.CaptureFi
         False,
     )
     assert by_name["my_suite"]["kind"] == "group"
+    # Which data needs the Hub: lm-eval's KMMLU and ko_suite with it; the local copies not.
+    assert {n: by_name[n]["data"] for n in ("kmmlu", "kmmlu_accounting", "ko_suite")} == {
+        n: "Hub" for n in ("kmmlu", "kmmlu_accounting", "ko_suite")
+    }
+    assert {by_name[n]["data"] for n in ("my_boolq", "my_suite", "kobest", "nsmc")} == {"local"}
+    assert main(["tasks", "--json"]) == 0  # the short listing: no registry indexed
+    listed = json.loads(capsys.readouterr().out)
+    groups = {g["name"]: g["needs_hub"] for g in listed["groups"]}
+    assert groups["ko_suite"] is True and groups["kobest"] is False
+    assert not any(t["needs_hub"] for t in listed["tasks"])  # FUSEBENCH_DATA_DIR has them
 
 
 def test_registry_names_resolve_without_data(user_tasks: Path) -> None:
@@ -172,6 +182,15 @@ def test_registry_names_resolve_without_data(user_tasks: Path) -> None:
     kmmlu = catalog.expand(["kmmlu"])  # group -> subgroups -> tags -> tasks
     assert len(kmmlu) == 45 and "kmmlu_accounting" in kmmlu
     assert len(catalog.expand(["haerae"])) == 5
+    # ko_suite: lm-eval's kmmlu, haerae and click (Hub data), then fusebench's seven.
+    suite = catalog.resolve(["ko_suite"])
+    seven = [*catalog.all_groups()["kobest"].tasks, "korunsmile", "nsmc"]
+    hub = [*kmmlu, *catalog.expand(["haerae"]), *catalog.expand(["click"])]
+    assert list(suite) == hub + seven and len(catalog.expand(["click"])) == 11
+    assert {(suite[t].origin, suite[t].needs_hub) for t in hub} == {("lm-eval", True)}
+    assert {(suite[t].origin, suite[t].needs_hub) for t in seven} == {("fusebench", False)}
+    with pytest.raises(Exception, match="ko_suite includes lm-eval's kmmlu, haerae, click"):
+        catalog.expand_own(["ko_suite"], "contamination")
     # fusebench's names stay fusebench's, alone or inside another list.
     both = catalog.resolve(["kobest_boolq", "haerae_history"])
     assert [i.origin for i in both.values()] == ["fusebench", "lm-eval"]
@@ -183,10 +202,11 @@ def test_registry_names_resolve_without_data(user_tasks: Path) -> None:
 
 
 def test_registry_task_without_its_data_is_one_line(zoo: Path, tmp_path: Path) -> None:
-    """KMMLU is on the Hub, which cannot be reached here (HF_DATASETS_OFFLINE)."""
+    """KMMLU is on the Hub, which cannot be reached here (HF_DATASETS_OFFLINE): ko_suite,
+    whose first task is KMMLU's, fails in one line naming it, before the model loads."""
     exe = str(Path(sys.executable).parent / "fusebench")
     out = tmp_path / "run"
-    args = ["eval", str(zoo / "tiny-gpt2"), "--tasks", "kmmlu_accounting", "--limit", "2"]
+    args = ["eval", str(zoo / "tiny-gpt2"), "--tasks", "ko_suite", "--limit", "2"]
     done = subprocess.run(
         [exe, *args, "--output", str(out)],
         capture_output=True,
@@ -197,11 +217,14 @@ def test_registry_task_without_its_data_is_one_line(zoo: Path, tmp_path: Path) -
     assert done.returncode == 2 and "Traceback" not in done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, done.stderr
-    assert lines[0].startswith("error: kmmlu_accounting (lm-eval, ")
+    first = catalog.expand(["kmmlu"])[0]  # the registry is indexed here already
+    assert lines[0].startswith(f"error: {first} (lm-eval, ")
     assert "its data (HAERAE-HUB/KMMLU) could not be loaded" in lines[0]
     assert "HF_DATASETS_CACHE" in lines[0]
+    assert "loading" not in done.stdout + done.stderr  # the model was never loaded
     manifest = rundir.read_manifest(out)
     assert manifest.status == "failed" and not manifest.completed
+    assert [t.name for t in manifest.tasks] == catalog.expand(["ko_suite"])
 
 
 def test_fusebench_names_never_index_the_registry(user_tasks: Path) -> None:
