@@ -157,6 +157,7 @@ def _task_entries(infos: dict[str, catalog.TaskInfo]) -> list[TaskEntry]:
             origin=i.origin,
             output_type=i.output_type,
             config_sha256=i.config_sha256,
+            zero_shot_only=i.zero_shot_only,
         )
         for n, i in infos.items()
     ]

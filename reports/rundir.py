@@ -73,6 +73,7 @@ class TaskEntry(_Model):
     origin: str = "fusebench"  # fusebench, lm-eval or include-path
     output_type: str | None = None  # lm-eval's (multiple_choice, loglikelihood_rolling, ...)
     config_sha256: str | None = None  # lm-eval and include-path tasks: their config's digest
+    zero_shot_only: bool = False  # scored at 0 shots only (its config fixes num_fewshot: 0)
 
 
 class Completed(_Model):

@@ -33,8 +33,11 @@ _PROMPT = {
 }
 
 
-def _write_task(folder: Path, name: str, data: dict[str, Path], metrics: list[dict]) -> None:
+def _write_task(
+    folder: Path, name: str, data: dict[str, Path], metrics: list[dict], **more: object
+) -> None:
     cfg = {
+        **more,
         "task": name,
         "dataset_path": "json",
         "dataset_kwargs": {"data_files": {split: str(p) for split, p in data.items()}},
@@ -65,6 +68,7 @@ def user_tasks(tmp_path_factory: pytest.TempPathFactory) -> Path:
     acc = {"metric": "acc", "aggregation": "mean", "higher_is_better": True}
     _write_task(folder, "my_boolq", data, [brier, acc])
     _write_task(folder, "my_boolq_acc", data, [acc])
+    _write_task(folder, "my_boolq_zero", data, [acc], num_fewshot=0)  # as hrm8k's YAML
     (folder / "_my_suite.yaml").write_text(
         "group: my_suite\ntask:\n  - my_boolq_acc\n  - my_boolq\n", encoding="utf-8"
     )
@@ -109,6 +113,34 @@ def test_include_path_task_runs_end_to_end(
     capsys.readouterr()
     assert _eval(zoo / "tiny-qwen2", out, changed, "--num-fewshot", "0,2") == 2
     assert "config of my_boolq (its YAML changed)" in capsys.readouterr().err
+
+
+def test_config_fixing_zero_shots_is_scored_at_zero_only(
+    user_tasks: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """lm-eval keeps a config's ``num_fewshot: 0`` whatever it is asked (hrm8k): fusebench
+    scores such a task at 0 shots only, as ko_bpb, and refuses a run with no 0 in one line
+    (before the model loads), rather than file a 0-shot figure under 2-shot/."""
+    include = (str(user_tasks),)
+    infos = catalog.resolve(["my_boolq_zero", "my_boolq"], include)
+    zero = infos["my_boolq_zero"]
+    assert zero.config_shots == 0 and zero.zero_shot_only and not infos["my_boolq"].zero_shot_only
+    assert catalog.scored_at("my_boolq_zero", 0, zero)
+    assert not catalog.scored_at("my_boolq_zero", 2, zero)
+    assert catalog.scored_at("my_boolq", 2, infos["my_boolq"])
+    catalog.check_shots(infos, [0, 2])  # with 0 it runs, at 0 shots only
+    capsys.readouterr()
+    model = tmp_path / "no-model"  # refused before a model is looked for
+    argv = ["eval", str(model), "--tasks", "my_boolq_zero,my_boolq"]
+    argv += ["--include-path", str(user_tasks), "--num-fewshot", "2"]
+    assert main([*argv, "--output", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "error: my_boolq_zero is scored at 0 shots only (its config sets num_fewshot: 0, "
+        "which lm-eval does not override), but --num-fewshot 2 has no 0: add 0 (it then "
+        "runs at 0 shots only)"
+    )
+    assert not (tmp_path / "run").exists()
 
 
 def test_reports_and_gate_read_the_yaml_direction(
