@@ -121,6 +121,9 @@ def _merge_manifests(old: Manifest, new: Manifest) -> Manifest:
             "started_at": old.started_at,
             "label": new.label or old.label,  # a label is kept unless another is given
             "include_path": list(dict.fromkeys(old.include_path + new.include_path)),
+            "groups": list(
+                ({g.name: g for g in old.groups} | {g.name: g for g in new.groups}).values()
+            ),
         }
     )
 
@@ -281,6 +284,7 @@ def run_eval(spec: EvalSpec, console: Console | None = None) -> Path:
         started_at=rundir.now(),
         label=spec.label,
         include_path=[str(Path(p).expanduser().resolve()) for p in include],
+        groups=catalog.requested_groups(spec.tasks, include),
     )
     manifest = open_run(spec, manifest)
     run = spec.output

@@ -48,7 +48,30 @@ def summary_table(run: Path) -> Table:
                 f"{stderr:.4f}" if isinstance(stderr, (int, float)) else "n/a",
                 str(n),
             )
+        _group_rows(table, manifest, shots, results)
     return table
+
+
+def _group_rows(table: Table, manifest: rundir.Manifest, shots: int, results: dict) -> None:
+    """A requested group's aggregate rows (kmmlu's acc), after its tasks' rows: lm-eval's
+    aggregate of the stored results (``reports.groups``), when every member was scored."""
+    from reports.groups import aggregate
+
+    for group in manifest.groups:
+        agg = aggregate(group, results)
+        for key, value in (agg or {}).items():
+            if key == "sample_len" or "_stderr," in key or not isinstance(value, (int, float)):
+                continue
+            metric, filt = key.split(",", 1)
+            stderr = agg.get(f"{metric}_stderr,{filt}")
+            table.add_row(
+                f"{group.name} (group)",
+                str(shots),
+                metric if filt == "none" else key,
+                f"{value:.4f}",
+                f"{stderr:.4f}" if isinstance(stderr, (int, float)) else "n/a",
+                str(agg.get("sample_len", "")),
+            )
 
 
 def _metric_key(row: dict, metric: str, filt: str = "none") -> str | None:

@@ -76,6 +76,14 @@ class TaskEntry(_Model):
     zero_shot_only: bool = False  # scored at 0 shots only (its config fixes num_fewshot: 0)
 
 
+class GroupEntry(_Model):
+    """A group named in --tasks: its tasks (as run) and how lm-eval aggregates them."""
+
+    name: str
+    tasks: list[str]
+    aggregate_metric_list: list[dict[str, Any]] = Field(default_factory=list)
+
+
 class Completed(_Model):
     task: str
     num_fewshot: int
@@ -117,6 +125,11 @@ class Manifest(_Model):
         description="The --include-path folders, absolute, of every invocation into this run "
         "(a resumed run may name others: each task's config_sha256 decides whether it is the "
         "same task); empty in manifests written before it was recorded.",
+    )
+    groups: list[GroupEntry] = Field(
+        default_factory=list,
+        description="The group names among requested_tasks, with their tasks and "
+        "aggregate_metric_list (reports show their aggregate); empty in older manifests.",
     )
     finished_at: str | None = None
     status: Literal["running", "complete", "failed", "interrupted"] = "running"

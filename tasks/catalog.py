@@ -266,3 +266,26 @@ def task_manager():
     from lm_eval.tasks import TaskManager
 
     return TaskManager(include_path=str(TASKS_DIR), include_defaults=False)
+
+
+def requested_groups(names: list[str], include_path: tuple[str, ...] = ()) -> list[dict]:
+    """The group names among ``names``: each with its tasks (``resolve``'s, in order) and
+    its ``aggregate_metric_list`` (fusebench's group YAML, else lm-eval's or the user's
+    group config), for the manifest and the reports' aggregate rows."""
+    _, groups = _catalogue()
+    out = []
+    for raw in dict.fromkeys(n.strip() for n in names):
+        if raw in groups:
+            aggregate = [dict(a) for a in groups[raw].aggregate_metric_list]
+        elif raw in all_tasks() or not raw:
+            continue
+        else:
+            from tasks.registry import foreign
+
+            reg = foreign(include_path)
+            if reg.kind(raw) != "group":
+                continue
+            aggregate = [dict(a) for a in reg.config(raw).get("aggregate_metric_list") or []]
+        tasks = expand([raw], include_path)
+        out.append({"name": raw, "tasks": tasks, "aggregate_metric_list": aggregate})
+    return out

@@ -221,6 +221,14 @@ def test_registry_names_resolve_without_data(user_tasks: Path) -> None:
     assert list(suite) == hub + seven and len(catalog.expand(["click"])) == 11
     assert {(suite[t].origin, suite[t].needs_hub) for t in hub} == {("lm-eval", True)}
     assert {(suite[t].origin, suite[t].needs_hub) for t in seven} == {("fusebench", False)}
+    # Groups named in --tasks, for the manifest: their tasks and lm-eval's aggregation.
+    kmmlu_group, kobest, _ = catalog.requested_groups(["kmmlu", "kobest", "ko_suite", "nsmc"])
+    assert kmmlu_group == {
+        "name": "kmmlu",
+        "tasks": kmmlu,
+        "aggregate_metric_list": [{"metric": "acc", "weight_by_size": True}],
+    }
+    assert kobest["tasks"] == seven[:5] and kobest["aggregate_metric_list"][0]["metric"] == "acc"
     with pytest.raises(Exception, match="ko_suite includes lm-eval's kmmlu, haerae, click"):
         catalog.expand_own(["ko_suite"], "contamination")
     # fusebench's names stay fusebench's, alone or inside another list.
@@ -323,6 +331,7 @@ def test_task_data_is_loaded_once_and_each_shot_count_is_right(
     # The manifest records the folders; one written before that field still loads.
     assert rundir.read_manifest(both).include_path == [str(user_tasks.resolve())]
     raw = json.loads((both / rundir.MANIFEST).read_text(encoding="utf-8"))
-    del raw["include_path"]
+    del raw["include_path"], raw["groups"]
     (both / rundir.MANIFEST).write_text(json.dumps(raw), encoding="utf-8")
     assert rundir.read_manifest(both).include_path == []
+    assert rundir.read_manifest(both).groups == []
