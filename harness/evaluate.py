@@ -123,6 +123,9 @@ def _merge_manifests(old: Manifest, new: Manifest) -> Manifest:
             "started_at": old.started_at,
             "label": new.label or old.label,  # a label is kept unless another is given
             "include_path": list(dict.fromkeys(old.include_path + new.include_path)),
+            "groups": list(
+                ({g.name: g for g in old.groups} | {g.name: g for g in new.groups}).values()
+            ),
         }
     )
 
@@ -159,6 +162,7 @@ def _task_entries(infos: dict[str, catalog.TaskInfo]) -> list[TaskEntry]:
             origin=i.origin,
             output_type=i.output_type,
             config_sha256=i.config_sha256,
+            zero_shot_only=i.zero_shot_only,
         )
         for n, i in infos.items()
     ]
@@ -288,6 +292,7 @@ def run_eval(spec: EvalSpec, console: Console | None = None) -> Path:
         label=spec.label,
         include_path=[str(Path(p).expanduser().resolve()) for p in include],
         chat=chat.record,
+        groups=catalog.requested_groups(spec.tasks, include),
     )
     manifest = open_run(spec, manifest)
     run = spec.output

@@ -73,6 +73,15 @@ class TaskEntry(_Model):
     origin: str = "fusebench"  # fusebench, lm-eval or include-path
     output_type: str | None = None  # lm-eval's (multiple_choice, loglikelihood_rolling, ...)
     config_sha256: str | None = None  # lm-eval and include-path tasks: their config's digest
+    zero_shot_only: bool = False  # scored at 0 shots only (its config fixes num_fewshot: 0)
+
+
+class GroupEntry(_Model):
+    """A group named in --tasks: its tasks (as run) and how lm-eval aggregates them."""
+
+    name: str
+    tasks: list[str]
+    aggregate_metric_list: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class ChatSettings(_Model):
@@ -141,6 +150,11 @@ class Manifest(_Model):
     )
     chat: ChatSettings | None = Field(
         None, description="Chat formatting; None in runs made before it was recorded (none used)."
+    )
+    groups: list[GroupEntry] = Field(
+        default_factory=list,
+        description="The group names among requested_tasks, with their tasks and "
+        "aggregate_metric_list (reports show their aggregate); empty in older manifests.",
     )
     finished_at: str | None = None
     status: Literal["running", "complete", "failed", "interrupted"] = "running"

@@ -36,6 +36,8 @@ class TaskInfo:
     output_type: str = "multiple_choice"
     origin: str = FUSEBENCH  # fusebench, lm-eval or include-path
     config_sha256: str | None = None  # lm-eval and include-path tasks: their config's digest
+    config_shots: int | None = None  # the config's num_fewshot (lm-eval ignores others if 0)
+    hub: bool = False  # lm-eval and include-path tasks: its data is read from the Hub
 
     @property
     def own(self) -> bool:
@@ -45,8 +47,23 @@ class TaskInfo:
     @property
     def zero_shot_only(self) -> bool:
         """A rolling log-likelihood scores the document alone: lm-eval would build few-shot
-        examples and drop them, so every shot count would repeat the 0-shot figure."""
-        return self.output_type == "loglikelihood_rolling"
+        examples and drop them, so every shot count would repeat the 0-shot figure. A task
+        whose config says ``num_fewshot: 0`` (hrm8k) is scored at 0 shots whatever lm-eval
+        is asked: filed under 5-shot it would be a 0-shot figure under another name."""
+        return self.output_type == "loglikelihood_rolling" or self.config_shots == 0
+
+    @property
+    def zero_shot_reason(self) -> str:
+        """Why ``zero_shot_only``, for the one-line refusal and notes."""
+        if self.output_type == "loglikelihood_rolling":
+            return "a rolling log-likelihood has no prompt"
+        return "its config sets num_fewshot: 0, which lm-eval does not override"
+
+    @property
+    def needs_hub(self) -> bool:
+        """Whether its data comes from the Hugging Face Hub (fusebench's: when
+        FUSEBENCH_DATA_DIR holds no copy; others: a dataset_path that is no local file)."""
+        return self.source.startswith("hub:") if self.own else self.hub
 
     @property
     def source(self) -> str:
@@ -64,8 +81,14 @@ class TaskInfo:
 @dataclass(frozen=True)
 class GroupInfo:
     name: str
-    tasks: tuple[str, ...]
+    tasks: tuple[str, ...]  # fusebench's tasks, or lm-eval's task and group names (ko_suite)
     version: str
+    aggregate_metric_list: tuple[dict, ...] = ()  # as the YAML gives it (kobest's acc)
+
+    @property
+    def foreign_members(self) -> tuple[str, ...]:
+        """Members that are not fusebench's tasks: lm-eval's (kmmlu ...), data on the Hub."""
+        return tuple(m for m in self.tasks if m not in all_tasks())
 
 
 def _load_yaml(path: Path) -> dict:
@@ -82,7 +105,8 @@ def _catalogue() -> tuple[dict[str, TaskInfo], dict[str, GroupInfo]]:
         cfg = _load_yaml(path)
         version = str((cfg.get("metadata") or {}).get("version", "0"))
         if "group" in cfg:
-            groups[cfg["group"]] = GroupInfo(cfg["group"], tuple(cfg["task"]), version)
+            aggregate = tuple(cfg.get("aggregate_metric_list") or ())
+            groups[cfg["group"]] = GroupInfo(cfg["group"], tuple(cfg["task"]), version, aggregate)
             continue
         primary = cfg["metric_list"][0]
         output_type = cfg["output_type"]
@@ -109,28 +133,30 @@ def all_groups() -> dict[str, GroupInfo]:
 
 def check_shots(infos: dict[str, TaskInfo], shots: list[int]) -> None:
     """Refuses a run in which a task would be scored at no shot count at all: a rolling task
-    (ko_bpb) is scored at 0 shots only, so it needs 0 among the shot counts."""
+    (ko_bpb), or one whose config fixes ``num_fewshot: 0`` (hrm8k), is scored at 0 shots
+    only, so it needs 0 among the shot counts."""
     if 0 in shots:
         return
     for name, info in infos.items():
         if info.zero_shot_only:
             listed = ",".join(map(str, sorted(set(shots))))
             raise TaskDataError(
-                f"{name} is scored at 0 shots only (a rolling log-likelihood has no prompt), "
+                f"{name} is scored at 0 shots only ({info.zero_shot_reason}), "
                 f"but --num-fewshot {listed} has no 0: add 0 (it then runs at 0 shots only)"
             )
 
 
 def scored_at(name: str, shots: int, info: TaskInfo | None = None) -> bool:
     """Whether a run scores ``name`` at ``shots``: every task at every shot count, except a
-    rolling task (0 shots only; it is left out of the others, and reports say so)."""
+    rolling task or one whose config fixes 0 shots (0 shots only; it is left out of the
+    others, and reports say so)."""
     info = info or all_tasks().get(name)
     return shots == 0 or info is None or not info.zero_shot_only
 
 
 def foreign_info(name: str, include_path: tuple[str, ...] = ()) -> TaskInfo:
     """The TaskInfo of an lm-eval registry or include-path task, from its config (no data)."""
-    from tasks.registry import foreign, primary_of
+    from tasks.registry import foreign, primary_of, reads_hub
 
     reg = foreign(include_path)
     cfg = reg.config(name)
@@ -152,6 +178,8 @@ def foreign_info(name: str, include_path: tuple[str, ...] = ()) -> TaskInfo:
         output_type=str(cfg.get("output_type") or "generate_until"),
         origin=reg.source(name),
         config_sha256=reg.digest(name),
+        config_shots=cfg.get("num_fewshot") if isinstance(cfg.get("num_fewshot"), int) else None,
+        hub=reads_hub(cfg),
     )
 
 
@@ -170,7 +198,10 @@ def resolve(names: list[str], include_path: tuple[str, ...] = ()) -> dict[str, T
         if not name:
             continue
         if name in groups:
-            found = {m: tasks[m] for m in groups[name].tasks}
+            found = {}
+            for member in groups[name].tasks:  # ko_suite names lm-eval's groups too
+                more = {member: tasks[member]} if member in tasks else None
+                found |= more or _resolve_foreign(member, include_path)
         elif name in tasks:
             found = {name: tasks[name]}
         else:
@@ -218,6 +249,11 @@ def expand_own(names: list[str], what: str) -> list[str]:
                 f"unknown task {name!r}.{hint} {what} takes fusebench's tasks only: "
                 f"{', '.join(known)}"
             )
+        if name in groups and groups[name].foreign_members:
+            raise TaskDataError(
+                f"{name} includes lm-eval's {', '.join(groups[name].foreign_members)}: {what} "
+                "takes fusebench's tasks only; name those of its tasks instead"
+            )
     return expand(names)
 
 
@@ -230,3 +266,26 @@ def task_manager():
     from lm_eval.tasks import TaskManager
 
     return TaskManager(include_path=str(TASKS_DIR), include_defaults=False)
+
+
+def requested_groups(names: list[str], include_path: tuple[str, ...] = ()) -> list[dict]:
+    """The group names among ``names``: each with its tasks (``resolve``'s, in order) and
+    its ``aggregate_metric_list`` (fusebench's group YAML, else lm-eval's or the user's
+    group config), for the manifest and the reports' aggregate rows."""
+    _, groups = _catalogue()
+    out = []
+    for raw in dict.fromkeys(n.strip() for n in names):
+        if raw in groups:
+            aggregate = [dict(a) for a in groups[raw].aggregate_metric_list]
+        elif raw in all_tasks() or not raw:
+            continue
+        else:
+            from tasks.registry import foreign
+
+            reg = foreign(include_path)
+            if reg.kind(raw) != "group":
+                continue
+            aggregate = [dict(a) for a in reg.config(raw).get("aggregate_metric_list") or []]
+        tasks = expand([raw], include_path)
+        out.append({"name": raw, "tasks": tasks, "aggregate_metric_list": aggregate})
+    return out

@@ -200,6 +200,20 @@ def include_names(include_path: tuple[str, ...]) -> frozenset[str]:
         return frozenset(TaskIndex.build([f for f in folders if f.is_dir()]))
 
 
+# datasets' builders that read the files a config names (data_files), not a Hub repository.
+_LOCAL_BUILDERS = {"json", "csv", "parquet", "text", "arrow", "pandas", "webdataset"}
+
+
+def reads_hub(cfg: dict) -> bool:
+    """Whether a task's data is a Hub dataset (``HAERAE-HUB/KMMLU``): not one of datasets'
+    file builders, not a local folder, not a ``custom_dataset`` function. Such a task needs
+    the Hub, or a copy in HF_DATASETS_CACHE made where the Hub can be reached."""
+    path = cfg.get("dataset_path")
+    if not isinstance(path, str) or cfg.get("custom_dataset"):
+        return False
+    return path not in _LOCAL_BUILDERS and not Path(path).expanduser().exists()
+
+
 def _default_metric(output_type: str) -> str:
     from lm_eval.api.registry import DEFAULT_METRIC_REGISTRY
 

@@ -48,11 +48,17 @@ def tasks_command(
                             "version": t.version,
                             "fewshot_split": t.fewshot_split,
                             "zero_shot_only": t.zero_shot_only,
+                            "needs_hub": t.needs_hub,
                         }
                         for t in tasks.values()
                     ],
                     "groups": [
-                        {"name": g.name, "tasks": list(g.tasks), "version": g.version}
+                        {
+                            "name": g.name,
+                            "tasks": list(g.tasks),
+                            "version": g.version,
+                            "needs_hub": _group_needs_hub(g),
+                        }
                         for g in groups.values()
                     ],
                 },
@@ -62,21 +68,53 @@ def tasks_command(
         )
         return
     table = Table(title="tasks")
-    for column in ("name", "source", "split", "metric", "version", "few-shot from"):
+    for column in ("name", "source", "data", "split", "metric", "version", "few-shot from"):
         table.add_column(column)
     for t in tasks.values():
         metric = t.metric if t.higher_is_better else f"{t.metric} (lower is better)"
         fewshot = "0-shot only" if t.zero_shot_only else t.fewshot_split or "-"
         split = f"{t.split}: {t.split_note}" if t.split_note else t.split
-        table.add_row(t.name, t.source, split, metric, t.version, fewshot)
+        data = "Hub" if t.needs_hub else "local"
+        table.add_row(t.name, t.source, data, split, metric, t.version, fewshot)
     groups_table = Table(title="groups")
-    for column in ("name", "tasks", "version"):
+    for column in ("name", "tasks", "data", "version"):
         groups_table.add_column(column)
     for g in groups.values():
-        groups_table.add_row(g.name, ", ".join(g.tasks), g.version)
+        groups_table.add_row(g.name, ", ".join(g.tasks), _group_data(g), g.version)
     console = Console()
     console.print(table)
     console.print(groups_table)
+
+
+def _group_needs_hub(group) -> bool:
+    """A group's data needs the Hub when a member's does: lm-eval's members (ko_suite's
+    kmmlu, haerae, click: Hub datasets; not indexed here, which costs seconds) always."""
+    from tasks import catalog
+
+    own = catalog.all_tasks()
+    return bool(group.foreign_members) or any(own[m].needs_hub for m in group.tasks)
+
+
+def _group_data(group) -> str:
+    """``local``, ``Hub``, or which members need the Hub (or a local copy of its data)."""
+    if not _group_needs_hub(group):
+        return "local"
+    if group.foreign_members and len(group.foreign_members) < len(group.tasks):
+        return f"Hub for {', '.join(group.foreign_members)} (or a local copy); the rest local"
+    return "Hub"
+
+
+def _data_of(reg, name: str) -> str | None:
+    """``Hub`` or ``local`` for an indexed task, group or tag (from its tasks' configs);
+    None for a group fusebench cannot expand."""
+    from tasks.errors import TaskDataError
+    from tasks.registry import reads_hub
+
+    try:
+        members = [name] if reg.kind(name) == "task" else reg.expand(name)
+    except TaskDataError:
+        return None
+    return "Hub" if any(reads_hub(reg.config(m)) for m in members) else "local"
 
 
 def _list_all(include_path: tuple[str, ...], as_json: bool) -> None:
@@ -94,6 +132,11 @@ def _list_all(include_path: tuple[str, ...], as_json: bool) -> None:
             "source": catalog.FUSEBENCH,
             "metric": getattr(info, "metric", None),
             "higher_is_better": getattr(info, "higher_is_better", None),
+            "data": (
+                ("Hub" if info.needs_hub else "local")
+                if isinstance(info, catalog.TaskInfo)
+                else ("Hub" if _group_needs_hub(info) else "local")
+            ),
         }
         for name, info in own.items()
     ]
@@ -109,17 +152,25 @@ def _list_all(include_path: tuple[str, ...], as_json: bool) -> None:
                 "source": reg.source(name),
                 "metric": metric,
                 "higher_is_better": higher,
+                "data": _data_of(reg, name),
             }
         )
     if as_json:
         print(json.dumps({"tasks": rows}, ensure_ascii=False, indent=2))
         return
     table = Table(title=f"tasks ({len(rows)})")
-    for column in ("name", "kind", "source", "metric"):
+    for column in ("name", "kind", "source", "data", "metric"):
         table.add_column(column)
     for row in rows:
         metric = row["metric"] or ""
         if metric and row["higher_is_better"] is False:
             metric += " (lower is better)"
-        table.add_row(row["name"], row["kind"], row["source"], metric)
-    Console().print(table)
+        table.add_row(row["name"], row["kind"], row["source"], row["data"] or "?", metric)
+    console = Console()
+    console.print(table)
+    console.print(
+        "data Hub: read from the Hugging Face Hub; offline, from a copy in HF_DATASETS_CACHE "
+        "made where the Hub can be reached, or a task under --include-path whose dataset_path "
+        "points at local files",
+        soft_wrap=True,
+    )

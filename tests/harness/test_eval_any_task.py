@@ -33,8 +33,11 @@ _PROMPT = {
 }
 
 
-def _write_task(folder: Path, name: str, data: dict[str, Path], metrics: list[dict]) -> None:
+def _write_task(
+    folder: Path, name: str, data: dict[str, Path], metrics: list[dict], **more: object
+) -> None:
     cfg = {
+        **more,
         "task": name,
         "dataset_path": "json",
         "dataset_kwargs": {"data_files": {split: str(p) for split, p in data.items()}},
@@ -65,6 +68,7 @@ def user_tasks(tmp_path_factory: pytest.TempPathFactory) -> Path:
     acc = {"metric": "acc", "aggregation": "mean", "higher_is_better": True}
     _write_task(folder, "my_boolq", data, [brier, acc])
     _write_task(folder, "my_boolq_acc", data, [acc])
+    _write_task(folder, "my_boolq_zero", data, [acc], num_fewshot=0)  # as hrm8k's YAML
     (folder / "_my_suite.yaml").write_text(
         "group: my_suite\ntask:\n  - my_boolq_acc\n  - my_boolq\n", encoding="utf-8"
     )
@@ -109,6 +113,34 @@ def test_include_path_task_runs_end_to_end(
     capsys.readouterr()
     assert _eval(zoo / "tiny-qwen2", out, changed, "--num-fewshot", "0,2") == 2
     assert "config of my_boolq (its YAML changed)" in capsys.readouterr().err
+
+
+def test_config_fixing_zero_shots_is_scored_at_zero_only(
+    user_tasks: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """lm-eval keeps a config's ``num_fewshot: 0`` whatever it is asked (hrm8k): fusebench
+    scores such a task at 0 shots only, as ko_bpb, and refuses a run with no 0 in one line
+    (before the model loads), rather than file a 0-shot figure under 2-shot/."""
+    include = (str(user_tasks),)
+    infos = catalog.resolve(["my_boolq_zero", "my_boolq"], include)
+    zero = infos["my_boolq_zero"]
+    assert zero.config_shots == 0 and zero.zero_shot_only and not infos["my_boolq"].zero_shot_only
+    assert catalog.scored_at("my_boolq_zero", 0, zero)
+    assert not catalog.scored_at("my_boolq_zero", 2, zero)
+    assert catalog.scored_at("my_boolq", 2, infos["my_boolq"])
+    catalog.check_shots(infos, [0, 2])  # with 0 it runs, at 0 shots only
+    capsys.readouterr()
+    model = tmp_path / "no-model"  # refused before a model is looked for
+    argv = ["eval", str(model), "--tasks", "my_boolq_zero,my_boolq"]
+    argv += ["--include-path", str(user_tasks), "--num-fewshot", "2"]
+    assert main([*argv, "--output", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "error: my_boolq_zero is scored at 0 shots only (its config sets num_fewshot: 0, "
+        "which lm-eval does not override), but --num-fewshot 2 has no 0: add 0 (it then "
+        "runs at 0 shots only)"
+    )
+    assert not (tmp_path / "run").exists()
 
 
 def test_reports_and_gate_read_the_yaml_direction(
@@ -157,6 +189,16 @@ def test_tasks_all_lists_every_source(user_tasks: Path, capsys: pytest.CaptureFi
         False,
     )
     assert by_name["my_suite"]["kind"] == "group"
+    # Which data needs the Hub: lm-eval's KMMLU and ko_suite with it; the local copies not.
+    assert {n: by_name[n]["data"] for n in ("kmmlu", "kmmlu_accounting", "ko_suite")} == {
+        n: "Hub" for n in ("kmmlu", "kmmlu_accounting", "ko_suite")
+    }
+    assert {by_name[n]["data"] for n in ("my_boolq", "my_suite", "kobest", "nsmc")} == {"local"}
+    assert main(["tasks", "--json"]) == 0  # the short listing: no registry indexed
+    listed = json.loads(capsys.readouterr().out)
+    groups = {g["name"]: g["needs_hub"] for g in listed["groups"]}
+    assert groups["ko_suite"] is True and groups["kobest"] is False
+    assert not any(t["needs_hub"] for t in listed["tasks"])  # FUSEBENCH_DATA_DIR has them
 
 
 def test_registry_names_resolve_without_data(user_tasks: Path) -> None:
@@ -172,6 +214,23 @@ def test_registry_names_resolve_without_data(user_tasks: Path) -> None:
     kmmlu = catalog.expand(["kmmlu"])  # group -> subgroups -> tags -> tasks
     assert len(kmmlu) == 45 and "kmmlu_accounting" in kmmlu
     assert len(catalog.expand(["haerae"])) == 5
+    # ko_suite: lm-eval's kmmlu, haerae and click (Hub data), then fusebench's seven.
+    suite = catalog.resolve(["ko_suite"])
+    seven = [*catalog.all_groups()["kobest"].tasks, "korunsmile", "nsmc"]
+    hub = [*kmmlu, *catalog.expand(["haerae"]), *catalog.expand(["click"])]
+    assert list(suite) == hub + seven and len(catalog.expand(["click"])) == 11
+    assert {(suite[t].origin, suite[t].needs_hub) for t in hub} == {("lm-eval", True)}
+    assert {(suite[t].origin, suite[t].needs_hub) for t in seven} == {("fusebench", False)}
+    # Groups named in --tasks, for the manifest: their tasks and lm-eval's aggregation.
+    kmmlu_group, kobest, _ = catalog.requested_groups(["kmmlu", "kobest", "ko_suite", "nsmc"])
+    assert kmmlu_group == {
+        "name": "kmmlu",
+        "tasks": kmmlu,
+        "aggregate_metric_list": [{"metric": "acc", "weight_by_size": True}],
+    }
+    assert kobest["tasks"] == seven[:5] and kobest["aggregate_metric_list"][0]["metric"] == "acc"
+    with pytest.raises(Exception, match="ko_suite includes lm-eval's kmmlu, haerae, click"):
+        catalog.expand_own(["ko_suite"], "contamination")
     # fusebench's names stay fusebench's, alone or inside another list.
     both = catalog.resolve(["kobest_boolq", "haerae_history"])
     assert [i.origin for i in both.values()] == ["fusebench", "lm-eval"]
@@ -183,10 +242,11 @@ def test_registry_names_resolve_without_data(user_tasks: Path) -> None:
 
 
 def test_registry_task_without_its_data_is_one_line(zoo: Path, tmp_path: Path) -> None:
-    """KMMLU is on the Hub, which cannot be reached here (HF_DATASETS_OFFLINE)."""
+    """KMMLU is on the Hub, which cannot be reached here (HF_DATASETS_OFFLINE): ko_suite,
+    whose first task is KMMLU's, fails in one line naming it, before the model loads."""
     exe = str(Path(sys.executable).parent / "fusebench")
     out = tmp_path / "run"
-    args = ["eval", str(zoo / "tiny-gpt2"), "--tasks", "kmmlu_accounting", "--limit", "2"]
+    args = ["eval", str(zoo / "tiny-gpt2"), "--tasks", "ko_suite", "--limit", "2"]
     done = subprocess.run(
         [exe, *args, "--output", str(out)],
         capture_output=True,
@@ -197,11 +257,14 @@ def test_registry_task_without_its_data_is_one_line(zoo: Path, tmp_path: Path) -
     assert done.returncode == 2 and "Traceback" not in done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, done.stderr
-    assert lines[0].startswith("error: kmmlu_accounting (lm-eval, ")
+    first = catalog.expand(["kmmlu"])[0]  # the registry is indexed here already
+    assert lines[0].startswith(f"error: {first} (lm-eval, ")
     assert "its data (HAERAE-HUB/KMMLU) could not be loaded" in lines[0]
     assert "HF_DATASETS_CACHE" in lines[0]
+    assert "loading" not in done.stdout + done.stderr  # the model was never loaded
     manifest = rundir.read_manifest(out)
     assert manifest.status == "failed" and not manifest.completed
+    assert [t.name for t in manifest.tasks] == catalog.expand(["ko_suite"])
 
 
 def test_fusebench_names_never_index_the_registry(user_tasks: Path) -> None:
@@ -268,6 +331,7 @@ def test_task_data_is_loaded_once_and_each_shot_count_is_right(
     # The manifest records the folders; one written before that field still loads.
     assert rundir.read_manifest(both).include_path == [str(user_tasks.resolve())]
     raw = json.loads((both / rundir.MANIFEST).read_text(encoding="utf-8"))
-    del raw["include_path"]
+    del raw["include_path"], raw["groups"]
     (both / rundir.MANIFEST).write_text(json.dumps(raw), encoding="utf-8")
     assert rundir.read_manifest(both).include_path == []
+    assert rundir.read_manifest(both).groups == []

@@ -148,7 +148,7 @@ def _write_parity_folder(root: Path) -> Path:
         row["choices"] = row["choices"][:: 1 if i % 2 == 0 else -1]
     for name, rows, text in (
         ("my_mc", mc_rows, "질문: {{question}}\n답:"),
-        ("my_mc2", mc_rows[:4], "{{question}} 정답은"),
+        ("my_mc2", mc_rows[:3], "{{question}} 정답은"),
     ):
         data = root / f"{name}.jsonl"
         data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
@@ -237,3 +237,16 @@ def test_include_path_results_equal_lm_eval_cli(
                 assert mine == pytest.approx(theirs_ll, abs=1e-4)
         metrics = {k: v for k, v in theirs["results"][task].items() if "," in k}
         assert {k: ours["results"][task][k] for k in metrics} == pytest.approx(metrics)
+    # The group: recorded with its tasks, aggregated from the stored results by lm-eval's
+    # own functions, weighted by size as its YAML says; the tasks' scores differ, so the
+    # weighting shows.
+    from reports.groups import aggregate
+
+    [group] = rundir.read_manifest(out).groups
+    assert (group.name, group.tasks) == ("my_pair", ["my_mc", "my_mc2"])
+    scores = [ours["results"][t]["acc,none"] for t in group.tasks]
+    assert scores[0] != scores[1]  # 3 of 6 against k of 3
+    agg = aggregate(group, ours)
+    group_metrics = {k: v for k, v in theirs["results"]["my_pair"].items() if "," in k}
+    assert group_metrics and agg == pytest.approx({**group_metrics, "sample_len": 9})
+    assert "my_pair (group)" in capsys.readouterr().out  # the closing summary table
