@@ -115,7 +115,7 @@ def _finish_pairs(config: Path, zoo: Path) -> None:
         paths.status.write_text(json.dumps({"status": "finished"}), encoding="utf-8")
 
 
-@pytest.mark.slow  # about 25 s: two runs of the command, four evaluations
+@pytest.mark.slow  # about 45 s: three runs of the command, five evaluations
 def test_fuse_chat_evaluates_pivot_pairs_and_merge_as_chat_models_and_gates(
     tmp_path: Path, zoo: Path, run_fusebench, no_judge
 ) -> None:
@@ -156,6 +156,17 @@ def test_fuse_chat_evaluates_pivot_pairs_and_merge_as_chat_models_and_gates(
     assert again.stderr.count("finished earlier") == 3
     assert again.stderr.count("skip kobest_boolq 0-shot") == len(labels)
     assert "loading" not in again.stderr
+
+    # Another merge: only the merge is made again, and only its evaluation redone (its old
+    # results are of weights no longer there); the pivot's and the pairs' are kept.
+    raw = yaml.safe_load(config.read_text())
+    raw["merge"] = {"method": "linear", "parameters": {"weight": 0.5}}
+    config.write_text(yaml.safe_dump(raw))
+    relinked = run_fusebench("fuse", "chat", str(config), "--no-progress")
+    assert relinked.returncode in (0, 1), relinked.stderr[-3000:]
+    assert "merge: linear" in relinked.stderr
+    assert "evaluate merged: the model was made again since: evaluated anew" in relinked.stderr
+    assert relinked.stderr.count("skip kobest_boolq 0-shot") == len(labels) - 1
 
 
 def test_a_pivot_without_a_chat_template_is_refused_before_any_work(
