@@ -25,6 +25,7 @@ from fusion.pipeline import Reporter
 from harness.errors import HarnessError
 from harness.fuse_eval.headline import Outcome, Row
 from harness.fuse_eval.plan import BASE, Plan, Subject, changed_settings, eval_spec, make_plan
+from harness.fuse_eval.report import _for_tables
 from harness.fuse_eval.stage import _each_in_own_process, _parallel, status_console
 from harness.specs import EvalSpec
 from runrecords.atomic import write_text_atomic
@@ -144,7 +145,8 @@ def _evaluate(jobs: list[tuple[str, EvalSpec]], nproc: int, report: Reporter) ->
 
 def write_report(chat: ChatConfig, labels: list[str], plan: Plan, notes: list[str]) -> Outcome:
     """compare.md and compare.json under work_dir/report: merged vs base (gated), each pair
-    target vs base, merged vs each pair target; returns the headline (merged vs base)."""
+    target vs base, merged vs each pair target; returns the headline (merged vs base). Only
+    merged vs base is gated."""
     from reports import compare, render
     from reports.load import load_runs
 
@@ -165,7 +167,9 @@ def write_report(chat: ChatConfig, labels: list[str], plan: Plan, notes: list[st
     gate = render.gate_lines(failures, section.max_drop, section.max_drop_rel)
     layout.report.mkdir(parents=True, exist_ok=True)
     title = f"# fuse chat: {MERGED} vs {BASE} (the pivot, {chat.pivot.name})\n\n"
-    write_text_atomic(layout.compare_md, title + render.comparisons_md(every, card, gate))
+    # as fuse run's page: the perplexities (redundant with bits per byte) in compare.json only
+    shown = render.comparisons_md(_for_tables(every), card, gate)
+    write_text_atomic(layout.compare_md, title + shown)
     write_text_atomic(
         layout.compare_json,
         render.comparisons_json(every, card, failures, section.max_drop, section.max_drop_rel),
