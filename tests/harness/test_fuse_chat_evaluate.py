@@ -118,7 +118,7 @@ def _finish_pairs(config: Path, zoo: Path, scale: float = 0.01) -> None:
 
 @pytest.mark.slow  # about 45 s: three runs of the command, five evaluations
 def test_fuse_chat_evaluates_pivot_pairs_and_merge_as_chat_models_and_gates(
-    tmp_path: Path, zoo: Path, run_fusebench, no_judge
+    tmp_path: Path, zoo: Path, run_fusebench
 ) -> None:
     # Pair targets far from the pivot (noise of 0.5): the merge's bits per byte rise well
     # past the pivot's, and the gate fails.
@@ -208,3 +208,14 @@ def test_a_pivot_without_a_chat_template_is_refused_before_any_work(
     assert "apply_chat_template: false evaluates without one" in message
     assert not (tmp_path / "work" / "stores").exists()
     assert not (tmp_path / "work" / "merged").exists()
+
+
+def test_a_task_typo_is_one_line_before_any_work(tmp_path: Path, zoo: Path) -> None:
+    from harness.fuse_eval.chat_stage import evaluate_chat
+
+    config = _config(tmp_path, zoo, {**QUICK, "tasks": ["kobest_bolq"]})
+    with pytest.raises(ConfigError) as caught:
+        evaluate_chat(load_chat_config(config), progress=False)
+    message = str(caught.value)
+    assert message.startswith(f"{config.resolve()}: field evaluate.tasks: unknown task")
+    assert "\n" not in message and not (tmp_path / "work" / "stores").exists()
