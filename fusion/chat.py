@@ -17,7 +17,14 @@ import os
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from fusion.config import (
     AlignSection,
@@ -89,9 +96,9 @@ class ChatEvaluate(EvaluateSection):
 
     @field_validator(*NOT_FOR_CHAT, mode="before")
     @classmethod
-    def _not_for_chat(cls, value: object, info: object) -> object:
-        name = getattr(info, "field_name", "")
-        raise ValueError(f"not a fuse chat setting: {NOT_FOR_CHAT[name]}")
+    def _not_for_chat(cls, value: object, info: ValidationInfo) -> object:
+        """Set at all (even to the default): one line naming the field and why."""
+        raise ValueError(f"not a fuse chat setting: {NOT_FOR_CHAT[info.field_name or '']}")
 
 
 class ChatConfig(BaseModel):
