@@ -17,12 +17,20 @@ import os
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from fusion.config import (
     AlignSection,
     ConfigError,
     CorpusSection,
+    EvaluateSection,
     ExtractSection,
     FuseConfig,
     FuseSection,
@@ -58,6 +66,41 @@ class ChatMerge(BaseModel):
     device: str = "cpu"
 
 
+# fuse run's evaluate fields that fuse chat has no use for, and why (refused, one line).
+NOT_FOR_CHAT = {
+    "seeds": "fuse chat trains each pair once (no training seeds or CLM-only control)",
+    "sources": "fuse chat evaluates the pivot, the pair targets (evaluate.pairs) and the merge",
+    "allow_contamination": "fuse chat runs no contamination check",
+    "logickor_strategy": "fuse chat does not answer or judge LogicKor",
+    "logickor_max_tokens": "fuse chat does not answer or judge LogicKor",
+    "logickor_stop": "fuse chat does not answer or judge LogicKor",
+}
+
+
+class ChatEvaluate(EvaluateSection):
+    """``fuse chat``'s evaluate section: fuse run's fields that apply (tasks, shots, limit,
+    backend, batch size, dtype, device, seed, the gate, the chat settings), with the chat
+    template on by default: FuseChat's pivot, pair targets and merge are chat models, so they
+    are evaluated as they are used (``apply_chat_template: false`` turns it off)."""
+
+    apply_chat_template: bool | str = Field(
+        True,
+        description="Format every prompt with the model's chat template: true (default: its "
+        "default template), false, or a template's name.",
+    )
+    pairs: bool = Field(
+        True,
+        description="Evaluate each pair target too (as pair-<source>), beside the pivot "
+        "(base) and the merge (merged).",
+    )
+
+    @field_validator(*NOT_FOR_CHAT, mode="before")
+    @classmethod
+    def _not_for_chat(cls, value: object, info: ValidationInfo) -> object:
+        """Set at all (even to the default): one line naming the field and why."""
+        raise ValueError(f"not a fuse chat setting: {NOT_FOR_CHAT[info.field_name or '']}")
+
+
 class ChatConfig(BaseModel):
     """What ``fusebench fuse chat`` reads (configs/tiny-fusechat.yaml is an example)."""
 
@@ -72,6 +115,13 @@ class ChatConfig(BaseModel):
     fuse: FuseSection = FuseSection()
     train: TrainSection = TrainSection()
     merge: ChatMerge = ChatMerge()
+    evaluate: ChatEvaluate | None = Field(
+        None,
+        description="Optional: after the merge, evaluate the pivot, the pair targets and the "
+        "merged model (chat template on by default), compare merged with the pivot under "
+        "work_dir/report and gate. Without it `fuse chat` stops after the merge.",
+    )
+    source_file: Path | None = Field(None, exclude=True, description="Set by load_chat_config.")
 
     @model_validator(mode="after")
     def _check(self) -> ChatConfig:
@@ -111,6 +161,7 @@ def load_chat_config(path: Path) -> ChatConfig:
                 entry["path"] = _local(base, entry["path"], path, key)
     config = validate_config(ChatConfig, raw, path)
     config.work_dir = work_dir_at(base, config.work_dir, path)
+    config.source_file = path.resolve()
     if config.corpus.path:
         config.corpus.path = str((base / config.corpus.path).resolve())
     return config
