@@ -2,7 +2,7 @@
 
 Each run is the command a user types (a fresh process: start-up, model load, tokenisation,
 scoring, the run directory), on the same model, task, documents and batch size, into a fresh
-run directory; the fastest of ``--repeat`` runs counts. Printed: each wall time, the ratio
+run directory; the runs alternate (1, N, 1, N, ...) and the fastest of ``--repeat`` counts. Printed: each wall time, the ratio
 (1-process time / N-process time; above 1 is faster), and the check that the numbers agree
 (the metrics equal, the largest per-document log-likelihood difference).
 
@@ -31,6 +31,16 @@ sys.path.insert(0, str(REPO))  # this checkout, not whichever fusebench is insta
 sys.path.insert(0, str(REPO / "bench"))
 
 CLI = "import sys; from harness.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _model_dir(args: argparse.Namespace, scratch: Path) -> Path:
@@ -107,19 +117,19 @@ def main() -> None:
     import torch
 
     print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU threads, "
-        f"torch {torch.__version__} ({torch.get_num_threads()} intra-op threads in one process)"
+        f"machine: {_cpu()}, {os.cpu_count()} CPU threads, "
+        f"torch {torch.__version__} ({torch.get_num_threads()} intra-op threads in one process), "
+        f"load average {os.getloadavg()[0]:.2f}"
     )
     with tempfile.TemporaryDirectory(prefix="eval-nproc-") as scratch:
         model = _model_dir(args, Path(scratch))
-        times: dict[int, float] = {}
-        for nproc in (1, args.nproc):
-            runs = [
-                _run(model, Path(scratch) / f"n{nproc}-{i}", nproc, args)
-                for i in range(args.repeat)
-            ]
-            times[nproc] = min(runs)
-            print(f"--nproc {nproc}: {', '.join(f'{t:.1f}' for t in runs)} s")
+        runs: dict[int, list[float]] = {1: [], args.nproc: []}
+        for i in range(args.repeat):  # alternated, so that a machine's load drift hits both
+            for nproc in runs:
+                runs[nproc].append(_run(model, Path(scratch) / f"n{nproc}-{i}", nproc, args))
+        times = {nproc: min(seconds) for nproc, seconds in runs.items()}
+        for nproc, seconds in runs.items():
+            print(f"--nproc {nproc}: {', '.join(f'{t:.1f}' for t in seconds)} s")
         one, many = Path(scratch) / "n1-0", Path(scratch) / f"n{args.nproc}-0"
         same = _results(one) == _results(many)
         a, b = _loglikelihoods(one, args.task), _loglikelihoods(many, args.task)

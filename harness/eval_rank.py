@@ -8,6 +8,7 @@ the other ranks run the same evaluations, score their share of the forward passe
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import signal
@@ -97,5 +98,15 @@ def main() -> int:
     return 0
 
 
+def _exit(code: int) -> None:
+    """Exit without the interpreter's teardown: with torch, transformers and lm-eval loaded
+    it takes seconds (3.5 s measured on two cores) for a process whose work is on disk and
+    whose group is closed. Exit handlers still run, and the streams are flushed."""
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit(main())

@@ -111,18 +111,41 @@ def run_shared(
     items: Sequence[T], costs: Sequence[float], work: Callable[[T], dict[Any, Any]]
 ) -> dict[Any, Any]:
     """``work`` on this rank's share of ``items``, the results of every rank merged (all
-    ranks must call this with the same items); alone, ``work`` on every item."""
-    mine: dict[Any, Any] = {}
-    for index in my_share(costs):
-        mine.update(work(items[index]))
+    ranks must call this with the same items); alone, ``work`` on every item.
+
+    An exception in one rank's share is raised on every rank (the lowest rank's), so that
+    all take the same path after it (the scorer's fallback for an unshareable cache, or
+    one error line) instead of some waiting for the others in the next collective."""
     ranks = current()
+    mine: dict[Any, Any] = {}
     if ranks is None or ranks.world_size == 1:
+        for index in my_share(costs):
+            mine.update(work(items[index]))
         return mine
     import torch.distributed as dist
 
-    gathered: list[dict[Any, Any] | None] = [None] * ranks.world_size
-    dist.all_gather_object(gathered, mine)
-    merged = {}
-    for part in gathered:
-        merged.update(part or {})
+    failed: BaseException | None = None
+    try:
+        for index in my_share(costs):
+            mine.update(work(items[index]))
+    except Exception as err:
+        failed = _picklable(err)
+    gathered: list[tuple[dict[Any, Any], BaseException | None] | None] = [None] * ranks.world_size
+    dist.all_gather_object(gathered, (mine if failed is None else {}, failed))
+    merged: dict[Any, Any] = {}
+    for part, error in (g for g in gathered if g is not None):
+        if error is not None:
+            raise error
+        merged.update(part)
     return merged
+
+
+def _picklable(err: Exception) -> Exception:
+    """``err`` itself if it can travel to the other ranks, else a RuntimeError saying it."""
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(err))
+    except Exception:
+        return RuntimeError(f"{type(err).__name__}: {err}")
+    return err

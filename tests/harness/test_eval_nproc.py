@@ -205,3 +205,46 @@ def test_fuse_config_evaluate_nproc_reaches_each_evaluation(tmp_path: Path, fuse
     bad = fuse_config(tmp_path, texts, evaluate={"nproc": 2, "backend": "vllm"})
     with pytest.raises(ConfigError, match="nproc > 1 applies to backend hf"):
         load_config(bad)
+
+
+def _shared_rank(rank: int, port: int, results: dict) -> None:
+    """One of two gloo ranks: run_shared's merge, then an error in rank 1's share only."""
+    import torch.distributed as dist
+
+    from harness import eval_ranks
+    from harness.errors import HarnessError
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    eval_ranks._current = eval_ranks.Ranks(rank=rank, world_size=2, local_rank=rank)
+    items = list(range(7))
+    merged = eval_ranks.run_shared(items, [float(i) for i in items], lambda i: {i: i * i})
+    results[f"merged{rank}"] = merged == {i: i * i for i in items}
+
+    def work(i: int) -> dict:
+        if eval_ranks.my_share([float(i) for i in items])[0] == i and rank == 1:
+            raise HarnessError(f"item {i} on rank 1")
+        return {i: i}
+
+    try:
+        eval_ranks.run_shared(items, [float(i) for i in items], work)
+        results[f"raised{rank}"] = None
+    except HarnessError as err:
+        results[f"raised{rank}"] = str(err)
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow  # two processes import torch (~10 s on two cores)
+def test_run_shared_merges_and_raises_a_ranks_error_on_every_rank() -> None:
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with mp.Manager() as manager:
+        results = manager.dict()
+        mp.spawn(_shared_rank, args=(port, results), nprocs=2, join=True)
+        got = dict(results)
+    assert got["merged0"] and got["merged1"]
+    assert got["raised0"] == got["raised1"] and got["raised1"].endswith("on rank 1")
