@@ -222,13 +222,37 @@ def test_registry_names_resolve_without_data(user_tasks: Path) -> None:
     assert {(suite[t].origin, suite[t].needs_hub) for t in hub} == {("lm-eval", True)}
     assert {(suite[t].origin, suite[t].needs_hub) for t in seven} == {("fusebench", False)}
     # Groups named in --tasks, for the manifest: their tasks and lm-eval's aggregation.
-    kmmlu_group, kobest, _ = catalog.requested_groups(["kmmlu", "kobest", "ko_suite", "nsmc"])
+    found = catalog.requested_groups(["kmmlu", "kobest", "ko_suite", "nsmc"])
+    by_name = {g["name"]: g for g in found}
+    kmmlu_group, kobest = by_name["kmmlu"], by_name["kobest"]
     assert kmmlu_group == {
         "name": "kmmlu",
         "tasks": kmmlu,
         "aggregate_metric_list": [{"metric": "acc", "weight_by_size": True}],
     }
     assert kobest["tasks"] == seven[:5] and kobest["aggregate_metric_list"][0]["metric"] == "acc"
+    # ...and the groups inside them that aggregate (lm-eval reports those too), each once,
+    # a group before its own: ko_suite's haerae and click, kmmlu's four, click's two.
+    kmmlu_parts = ["kmmlu_stem", "kmmlu_other", "kmmlu_applied_science", "kmmlu_humss"]
+    assert [g["name"] for g in found] == [
+        "kmmlu",
+        *kmmlu_parts,
+        "kobest",
+        "ko_suite",
+        "haerae",
+        "click",
+        "click_lang",
+        "click_cul",
+    ]
+    assert sum(len(by_name[p]["tasks"]) for p in kmmlu_parts) == 45
+    suite_groups = {g["name"]: g for g in catalog.requested_groups(["ko_suite"])}
+    assert suite_groups["kmmlu"] == kmmlu_group  # named inside ko_suite only: still recorded
+    both = [
+        {"metric": m, "aggregation": "mean", "weight_by_size": True} for m in ("acc", "acc_norm")
+    ]
+    assert suite_groups["haerae"]["aggregate_metric_list"] == both
+    assert suite_groups["click"]["aggregate_metric_list"] == both
+    assert suite_groups["click"]["tasks"] == catalog.expand(["click"])
     with pytest.raises(Exception, match="ko_suite includes lm-eval's kmmlu, haerae, click"):
         catalog.expand_own(["ko_suite"], "contamination")
     # fusebench's names stay fusebench's, alone or inside another list.
