@@ -5,7 +5,8 @@ Two boards, because their scales and settings differ:
 - lm-eval: a row per (model, shot count), a column per task holding its primary metric
   (acc; macro-F1 for korunsmile; bits_per_byte for ko_bpb; as the task catalogue defines),
   and ``average``, the mean of the higher-is-better columns (missing when any of those is
-  missing: a partial average would rank unlike with like). Lower-is-better columns (bits per
+  missing: a partial average would rank unlike with like). A group's aggregate (kmmlu, from a
+  run directory's manifest) is a column too, left out of the average: its tasks are in it. Lower-is-better columns (bits per
   byte, perplexities: another scale, the other direction) stay out of it; a board of those
   alone averages them and ranks lowest first;
 - LogicKor: a row per (model, strategy), the six category columns, ``single_turn``,
@@ -117,6 +118,14 @@ def _lower_is_better(scores: pd.DataFrame, metrics: dict[str, str]) -> set[str]:
     }
 
 
+def _group_columns(scores: pd.DataFrame) -> set[str]:
+    """Columns holding a group's aggregate (kmmlu): its tasks are columns too, so the
+    average leaves it out."""
+    if "group" not in scores:
+        return set()
+    return {str(t) for t in scores.loc[scores["group"].eq(True), "task"]}
+
+
 def lmeval_board(scores: pd.DataFrame, rounding: Rounding) -> Board | None:
     scores = scores[scores["kind"] == "lm-eval"]
     if scores.empty:
@@ -129,12 +138,21 @@ def lmeval_board(scores: pd.DataFrame, rounding: Rounding) -> Board | None:
             metrics[task] = metric
     order = list(_catalogue_metrics())
     lower = _lower_is_better(scores, metrics)
-    # Catalogue order, lower-is-better columns (not in the average) after the others.
+    group_columns = _group_columns(scores)
+    # Catalogue order, then groups' aggregates, lower-is-better columns (not in the
+    # average) after the others.
     tasks = sorted(
         metrics,
-        key=lambda t: (t in lower, t not in order, order.index(t) if t in order else 0, t),
+        key=lambda t: (
+            t in lower,
+            t in group_columns,
+            t not in order,
+            order.index(t) if t in order else 0,
+            t,
+        ),
     )
-    averaged = [t for t in tasks if t not in lower] or tasks
+    members = [t for t in tasks if t not in group_columns]  # a group's tasks count once
+    averaged = [t for t in members if t not in lower] or members
     board = Board(
         "lm-eval",
         "num_fewshot",

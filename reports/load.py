@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from reports import lmeval, logickor, rundir
+from reports import groups, lmeval, logickor, rundir
 from reports.errors import BadFile, ReportError
 from reports.jsonio import read_json
 from reports.lmeval import Part
@@ -161,6 +161,7 @@ def _read_run(path: Path, label: str, bad: _Bad) -> Part:
             info.versions.setdefault(task, str(version))
         rows = lmeval.score_rows(results, label, model, info.versions, shots)
         part.scores += rows
+        part.scores += groups.score_rows(manifest.groups, results, label, model, shots)
         for task in dict.fromkeys(row["task"] for row in rows):
             info.settings.setdefault(task, set()).add(shots)
             samples = rundir.samples_path(path, shots, task)

@@ -31,6 +31,7 @@ SCORE_COLUMNS = [
     "higher_is_better",  # as lm-eval's results record it (bits_per_byte: False); LogicKor: True
     "aggregation",  # lm-eval's aggregation name ("mean", "bits_per_byte", ...) when known
     "primary",  # lm-eval: True for the metric its task config lists first (metric_list[0])
+    "group",  # True on a group's aggregate row (kmmlu): its tasks have rows too
 ]
 
 SAMPLE_COLUMNS = [
@@ -102,6 +103,8 @@ def frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
             df[column] = df[column].astype(float)
     if "weight" in df:
         df["weight"] = df["weight"].astype(float)
+    if "group" in df:
+        df["group"] = df["group"].eq(True)  # rows other than a group's aggregate: False
     return df
 
 

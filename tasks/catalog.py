@@ -269,23 +269,41 @@ def task_manager():
 
 
 def requested_groups(names: list[str], include_path: tuple[str, ...] = ()) -> list[dict]:
-    """The group names among ``names``: each with its tasks (``resolve``'s, in order) and
-    its ``aggregate_metric_list`` (fusebench's group YAML, else lm-eval's or the user's
-    group config), for the manifest and the reports' aggregate rows."""
-    _, groups = _catalogue()
-    out = []
+    """The group names among ``names`` and every group inside them that aggregates
+    (ko_suite's kmmlu, kmmlu's kmmlu_stem, click's click_lang): each with its tasks
+    (``resolve``'s, in order) and its ``aggregate_metric_list`` (fusebench's group YAML, else
+    lm-eval's or the user's group config), for the manifest and the reports' aggregate rows;
+    a group before the groups inside it."""
+    out: dict[str, dict] = {}
     for raw in dict.fromkeys(n.strip() for n in names):
-        if raw in groups:
-            aggregate = [dict(a) for a in groups[raw].aggregate_metric_list]
-        elif raw in all_tasks() or not raw:
-            continue
-        else:
-            from tasks.registry import foreign
+        _walk_group(raw, include_path, out, named=True)
+    return list(out.values())
 
-            reg = foreign(include_path)
-            if reg.kind(raw) != "group":
-                continue
-            aggregate = [dict(a) for a in reg.config(raw).get("aggregate_metric_list") or []]
-        tasks = expand([raw], include_path)
-        out.append({"name": raw, "tasks": tasks, "aggregate_metric_list": aggregate})
-    return out
+
+def _walk_group(
+    name: str, include_path: tuple[str, ...], out: dict[str, dict], named: bool
+) -> None:
+    """Record ``name`` in ``out`` if it is a group (named in --tasks, or one that aggregates),
+    then the groups among its members."""
+    _, groups = _catalogue()
+    if name in out or not name:
+        return
+    if name in groups:
+        aggregate = [dict(a) for a in groups[name].aggregate_metric_list]
+        members = list(groups[name].tasks)
+    elif name in all_tasks():
+        return
+    else:
+        from tasks.registry import foreign
+
+        reg = foreign(include_path)
+        if name not in reg.index or reg.kind(name) != "group":
+            return  # a task or a tag: no aggregate of its own
+        cfg = reg.config(name)
+        aggregate = [dict(a) for a in cfg.get("aggregate_metric_list") or []]
+        members = [m for m in cfg.get("task") or [] if isinstance(m, str)]
+    if named or aggregate:
+        tasks = expand([name], include_path)
+        out[name] = {"name": name, "tasks": tasks, "aggregate_metric_list": aggregate}
+    for member in members:
+        _walk_group(member, include_path, out, named=False)

@@ -25,6 +25,7 @@ from tasks.errors import TaskDataError
 LMEVAL = "lm-eval"
 INCLUDE_PATH = "include-path"
 # Keys of a group's config that describe the group itself; any other key overrides its tasks.
+_MISSING = object()  # a key a task's config does not have
 _GROUP_KEYS = {"group", "group_alias", "task", "aggregate_metric_list", "metadata", "tag"}
 _OFFLINE_HINT = (
     "without the Hub, prepare HF_DATASETS_CACHE on a machine with access, or point "
@@ -108,26 +109,48 @@ class Foreign:
                 f"{name}: lm-eval defines it as a Python class ({entry.yaml_path}); fusebench "
                 "runs YAML tasks only"
             )
-        if entry.kind is Kind.TAG:
-            members = sorted(entry.tags)
-        else:
-            cfg = entry.cfg or {}
-            overrides = sorted(set(cfg) - _GROUP_KEYS)
-            members = cfg.get("task") or []
-            inline = [m for m in members if not isinstance(m, str)]
-            if overrides or inline:
-                what = (
-                    f"sets {', '.join(overrides)} for its tasks"
-                    if overrides
-                    else ("defines a task inline")
-                )
-                raise TaskDataError(
-                    f"group {name} ({entry.yaml_path}) {what}: fusebench evaluates a group's "
-                    "tasks one by one under their own names; name the tasks instead"
-                )
+        cfg = {} if entry.kind is Kind.TAG else (entry.cfg or {})
+        members = sorted(entry.tags) if entry.kind is Kind.TAG else (cfg.get("task") or [])
+        if any(not isinstance(m, str) for m in members):
+            self._refuse(name, "defines a task inline")
         out: list[str] = []
         for member in members:
             out += [t for t in self.expand(member, (*seen, name)) if t not in out]
+        overrides = self._overrides(cfg, out)
+        if overrides:
+            self._refuse(name, f"sets {', '.join(overrides)} for its tasks")
+        return out
+
+    def _overrides(self, cfg: dict, tasks: list[str]) -> list[str]:
+        """The group-level keys that change a task's config. A key every task already has
+        with the same value (hrm8k's metric_list) changes nothing, in lm-eval as here."""
+        keys = sorted(set(cfg) - _GROUP_KEYS)
+        return [k for k in keys if any(self.config(t).get(k, _MISSING) != cfg[k] for t in tasks)]
+
+    def _refuse(self, name: str, what: str) -> NoReturn:
+        raise TaskDataError(
+            f"group {name} ({self.index[name].yaml_path}) {what}: fusebench evaluates a "
+            "group's tasks one by one under their own names; name the tasks instead"
+        )
+
+    def leaf_configs(self, name: str, seen: tuple[str, ...] = ()) -> list[dict]:
+        """The configs of the tasks ``name`` stands for, inline ones included, whether or not
+        fusebench can run the group (``fusebench tasks --all`` says where their data is)."""
+        entry = self.index.get(name)
+        if entry is None or name in seen:
+            return []
+        if entry.kind.name == "TAG":
+            members: list = sorted(entry.tags)
+        elif entry.kind.name == "GROUP":
+            members = (entry.cfg or {}).get("task") or []
+        else:
+            return [self.config(name)]
+        out: list[dict] = []
+        for member in members:
+            if isinstance(member, str):
+                out += self.leaf_configs(member, (*seen, name))
+            elif isinstance(member, dict):
+                out.append(member)
         return out
 
     def digest(self, name: str) -> str:

@@ -105,16 +105,14 @@ def _group_data(group) -> str:
 
 
 def _data_of(reg, name: str) -> str | None:
-    """``Hub`` or ``local`` for an indexed task, group or tag (from its tasks' configs);
-    None for a group fusebench cannot expand."""
-    from tasks.errors import TaskDataError
+    """``Hub`` or ``local`` for an indexed task, group or tag, from its tasks' configs (a
+    group's, even one fusebench cannot run); None when it names no task."""
     from tasks.registry import reads_hub
 
-    try:
-        members = [name] if reg.kind(name) == "task" else reg.expand(name)
-    except TaskDataError:
+    configs = reg.leaf_configs(name)
+    if not configs:
         return None
-    return "Hub" if any(reads_hub(reg.config(m)) for m in members) else "local"
+    return "Hub" if any(reads_hub(cfg) for cfg in configs) else "local"
 
 
 def _list_all(include_path: tuple[str, ...], as_json: bool) -> None:

@@ -72,6 +72,10 @@ def user_tasks(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (folder / "_my_suite.yaml").write_text(
         "group: my_suite\ntask:\n  - my_boolq_acc\n  - my_boolq\n", encoding="utf-8"
     )
+    # Group-level metric_list: the same as each task's own (as hrm8k's), then not.
+    for group, tasks in (("my_same", ["my_boolq_acc", "my_boolq_zero"]), ("my_over", ["my_boolq"])):
+        cfg = {"group": group, "task": tasks, "metric_list": [acc]}
+        (folder / f"_{group}.yaml").write_text(json.dumps(cfg), encoding="utf-8")
     return folder
 
 
@@ -193,7 +197,9 @@ def test_tasks_all_lists_every_source(user_tasks: Path, capsys: pytest.CaptureFi
     assert {n: by_name[n]["data"] for n in ("kmmlu", "kmmlu_accounting", "ko_suite")} == {
         n: "Hub" for n in ("kmmlu", "kmmlu_accounting", "ko_suite")
     }
-    assert {by_name[n]["data"] for n in ("my_boolq", "my_suite", "kobest", "nsmc")} == {"local"}
+    local = ("my_boolq", "my_suite", "my_over", "kobest", "nsmc")  # my_over: refused, yet known
+    assert {by_name[n]["data"] for n in local} == {"local"}
+    assert by_name["hrm8k"]["data"] == "Hub"  # a group's data is its tasks'
     assert main(["tasks", "--json"]) == 0  # the short listing: no registry indexed
     listed = json.loads(capsys.readouterr().out)
     groups = {g["name"]: g["needs_hub"] for g in listed["groups"]}
@@ -222,13 +228,37 @@ def test_registry_names_resolve_without_data(user_tasks: Path) -> None:
     assert {(suite[t].origin, suite[t].needs_hub) for t in hub} == {("lm-eval", True)}
     assert {(suite[t].origin, suite[t].needs_hub) for t in seven} == {("fusebench", False)}
     # Groups named in --tasks, for the manifest: their tasks and lm-eval's aggregation.
-    kmmlu_group, kobest, _ = catalog.requested_groups(["kmmlu", "kobest", "ko_suite", "nsmc"])
+    found = catalog.requested_groups(["kmmlu", "kobest", "ko_suite", "nsmc"])
+    by_name = {g["name"]: g for g in found}
+    kmmlu_group, kobest = by_name["kmmlu"], by_name["kobest"]
     assert kmmlu_group == {
         "name": "kmmlu",
         "tasks": kmmlu,
         "aggregate_metric_list": [{"metric": "acc", "weight_by_size": True}],
     }
     assert kobest["tasks"] == seven[:5] and kobest["aggregate_metric_list"][0]["metric"] == "acc"
+    # ...and the groups inside them that aggregate (lm-eval reports those too), each once,
+    # a group before its own: ko_suite's haerae and click, kmmlu's four, click's two.
+    kmmlu_parts = ["kmmlu_stem", "kmmlu_other", "kmmlu_applied_science", "kmmlu_humss"]
+    assert [g["name"] for g in found] == [
+        "kmmlu",
+        *kmmlu_parts,
+        "kobest",
+        "ko_suite",
+        "haerae",
+        "click",
+        "click_lang",
+        "click_cul",
+    ]
+    assert sum(len(by_name[p]["tasks"]) for p in kmmlu_parts) == 45
+    suite_groups = {g["name"]: g for g in catalog.requested_groups(["ko_suite"])}
+    assert suite_groups["kmmlu"] == kmmlu_group  # named inside ko_suite only: still recorded
+    both = [
+        {"metric": m, "aggregation": "mean", "weight_by_size": True} for m in ("acc", "acc_norm")
+    ]
+    assert suite_groups["haerae"]["aggregate_metric_list"] == both
+    assert suite_groups["click"]["aggregate_metric_list"] == both
+    assert suite_groups["click"]["tasks"] == catalog.expand(["click"])
     with pytest.raises(Exception, match="ko_suite includes lm-eval's kmmlu, haerae, click"):
         catalog.expand_own(["ko_suite"], "contamination")
     # fusebench's names stay fusebench's, alone or inside another list.
@@ -237,6 +267,14 @@ def test_registry_names_resolve_without_data(user_tasks: Path) -> None:
     mine = catalog.resolve(["my_suite"], (str(user_tasks),))
     assert list(mine) == ["my_boolq_acc", "my_boolq"]
     assert {i.origin for i in mine.values()} == {"include-path"}
+    # A group-level key equal to every task's own value changes nothing: hrm8k runs as a
+    # group; one that would change a task's config is refused, naming the key.
+    hrm8k = ["hrm8k_gsm8k", "hrm8k_ksm", "hrm8k_math", "hrm8k_mmmlu", "hrm8k_omni_math"]
+    assert catalog.expand(["hrm8k"]) == hrm8k
+    include = (str(user_tasks),)
+    assert catalog.expand(["my_same"], include) == ["my_boolq_acc", "my_boolq_zero"]
+    with pytest.raises(Exception, match=r"group my_over \(.*_my_over.yaml\) sets metric_list"):
+        catalog.expand(["my_over"], include)
     with pytest.raises(Exception, match="unknown task 'kmmluu'. Did you mean 'kmmlu'"):
         catalog.resolve(["kmmluu"])
 

@@ -57,3 +57,60 @@ def test_same_model_in_two_runs_is_told_apart(runs: dict[str, Path], tmp_path: P
     shutil.copytree(runs["base"], again)
     rows = json.loads(render.boards_json(leaderboard.build(load([runs["base"], again]).scores)))
     assert {r["model"] for r in rows["rows"]} == {"tiny-llama [base]", "tiny-llama [base-again]"}
+
+
+def _with_group(run: Path, target: Path) -> Path:
+    """A copy of ``run`` whose manifest records a group over two of its tasks, as ``eval
+    --tasks GROUP`` records one (kmmlu's aggregate_metric_list: acc, weighted by size)."""
+    shutil.copytree(run, target)
+    manifest = rundir.read_manifest(target)
+    manifest.groups = [
+        rundir.GroupEntry(
+            name="mini",
+            tasks=["kobest_boolq", "nsmc"],
+            aggregate_metric_list=[
+                {"metric": "acc", "aggregation": "mean", "weight_by_size": True}
+            ],
+        )
+    ]
+    rundir.write_manifest(target, manifest)
+    return target
+
+
+def test_a_groups_aggregate_is_a_column_left_out_of_the_average(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    from reports import groups
+    from tests.reports.test_cli import cli
+
+    grouped = _with_group(runs["base"], tmp_path / "grouped")
+    done = cli("report", str(grouped), "--format", "json")
+    assert done.returncode == 0, done.stderr
+    with_group = json.loads(done.stdout)["rows"]
+    without = json.loads(render.boards_json(leaderboard.build(load([runs["base"]]).scores)))
+    manifest = rundir.read_manifest(grouped)
+    for row, plain in zip(with_group, without["rows"], strict=True):
+        results = rundir.read_results(grouped, row["num_fewshot"])
+        want = groups.aggregate(manifest.groups[0], results)["acc,none"]
+        assert row["scores"]["mini"] == round(want, 4)
+        assert row["scores"]["average"] == plain["scores"]["average"]  # tasks counted once
+        assert list(row["scores"]) == [*plain["scores"]][:-1] + ["mini", "average"]
+    md = render.boards_md(leaderboard.build(load([grouped]).scores), "round")
+    assert "| mini |" in md
+
+
+def test_compare_shows_a_groups_aggregate(runs: dict[str, Path], tmp_path: Path) -> None:
+    from reports import compare, groups
+    from reports.load import load_runs
+
+    base = _with_group(runs["base"], tmp_path / "base")
+    fused = _with_group(runs["fused"], tmp_path / "fused")
+    loaded = load_runs([base, fused])
+    (comparison,) = compare.compare(loaded)
+    rows = [r for r in comparison.rows if r.task == "mini" and r.metric == "acc"]
+    assert {r.setting for r in rows} == {0, 2}
+    group = rundir.read_manifest(base).groups[0]
+    for r in rows:
+        assert r.primary
+        assert r.base == groups.aggregate(group, rundir.read_results(base, r.setting))["acc,none"]
+        assert r.other == groups.aggregate(group, rundir.read_results(fused, r.setting))["acc,none"]
