@@ -84,6 +84,7 @@ def _eval(model: Path, out: Path, folder: Path, *extra: str) -> int:
     return main([*argv, "--limit", "4", "--batch-size", "4", "--output", str(out), *extra])
 
 
+@pytest.mark.slow  # indexes lm-eval's registry for a folder of its own: seconds
 def test_include_path_task_runs_end_to_end(
     user_tasks: Path, zoo: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -323,6 +324,7 @@ def test_fusebench_names_never_index_the_registry(
     _note_replaced(infos, (str(user_tasks),), Console(file=io.StringIO()))
 
 
+@pytest.mark.slow  # indexes lm-eval's registry for a folder of its own: seconds
 def test_user_task_replacing_a_name_is_said(user_tasks: Path, tmp_path: Path) -> None:
     """As with lm_eval --include_path, the user's task replaces the registry's of that name
     (and eval says so); fusebench's own name is never replaced (and eval says that)."""

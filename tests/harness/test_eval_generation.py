@@ -68,6 +68,7 @@ def _eval(model: Path, out: Path, folder: Path, *extra: str) -> int:
     return main([*argv, "--batch-size", "4", "--output", str(out), *extra])
 
 
+@pytest.mark.slow  # indexes lm-eval's registry for a folder of its own: seconds
 def test_generation_task_runs_resumes_and_uses_the_cache(
     gen_tasks: Path,
     zoo: Path,
