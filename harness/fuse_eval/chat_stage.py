@@ -24,7 +24,7 @@ from fusion.layout import WorkDir
 from fusion.pipeline import Reporter
 from harness.errors import HarnessError
 from harness.fuse_eval.headline import Outcome, Row
-from harness.fuse_eval.plan import BASE, Plan, Subject, changed_settings, eval_spec, make_plan
+from harness.fuse_eval.plan import BASE, Plan, Subject, eval_spec, make_plan, unchanged_or_refused
 from harness.fuse_eval.report import _for_tables
 from harness.fuse_eval.stage import _each_in_own_process, _parallel, status_console
 from harness.specs import EvalSpec
@@ -111,12 +111,7 @@ def _jobs(
     for subject in subjects(chat, merged):
         out = layout.eval_run(subject.label)
         spec = eval_spec(view, plan, subject, out)
-        changed = ", ".join(changed_settings(out, spec))
-        if changed and not overwrite:
-            raise HarnessError(
-                f"{out}: evaluated with other settings ({changed}) than the config's evaluate "
-                "section; rerun with --overwrite to evaluate again"
-            )
+        changed = unchanged_or_refused(out, spec, overwrite)
         if not changed and subject.label != BASE and _model_changed(out, spec):
             changed = "the model was made again since"
         if changed:

@@ -11,6 +11,7 @@ from pathlib import Path
 from fusion.config import ConfigError, FuseConfig
 from fusion.pipeline import SeedModels
 from harness.backends import BackendOptions
+from harness.errors import HarnessError
 from harness.specs import EvalSpec
 from reports.rundir import Manifest
 
@@ -203,6 +204,18 @@ def changed_settings(run: Path, spec: EvalSpec) -> list[str]:
         **_chat_pairs(old, spec),
     }
     return [name for name, (a, b) in pairs.items() if a != b]
+
+
+def unchanged_or_refused(run: Path, spec: EvalSpec, overwrite: bool) -> str:
+    """The settings ``run`` was evaluated with that differ from ``spec``'s, said in words
+    (empty: none or a new run); refused in one line unless ``overwrite``."""
+    changed = ", ".join(changed_settings(run, spec))
+    if changed and not overwrite:
+        raise HarnessError(
+            f"{run}: evaluated with other settings ({changed}) than the config's evaluate "
+            "section; rerun with --overwrite to evaluate again"
+        )
+    return changed
 
 
 def _chat_pairs(old: Manifest, spec: EvalSpec) -> dict[str, tuple]:

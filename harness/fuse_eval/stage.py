@@ -28,7 +28,6 @@ from fusion import pipeline
 from fusion.config import FuseConfig
 from fusion.layout import WorkDir
 from fusion.pipeline import Reporter, SeedModels, trained_seeds
-from harness.errors import HarnessError
 from harness.fuse_eval import logickor
 from harness.fuse_eval.contamination import check_corpus
 from harness.fuse_eval.headline import Outcome
@@ -37,11 +36,11 @@ from harness.fuse_eval.plan import (
     CONTROL,
     FUSED,
     Plan,
-    changed_settings,
     eval_spec,
     make_plan,
     seed_labels,
     subjects,
+    unchanged_or_refused,
 )
 from harness.fuse_eval.report import Gate, extra_sections, write_report
 from harness.specs import EvalSpec
@@ -159,12 +158,7 @@ def _evaluate_models(
     for subject in subjects(config, trained):
         out = layout.eval_run(subject.label)
         spec = eval_spec(config, plan, subject, out)
-        changed = ", ".join(changed_settings(out, spec))
-        if changed and not overwrite:
-            raise HarnessError(
-                f"{out}: evaluated with other settings ({changed}) than the config's evaluate "
-                "section; rerun with --overwrite to evaluate again"
-            )
+        changed = unchanged_or_refused(out, spec, overwrite)
         if changed:
             report.status(f"evaluate {subject.label}: other settings ({changed}): evaluated anew")
             shutil.rmtree(out)
