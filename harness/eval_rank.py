@@ -20,11 +20,22 @@ from rich.console import Console
 from runrecords.atomic import write_json_atomic
 from runrecords.errors import Interrupted, UserError
 
+_stopping = False
+
 
 def _stop(signum: int, frame: object) -> None:
     """SIGTERM (the launcher stopping, or a scheduler) takes Ctrl-C's path: rank 0 records
     the run as interrupted, then the rank exits."""
     raise KeyboardInterrupt
+
+
+def _stop_after_rank_0(signum: int, frame: object) -> None:
+    """SIGTERM on the other ranks is noted, not acted on: were they to exit at once, rank 0
+    could meet their closed connections in a collective before its own signal is handled,
+    and record a failure, or be cut off while recording. They have nothing to record; they
+    end when rank 0 has left the group (their next collective fails) or torchrun kills them."""
+    global _stopping
+    _stopping = True
 
 
 def evaluate(payload: str) -> None:
@@ -86,8 +97,10 @@ def _report(err: UserError, rank: str) -> None:
 
 
 def main() -> int:
-    signal.signal(signal.SIGTERM, _stop)
     rank = os.environ.get("RANK", "0")  # before join() hides it
+    signal.signal(signal.SIGTERM, _stop if rank == "0" else _stop_after_rank_0)
+    if rank != "0":
+        signal.signal(signal.SIGINT, _stop_after_rank_0)
     try:
         evaluate(sys.argv[1])
     except (KeyboardInterrupt, Interrupted):  # rank 0 recorded it; the launcher says it
@@ -95,6 +108,10 @@ def main() -> int:
     except UserError as err:
         _report(err, rank)
         return err.exit_code
+    except Exception:
+        if _stopping:  # rank 0 left the group after the stop: no error of this rank's
+            return 130
+        raise
     return 0
 
 
