@@ -346,6 +346,7 @@ def test_user_task_replacing_a_name_is_said(user_tasks: Path, tmp_path: Path) ->
     assert "haerae/haerae_hi.yaml" in said
 
 
+@pytest.mark.slow  # three evaluations
 def test_task_data_is_loaded_once_and_each_shot_count_is_right(
     user_tasks: Path, zoo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

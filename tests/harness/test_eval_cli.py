@@ -160,9 +160,10 @@ def test_interrupted_run_resumes_without_redoing_work(
     ("args", "message"),
     [
         (["/no/such/model"], "/no/such/model: model path does not exist"),
-        (
+        pytest.param(  # suggests from lm-eval's registry too: indexes it (~15 s)
             ["{zoo}/tiny-llama", "--tasks", "kobest_bolq"],
             "unknown task 'kobest_bolq'. Did you mean",
+            marks=pytest.mark.slow,
         ),
         (["{tmp}"], "no config.json"),
         (["{zoo}/tiny-llama", "--num-fewshot", "x"], "--num-fewshot 'x'"),

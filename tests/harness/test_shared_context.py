@@ -52,10 +52,12 @@ def _evaluate(lm: HFLM, shots: int) -> dict:
 @pytest.mark.parametrize(
     ("model", "shots", "max_length"),
     [
-        ("tiny-llama", 0, None),
+        # Two in the default layer (cut prompts; absolute positions), the rest in the slow
+        # one; tiny-mistral's scores are also checked there with its chat template.
+        pytest.param("tiny-llama", 0, None, marks=pytest.mark.slow),
         ("tiny-llama", 2, 128),  # few-shot prompts cut from the left
-        ("tiny-mistral", 0, 128),
-        ("tiny-mistral", 2, None),
+        pytest.param("tiny-mistral", 0, 128, marks=pytest.mark.slow),
+        pytest.param("tiny-mistral", 2, None, marks=pytest.mark.slow),
         ("tiny-gpt2", 2, None),  # absolute position embeddings
     ],
 )
