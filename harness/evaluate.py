@@ -320,11 +320,12 @@ def run_eval(spec: EvalSpec, console: Console | None = None) -> Path:
 
 def load_model(spec: EvalSpec, model: ModelInfo):
     """The backend's model for ``spec``, rendering with the chat template the manifest
-    records (resolved again from the tokenizer: every rank of ``--nproc`` loads its own)."""
+    records (resolved from the model's own tokenizer, as ``chat_format.resolve`` resolved it
+    before the run opened; every rank of ``--nproc`` loads its own model)."""
     lm = build_backend(spec.backend, model.name_or_path, spec.options)
-    chat = chat_format.resolve(spec, model)
-    if chat.text is not None:
-        chat_format.use_template(lm, chat.text)
+    if spec.apply_chat_template:
+        text = chat_format.template_text(lm.tokenizer, spec.apply_chat_template, spec.model)
+        chat_format.use_template(lm, text)
     return lm
 
 

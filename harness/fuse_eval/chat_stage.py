@@ -25,8 +25,8 @@ from fusion.pipeline import Reporter
 from harness.errors import HarnessError
 from harness.fuse_eval.headline import Outcome, Row
 from harness.fuse_eval.plan import BASE, Plan, Subject, eval_spec, make_plan, unchanged_or_refused
-from harness.fuse_eval.report import _for_tables
-from harness.fuse_eval.stage import _each_in_own_process, _parallel, status_console
+from harness.fuse_eval.report import for_tables
+from harness.fuse_eval.stage import evaluate_jobs, status_console
 from harness.specs import EvalSpec
 from runrecords.atomic import write_text_atomic
 from runrecords.errors import Interrupted
@@ -121,23 +121,6 @@ def _jobs(
     return jobs
 
 
-def _evaluate(jobs: list[tuple[str, EvalSpec]], nproc: int, report: Reporter) -> None:
-    """As fuse run evaluates: vLLM one model per process, several CPU models at once with
-    ``nproc`` > 1, else one after another here."""
-    from harness.evaluate import run_eval
-
-    if any(spec.backend == "vllm" for _, spec in jobs):
-        _each_in_own_process(jobs, report)
-    elif min(nproc, len(jobs)) > 1 and all(s.options.device == "cpu" for _, s in jobs):
-        _parallel(jobs, min(nproc, len(jobs)), report)
-    else:
-        console = status_console(report)
-        for model, spec in jobs:
-            report.status(f"evaluate {spec.label}: {model}")
-            run_eval(spec, console)
-            report.output(f"eval {spec.label}", spec.output)
-
-
 def write_report(chat: ChatConfig, labels: list[str], plan: Plan, notes: list[str]) -> Outcome:
     """compare.md and compare.json under work_dir/report: merged vs base (gated), each pair
     target vs base, merged vs each pair target; returns the headline (merged vs base). Only
@@ -163,7 +146,7 @@ def write_report(chat: ChatConfig, labels: list[str], plan: Plan, notes: list[st
     layout.report.mkdir(parents=True, exist_ok=True)
     title = f"# fuse chat: {MERGED} vs {BASE} (the pivot, {chat.pivot.name})\n\n"
     # as fuse run's page: the perplexities (redundant with bits per byte) in compare.json only
-    shown = render.comparisons_md(_for_tables(every), card, gate)
+    shown = render.comparisons_md(for_tables(every), card, gate)
     write_text_atomic(layout.compare_md, title + shown)
     write_text_atomic(
         layout.compare_json,
@@ -231,7 +214,7 @@ def evaluate_chat(
     )
     try:
         jobs = _jobs(chat, plan, merged, overwrite=overwrite, report=report)
-        _evaluate(jobs, nproc, report)
+        evaluate_jobs(jobs, nproc, report, status_console(report))
         notes = [f"task {n} is not in this task catalogue: not evaluated" for n in plan.skipped]
         report.status(f"report: comparing {MERGED} with {BASE}")
         outcome = write_report(chat, [spec.label or "" for _, spec in jobs], plan, notes)

@@ -108,7 +108,7 @@ def _relabel(loaded: Loaded, names: dict[str, str]) -> None:
             info.model = names.get(info.model, info.model)
 
 
-def _for_tables(comparisons: list[compare.Comparison]) -> list[compare.Comparison]:
+def for_tables(comparisons: list[compare.Comparison]) -> list[compare.Comparison]:
     """The comparisons as the page's tables show them: without ``TABLE_HIDDEN`` metrics."""
     return [
         replace(c, rows=[r for r in c.rows if r.metric not in TABLE_HIDDEN]) for c in comparisons
@@ -164,7 +164,7 @@ def write_report(
         claim.markdown(pooled, layout.forest_svg.name, machine_line),
         matrix.markdown(strength, len(seeds)),
         *[s.markdown for s in sections],
-        render.comparisons_md(_for_tables(every), card, gate_lines),
+        render.comparisons_md(for_tables(every), card, gate_lines),
     ]
     write_text_atomic(layout.compare_md, "\n".join(p.rstrip("\n") + "\n" for p in md_parts))
     data = json.loads(
@@ -180,11 +180,11 @@ def write_report(
         boards,
         ROUNDING,
         HTML_SAMPLES,
-        _for_tables(against_base),
+        for_tables(against_base),
         card,
         failures,
         gate_lines,
-        more_comparisons=_for_tables(fused_vs_control),
+        more_comparisons=for_tables(fused_vs_control),
         claim=claim.view(pooled, plots.svg_data_uri(svg), machine_line),
         matrix=matrix.view(strength, len(seeds)),
         sections=[s.html for s in sections],

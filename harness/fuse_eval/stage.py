@@ -151,8 +151,6 @@ def _evaluate_models(
     """``run_eval`` for every model into work_dir/eval/<label>: resumed, or skipped when done;
     a run made with other evaluate settings is refused (replaced with ``overwrite``). With
     ``workers`` > 1 on the CPU, that many models are evaluated at once (``_parallel``)."""
-    from harness.evaluate import run_eval
-
     layout = WorkDir(config.work_dir)
     jobs: list[tuple[str, EvalSpec]] = []
     for subject in subjects(config, trained):
@@ -163,6 +161,16 @@ def _evaluate_models(
             report.status(f"evaluate {subject.label}: other settings ({changed}): evaluated anew")
             shutil.rmtree(out)
         jobs.append((subject.model, spec))
+    evaluate_jobs(jobs, workers, report, console)
+
+
+def evaluate_jobs(
+    jobs: list[tuple[str, EvalSpec]], workers: int, report: Reporter, console: Console
+) -> None:
+    """Evaluate each (model, spec): vLLM one model per process, ``workers`` CPU models at a
+    time when > 1, else one after another in this process (``fuse run`` and ``fuse chat``)."""
+    from harness.evaluate import run_eval
+
     workers = min(workers, len(jobs))
     if any(spec.backend == "vllm" for _, spec in jobs):
         _each_in_own_process(jobs, report)
